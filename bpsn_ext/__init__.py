@@ -1,0 +1,13 @@
+"""bpsn_ext: parallel, single-step and state-space spiking neurons for SpikingJelly and snnTorch.
+
+``import bpsn_ext`` imports neither framework; the adapters live in ``bpsn_ext.spikingjelly``
+and ``bpsn_ext.snntorch``, and :func:`register` exposes them in the frameworks' namespaces.
+"""
+
+from bpsn_ext import surrogate
+from bpsn_ext.convert import to_single_step
+from bpsn_ext.registry import register
+
+__version__ = "0.1.0"
+
+__all__ = ["surrogate", "register", "to_single_step", "__version__"]

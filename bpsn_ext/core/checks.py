@@ -1,0 +1,46 @@
+"""Input checks that turn bad arguments into clear errors (what was wrong, what was expected)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["check_float", "check_rank", "check_floating"]
+
+
+def check_float(
+    name: str, value: object, *, positive: bool = False, finite: bool = True
+) -> float:
+    """Return ``value`` if it is a Python float (hyper-parameters are floats by convention)."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        hint = f"; write {float(value)!r}" if isinstance(value, int) and not isinstance(
+            value, bool
+        ) else ""
+        raise TypeError(
+            f"{name} must be a Python float, got {type(value).__name__} {value!r}{hint}"
+        )
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def check_floating(name: str, x: object) -> torch.Tensor:
+    """``x`` must be a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_rank(name: str, x: torch.Tensor, min_rank: int, layout: str) -> torch.Tensor:
+    """``x`` must have at least ``min_rank`` dims (``layout`` names them, e.g. '[T, N, *]')."""
+    if x.dim() < min_rank:
+        raise ValueError(
+            f"{name} must have shape {layout} (at least {min_rank} dims), "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x

@@ -1,0 +1,87 @@
+"""Swap neurons inside an existing snnTorch model, and a model-local reset."""
+
+from __future__ import annotations
+
+import snntorch as snn
+import torch
+from torch import nn
+
+from bpsn_ext.core.swap import Rules, Swap, SwapReport, apply_swaps
+
+__all__ = ["swap_neurons", "to_single_step", "reset", "detach"]
+
+# state attributes of snnTorch neurons (Leaky: mem; Synaptic: syn, mem; RLeaky: spk, mem; ...)
+_STATE_NAMES = ("mem", "syn", "spk", "syn_exc", "syn_inh", "c", "mem_prev", "prev_input")
+
+
+def _forget_instance(old: nn.Module) -> None:
+    """Remove ``old`` from snnTorch's global instance list (global resets, garbage collection)."""
+    snn.SpikingNeuron.instances[:] = [m for m in snn.SpikingNeuron.instances if m is not old]
+
+
+def swap_neurons(
+    model: nn.Module, rules: Rules, *, inplace: bool = True, allow_sequence_neurons: bool = False
+) -> SwapReport:
+    """Replace snnTorch neurons in ``model`` by ``rules``; returns ``[(name, old, new)]``.
+
+    ``rules`` maps an old class (exact type) or a predicate to a new class with
+    ``from_neuron(old)`` or a factory ``old -> new``.  Replaced neurons are removed from
+    ``snn.SpikingNeuron.instances``.  A whole-sequence neuron (BPSN) can only replace a step
+    neuron if the model's ``forward`` hands it the whole ``[T, B, ...]`` sequence, which cannot
+    be checked, so it needs ``allow_sequence_neurons=True``.
+
+    Example: ``swap_neurons(net, {snn.Leaky: SingleStepLeaky})``.
+    """
+
+    def check(swap: Swap) -> None:
+        if getattr(swap.new, "consumes_whole_sequence", False) and not allow_sequence_neurons:
+            raise ValueError(
+                f"{type(swap.new).__name__} processes a whole [T, B, ...] sequence per call, but "
+                f"{swap.name} ({type(swap.old).__name__}) is a step neuron, usually called once "
+                f"per time step; pass allow_sequence_neurons=True only if the model's forward "
+                f"gives it the whole sequence"
+            )
+
+    report = apply_swaps(model, rules, inplace=inplace, check=check)
+    for _, old, _ in report:
+        _forget_instance(old)
+    return report
+
+
+def to_single_step(model: nn.Module, *, spike_grad=None, inplace: bool = True) -> SwapReport:
+    """Convert every ``snn.Leaky`` of ``model`` into an S3NN ``SingleStepLeaky``.
+
+    Run the converted model for a single time step.
+    """
+    from bpsn_ext.snntorch.single_step import SingleStepLeaky
+
+    return swap_neurons(
+        model,
+        {snn.Leaky: lambda old: SingleStepLeaky.from_neuron(old, spike_grad=spike_grad)},
+        inplace=inplace,
+    )
+
+
+def reset(net: nn.Module) -> nn.Module:
+    """Zero and detach the state of every snnTorch neuron inside ``net`` (recursively).
+
+    Unlike ``snntorch.utils.reset`` it reaches nested neurons and touches no other model.
+    """
+    for m in net.modules():
+        if isinstance(m, snn.SpikingNeuron):
+            for name in _STATE_NAMES:
+                value = getattr(m, name, None)
+                if isinstance(value, torch.Tensor):
+                    setattr(m, name, torch.zeros_like(value))
+    return net
+
+
+def detach(net: nn.Module) -> nn.Module:
+    """Detach (in place) the state of every snnTorch neuron inside ``net`` from the graph."""
+    for m in net.modules():
+        if isinstance(m, snn.SpikingNeuron):
+            for name in _STATE_NAMES:
+                value = getattr(m, name, None)
+                if isinstance(value, torch.Tensor):
+                    value.detach_()
+    return net
