@@ -42,15 +42,21 @@ def heaviside(x: torch.Tensor, fire_ge: bool = True) -> torch.Tensor:
 
 
 class _SurrogateSpike(torch.autograd.Function):
-    """Heaviside forward; ``grad_fn(x, *params)`` backward. Non-tensor args get no grad."""
+    """Heaviside forward; ``grad_fn(x, grad_output, *params)`` backward.
+
+    The parameters travel as one tuple: a fixed argument count keeps ``torch._dynamo`` from
+    mis-aligning arguments (a graph break) when no input requires grad.
+    """
 
     @staticmethod
-    def forward(x: torch.Tensor, grad_fn: Callable, fire_ge: bool, *params: float) -> torch.Tensor:
+    def forward(
+        x: torch.Tensor, grad_fn: Callable, fire_ge: bool, params: tuple[float, ...]
+    ) -> torch.Tensor:
         return heaviside(x, fire_ge)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        x, grad_fn, _fire_ge, *params = inputs
+        x, grad_fn, _fire_ge, params = inputs
         ctx.save_for_backward(x)
         ctx.grad_fn = grad_fn
         ctx.params = params
@@ -59,7 +65,7 @@ class _SurrogateSpike(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor):
         (x,) = ctx.saved_tensors
         grad_x = ctx.grad_fn(x, grad_output, *ctx.params) if ctx.needs_input_grad[0] else None
-        return (grad_x, None, None) + (None,) * len(ctx.params)
+        return grad_x, None, None, None
 
 
 class SurrogateFunction(nn.Module):
@@ -109,7 +115,7 @@ class SurrogateFunction(nn.Module):
                 + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else "")
             )
         if self.spiking:
-            return _SurrogateSpike.apply(x, self.grad, self.fire_ge, *self.params)
+            return _SurrogateSpike.apply(x, self.grad, self.fire_ge, self.params)
         return self.primitive(x, *self.params)
 
     def extra_repr(self) -> str:

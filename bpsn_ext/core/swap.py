@@ -124,6 +124,21 @@ def reference_tensor(*modules: nn.Module) -> torch.Tensor | None:
     return None
 
 
+def _deepcopy_detached(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works after a forward pass: state tensors that are part of an
+    autograd graph (snnTorch ``mem``, SpikingJelly ``v``) are copied detached."""
+    memo: dict[int, object] = {}
+    for m in model.modules():
+        values = list(vars(m).values()) + list(m._buffers.values())
+        memories = getattr(m, "_memories", None)
+        if isinstance(memories, dict):
+            values += list(memories.values())
+        for value in values:
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
 def apply_swaps(
     model: nn.Module,
     rules: Rules,
@@ -139,7 +154,7 @@ def apply_swaps(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not inplace:
-        model = copy.deepcopy(model)
+        model = _deepcopy_detached(model)
     plan = plan_swaps(model, rules)
     for swap in plan:
         new = swap.factory(swap.old)  # type: ignore[attr-defined]

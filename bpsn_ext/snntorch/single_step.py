@@ -62,6 +62,17 @@ class SingleStepLeaky(snn.Leaky):
                 raise TypeError(
                     f"{name} must be a float or a tensor, got {type(value).__name__} {value!r}"
                 )
+        if reset_mechanism not in snn.SpikingNeuron.reset_dict:
+            # checked before snnTorch appends a half-built neuron to its global instance list
+            raise ValueError(
+                f"reset_mechanism must be one of {list(snn.SpikingNeuron.reset_dict)}, "
+                f"got {reset_mechanism!r}"
+            )
+        if isinstance(threshold, (float, int)) and threshold < 0:
+            raise ValueError(
+                f"threshold must be >= 0, got {threshold!r} (a fresh Leaky's reset would fire "
+                "on its zero membrane)"
+            )
         spike_grad = resolve(spike_grad, default=S2NN, fire_ge=False)
         super().__init__(
             beta,

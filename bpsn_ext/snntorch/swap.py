@@ -42,7 +42,15 @@ def swap_neurons(
                 f"gives it the whole sequence"
             )
 
-    report = apply_swaps(model, rules, inplace=inplace, check=check)
+    known = {id(m) for m in snn.SpikingNeuron.instances}
+    try:
+        report = apply_swaps(model, rules, inplace=inplace, check=check)
+    except Exception:
+        # replacements built before the failure must not linger in snnTorch's global list
+        snn.SpikingNeuron.instances[:] = [
+            m for m in snn.SpikingNeuron.instances if id(m) in known
+        ]
+        raise
     for _, old, _ in report:
         _forget_instance(old)
     return report
