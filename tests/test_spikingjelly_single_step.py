@@ -137,8 +137,8 @@ def test_persistence_and_dtype():
 
 def test_detach_reset_only_changes_membrane_gradient():
     x = drive(torch.randn(10))
-    a = SingleStepNode(detach_reset=True)
-    b = SingleStepNode(detach_reset=False)
+    a = SingleStepNode(detach_reset=True, keep_v_graph=True)
+    b = SingleStepNode(detach_reset=False, keep_v_graph=True)
     sa, sb = a(x), b(x)
     assert torch.equal(sa, sb)
     (ga,) = torch.autograd.grad(a.v.sum(), x)
@@ -146,6 +146,10 @@ def test_detach_reset_only_changes_membrane_gradient():
     # detached reset: v = (1 - s) * x -> dv/dx = 1 - s ; attached adds -x * g'(x - 1)
     assert torch.equal(ga, 1 - sa.detach())
     torch.testing.assert_close(gb, 1 - sb.detach() - x.detach() * S2NN().derivative(x.detach() - 1))
+    # by default v is stored without a graph (nothing reads it later; it would only hold memory)
+    c = SingleStepNode()
+    c(x)
+    assert c.v.grad_fn is None and not c.v.requires_grad
 
 
 @pytest.mark.skipif(SJ_GENERATION != 2, reason="functional forwards exist in SpikingJelly 2.0")

@@ -34,6 +34,8 @@ class SingleStepNode(neuron.BaseNode):
         step_mode: 's' or 'm'.
         backend: legacy SpikingJelly argument; only 'torch' (an elementwise op needs no kernel).
         store_v_seq: keep ``v_seq`` ([T, N, *]) in step mode 'm'.
+        keep_v_graph: keep ``v`` (and ``v_seq``) attached to the autograd graph.  Off by
+            default: no later step reads ``v``, and its graph would only hold memory.
     """
 
     def __init__(
@@ -45,11 +47,17 @@ class SingleStepNode(neuron.BaseNode):
         step_mode: str = "s",
         backend: str = "torch",
         store_v_seq: bool = False,
+        keep_v_graph: bool = False,
     ) -> None:
         check_float("v_threshold", v_threshold)
         if v_reset is not None:
             check_float("v_reset", v_reset)
-        for name, flag in (("detach_reset", detach_reset), ("store_v_seq", store_v_seq)):
+        flags = (
+            ("detach_reset", detach_reset),
+            ("store_v_seq", store_v_seq),
+            ("keep_v_graph", keep_v_graph),
+        )
+        for name, flag in flags:
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be bool, got {type(flag).__name__}")
         if step_mode not in ("s", "m"):
@@ -72,6 +80,7 @@ class SingleStepNode(neuron.BaseNode):
         super().__init__(**kwargs)
         if SJ_GENERATION == 2:
             self._backend = backend
+        self.keep_v_graph = keep_v_graph
 
     @classmethod
     def from_neuron(
@@ -116,7 +125,11 @@ class SingleStepNode(neuron.BaseNode):
     # -- the neuron -----------------------------------------------------------------------
     def _fire(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spike = single_step_fire(x, self.v_threshold, self.surrogate_function)
-        v = membrane_after_reset(x, spike, self.v_threshold, self.v_reset, self.detach_reset)
+        if not self.keep_v_graph:
+            x, spike_v = x.detach(), spike.detach()
+        else:
+            spike_v = spike
+        v = membrane_after_reset(x, spike_v, self.v_threshold, self.v_reset, self.detach_reset)
         return spike, v
 
     def forward(self, *args, **kwargs):
@@ -136,9 +149,15 @@ class SingleStepNode(neuron.BaseNode):
         spike_seq, v_seq = self._fire(inputs[0])
         return (spike_seq,), (v_seq[-1],)
 
-    # SpikingJelly 0.0.0.0.14: charge hook; the membrane restarts from the input
+    # SpikingJelly 0.0.0.0.14: charge hook (abstract there); the membrane restarts from the input
     def neuronal_charge(self, x: torch.Tensor) -> None:
         self.v = x
+
+    if SJ_GENERATION == 1:
+
+        def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+            spike, self.v = self._fire(x)
+            return spike
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         spike_seq, v_seq = self._fire(x_seq)

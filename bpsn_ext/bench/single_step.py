@@ -1,0 +1,263 @@
+"""Training-step cost of a single-step (S3NN) MLP against T-step LIF MLPs.
+
+Three MLPs with the same layers (``in -> width`` x ``depth`` hidden layers ``-> out``):
+
+* ``s3nn``: Linear -> ``bpsn_ext`` ``SingleStepNode`` (SpikingJelly, step mode 's'), one pass;
+* ``sj_lif``: SpikingJelly ``layer.Linear(step_mode='m')`` -> ``neuron.LIFNode(tau=2.0,
+  step_mode='m')`` on the input repeated T times (``[T, N, D]``), logits averaged over T,
+  ``functional.reset_net`` before each step;
+* ``snntorch_leaky``: ``nn.Linear`` -> ``snn.Leaky(beta=0.5)`` in the snnTorch tutorial
+  loop over T (explicit ``mem`` from ``init_leaky()``), logits averaged over T.
+
+Each is timed on one training step (forward, cross-entropy, backward, Adam step) on
+synthetic data with a fixed seed; the peak memory of one step is measured as well.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bpsn_ext.bench.measure import (
+    format_bytes,
+    format_table,
+    peak_memory_bytes,
+    time_fns,
+    write_json_atomic,
+)
+
+__all__ = ["run", "build_s3nn", "build_sj_lif", "SnnTorchLeakyMLP", "DEFAULT_JSON"]
+
+DEFAULT_JSON = os.path.join("benchmarks", "results", "single_step.json")
+IN_FEATURES = 784
+NUM_CLASSES = 10
+
+
+def _hidden_sizes(in_features: int, width: int, depth: int) -> list[tuple[int, int]]:
+    return [(in_features if i == 0 else width, width) for i in range(depth)]
+
+
+def build_s3nn(in_features: int, width: int, depth: int, out_features: int) -> nn.Module:
+    """``[N, in] -> [N, out]`` logits: (Linear -> SingleStepNode) x depth -> Linear."""
+    from bpsn_ext.spikingjelly import SingleStepNode
+
+    layers: list[nn.Module] = []
+    for n_in, n_out in _hidden_sizes(in_features, width, depth):
+        layers += [nn.Linear(n_in, n_out), SingleStepNode(step_mode="s")]
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+class RepeatOverTime(nn.Module):
+    """Direct input coding: ``x [N, *] -> net(x repeated [T, N, *]) -> mean over T``."""
+
+    def __init__(self, net: nn.Module, T: int) -> None:
+        super().__init__()
+        self.net = net
+        self.T = T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_seq = x.unsqueeze(0).expand(self.T, *x.shape)  # [T, N, *]
+        return self.net(x_seq).mean(0)
+
+
+def build_sj_lif(
+    in_features: int, width: int, depth: int, out_features: int, T: int
+) -> nn.Module:
+    """``[N, in] -> [N, out]``: multi-step SpikingJelly LIF MLP over T repeated steps.
+
+    Call ``functional.reset_net`` on it before every sample batch.
+    """
+    from spikingjelly.activation_based import layer, neuron
+
+    layers: list[nn.Module] = []
+    for n_in, n_out in _hidden_sizes(in_features, width, depth):
+        layers += [layer.Linear(n_in, n_out, step_mode="m"), neuron.LIFNode(tau=2.0, step_mode="m")]
+    layers.append(layer.Linear(width, out_features, step_mode="m"))
+    return RepeatOverTime(nn.Sequential(*layers), T)
+
+
+class SnnTorchLeakyMLP(nn.Module):
+    """``[N, in] -> [N, out]``: snnTorch ``Leaky`` MLP unrolled over T steps, tutorial style."""
+
+    def __init__(
+        self, in_features: int, width: int, depth: int, out_features: int, T: int,
+        beta: float = 0.5,
+    ) -> None:
+        import snntorch as snn
+
+        super().__init__()
+        sizes = _hidden_sizes(in_features, width, depth)
+        self.fcs = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in sizes)
+        self.lifs = nn.ModuleList(snn.Leaky(beta=beta) for _ in sizes)
+        self.readout = nn.Linear(width, out_features)
+        self.T = T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mems = [lif.init_leaky() for lif in self.lifs]
+        logits = []
+        for _ in range(self.T):
+            h = x
+            for i, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
+                h, mems[i] = lif(fc(h), mems[i])
+            logits.append(self.readout(h))
+        return torch.stack(logits).mean(0)  # [T, N, out] -> [N, out]
+
+
+@dataclass
+class _Variant:
+    key: str
+    label: str
+    T: int
+    model: nn.Module
+    reset: Callable[[nn.Module], None] | None = None
+
+
+def _variants(width: int, depth: int, T: int) -> list[_Variant]:
+    from spikingjelly.activation_based import functional
+
+    dims = (IN_FEATURES, width, depth, NUM_CLASSES)
+    return [
+        _Variant("s3nn", "S3NN SingleStepNode (SJ)", 1, build_s3nn(*dims)),
+        _Variant("sj_lif", "SpikingJelly LIFNode", T, build_sj_lif(*dims, T),
+                 functional.reset_net),
+        _Variant("snntorch_leaky", "snnTorch Leaky", T, SnnTorchLeakyMLP(*dims, T)),
+    ]
+
+
+def _train_step(v: _Variant, x: torch.Tensor, y: torch.Tensor, lr: float) -> Callable[[], None]:
+    opt = torch.optim.Adam(v.model.parameters(), lr=lr)
+
+    def step() -> None:
+        if v.reset is not None:
+            v.reset(v.model)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(v.model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _environment(device: torch.device) -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "spikingjelly": _version("spikingjelly"),
+        "snntorch": _version("snntorch"),
+        "bpsn_ext": _version("bpsn-ext"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run(
+    width: int = 1024,
+    depth: int = 3,
+    batch: int = 256,
+    T: int = 4,
+    repeats: int = 10,
+    warmup: int = 2,
+    device: str = "cpu",
+    json_path: str | os.PathLike | None = DEFAULT_JSON,
+    seed: int = 0,
+    lr: float = 1e-3,
+    verbose: bool = True,
+) -> dict:
+    """Benchmark one training step of the three MLPs; print a table, write JSON.
+
+    Input is synthetic ``x [batch, 784]`` in [0, 1) with random labels (fixed ``seed``).
+    Returns the JSON-able dict ``{"benchmark", "config", "environment", "results", "speedup",
+    "speedup_min", "memory_ratio"}``; ``results[key]`` has the timing statistics (ms),
+    ``peak_memory_bytes`` and ``parameters``; ``speedup[key]`` is ``median_ms(key) /
+    median_ms(s3nn)`` (``speedup_min`` the same with ``min_ms``).
+    ``json_path=None`` skips the file.
+    """
+    for name, value in (("width", width), ("depth", depth), ("batch", batch), ("T", T)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, IN_FEATURES, generator=gen).to(dev)
+    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen).to(dev)
+
+    torch.manual_seed(seed)
+    variants = _variants(width, depth, T)
+    steps = {}
+    for v in variants:
+        v.model.to(dev)
+        steps[v.key] = _train_step(v, x, y, lr)
+    # interleaved rounds: a busy spell of a shared machine slows all networks alike
+    timings = time_fns(steps, repeats=repeats, warmup=max(warmup, 1), device=dev)
+    results: dict[str, dict] = {}
+    for v in variants:
+        results[v.key] = {
+            "label": v.label,
+            "T": v.T,
+            **timings[v.key],
+            "peak_memory_bytes": peak_memory_bytes(steps[v.key], device=dev),
+            "parameters": sum(p.numel() for p in v.model.parameters()),
+        }
+    base = results["s3nn"]
+    others = [k for k in results if k != "s3nn"]
+    report = {
+        "benchmark": "single_step",
+        "config": {
+            "width": width, "depth": depth, "batch": batch, "T": T, "in_features": IN_FEATURES,
+            "out_features": NUM_CLASSES, "repeats": repeats, "warmup": warmup,
+            "device": str(dev), "seed": seed, "lr": lr, "optimizer": "Adam",
+        },
+        "environment": _environment(dev),
+        "results": results,
+        "speedup": {k: results[k]["median_ms"] / base["median_ms"] for k in others},
+        "speedup_min": {k: results[k]["min_ms"] / base["min_ms"] for k in others},
+        "memory_ratio": {
+            k: results[k]["peak_memory_bytes"] / max(base["peak_memory_bytes"], 1) for k in others
+        },
+    }
+    if verbose:
+        print(format_report(report))
+    if json_path is not None:
+        write_json_atomic(json_path, report)
+        if verbose:
+            print(f"wrote {json_path}")
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The benchmark table and the S3NN speedups as plain text."""
+    cfg, results = report["config"], report["results"]
+    rows = []
+    for key, r in results.items():
+        rows.append([
+            r["label"], r["T"], r["median_ms"], r["min_ms"],
+            format_bytes(r["peak_memory_bytes"]),
+            report["speedup"].get(key, 1.0), report["memory_ratio"].get(key, 1.0),
+        ])
+    headers = ["network", "T", "median ms", "min ms", "peak mem", "time / S3NN", "mem / S3NN"]
+    title = (
+        f"training step (fwd+bwd+Adam), MLP {cfg['in_features']}-{cfg['width']}x{cfg['depth']}"
+        f"-{cfg['out_features']}, batch {cfg['batch']}, device {cfg['device']}, "
+        f"{cfg['repeats']} repeats"
+    )
+    lines = [title, format_table(headers, rows)]
+    for key, s in report["speedup"].items():
+        lines.append(
+            f"S3NN speedup vs {results[key]['label']} (T={results[key]['T']}): {s:.2f}x "
+            f"(median), {report['speedup_min'][key]:.2f}x (min)"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""Leaky integration along time, computed in parallel: ``h_t = lam * h_{t-1} + x_t``.
+
+``h = leaky_integrate(x, lam)`` for ``x`` of shape ``[T, N, *]`` and a decay ``lam`` in (0, 1)
+that broadcasts against one time step (a scalar or per channel).  Equivalently
+``h_t = sum_{i <= t} lam^(t-i) x_i``: a causal convolution with the kernel ``lam^n``.
+``reverse=True`` gives the anti-causal sum ``sum_{i >= t} lam^(i-t) x_i``.
+
+Methods (all equal up to rounding; see ``benchmarks/`` for the timing behind ``auto``):
+
+* ``"matmul"``: one dense ``[T, T]`` Toeplitz matrix per decay; fastest for short T but
+  quadratic memory, so ``auto`` uses it only for ``T <= MATMUL_MAX_T``;
+* ``"fft"``: FFT convolution with zero padding to 2T, O(T log T) time, linear memory;
+* ``"loop"``: the recurrence itself (a Python loop over T), the reference.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["leaky_integrate", "decay_kernel", "MATMUL_MAX_T", "METHODS"]
+
+MATMUL_MAX_T = 256
+METHODS = ("auto", "matmul", "fft", "loop")
+
+
+def decay_kernel(lam: torch.Tensor, T: int) -> torch.Tensor:
+    """``lam^n`` for n = 0..T-1, shape ``[T, *lam.shape]`` (computed as exp(n log lam))."""
+    n = torch.arange(T, device=lam.device, dtype=lam.dtype).reshape(T, *([1] * lam.dim()))
+    return torch.exp(n * torch.log(lam))
+
+
+def _at_channel(v: torch.Tensor, ndim: int, channel_dim: int) -> torch.Tensor:
+    """``[L, C]`` -> shape that broadcasts against an ``ndim``-dim tensor with C at channel_dim."""
+    shape = [1] * ndim
+    shape[0] = v.shape[0]
+    if v.dim() == 2:
+        shape[channel_dim] = v.shape[1]
+    return v.reshape(shape)
+
+
+def _matmul(x: torch.Tensor, lam: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device)
+    lag = (t[:, None] - t[None, :]).to(x.dtype)  # [T, T]: t - i
+    causal = lag >= 0
+    if lam.dim() == 0:
+        K = torch.where(causal, torch.exp(lag.clamp_min(0) * torch.log(lam)), 0.0)
+        return (K @ x.reshape(T, -1)).reshape(x.shape)
+    K = torch.where(causal, torch.exp(lag.clamp_min(0) * torch.log(lam)[:, None, None]), 0.0)
+    xc = x.movedim(channel_dim, -1)  # [T, ..., C]
+    h = torch.einsum("cti,imc->tmc", K, xc.reshape(T, -1, lam.shape[0]))
+    return h.reshape(xc.shape).movedim(-1, channel_dim)
+
+
+def _fft(x: torch.Tensor, lam: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    T = x.shape[0]
+    n = 2 * T
+    kernel = decay_kernel(lam, T)  # [T] or [T, C]
+    Kf = torch.fft.rfft(kernel, n=n, dim=0)
+    Xf = torch.fft.rfft(x, n=n, dim=0)
+    return torch.fft.irfft(Xf * _at_channel(Kf, x.dim(), channel_dim), n=n, dim=0)[:T]
+
+
+def _loop(x: torch.Tensor, lam: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    lam = _at_channel(lam.reshape(1, -1) if lam.dim() else lam.reshape(1), x.dim(), channel_dim)[0]
+    h = torch.zeros_like(x[0])
+    out = []
+    for t in range(x.shape[0]):
+        h = lam * h + x[t]
+        out.append(h)
+    return torch.stack(out)
+
+
+_IMPL = {"matmul": _matmul, "fft": _fft, "loop": _loop}
+
+
+def leaky_integrate(
+    x: torch.Tensor,
+    lam: torch.Tensor,
+    *,
+    channel_dim: int = -1,
+    reverse: bool = False,
+    method: str = "auto",
+) -> torch.Tensor:
+    """Parallel leaky integration of ``x`` ``[T, N, *]``; returns ``[T, N, *]`` in ``x.dtype``.
+
+    ``lam`` is a scalar tensor (one decay) or ``[C]`` (one decay per channel, the channels
+    being dimension ``channel_dim`` of ``x``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if lam.dim() > 1 or (lam.dim() == 1 and lam.shape[0] != x.shape[channel_dim]):
+        raise ValueError(
+            f"decay must be a scalar or [C] with C = x.shape[{channel_dim}] = "
+            f"{x.shape[channel_dim]}, got shape {list(lam.shape)}"
+        )
+    if channel_dim % x.dim() == 0:
+        raise ValueError("channel_dim cannot be the time dimension 0")
+    if reverse:
+        x = x.flip(0)
+    if method == "auto":
+        method = "matmul" if x.shape[0] <= MATMUL_MAX_T else "fft"
+    h = _IMPL[method](x, lam.to(x.dtype), channel_dim)
+    return h.flip(0) if reverse else h

@@ -1,0 +1,50 @@
+"""Padding masks for time-first sequences ``[T, N, *]``."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["as_mask", "broadcast_mask"]
+
+
+def as_mask(mask: torch.Tensor | None, T: int, N: int, device: torch.device) -> torch.Tensor | None:
+    """Validate a padding argument and return a bool mask ``[T, N]`` (True = real step) or None.
+
+    Accepts a bool mask ``[T, N]`` (or ``[T]``, shared by the batch) or integer per-sample
+    lengths ``[N]`` (valid steps ``0 .. length-1``).
+    """
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(mask)
+    if mask.device != device:
+        raise ValueError(f"mask is on {mask.device} but the input is on {device}")
+    if mask.dtype == torch.bool:
+        if mask.shape == (T,):
+            return mask[:, None].expand(T, N)
+        if mask.shape != (T, N):
+            raise ValueError(
+                f"a bool mask must have shape [T, N] = [{T}, {N}] (or [T]), "
+                f"got {list(mask.shape)}"
+            )
+        return mask
+    if mask.is_floating_point() or mask.is_complex():
+        raise TypeError(
+            f"mask must be a bool tensor [T, N] or integer lengths [N], got dtype {mask.dtype}"
+        )
+    if mask.shape != (N,):
+        raise ValueError(
+            f"integer lengths must have shape [N] = [{N}], got {list(mask.shape)} "
+            "(pass a bool tensor for a [T, N] mask)"
+        )
+    if N and (int(mask.min()) < 0 or int(mask.max()) > T):
+        raise ValueError(
+            f"lengths must lie in [0, T] = [0, {T}], got min {int(mask.min())}, "
+            f"max {int(mask.max())}"
+        )
+    return torch.arange(T, device=device)[:, None] < mask[None, :]
+
+
+def broadcast_mask(mask: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``[T, N]`` -> ``[T, N, 1, ..., 1]`` with ``ndim`` dims in total."""
+    return mask.reshape(*mask.shape, *([1] * (ndim - 2)))
