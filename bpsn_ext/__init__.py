@@ -5,9 +5,10 @@ and ``bpsn_ext.snntorch``, and :func:`register` exposes them in the frameworks' 
 """
 
 from bpsn_ext import surrogate
+from bpsn_ext.bpsn import BPSN
 from bpsn_ext.convert import to_single_step
 from bpsn_ext.registry import register
 
 __version__ = "0.1.0"
 
-__all__ = ["surrogate", "register", "to_single_step", "__version__"]
+__all__ = ["BPSN", "surrogate", "register", "to_single_step", "__version__"]
