@@ -24,7 +24,9 @@ REGISTRY: list[tuple[str, str, str, str]] = [
         "bpsn_ext.spikingjelly",
         "SingleStepNode",
     ),
+    ("spikingjelly.activation_based.neuron", "BPSNNode", "bpsn_ext.spikingjelly", "BPSNNode"),
     ("snntorch", "SingleStepLeaky", "bpsn_ext.snntorch", "SingleStepLeaky"),
+    ("snntorch", "BPSN", "bpsn_ext.snntorch", "BPSN"),
 ]
 
 
@@ -52,9 +54,15 @@ def register() -> dict[str, str]:
             )
         setattr(host_mod, attr, cls)
         done[f"{host}.{attr}"] = f"{ours}.{cls_name}"
-        if host == "spikingjelly.activation_based.neuron":
+        if host == "spikingjelly.activation_based.neuron" and _is_base_node(cls):
             _register_sj_config(cls)
     return done
+
+
+def _is_base_node(cls: type) -> bool:
+    from spikingjelly.activation_based import neuron
+
+    return issubclass(cls, neuron.BaseNode)
 
 
 def _register_sj_config(cls: type) -> None:

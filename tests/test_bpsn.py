@@ -67,8 +67,9 @@ def test_window_kernel_equals_sequential_and_concat_streams():
     # concat: forward stream = gate 1, backward stream = gate 0, side by side
     a = core_args()
     cat, _ = bpsn(x, mask, fusion="concat", runaway="none", **a)
-    fwd, _ = bpsn(x, mask, fusion="gate", runaway="none", **{**a, "gate": torch.ones(4, dtype=F64)})
-    bwd, _ = bpsn(x, mask, fusion="gate", runaway="none", **{**a, "gate": torch.zeros(4, dtype=F64)})
+    one, zero = torch.ones(4, dtype=F64), torch.zeros(4, dtype=F64)
+    fwd, _ = bpsn(x, mask, fusion="gate", runaway="none", **{**a, "gate": one})
+    bwd, _ = bpsn(x, mask, fusion="gate", runaway="none", **{**a, "gate": zero})
     assert cat.shape == (13, 3, 8)
     assert torch.equal(cat, torch.cat([fwd, bwd], dim=-1))
 

@@ -1,6 +1,7 @@
 """snnTorch-native classes (imports ``snntorch``). Works with snnTorch 1.0.0 and 0.9.4."""
 
+from bpsn_ext.snntorch.bpsn import BPSN
 from bpsn_ext.snntorch.single_step import SingleStepLeaky
 from bpsn_ext.snntorch.swap import detach, reset, swap_neurons, to_single_step
 
-__all__ = ["SingleStepLeaky", "swap_neurons", "to_single_step", "reset", "detach"]
+__all__ = ["BPSN", "SingleStepLeaky", "swap_neurons", "to_single_step", "reset", "detach"]

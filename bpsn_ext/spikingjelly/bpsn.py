@@ -1,0 +1,102 @@
+"""``BPSNNode``: the BPSN as a SpikingJelly multi-step module.
+
+Like SpikingJelly's ``PSN`` it sees the whole sequence at once and keeps no state between
+calls; unlike ``PSN`` it accepts any T and a padding mask, and it declares step mode ``'m'``
+so that ``functional.set_step_mode(net, 's')`` raises instead of silently skipping it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from spikingjelly.activation_based import base
+
+from bpsn_ext.bpsn import BPSN
+from bpsn_ext.core.dispatch import check_backend, resolve_backend
+
+__all__ = ["BPSNNode"]
+
+
+class BPSNNode(BPSN, base.MultiStepModule):
+    """BPSN for SpikingJelly: ``[T, N, *]`` -> spikes ``[T, N, *]``, ``forward(x_seq, mask=None)``.
+
+    Takes every :class:`bpsn_ext.BPSN` option; ``surrogate_function`` accepts SpikingJelly
+    surrogate objects (default ``ATan(alpha=2)``, firing at ``>=``).  ``backend`` is
+    ``'torch'``, ``'cupy'`` or ``'auto'`` (``supported_backends = ('torch', 'cupy')``, so
+    SpikingJelly 0.0.0.0.14's ``functional.set_backend`` works).  Not for
+    ``MultiStepContainer``/``SeqToANNContainer``, which drive children one step at a time.
+    """
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        *,
+        surrogate_function: Callable | str | None = None,
+        v_threshold: float = 1.0,
+        step_mode: str = "m",
+        backend: str = "torch",
+        store_v_seq: bool = False,
+        **bpsn_options,
+    ) -> None:
+        if step_mode != "m":
+            raise ValueError(
+                f"BPSNNode is multi-step only (it needs the whole sequence), got step_mode="
+                f"{step_mode!r}"
+            )
+        super().__init__(
+            channels, surrogate=surrogate_function, v_threshold=v_threshold, fire_ge=True,
+            **bpsn_options,
+        )
+        self.step_mode = "m"
+        self.backend = backend
+        self.store_v_seq = store_v_seq
+        self.v_seq: torch.Tensor | None = None
+
+    @classmethod
+    def from_neuron(cls, old: torch.nn.Module, **bpsn_options) -> BPSNNode:
+        """Build from a SpikingJelly neuron: threshold and surrogate carry over, and a LIF's
+        ``tau`` becomes the initial decay ``1 - 1/tau`` of both branches."""
+        tau = getattr(old, "tau", None)
+        if isinstance(tau, torch.Tensor):
+            tau = float(tau.mean())
+        options = {"decay_init": 1.0 - 1.0 / float(tau)} if tau and float(tau) > 1.0 else {}
+        options.update(bpsn_options)
+        return cls(
+            v_threshold=float(old.v_threshold),
+            surrogate_function=old.surrogate_function,
+            **options,
+        )
+
+    @property
+    def supported_backends(self) -> tuple[str, ...]:
+        return ("torch", "cupy")
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in self.supported_backends + ("auto",):
+            raise NotImplementedError(
+                f"{value!r} is not a supported backend of BPSNNode {self.supported_backends}"
+            )
+        self._backend = check_backend(value)
+
+    def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if resolve_backend(self._backend, x_seq) == "cupy":
+            from bpsn_ext.kernels.cupy_bpsn import bpsn_cupy  # imported only on CUDA
+
+            spikes, membrane = bpsn_cupy(self, x_seq, mask)
+        else:
+            spikes, membrane = self.forward_with_membrane(x_seq, mask)
+        self.v_seq = membrane if self.store_v_seq else None
+        return spikes
+
+    def reset(self) -> None:
+        """Nothing carries over between calls; clears ``v_seq`` (called by ``reset_net``)."""
+        self.v_seq = None
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", step_mode='m', backend={self._backend!r}"
