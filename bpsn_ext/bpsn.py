@@ -153,6 +153,44 @@ class BPSN(nn.Module):
                     f"{self.channels}, got input of shape {list(x_seq.shape)}"
                 )
 
+    def cuda_kernel_config(self) -> dict:
+        """Arguments of the fused CUDA kernel, or ValueError naming what it does not cover."""
+        problems = []
+        if self.kernel != "leak":
+            problems.append(f"kernel={self.kernel!r}")
+        if self.fusion == "concat":
+            problems.append("fusion='concat'")
+        if self.runaway == "soft_reset":
+            problems.append("runaway='soft_reset'")
+        sg = self.surrogate_function
+        kinds = {"ATan": 0, "Sigmoid": 1, "S2NN": 2, "FastSigmoid": 3}
+        name = type(sg).__name__
+        module = type(sg).__module__
+        known = module in ("bpsn_ext.surrogate", "spikingjelly.activation_based.surrogate")
+        if not (known and name in kinds and getattr(sg, "spiking", True)):
+            problems.append(f"surrogate {module}.{name}")
+        if problems:
+            raise ValueError(
+                "the fused BPSN kernel covers leak kernels, gate/avg/sum fusion, the refractory "
+                "or no runaway rule and the ATan/Sigmoid/S2NN/FastSigmoid surrogates; not "
+                + ", ".join(problems)
+            )
+        if self.fusion == "gate":
+            g = self.gate
+            weights = (g, 1 - g)
+        else:
+            weights = (torch.tensor(0.5), torch.tensor(0.5)) if self.fusion == "avg" else (
+                torch.tensor(1.0), torch.tensor(1.0))
+        return {
+            "fire_ge": int(getattr(sg, "fire_ge", True)),
+            "refractory": self.refractory_steps if self.runaway == "refractory" else 0,
+            "k0": 1.0 if self.fusion == "sum" else 0.0,
+            "sg_kind": kinds[name],
+            "sg_a": float(getattr(sg, "alpha", getattr(sg, "slope", 0.0))),
+            "sg_b": float(getattr(sg, "beta", 0.0)),
+            "weights": weights,
+        }
+
     def forward_with_membrane(
         self, x_seq: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

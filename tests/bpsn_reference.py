@@ -70,6 +70,7 @@ def bpsn_reference(x, mask, *, lam_f, lam_b, gate, v_threshold, surrogate, fusio
             s_prev = st
         return torch.stack(spikes), torch.stack(membranes) * m[..., None]
     s = surrogate(h - v_threshold) * m[..., None]
-    if runaway == "refractory":
-        s = s * (refractory(s.detach(), period) > 0).to(s.dtype)
+    if runaway == "refractory":  # suppressed spikes carry no gradient; silent steps keep theirs
+        raw = s.detach()
+        s = s * ((refractory(raw, period) > 0) | (raw == 0)).to(s.dtype)
     return s, h * m[..., None]

@@ -175,9 +175,10 @@ def test_parameters_do_not_depend_on_T_and_any_length_runs():
     assert sum(p.numel() for p in layer.parameters()) == n_params == 6 * 4
 
 
-def test_gradients_match_the_sequential_reference():
+@pytest.mark.parametrize("runaway", ["soft_reset", "refractory", "none"])
+def test_gradients_match_the_sequential_reference(runaway):
     x, mask, _ = make(T=10)
-    layer = BPSN(4, runaway="soft_reset").double()
+    layer = BPSN(4, runaway=runaway).double()
     with torch.no_grad():
         layer.decay_f_logit.uniform_(-1, 1)
         layer.decay_b_logit.uniform_(-1, 1)
@@ -190,11 +191,14 @@ def test_gradients_match_the_sequential_reference():
     params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
     df, db, gl, th = params
     s_ref, _ = bpsn_reference(xb, mask, lam_f=df.sigmoid(), lam_b=db.sigmoid(), gate=gl.sigmoid(),
-                              v_threshold=th, surrogate=ATan(), runaway="soft_reset")
+                              v_threshold=th, surrogate=ATan(), runaway=runaway)
     ref = torch.autograd.grad((s_ref * up).sum(), [xb, *params])
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
     assert all(g.abs().sum() > 0 for g in ours)
+    if runaway == "refractory":  # silent steps still pass the surrogate gradient to the input
+        silent = layer(x, mask).detach() == 0
+        assert (ours[0][silent & mask[..., None]] != 0).any()
 
 
 @pytest.mark.parametrize("fusion,runaway", [("gate", "none"), ("sum", "none"),

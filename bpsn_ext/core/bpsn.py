@@ -63,18 +63,19 @@ def window_integrate(x: torch.Tensor, taps: torch.Tensor, *, reverse: bool = Fal
 
 
 def refractory_gate(spikes: torch.Tensor, period: int = 1) -> torch.Tensor:
-    """Bool ``[T, ...]``: which raw spikes survive a refractory period of ``period`` steps.
+    """Bool ``[T, ...]``, False exactly where a raw spike is suppressed by the refractory rule.
 
     Inside every run of consecutive raw spikes, the steps ``0, period+1, 2(period+1), ...``
     from the run's start survive; the start is found in parallel as the last silent step (a
-    cummax over time).  For ``period = 1`` this is ``S_t = S~_t (1 - S_{t-1})``.
+    cummax over time).  For ``period = 1`` this is ``S_t = S~_t (1 - S_{t-1})``.  Silent steps
+    stay True, so the surrogate gradient still flows there: only suppressed spikes are gated.
     """
     T = spikes.shape[0]
     idx = torch.arange(T, device=spikes.device).reshape(T, *([1] * (spikes.dim() - 1)))
     idx = idx.expand_as(spikes)
     silent_at = torch.where(spikes == 0, idx, torch.full_like(idx, -1))
     last_silent = torch.cummax(silent_at, dim=0).values
-    return (idx - last_silent - 1) % (period + 1) == 0
+    return (spikes == 0) | ((idx - last_silent - 1) % (period + 1) == 0)
 
 
 def _at_channel(p: torch.Tensor | float, ndim: int, channel_dim: int) -> torch.Tensor | float:

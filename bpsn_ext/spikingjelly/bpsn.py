@@ -85,7 +85,13 @@ class BPSNNode(BPSN, base.MultiStepModule):
         self._backend = check_backend(value)
 
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if resolve_backend(self._backend, x_seq) == "cupy":
+        use_cupy = resolve_backend(self._backend, x_seq) == "cupy"
+        if use_cupy and self._backend != "cupy":  # auto: fall back where no kernel exists
+            try:
+                self.cuda_kernel_config()
+            except ValueError:
+                use_cupy = False
+        if use_cupy:
             from bpsn_ext.kernels.cupy_bpsn import bpsn_cupy  # imported only on CUDA
 
             spikes, membrane = bpsn_cupy(self, x_seq, mask)

@@ -1,0 +1,1 @@
+"""Optional CUDA providers.  Imported only for CUDA tensors, never on CPU."""
