@@ -286,3 +286,13 @@ def test_bad_input_gives_clear_errors():
         BPSN(refractory_steps=0)
     with pytest.raises(ValueError, match="channel_dim=1 points at T or N"):
         BPSN(2, channel_dim=1)(torch.randn(3, 2, 2))
+
+
+def test_no_graph_breaks_under_dynamo_with_a_bool_mask():
+    """torch.compile sees one graph (integer lengths are validated on the host: pass a bool
+    mask under torch.compile)."""
+    layer = BPSN(4)
+    x = torch.randn(16, 2, 4)
+    mask = torch.arange(16)[:, None] < torch.tensor([16, 9])[None]
+    explanation = torch._dynamo.explain(layer)(x, mask)
+    assert explanation.graph_break_count == 0
