@@ -34,7 +34,9 @@ class BPSN(nn.Module):
             ``x.shape[channel_dim]``); ``None`` shares one value across all neurons.
         channel_dim: which dimension of ``[T, N, *]`` holds the channels (default last).
         kernel: ``"leak"`` (exponential, learnable decays) or ``"window"`` (``window`` taps).
-        fusion: ``"gate"`` (learnable), ``"avg"``, ``"sum"`` or ``"concat"`` (doubles channels).
+        fusion: ``"split"`` (the first half of the channels forward-only, the second half
+            backward-only), ``"gate"`` (learnable mix), ``"avg"``, ``"sum"`` or ``"concat"``
+            (doubles the channels).
         runaway: ``"refractory"``, ``"soft_reset"`` or ``"none"`` (see :mod:`bpsn_ext.core.bpsn`).
         refractory_steps: silent steps after a spike under ``"refractory"``.
         decay_init: initial forward and backward decay lambda (0.5: tau = 2).
@@ -56,7 +58,7 @@ class BPSN(nn.Module):
         channel_dim: int = -1,
         kernel: str = "leak",
         window: int = 4,
-        fusion: str = "gate",
+        fusion: str = "split",
         runaway: str = "refractory",
         refractory_steps: int = 1,
         decay_init: float = 0.5,
@@ -90,6 +92,8 @@ class BPSN(nn.Module):
             raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
         if runaway == "soft_reset" and kernel != "leak":
             raise ValueError("runaway='soft_reset' needs kernel='leak'")
+        if fusion == "split" and channels is not None and channels < 2:
+            raise ValueError("fusion='split' needs channels >= 2 (half forward, half backward)")
         check_float("decay_init", decay_init)
         check_float("gate_init", gate_init)
         check_float("v_threshold", v_threshold)
@@ -137,7 +141,23 @@ class BPSN(nn.Module):
 
     @property
     def gate(self) -> torch.Tensor:
+        """Weight of the forward branch under ``fusion="gate"``."""
         return torch.sigmoid(self.gate_logit)
+
+    def fusion_gate(self, x_seq: torch.Tensor) -> torch.Tensor | None:
+        """Weight of the forward branch for this input: the learnable gate, or for ``"split"``
+        1 on the first half of the channels and 0 on the rest (``[C]``); None otherwise."""
+        if self.fusion == "gate":
+            return self.gate
+        if self.fusion == "split":
+            C = x_seq.shape[self.channel_dim]
+            if C < 2:
+                raise ValueError(
+                    f"fusion='split' needs at least 2 channels in x.shape[{self.channel_dim}], "
+                    f"got input of shape {list(x_seq.shape)}"
+                )
+            return (torch.arange(C, device=x_seq.device) < (C + 1) // 2).float()
+        return None
 
     def _check_channels(self, x_seq: torch.Tensor) -> None:
         if self.channels is not None and x_seq.dim() >= 2:
@@ -153,7 +173,7 @@ class BPSN(nn.Module):
                     f"{self.channels}, got input of shape {list(x_seq.shape)}"
                 )
 
-    def cuda_kernel_config(self) -> dict:
+    def cuda_kernel_config(self, x_seq: torch.Tensor | None = None) -> dict:
         """Arguments of the fused CUDA kernel, or ValueError naming what it does not cover."""
         problems = []
         if self.kernel != "leak":
@@ -171,13 +191,17 @@ class BPSN(nn.Module):
             problems.append(f"surrogate {module}.{name}")
         if problems:
             raise ValueError(
-                "the fused BPSN kernel covers leak kernels, gate/avg/sum fusion, the refractory "
-                "or no runaway rule and the ATan/Sigmoid/S2NN/FastSigmoid surrogates; not "
+                "the fused BPSN kernel covers leak kernels, split/gate/avg/sum fusion, the "
+                "refractory or no runaway rule and the ATan/Sigmoid/S2NN/FastSigmoid "
+                "surrogates; not "
                 + ", ".join(problems)
             )
-        if self.fusion == "gate":
-            g = self.gate
-            weights = (g, 1 - g)
+        if self.fusion in ("gate", "split"):
+            if x_seq is None and self.fusion == "split":
+                weights = None  # the split depends on the input's channel count
+            else:
+                g = self.gate if x_seq is None else self.fusion_gate(x_seq)
+                weights = (g, 1 - g)
         else:
             weights = (torch.tensor(0.5), torch.tensor(0.5)) if self.fusion == "avg" else (
                 torch.tensor(1.0), torch.tensor(1.0))
@@ -208,7 +232,7 @@ class BPSN(nn.Module):
             taps_f=None if leak else self.taps_f,
             taps_b=None if leak else self.taps_b,
             fusion=self.fusion,
-            gate=self.gate if self.fusion == "gate" else None,
+            gate=self.fusion_gate(x_seq),
             runaway=self.runaway,
             refractory_steps=self.refractory_steps,
             channel_dim=self.channel_dim,

@@ -153,7 +153,7 @@ def test_no_uninterrupted_firing_under_constant_drive():
 
 def test_padding_content_and_length_invariance():
     x, mask, lengths = make(T=12)
-    layer = BPSN(4).double()
+    layer = BPSN(4, fusion="gate").double()
     with torch.no_grad():
         layer.gate_logit.fill_(0.4)
     out = layer(x, lengths)
@@ -172,13 +172,13 @@ def test_parameters_do_not_depend_on_T_and_any_length_runs():
     n_params = sum(p.numel() for p in layer.parameters())
     for T in (1, 7, 300):
         assert layer(torch.randn(T, 2, 6)).shape == (T, 2, 6)
-    assert sum(p.numel() for p in layer.parameters()) == n_params == 6 * 4
+    assert sum(p.numel() for p in layer.parameters()) == n_params == 6 * 3
 
 
 @pytest.mark.parametrize("runaway", ["soft_reset", "refractory", "none"])
 def test_gradients_match_the_sequential_reference(runaway):
     x, mask, _ = make(T=10)
-    layer = BPSN(4, runaway=runaway).double()
+    layer = BPSN(4, runaway=runaway, fusion="gate").double()
     with torch.no_grad():
         layer.decay_f_logit.uniform_(-1, 1)
         layer.decay_b_logit.uniform_(-1, 1)
@@ -296,3 +296,28 @@ def test_no_graph_breaks_under_dynamo_with_a_bool_mask():
     mask = torch.arange(16)[:, None] < torch.tensor([16, 9])[None]
     explanation = torch._dynamo.explain(layer)(x, mask)
     assert explanation.graph_break_count == 0
+
+
+def test_split_fusion_is_forward_half_and_backward_half():
+    x, mask, _ = make(C=6)
+    split = BPSN(6, fusion="split").double()
+    ref = BPSN(6, fusion="gate").double()
+    with torch.no_grad():
+        ref.decay_f_logit.copy_(split.decay_f_logit)
+        ref.decay_b_logit.copy_(split.decay_b_logit)
+    out = split(x, mask)
+    with torch.no_grad():
+        ref.gate_logit.fill_(float("inf"))
+    fwd = ref(x, mask)
+    with torch.no_grad():
+        ref.gate_logit.fill_(float("-inf"))
+    bwd = ref(x, mask)
+    assert torch.equal(out[..., :3], fwd[..., :3]) and torch.equal(out[..., 3:], bwd[..., 3:])
+    assert list(split.state_dict()) == ["decay_f_logit", "decay_b_logit", "v_threshold"]
+    # shared parameters (channels=None) split the input's channels at call time
+    shared = BPSN(fusion="split").double()
+    assert shared(x, mask)[..., :3].sum() > 0 and shared(x, mask).shape == x.shape
+    with pytest.raises(ValueError, match="fusion='split' needs channels >= 2"):
+        BPSN(1, fusion="split")
+    with pytest.raises(ValueError, match="needs at least 2 channels"):
+        BPSN(fusion="split")(torch.randn(3, 2, 1))

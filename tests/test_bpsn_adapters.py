@@ -65,8 +65,7 @@ def test_spikingjelly_surrogates_store_v_seq_and_reset():
     assert node.v_seq.shape == x.shape
     functional.reset_net(node)
     assert node.v_seq is None
-    assert list(node.state_dict()) == ["decay_f_logit", "decay_b_logit", "gate_logit",
-                                       "v_threshold"]
+    assert list(node.state_dict()) == ["decay_f_logit", "decay_b_logit", "v_threshold"]
 
 
 def test_backend_selection_and_errors(monkeypatch):
@@ -116,11 +115,11 @@ def test_swap_bpsn_into_multi_step_spikingjelly_model_and_train():
     assert net[1].v_threshold.item() == pytest.approx(0.8)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     x = torch.randn(10, 4, 6) * 2
-    before = net[1].gate_logit.detach().clone()
+    before = net[1].decay_b_logit.detach().clone()
     loss = net(x).mean(0).pow(2).sum()
     loss.backward()
     opt.step()
-    assert not torch.equal(before, net[1].gate_logit)
+    assert not torch.equal(before, net[1].decay_b_logit)
     single = torch.nn.Sequential(layer.Linear(6, 8), neuron.LIFNode())
     with pytest.raises(ValueError, match="step mode 's'"):
         swap_neurons(single, {neuron.LIFNode: BPSNNode})

@@ -77,6 +77,7 @@ CASES = [
     dict(fusion="gate", runaway="none", surrogate=Sigmoid()),
     dict(fusion="avg", runaway="refractory", refractory_steps=2, surrogate=S2NN()),
     dict(fusion="sum", runaway="none", surrogate=FastSigmoid(fire_ge=False)),
+    dict(fusion="split", runaway="refractory", surrogate=ATan()),
 ]
 
 
@@ -88,6 +89,8 @@ def test_host_build_of_the_kernel_equals_torch(host_lib, case, layout):
         layer, x = BPSN(5, method="loop", **case), torch.randn(23, 3, 5)
     elif layout == "conv":
         layer, x = BPSN(3, channel_dim=2, method="loop", **case), torch.randn(11, 2, 3, 2, 2)
+    elif case["fusion"] == "split":
+        pytest.skip("split fusion needs per-channel parameters")
     else:
         layer, x = BPSN(None, method="loop", **case), torch.randn(17, 3, 4)
     randomise(layer)
@@ -135,7 +138,9 @@ def test_kernel_config_rejects_what_it_does_not_cover():
         BPSN(runaway="soft_reset").cuda_kernel_config()
     with pytest.raises(ValueError, match="surrogate"):
         BPSN(surrogate=torch.sigmoid).cuda_kernel_config()
-    assert BPSN().cuda_kernel_config()["sg_kind"] == 0
+    config = BPSN().cuda_kernel_config(torch.randn(3, 2, 4))
+    assert config["sg_kind"] == 0 and config["refractory"] == 1
+    torch.testing.assert_close(config["weights"][0], torch.tensor([1.0, 1.0, 0.0, 0.0]))
 
 
 def test_cuda_source_compiles_for_the_gpu(tmp_path):

@@ -89,12 +89,14 @@ def run_demo(
     Returns ``{"config": {...}, "results": {"s3nn": r, "sj_lif": r}}`` where ``r`` has
     ``test_accuracy`` (0..1), ``train_time_s`` (all epochs), ``peak_memory_bytes`` (one
     training step of ``batch_size`` samples, see ``bench.measure.peak_memory_bytes``),
-    ``T``, ``parameters`` and ``energy`` (``None`` until the energy report exists).
+    ``T``, ``parameters`` and ``energy`` (per test sample, from
+    :func:`bpsn_ext.energy.demo_energy`; its ``.report`` holds the per-layer table).
     """
     from spikingjelly.activation_based import functional
 
     from bpsn_ext.bench.single_step import build_s3nn, build_sj_lif
     from bpsn_ext.data import load_digits
+    from bpsn_ext.energy import demo_energy
 
     dev = torch.device(device)
     data = load_digits(seed=seed)
@@ -121,11 +123,7 @@ def run_demo(
             # measured after evaluation: this extra step does not change the accuracy above
             "peak_memory_bytes": peak_memory_bytes(one_step, device=dev),
             "parameters": sum(p.numel() for p in model.parameters()),
-            # ---- energy report: not implemented yet ------------------------------------
-            # Placeholder for an energy estimate (spike counts, synaptic operations, energy
-            # per inference).  Compute it here from ``model`` and ``x_test`` and store a dict;
-            # ``_format`` shows it once it is not None.
-            "energy": None,
+            "energy": demo_energy(model, x_test, T=steps),
         }
     report = {
         "config": {
@@ -154,7 +152,11 @@ def _format(report: dict) -> str:
         f"batch {cfg['batch_size']}, seed {cfg['seed']}, device {cfg['device']}"
     )
     lines = [title, format_table(headers, rows)]
-    for r in report["results"].values():  # the energy report will print here
+    for r in report["results"].values():
         if r["energy"] is not None:
+            lines.append("")
             lines.append(f"{r['label']}: energy {r['energy']}")
+            table = getattr(r["energy"], "report", None)
+            if table is not None:  # per-layer ops, firing rates and energy (all test samples)
+                lines.append(str(table))
     return "\n".join(lines)

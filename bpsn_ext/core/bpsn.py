@@ -8,12 +8,14 @@ reconstruction (``docs``: "What is reconstructed"), with every open choice an ar
     X~  = m * X                                   padding contributes nothing, either way
     Hf_t = sum_{i<=t} kf(t-i) X~_i                forward (causal) membrane
     Hb_t = sum_{i>=t} kb(i-t) X~_i                backward (anti-causal) membrane
-    H_t  = fuse(Hf_t, Hb_t)                       gate: g*Hf + (1-g)*Hb, g = sigmoid(gate)
+    H_t  = fuse(Hf_t, Hb_t)                       e.g. gate: g*Hf + (1-g)*Hb
     S_t  = Theta(H_t - V_th) * m_t                + an anti-runaway rule (below)
 
 Kernels: ``"leak"`` k(n) = lam^n (per channel), or ``"window"`` k(n) = w_n for n < k.
 Fusions: ``"gate"``, ``"avg"`` (g = 1/2), ``"sum"`` (Hf + Hb - k(0) X~, the current step
-counted once), ``"concat"`` (both spike streams, concatenated along the channel dimension).
+counted once), ``"concat"`` (both spike streams, concatenated along the channel dimension),
+``"split"`` (the first half of the channels sees only the past, the second half only the
+future: ``concat`` at the same width, shape preserved; a gate fixed at 1 / 0 per channel).
 Anti-runaway (what keeps a neuron from firing at every step under strong drive):
 
 * ``"refractory"``: after a spike the next ``refractory_steps`` (r) steps stay silent while the
@@ -45,7 +47,7 @@ from bpsn_ext.core.masks import as_mask, broadcast_mask
 __all__ = ["bpsn", "window_integrate", "refractory_gate", "KERNELS", "FUSIONS", "RUNAWAY"]
 
 KERNELS = ("leak", "window")
-FUSIONS = ("gate", "avg", "sum", "concat")
+FUSIONS = ("gate", "avg", "sum", "concat", "split")
 RUNAWAY = ("refractory", "soft_reset", "none")
 
 
@@ -195,7 +197,7 @@ def bpsn(
         dim = cd % ndim
         spikes, membrane = torch.cat([sf, sb], dim=dim), torch.cat([mf, mbr], dim=dim)
     else:
-        if fusion == "gate":
+        if fusion in ("gate", "split"):
             g = _at_channel(gate, ndim, cd)
             h = g * hf + (1 - g) * hb
         elif fusion == "avg":

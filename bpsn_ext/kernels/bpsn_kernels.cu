@@ -1,4 +1,4 @@
-// Fused BPSN kernels (leak kernels; gate/avg/sum fusion; refractory or no runaway rule).
+// Fused BPSN kernels (leak kernels; split/gate/avg/sum fusion; refractory or no runaway rule).
 //
 // One thread per neuron j (a column of the [T, M] input, M = N * features): the backward
 // branch is a reverse recurrence, the forward branch a forward one, both O(T) per thread and

@@ -2,7 +2,7 @@
 
 Compiled once per device with NVRTC (no fused multiply-add, so the arithmetic follows the torch
 reference's rounding), launched on torch's current CUDA stream, outputs allocated by torch.
-Covers the default family: leak kernels; gate, avg or sum fusion; refractory or no rule;
+Covers the default family: leak kernels; split, gate, avg or sum fusion; refractory or no rule;
 surrogates ATan, Sigmoid, S2NN, FastSigmoid (ours or SpikingJelly's).  x: fp32, fp16, bf16.
 """
 

@@ -32,7 +32,7 @@ class KernelArgs:
 
 def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
     """Validate and lay out the inputs of a :class:`bpsn_ext.BPSN` for the fused kernel."""
-    cfg = module.cuda_kernel_config()  # ValueError for configurations without a kernel
+    cfg = module.cuda_kernel_config(x)  # ValueError for configurations without a kernel
     if x.dim() < 2:
         raise ValueError(f"x_seq must have shape [T, N, *], got {list(x.shape)}")
     module._check_channels(x)
@@ -43,8 +43,9 @@ def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
     m = as_mask(mask, T, N, x.device)
     mask_u8 = (m.to(torch.uint8).contiguous() if m is not None
                else torch.zeros(1, device=x.device, dtype=torch.uint8))
-    per_channel = module.channels is not None
-    C = module.channels if per_channel else 1
+    # split fusion gives every channel its own gate even when the other parameters are shared
+    per_channel = module.channels is not None or module.fusion == "split"
+    C = x.shape[module.channel_dim] if per_channel else 1
     inner = math.prod(x.shape[module.channel_dim % x.dim() + 1:]) if per_channel else 1
 
     def vec(p) -> torch.Tensor:
