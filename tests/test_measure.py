@@ -105,3 +105,16 @@ def test_format_table_and_bytes():
     assert len({len(line) for line in lines}) == 1  # right-aligned numbers: equal widths
     assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KiB"
     assert format_bytes(3 * 2**30) == "3.0 GiB"
+
+
+def test_write_json_atomic_gives_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from bpsn_ext.bench.measure import write_json_atomic
+
+    path = tmp_path / "out.json"
+    write_json_atomic(path, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
