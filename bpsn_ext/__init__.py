@@ -7,8 +7,21 @@ and ``bpsn_ext.snntorch``, and :func:`register` exposes them in the frameworks' 
 from bpsn_ext import surrogate
 from bpsn_ext.bpsn import BPSN
 from bpsn_ext.convert import to_single_step
+from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
+from bpsn_ext.optim import ssm_param_groups
 from bpsn_ext.registry import register
 
 __version__ = "0.1.0"
 
-__all__ = ["BPSN", "surrogate", "register", "to_single_step", "__version__"]
+__all__ = [
+    "BPSN",
+    "S4D",
+    "BinaryS4D",
+    "GSU",
+    "SpikingS5",
+    "surrogate",
+    "register",
+    "ssm_param_groups",
+    "to_single_step",
+    "__version__",
+]

@@ -25,6 +25,10 @@ REGISTRY: list[tuple[str, str, str, str]] = [
         "SingleStepNode",
     ),
     ("spikingjelly.activation_based.neuron", "BPSNNode", "bpsn_ext.spikingjelly", "BPSNNode"),
+    *(
+        ("spikingjelly.activation_based.layer", name, "bpsn_ext.spikingjelly", name)
+        for name in ("S4DLayer", "BinaryS4DLayer", "GSULayer", "SpikingS5Layer")
+    ),
     ("snntorch", "SingleStepLeaky", "bpsn_ext.snntorch", "SingleStepLeaky"),
     ("snntorch", "BPSN", "bpsn_ext.snntorch", "BPSN"),
 ]

@@ -52,6 +52,11 @@ def test_register_is_idempotent_and_resolves_names():
     from bpsn_ext.spikingjelly import SingleStepNode
 
     assert neuron.SingleStepNode is SingleStepNode
+    from spikingjelly.activation_based import layer
+
+    from bpsn_ext.spikingjelly import GSULayer, S4DLayer
+
+    assert layer.S4DLayer is S4DLayer and layer.GSULayer is GSULayer
     assert snntorch.SingleStepLeaky is SingleStepLeaky
     assert first["spikingjelly.activation_based.neuron.SingleStepNode"] == (
         "bpsn_ext.spikingjelly.SingleStepNode"

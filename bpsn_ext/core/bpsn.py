@@ -109,12 +109,15 @@ def _fire(
         R = torch.zeros_like(h[0])
         s_prev = torch.zeros_like(h[0])
         spikes, membranes = [], []
-        for t in range(h.shape[0]):
+        # unbind, not h[t]: indexing inside the loop would make the backward pass O(T^2)
+        steps = h.unbind(0)
+        masks = m.unbind(0) if m is not None else [None] * len(steps)
+        for h_t, m_t in zip(steps, masks):
             R = lam * (R + s_prev)
-            ht = h[t] - thr * R
+            ht = h_t - thr * R
             st = surrogate(ht - thr)
-            if m is not None:
-                st = st * m[t]
+            if m_t is not None:
+                st = st * m_t
             s_prev = st.detach() if detach_reset else st
             spikes.append(st)
             membranes.append(ht)

@@ -65,8 +65,8 @@ def _loop(x: torch.Tensor, lam: torch.Tensor, channel_dim: int) -> torch.Tensor:
     lam = _at_channel(lam.reshape(1, -1) if lam.dim() else lam.reshape(1), x.dim(), channel_dim)[0]
     h = torch.zeros_like(x[0])
     out = []
-    for t in range(x.shape[0]):
-        h = lam * h + x[t]
+    for x_t in x.unbind(0):  # unbind, not x[t]: indexing would make the backward O(T^2)
+        h = lam * h + x_t
         out.append(h)
     return torch.stack(out)
 

@@ -71,7 +71,8 @@ def to_single_step(model: nn.Module, *, spike_grad=None, inplace: bool = True) -
 
 
 def reset(net: nn.Module) -> nn.Module:
-    """Zero and detach the state of every snnTorch neuron inside ``net`` (recursively).
+    """Zero and detach the state of every snnTorch neuron inside ``net`` (recursively), and
+    call ``reset_state()`` on every module that has one (the bpsn_ext SSM layers).
 
     Unlike ``snntorch.utils.reset`` it reaches nested neurons and touches no other model.
     """
@@ -81,6 +82,9 @@ def reset(net: nn.Module) -> nn.Module:
                 value = getattr(m, name, None)
                 if isinstance(value, torch.Tensor):
                     setattr(m, name, torch.zeros_like(value))
+        reset_state = getattr(m, "reset_state", None)
+        if callable(reset_state):
+            reset_state()
     return net
 
 

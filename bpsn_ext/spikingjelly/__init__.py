@@ -5,7 +5,18 @@ Works with SpikingJelly 2.0.0 and 0.0.0.0.14.
 
 from bpsn_ext.spikingjelly._compat import SJ_GENERATION
 from bpsn_ext.spikingjelly.bpsn import BPSNNode
+from bpsn_ext.spikingjelly.layers import BinaryS4DLayer, GSULayer, S4DLayer, SpikingS5Layer
 from bpsn_ext.spikingjelly.single_step import SingleStepNode
 from bpsn_ext.spikingjelly.swap import swap_neurons, to_single_step
 
-__all__ = ["SJ_GENERATION", "BPSNNode", "SingleStepNode", "swap_neurons", "to_single_step"]
+__all__ = [
+    "SJ_GENERATION",
+    "BPSNNode",
+    "SingleStepNode",
+    "S4DLayer",
+    "BinaryS4DLayer",
+    "GSULayer",
+    "SpikingS5Layer",
+    "swap_neurons",
+    "to_single_step",
+]

@@ -1,0 +1,290 @@
+"""Parallel vs sequential cost of the SSM layers over the sequence length L.
+
+For each L, one forward + backward pass (loss ``sum(out * g)`` with a fixed random ``g``) of
+
+* ``s4d``: :class:`bpsn_ext.layers.S4D` (Vandermonde kernel + FFT convolution);
+* ``binary_s4d``: :class:`bpsn_ext.layers.BinaryS4D` (S4D, spike, GLU, residual, LayerNorm);
+* ``gsu``: :class:`bpsn_ext.layers.GSU` (S4D, ternary GSU mixer, residual, LayerNorm);
+* ``spiking_s5``: :class:`bpsn_ext.layers.SpikingS5` (associative scan, ``d_state`` states);
+* ``s4d_sequential`` / ``s5_sequential``: the same S4D / S5 linear SSMs with the recurrence
+  ``x_t = A_bar x_{t-1} + B_bar u_t`` run as a Python loop over the L steps (discretisation
+  and input projection done once), only for ``L <= seq_max_len``: one interpreter round trip
+  and a few small kernels per step, forward and backward.
+
+Input ``[L, batch, d_model]`` standard normal, fixed seed.  The functions are timed in
+rotation (:func:`bpsn_ext.bench.measure.time_fns`); the peak memory of one pass is measured
+too.  ``scaling[key] = t(L_max) / t(L_min)`` is compared with ``L log L`` and ``L`` ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from bpsn_ext.bench.measure import (
+    format_bytes,
+    format_table,
+    peak_memory_bytes,
+    time_fns,
+    write_json_atomic,
+)
+from bpsn_ext.bench.single_step import _environment
+from bpsn_ext.core.ssm import sequential_scan
+
+__all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]
+
+DEFAULT_JSON = os.path.join("benchmarks", "results", "ssm.json")
+LAYERS = ("s4d", "binary_s4d", "gsu", "spiking_s5", "s4d_sequential", "s5_sequential")
+LABELS = {
+    "s4d": "S4D (FFT)",
+    "binary_s4d": "BinaryS4D block (FFT)",
+    "gsu": "GSU block (FFT)",
+    "spiking_s5": "SpikingS5 (scan)",
+    "s4d_sequential": "S4D recurrence (loop)",
+    "s5_sequential": "S5 recurrence (loop)",
+}
+QUICK = {"lengths": (64, 256), "batch": 2, "d_model": 16, "d_state": 8, "repeats": 1,
+         "warmup": 1, "seq_max_len": 64}
+
+
+def _build(key: str, d_model: int, d_state: int) -> nn.Module:
+    from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
+
+    if key in ("s4d", "s4d_sequential"):
+        return S4D(d_model, d_state)
+    if key == "binary_s4d":
+        return BinaryS4D(d_model, d_state)
+    if key == "gsu":
+        return GSU(d_model, d_state)
+    return SpikingS5(d_model, d_state)
+
+
+def _sequential(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The recurrent form with the per-step work kept minimal: discretise once, then
+    ``x_t = A_bar x_{t-1} + b_t`` in a Python loop over L (:func:`sequential_scan`)."""
+    from bpsn_ext.layers import S4D
+
+    if isinstance(model, S4D):
+        _, A_bar, B_bar = model._discrete()
+        states = sequential_scan(A_bar[None, None], B_bar * x[..., None])  # [L, N, H, P]
+        return 2.0 * (model._C() * states).sum(-1).real + model.D * x
+    A_bar, B_bar = model._discrete()
+    states = sequential_scan(A_bar[None, None], model._input(x, B_bar))  # [L, N, P]
+    return model._readout(model._output(states, x))
+
+
+def _pass(key: str, model: nn.Module, x: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
+    forward = (lambda: _sequential(model, x)) if key.endswith("_sequential") else (
+        lambda: model(x))
+
+    def fwd_bwd() -> None:
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+        (forward() * g).sum().backward()
+
+    return fwd_bwd
+
+
+def run(
+    lengths: Sequence[int] = (1024, 4096, 16384),
+    batch: int = 8,
+    d_model: int = 128,
+    d_state: int = 64,
+    repeats: int = 5,
+    warmup: int = 1,
+    seq_max_len: int = 1024,
+    layers: Sequence[str] = LAYERS,
+    device: str = "cpu",
+    json_path: str | os.PathLike | None = DEFAULT_JSON,
+    seed: int = 0,
+    quick: bool = False,
+    memory: bool = True,
+    threads: int | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Time forward+backward of the SSM layers for each L; print a table, write JSON.
+
+    ``quick=True`` replaces the sizes by tiny ones (for tests).  ``threads`` sets
+    ``torch.set_num_threads`` for the run (restored afterwards); one thread is the steadier
+    choice on a busy shared machine.  Returns
+    ``{"benchmark", "config", "environment", "results", "scaling", "reference_ratios"}`` where
+    ``results[str(L)][key]`` holds the timing statistics (ms) and ``peak_memory_bytes``,
+    ``scaling[key]`` is ``median_ms(L_max) / median_ms(L_min)`` and ``reference_ratios`` the
+    ratios of ``L`` and ``L log2 L``.  ``json_path=None`` skips the file.
+    """
+    if quick:
+        lengths, batch, d_model, d_state = (QUICK[k] for k in ("lengths", "batch", "d_model",
+                                                              "d_state"))
+        repeats, warmup, seq_max_len = QUICK["repeats"], QUICK["warmup"], QUICK["seq_max_len"]
+    lengths = sorted(set(int(v) for v in lengths))
+    for name, value in (("batch", batch), ("d_model", d_model), ("d_state", d_state),
+                        ("repeats", repeats), ("min length", lengths[0] if lengths else 0)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    unknown = [k for k in layers if k not in LAYERS]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; expected some of {LAYERS}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    config = {
+        "lengths": lengths, "batch": batch, "d_model": d_model, "d_state": d_state,
+        "repeats": repeats, "warmup": warmup, "seq_max_len": seq_max_len,
+        "layers": list(layers), "device": str(torch.device(device)), "seed": seed,
+        "quick": quick, "threads": threads or torch.get_num_threads(),
+        "pass": "forward + backward of sum(out * g)",
+        "timing": "all (L, layer) passes interleaved in one rotation",
+    }
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        report = _measure(config, memory)
+    finally:
+        torch.set_num_threads(previous_threads)
+    if verbose:
+        print(format_report(report))
+    if json_path is not None:
+        write_json_atomic(json_path, report)
+        if verbose:
+            print(f"wrote {json_path}")
+    return report
+
+
+def _measure(config: dict, memory: bool) -> dict:
+    lengths, batch, d_model = config["lengths"], config["batch"], config["d_model"]
+    seed, dev = config["seed"], torch.device(config["device"])
+    torch.manual_seed(seed)
+    layers, d_state, seq_max_len = config["layers"], config["d_state"], config["seq_max_len"]
+    models = {k: _build(k, d_model, d_state).to(dev) for k in layers}
+    if "s4d" in models and "s4d_sequential" in models:
+        models["s4d_sequential"].load_state_dict(models["s4d"].state_dict())
+    if "spiking_s5" in models and "s5_sequential" in models:
+        models["s5_sequential"].load_state_dict(models["spiking_s5"].state_dict())
+
+    # every (L, layer) pass in one rotation: a busy spell of a shared machine slows all alike,
+    # so the ratios between lengths stay meaningful
+    fns: dict[str, Callable[[], None]] = {}
+    skipped: dict[str, list[int]] = {}
+    for L in lengths:
+        gen = torch.Generator().manual_seed(seed + L)
+        x = torch.randn(L, batch, d_model, generator=gen).to(dev).requires_grad_(True)
+        g = torch.randn(L, batch, d_model, generator=gen).to(dev)
+        for key, model in models.items():
+            if key.endswith("_sequential") and L > seq_max_len:
+                skipped.setdefault(key, []).append(L)
+                continue
+            fns[f"{L}/{key}"] = _pass(key, model, x, g)
+    timings = time_fns(fns, repeats=config["repeats"], warmup=config["warmup"], device=dev)
+    results: dict[str, dict] = {str(L): {} for L in lengths}
+    for name, fn in fns.items():
+        L, key = name.split("/")
+        entry = {"label": LABELS[key], **timings[name]}
+        entry["peak_memory_bytes"] = peak_memory_bytes(fn, device=dev) if memory else None
+        results[L][key] = entry
+
+    lo, hi = str(lengths[0]), str(lengths[-1])
+    scaling = {
+        key: results[hi][key]["median_ms"] / results[lo][key]["median_ms"]
+        for key in results[hi]
+        if key in results[lo] and len(lengths) > 1
+    }
+    r = lengths[-1] / lengths[0]
+    reference = {
+        "L": r,
+        "L_log2_L": r * math.log2(max(lengths[-1], 2)) / math.log2(max(lengths[0], 2)),
+    }
+    return {
+        "benchmark": "ssm",
+        "config": config,
+        "environment": _environment(dev),
+        "results": results,
+        "skipped": skipped,
+        "scaling": scaling,
+        "reference_ratios": reference,
+    }
+
+
+def format_report(report: dict) -> str:
+    """The timing table (one row per layer, one column per L) and the scaling ratios."""
+    cfg, results = report["config"], report["results"]
+    lengths = [str(L) for L in cfg["lengths"]]
+    keys = [k for k in cfg["layers"] if any(k in results[L] for L in lengths)]
+    rows = []
+    for key in keys:
+        row: list = [LABELS[key]]
+        row += [results[L][key]["median_ms"] if key in results[L] else None for L in lengths]
+        top = results[lengths[-1]].get(key)
+        mem = top["peak_memory_bytes"] if top else None
+        row.append(format_bytes(mem) if mem is not None else None)
+        row.append(report["scaling"].get(key))
+        rows.append(row)
+    headers = (["layer"] + [f"L={L} ms" for L in lengths]
+               + [f"peak mem L={lengths[-1]}", f"t({lengths[-1]})/t({lengths[0]})"])
+    ref = report["reference_ratios"]
+    title = (
+        f"forward+backward, batch {cfg['batch']}, D={cfg['d_model']}, N={cfg['d_state']}, "
+        f"device {cfg['device']}, {cfg['threads']} thread(s), median of {cfg['repeats']} "
+        "(interleaved)"
+    )
+    lines = [title, format_table(headers, rows)]
+    if len(lengths) > 1:
+        lines.append(
+            f"reference ratios for L {lengths[0]} -> {lengths[-1]}: L {ref['L']:.1f}x, "
+            f"L log L {ref['L_log2_L']:.1f}x"
+        )
+    for key, Ls in report["skipped"].items():
+        lines.append(f"{LABELS[key]}: not run for L = {', '.join(map(str, Ls))} "
+                     f"(> seq_max_len = {cfg['seq_max_len']}; linear in L, slow)")
+    return "\n".join(lines)
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of this benchmark (unset flags keep :func:`run`'s defaults)."""
+    S, pos = argparse.SUPPRESS, _int_at_least(1)
+    parser.add_argument("--lengths", type=pos, nargs="+", default=S,
+                        help="sequence lengths L (1024 4096 16384)")
+    parser.add_argument("--batch", type=pos, default=S, help="batch size (8)")
+    parser.add_argument("--d-model", dest="d_model", type=pos, default=S, help="channels D (128)")
+    parser.add_argument("--d-state", dest="d_state", type=pos, default=S, help="state N (64)")
+    parser.add_argument("--repeats", type=pos, default=S, help="timed passes (5)")
+    parser.add_argument("--warmup", type=_int_at_least(0), default=S, help="untimed passes (1)")
+    parser.add_argument("--seq-max-len", dest="seq_max_len", type=_int_at_least(0), default=S,
+                        help="longest L for the sequential loops (1024)")
+    parser.add_argument("--layers", nargs="+", choices=LAYERS, default=S,
+                        help="which layers (all)")
+    parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
+    parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
+    parser.add_argument("--threads", type=pos, default=S,
+                        help="torch threads for the run (torch's default)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", default=S,
+                        help="skip the peak-memory measurement")
+    parser.add_argument("--quick", action="store_true", default=S,
+                        help="tiny sizes, one repeat (a smoke test)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", dest="json_path", default=S,
+                     help="result file (benchmarks/results/ssm.json)")
+    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
+                     default=S, help="do not write a result file")
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    """:func:`run` with the flags that :func:`add_arguments` parsed into ``args``."""
+    names = ("lengths", "batch", "d_model", "d_state", "repeats", "warmup", "seq_max_len",
+             "layers", "device", "seed", "memory", "threads", "quick", "json_path")
+    return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

@@ -1,0 +1,116 @@
+"""Ternarisation ``Tern(x) = sign(x) * 1[|x| >= delta]`` with ``delta = factor * max|x|``.
+
+Used by the Gated Spiking Unit (Stan & Rhodes 2024) for both weights and activations; the
+factor 0.15 is common to the public re-implementations.  Forward values are exactly
+``{-1, 0, +1}`` (times an optional learnable positive scale).  The backward is a choice:
+
+* ``"none"``: no gradient at all (sign and comparison are constants to autograd);
+* ``"ste"``: straight-through, ``d Tern(x) / dx = 1``;
+* ``"surrogate"``: ``Tern(x) = Theta(x - delta) - Theta(-x - delta)`` with a surrogate spike
+  for each Heaviside, so ``d/dx = g'(x - delta) + g'(-x - delta)`` (ATan(2) by default).
+
+The threshold ``delta`` is treated as a constant (detached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from bpsn_ext.core.checks import check_float
+from bpsn_ext.surrogate import ATan, resolve
+
+__all__ = ["TERNARY_GRADS", "ternary_delta", "ternarize", "Ternary"]
+
+TERNARY_GRADS = ("none", "ste", "surrogate")
+
+
+def ternary_delta(
+    x: torch.Tensor,
+    factor: float = 0.15,
+    dim: int | None = None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``factor * max|x|`` (detached): over the whole tensor (``dim=None``, a 0-dim result) or
+    along ``dim`` (kept as a size-1 dim).  ``valid`` (bool, broadcastable to ``x``) restricts
+    the maximum to real positions, so padding cannot move the threshold."""
+    mag = x.detach().abs()
+    if valid is not None:
+        mag = mag * valid
+    if dim is None:
+        return factor * mag.amax()
+    return factor * mag.amax(dim=dim, keepdim=True)
+
+
+def ternarize(
+    x: torch.Tensor,
+    delta: torch.Tensor | float,
+    grad: str = "none",
+    surrogate: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``sign(x) * 1[|x| >= delta]`` in the dtype of ``x``, with the backward ``grad`` (see the
+    module docstring).  ``surrogate`` (for ``"surrogate"``) defaults to ``ATan(alpha=2)``."""
+    if grad not in TERNARY_GRADS:
+        raise ValueError(f"grad must be one of {TERNARY_GRADS}, got {grad!r}")
+    if grad == "surrogate":
+        sg = surrogate if surrogate is not None else ATan()
+        # fires at >= 0: x >= delta -> +1, x <= -delta -> -1 (delta > 0 unless x == 0)
+        return sg(x - delta) - sg(-x - delta)
+    hard = (torch.sign(x) * (x.abs() >= delta)).to(x.dtype).detach()
+    if grad == "none":
+        return hard
+    return hard + (x - x.detach())  # straight-through; adding an exact 0 keeps the values
+
+
+class Ternary(nn.Module):
+    """``Tern(x)`` as a module, optionally times a learnable scale ``exp(log_scale)`` (init 1).
+
+    Args:
+        factor: ``delta = factor * max|x|`` (Python float, default 0.15).
+        dim: ``None`` (max over the whole tensor: weights) or a dim (e.g. ``-1``: one threshold
+            per token's feature vector).
+        grad: ``"none"``, ``"ste"`` or ``"surrogate"``.
+        surrogate: for ``grad="surrogate"``: a name, bpsn_ext / SpikingJelly surrogate object or
+            snnTorch ``spike_grad``; default ``ATan(alpha=2)``.
+        learn_scale: multiply by ``exp(log_scale)``, a learnable scalar.
+    """
+
+    def __init__(
+        self,
+        factor: float = 0.15,
+        *,
+        dim: int | None = None,
+        grad: str = "none",
+        surrogate: Callable | str | None = None,
+        learn_scale: bool = False,
+    ) -> None:
+        super().__init__()
+        check_float("factor", factor, positive=True)
+        if grad not in TERNARY_GRADS:
+            raise ValueError(f"grad must be one of {TERNARY_GRADS}, got {grad!r}")
+        if not isinstance(learn_scale, bool):
+            raise TypeError(f"learn_scale must be bool, got {type(learn_scale).__name__}")
+        self.factor, self.dim, self.grad = factor, dim, grad
+        self.surrogate_function = resolve(surrogate, default=ATan) if grad == "surrogate" else None
+        if learn_scale:
+            self.log_scale = nn.Parameter(torch.zeros(()))
+        else:
+            self.register_parameter("log_scale", None)
+
+    @property
+    def scale(self) -> torch.Tensor | None:
+        return None if self.log_scale is None else self.log_scale.exp()
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Ternary values of ``x`` (same shape); ``valid`` as in :func:`ternary_delta`."""
+        delta = ternary_delta(x, self.factor, self.dim, valid)
+        out = ternarize(x, delta, self.grad, self.surrogate_function)
+        return out if self.log_scale is None else out * self.scale.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"factor={self.factor}, dim={self.dim}, grad={self.grad!r}, "
+            f"learn_scale={self.log_scale is not None}"
+        )

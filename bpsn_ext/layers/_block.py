@@ -1,0 +1,176 @@
+"""The residual block shared by ``BinaryS4D`` and ``GSU`` (state-spaces/s4 ``example.py`` layout).
+
+``[T, N, H]`` -> ``[T, N, H]``::
+
+    h = norm(x) if prenorm else x
+    y = S4D(h)                       token mixing (linear SSM, parallel or recurrent)
+    z = dropout(mix(y))              per-token nonlinearity + feature mixing (subclass)
+    out = z + x if residual else z
+    out = norm(out) if not prenorm else out
+
+``norm`` is ``"layer"`` (LayerNorm), ``"batch"`` (BatchNorm over the real tokens only) or
+``"none"``.  Padded steps enter the SSM as zeros and output zeros.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bpsn_ext.core.masks import as_mask
+from bpsn_ext.core.ssm import check_sequence, check_step_input, check_step_mask
+from bpsn_ext.layers._common import check_choice, check_d_model, check_dropout, stream_steps
+from bpsn_ext.layers.s4d import S4D
+
+__all__ = ["NORMS", "SequenceNorm", "SSMBlock"]
+
+NORMS = ("layer", "batch", "none")
+
+
+class SequenceNorm(nn.Module):
+    """LayerNorm, BatchNorm or identity over the last dim of ``[..., D]``.
+
+    BatchNorm statistics are taken over real positions only (``valid`` bool ``[...]``), so the
+    padding's content cannot change them.  In training mode BatchNorm normalises with the
+    statistics of what it is given, so a step-by-step run (one step per call) differs from the
+    parallel run; in eval mode (running statistics) they agree.
+    """
+
+    def __init__(self, kind: str, d_model: int) -> None:
+        super().__init__()
+        self.kind = check_choice("norm", kind, NORMS)
+        if kind == "layer":
+            self.norm = nn.LayerNorm(d_model)
+        elif kind == "batch":
+            self.norm = nn.BatchNorm1d(d_model)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if self.kind == "none":
+            return x
+        if self.kind == "layer":
+            return self.norm(x)
+        if valid is None:
+            return self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        out = torch.zeros_like(x)
+        out[valid] = self.norm(x[valid])
+        return out
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"
+
+
+class SSMBlock(nn.Module):
+    """Base class: S4D token mixing, a per-token ``_mix`` (subclass), dropout, residual, norm.
+
+    Streaming: :meth:`step` keeps the S4D state in ``ssm_state`` (a plain attribute, ``None``
+    until the first step); :meth:`reset_state` clears it.  Step-by-step output equals
+    :meth:`forward` (in eval mode, or with ``dropout=0`` and a norm other than training-mode
+    BatchNorm).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        norm: str = "layer",
+        prenorm: bool = False,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        check_d_model(d_model)
+        check_dropout(dropout)
+        for name, flag in (("prenorm", prenorm), ("residual", residual)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be bool, got {type(flag).__name__}")
+        self.d_model, self.prenorm, self.residual = d_model, prenorm, residual
+        self.ssm = S4D(d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional)
+        self.norm = SequenceNorm(norm, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self._init_state()
+
+    # -- state ---------------------------------------------------------------------------
+    def _init_state(self) -> None:
+        self.ssm_state: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        """Forget the streaming state."""
+        self.ssm_state = None
+
+    # -- subclass hook ---------------------------------------------------------------------
+    def _mix(
+        self, y: torch.Tensor, valid: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token map of the SSM output ``y`` ``[..., H]``: ``(z [..., H], activation)``."""
+        raise NotImplementedError
+
+    # -- the block -------------------------------------------------------------------------
+    def _run(self, x, valid, ssm_call):
+        h = self.norm(x, valid) if self.prenorm else x
+        y, state = ssm_call(h)
+        z, act = self._mix(y, valid)
+        out = self.dropout(z)
+        if self.residual:
+            out = out + x
+        if not self.prenorm:
+            out = self.norm(out, valid)
+        if valid is not None:
+            out = out * valid[..., None]
+            act = act * valid[..., None]
+        return out, state, act
+
+    def _prepare(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+        check_sequence(type(self).__name__, x, self.d_model, self.ssm.D.dtype)
+        return as_mask(mask, x.shape[0], x.shape[1], x.device)
+
+    def forward_with_activation(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(out, activation)``, both ``[T, N, H]``: the block output and the output of the
+        nonlinearity that follows the SSM (the spikes of a Binary S4D, ``Tern(y)`` of a GSU)."""
+        valid = self._prepare(x, mask)
+        out, _, act = self._run(x, valid, lambda h: (self.ssm(h, valid), None))
+        return out, act
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Parallel form ``[T, N, H]`` -> ``[T, N, H]`` from a zero state; ``mask`` is a bool
+        ``[T, N]`` (True = real step) or integer lengths ``[N]``."""
+        return self.forward_with_activation(x, mask)[0]
+
+    def forward_with_state(
+        self, x: torch.Tensor, state: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parallel form continuing from the S4D ``state``; returns ``(out, new_state)``."""
+        valid = self._prepare(x, mask)
+        out, new_state, _ = self._run(
+            x, valid, lambda h: self.ssm.forward_with_state(h, state, valid)
+        )
+        return out, new_state
+
+    def step_with_state(
+        self, x_t: torch.Tensor, state: torch.Tensor | None = None,
+        mask_t: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One recurrent step, pure: ``(out_t [N, H], new_state)``."""
+        check_step_input(type(self).__name__, x_t, self.d_model, self.ssm.D.dtype)
+        valid = check_step_mask(mask_t, x_t.shape[0], x_t.device)
+        out, new_state, _ = self._run(
+            x_t, valid, lambda h: self.ssm.step_with_state(h, state, valid)
+        )
+        return out, new_state
+
+    def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Streaming inference: ``[N, H]`` -> ``[N, H]``, state kept in ``ssm_state``."""
+        out, self.ssm_state = self.step_with_state(x_t, self.ssm_state, mask_t)
+        return out
+
+    def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
+        return stream_steps(self, x, mask)
+
+    def extra_repr(self) -> str:
+        return f"prenorm={self.prenorm}, residual={self.residual}"

@@ -1,0 +1,41 @@
+"""Helpers shared by the SSM layers: argument checks and the step-by-step driver."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bpsn_ext.core.checks import check_float
+from bpsn_ext.core.masks import as_mask
+from bpsn_ext.core.ssm import check_sequence
+
+__all__ = ["check_d_model", "check_dropout", "check_choice", "stream_steps"]
+
+
+def check_d_model(d_model: object) -> int:
+    if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
+        raise ValueError(f"d_model must be a positive int, got {d_model!r}")
+    return d_model
+
+
+def check_dropout(p: object) -> float:
+    check_float("dropout", p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {p}")
+    return p
+
+
+def check_choice(name: str, value: object, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def stream_steps(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Run ``module.step`` over every step of ``x`` ``[T, N, D]``: the recurrent form of a
+    whole sequence (a Python loop over T; for checks and step-by-step inference)."""
+    check_sequence(type(module).__name__, x, module.d_model, x.dtype)
+    m = as_mask(mask, x.shape[0], x.shape[1], x.device)
+    steps = x.unbind(0)  # one backward node for all steps (x[t] would cost O(T^2) in backward)
+    masks = (None,) * len(steps) if m is None else m.unbind(0)
+    return torch.stack([module.step(x_t, m_t) for x_t, m_t in zip(steps, masks)])

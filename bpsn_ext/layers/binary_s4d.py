@@ -1,0 +1,99 @@
+"""``BinaryS4D``: S4D whose pointwise nonlinearity is a Heaviside spike (Stan & Rhodes 2024).
+
+Per block (the state-spaces/s4 S4D block with the GELU swapped for a spike)::
+
+    y = S4D(u)                        real-valued SSM, state never reset
+    s = Theta(y - v_threshold)        threshold 0; surrogate gradient, ATan(alpha=2) default
+    z = GLU(W s + b)                  Linear(H, 2H), o = a * sigmoid(b)  (feature mixing)
+
+inside the residual block of :mod:`bpsn_ext.layers._block` (dropout after ``s`` and after the
+mixing, residual, post-norm LayerNorm by default).  ``activation="gelu"`` replaces the spike by
+GELU and gives back the plain S4D block, with the same parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import nn
+
+from bpsn_ext.core.checks import check_float
+from bpsn_ext.layers._block import SSMBlock
+from bpsn_ext.layers._common import check_choice
+from bpsn_ext.surrogate import ATan, resolve
+
+__all__ = ["BinaryS4D", "ACTIVATIONS"]
+
+ACTIVATIONS = ("spike", "gelu")
+
+
+class BinaryS4D(SSMBlock):
+    """Binary S4D block ``[T, N, H]`` -> ``[T, N, H]``.
+
+    Args:
+        d_model: channels H.
+        d_state: S4D state size N (even), default 64.
+        activation: ``"spike"`` (Heaviside with a surrogate gradient) or ``"gelu"`` (the plain
+            S4D block).
+        surrogate: for ``"spike"``: a name, bpsn_ext / SpikingJelly surrogate object or snnTorch
+            ``spike_grad``; default ``ATan(alpha=2)``, firing at ``y >= v_threshold``.
+        v_threshold: spike threshold (Python float), default 0.0.
+        glu: GLU feature mixing (Linear H -> 2H, ``a * sigmoid(b)``); ``False``: Linear H -> H.
+        dropout: dropout after the nonlinearity and after the feature mixing (default 0.0).
+        norm: ``"layer"`` (default), ``"batch"`` or ``"none"``.
+        prenorm: normalise the block input (``True``) or the block output (``False``, default).
+        residual: add the block input to the output (default ``True``).
+        dt_min, dt_max, bidirectional: passed to :class:`~bpsn_ext.layers.S4D`.
+
+    :meth:`forward_with_activation` also returns the spikes ``[T, N, H]`` (firing rates).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        activation: str = "spike",
+        surrogate: Callable | str | None = None,
+        v_threshold: float = 0.0,
+        glu: bool = True,
+        dropout: float = 0.0,
+        norm: str = "layer",
+        prenorm: bool = False,
+        residual: bool = True,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__(
+            d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional,
+            dropout=dropout, norm=norm, prenorm=prenorm, residual=residual,
+        )
+        self.activation_kind = check_choice("activation", activation, ACTIVATIONS)
+        self.v_threshold = check_float("v_threshold", v_threshold)
+        if not isinstance(glu, bool):
+            raise TypeError(f"glu must be bool, got {type(glu).__name__}")
+        self.glu = glu
+        if activation == "spike":
+            self.activation = resolve(surrogate, default=ATan, fire_ge=True)
+        else:
+            if surrogate is not None:
+                raise ValueError("surrogate only applies to activation='spike'")
+            self.activation = nn.GELU()
+        self.inner_dropout = nn.Dropout(dropout)
+        self.output_linear = nn.Linear(d_model, 2 * d_model if glu else d_model)
+
+    def _mix(self, y, valid):
+        if self.activation_kind == "spike":
+            act = self.activation(y - self.v_threshold)
+        else:
+            act = self.activation(y)
+        z = self.output_linear(self.inner_dropout(act))
+        return (F.glu(z, dim=-1) if self.glu else z), act
+
+    def extra_repr(self) -> str:
+        return (
+            f"activation={self.activation_kind!r}, v_threshold={self.v_threshold}, "
+            f"glu={self.glu}, " + super().extra_repr()
+        )

@@ -1,0 +1,226 @@
+"""``S4D``: the diagonal structured state-space layer (Gu et al. 2022), time-first.
+
+Per channel ``h = 1..H`` an independent single-input single-output system with ``P = N/2``
+complex modes (their conjugates are implied, hence the factor 2 in the output)::
+
+    x'(t) = A x(t) + B u(t),  y = 2 Re(C x) + D u,   A = diag(-exp(log_A_real) + i A_imag), B = 1
+
+discretised by zero-order hold (``A_bar = exp(dt A)``, ``B_bar = (exp(dt A) - 1) / A``).
+
+* parallel form (:meth:`S4D.forward`): the kernel
+  ``K[h, l] = 2 Re sum_p C[h,p] B_bar[h,p] A_bar[h,p]^l`` (Vandermonde) and an FFT convolution
+  zero-padded to ``2T``, plus ``D u``;
+* recurrent form (:meth:`S4D.step`): ``x_t = A_bar x_{t-1} + B_bar u_t``,
+  ``y_t = 2 Re(C x_t) + D u_t``; the same numbers as the parallel form.
+
+S4D-Lin initialisation: ``log_A_real = log 0.5``, ``A_imag[p] = pi p``,
+``log_dt ~ U[log dt_min, log dt_max]`` per channel, ``C`` complex standard normal, ``D ~ N(0, 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from bpsn_ext.core.masks import as_mask, broadcast_mask
+from bpsn_ext.core.ssm import (
+    bidirectional_conv,
+    causal_conv,
+    check_d_state,
+    check_dt_range,
+    check_sequence,
+    check_state,
+    check_step_input,
+    check_step_mask,
+    complex_dtype,
+    log_dt_init,
+    vandermonde,
+    vandermonde_transpose,
+    zoh,
+)
+from bpsn_ext.layers._common import check_d_model, stream_steps
+
+__all__ = ["S4D"]
+
+State = torch.Tensor | None
+
+
+class S4D(nn.Module):
+    """Diagonal SSM token mixer: ``[T, N, H]`` -> ``[T, N, H]`` (linear, real-valued).
+
+    Args:
+        d_model: channels H.
+        d_state: state size N per channel (even: N/2 complex modes); default 64.
+        dt_min / dt_max: range of the initial step size (Python floats, ``dt_min <= dt_max``).
+        bidirectional: add an anti-causal kernel with its own ``C``:
+            ``y = K_f * u + flip(K_b * flip(u)) + D u``.  No streaming form then.
+
+    Parameters: ``log_dt`` [H], ``log_A_real`` [H, P], ``A_imag`` [H, P], ``C`` [H, P, 2]
+    (real view of a complex tensor; also ``C_backward`` when bidirectional), ``D`` [H].
+    ``ssm_parameter_names`` lists those that :func:`bpsn_ext.optim.ssm_param_groups` trains
+    with the small SSM learning rate and no weight decay.
+
+    Streaming: :meth:`step` consumes one step ``[N, H]`` and keeps the state ``x`` (complex
+    ``[N, H, P]``) in the plain attribute ``ssm_state`` (``None`` until the first step, never in
+    ``state_dict``); :meth:`reset_state` clears it.
+    """
+
+    ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_imag")
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        check_d_model(d_model)
+        check_d_state(d_state, even=True)
+        check_dt_range(dt_min, dt_max)
+        if not isinstance(bidirectional, bool):
+            raise TypeError(f"bidirectional must be bool, got {type(bidirectional).__name__}")
+        H, P = d_model, d_state // 2
+        self.d_model, self.d_state, self.bidirectional = d_model, d_state, bidirectional
+        self.dt_min, self.dt_max = dt_min, dt_max
+        self.log_dt = nn.Parameter(log_dt_init(H, dt_min, dt_max))
+        self.log_A_real = nn.Parameter(torch.full((H, P), math.log(0.5)))
+        self.A_imag = nn.Parameter(math.pi * torch.arange(P, dtype=torch.float32).repeat(H, 1))
+        self.C = nn.Parameter(torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat)))
+        if bidirectional:
+            self.C_backward = nn.Parameter(
+                torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat))
+            )
+        self.D = nn.Parameter(torch.randn(H))
+        self._init_state()
+
+    # -- state (overridden by the SpikingJelly adapter to use a registered memory) -----------
+    def _init_state(self) -> None:
+        self.ssm_state: State = None
+
+    def reset_state(self) -> None:
+        """Forget the streaming state (the next :meth:`step` starts from zero)."""
+        self.ssm_state = None
+
+    # -- derived quantities ----------------------------------------------------------------
+    @property
+    def A(self) -> torch.Tensor:
+        """Continuous-time eigenvalues, complex ``[H, P]`` (real part < 0)."""
+        return torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+
+    def _C(self, backward: bool = False) -> torch.Tensor:
+        return torch.view_as_complex(self.C_backward if backward else self.C)
+
+    def _discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(dtA, A_bar, B_bar)``, each complex ``[H, P]``."""
+        return zoh(self.A, torch.exp(self.log_dt)[:, None])
+
+    def kernel(self, L: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The convolution kernel ``K`` ``[H, L]`` (``(K_f, K_b)`` when bidirectional)."""
+        dtA, _, B_bar = self._discrete()
+        K = 2.0 * vandermonde(self._C() * B_bar, dtA, L).real
+        if not self.bidirectional:
+            return K
+        return K, 2.0 * vandermonde(self._C(True) * B_bar, dtA, L).real
+
+    # -- parallel form ---------------------------------------------------------------------
+    def _masked_input(
+        self, x: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        check_sequence(type(self).__name__, x, self.d_model, self.D.dtype)
+        m = as_mask(mask, x.shape[0], x.shape[1], x.device)
+        if m is not None:
+            m = broadcast_mask(m, 3)
+            x = x * m
+        return x, m
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``y`` ``[T, N, H]`` for ``x`` ``[T, N, H]``; starts from a zero state, keeps none.
+
+        ``mask``: bool ``[T, N]`` (True = real step) or integer lengths ``[N]``.  Padded steps
+        enter as zeros and output zeros, so real steps never see the padding's content.
+        """
+        u, m = self._masked_input(x, mask)
+        if self.bidirectional:
+            K_f, K_b = self.kernel(u.shape[0])
+            y = bidirectional_conv(u, K_f, K_b)
+        else:
+            y = causal_conv(u, self.kernel(u.shape[0]))
+        y = y + u * self.D
+        return y if m is None else y * m
+
+    def forward_with_state(
+        self, x: torch.Tensor, state: State = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parallel form that continues from ``state`` and returns the state after the last
+        step: ``(y [T, N, H], x_T [N, H, P])``.  Running chunks one after another with it
+        equals one call on the whole sequence.  Causal layers only.
+        """
+        self._refuse_bidirectional("forward_with_state")
+        u, m = self._masked_input(x, mask)
+        T, N, H = u.shape
+        dtA, A_bar, B_bar = self._discrete()
+        C = self._C()
+        y = causal_conv(u, 2.0 * vandermonde(C * B_bar, dtA, T).real) + u * self.D
+        u_nht = u.permute(1, 2, 0)  # [N, H, T]
+        new_state = B_bar * vandermonde_transpose(u_nht, dtA)  # [N, H, P]
+        if state is not None:
+            check_state(type(self).__name__, state, (N, H, self.d_state // 2),
+                        complex_dtype(u.dtype))
+            # free response of the carried state: 2 Re sum_p C A_bar^(t+1) x0
+            y = y + 2.0 * vandermonde(C * state, dtA, T, offset=1).real.permute(2, 0, 1)
+            new_state = new_state + torch.exp(dtA * T) * state
+        return (y if m is None else y * m), new_state
+
+    # -- recurrent (streaming) form --------------------------------------------------------
+    def _refuse_bidirectional(self, what: str) -> None:
+        if self.bidirectional:
+            raise RuntimeError(
+                f"S4D(bidirectional=True) has no {what}: its anti-causal kernel needs the whole "
+                "sequence; use forward() on complete sequences"
+            )
+
+    def step_with_state(
+        self, x_t: torch.Tensor, state: State = None, mask_t: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One recurrent step, pure: ``(y_t [N, H], new_state [N, H, P])``.
+
+        ``state`` None means zero.  ``mask_t`` bool ``[N]``: where False the input counts as
+        zero and the output is zero (the state still decays, exactly as in :meth:`forward`).
+        """
+        self._refuse_bidirectional("streaming form")
+        u = check_step_input(type(self).__name__, x_t, self.d_model, self.D.dtype)
+        m = check_step_mask(mask_t, u.shape[0], u.device)
+        if m is not None:
+            u = u * m[:, None]
+        _, A_bar, B_bar = self._discrete()
+        if state is None:
+            state = torch.zeros(
+                *u.shape, A_bar.shape[-1], dtype=complex_dtype(u.dtype), device=u.device
+            )
+        else:
+            check_state(type(self).__name__, state, (*u.shape, A_bar.shape[-1]),
+                        complex_dtype(u.dtype))
+        new_state = A_bar * state + B_bar * u[..., None]
+        y = 2.0 * (self._C() * new_state).sum(-1).real + self.D * u
+        return (y if m is None else y * m[:, None]), new_state
+
+    def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Streaming inference: one step ``[N, H]`` -> ``[N, H]``, state kept in ``ssm_state``."""
+        y, self.ssm_state = self.step_with_state(x_t, self.ssm_state, mask_t)
+        return y
+
+    def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
+        return stream_steps(self, x, mask)
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, d_state={self.d_state}, dt_min={self.dt_min}, "
+            f"dt_max={self.dt_max}, bidirectional={self.bidirectional}"
+        )
+

@@ -1,0 +1,222 @@
+"""``SpikingS5``: a MIMO complex-diagonal SSM (S5-style, Smith et al. 2023) with a spike readout.
+
+One system shared by all channels: ``P = d_state`` complex states, ``u_t`` ``[H]`` in,
+``y_t`` ``[H]`` out::
+
+    x_t = A_bar x_{t-1} + B_bar u_t            A_bar = exp(dt A), B_bar = (A_bar - 1) / A * B
+    y_t = 2 Re(C x_t) + D u_t                   (conjugate states implied: a real system of 2P)
+    s_t = Theta(y_t - v_threshold)              surrogate gradient, ATan(alpha=2) by default
+
+``A = diag(-exp(log_A_real) + i A_imag)`` ``[P]``, one step size per state
+(``log_dt`` ``[P]``), ``B`` ``[P, H]`` and ``C`` ``[H, P]`` complex, ``D`` ``[H]``.
+
+The parallel form computes all states with :func:`bpsn_ext.core.ssm.diagonal_scan` (a
+log-depth associative scan: no Python loop over T, memory linear in T); :meth:`step` is the
+recurrence itself.  Initialisation (S5's HiPPO-N eigenvalues are replaced by S4D-Lin):
+``log_A_real = log 0.5``, ``A_imag[p] = pi p``, ``log_dt ~ U[log dt_min, log dt_max]``,
+``B ~ CN(0, 1/H)``, ``C ~ CN(0, 1)``, ``D ~ N(0, 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from bpsn_ext.core.checks import check_float
+from bpsn_ext.core.masks import as_mask, broadcast_mask
+from bpsn_ext.core.ssm import (
+    check_d_state,
+    check_dt_range,
+    check_sequence,
+    check_state,
+    check_step_input,
+    check_step_mask,
+    complex_dtype,
+    diagonal_scan,
+    log_dt_init,
+    zoh,
+)
+from bpsn_ext.layers._common import check_choice, check_d_model, stream_steps
+from bpsn_ext.surrogate import ATan, resolve
+
+__all__ = ["SpikingS5", "S5_ACTIVATIONS"]
+
+S5_ACTIVATIONS = ("spike", "gelu", "none")
+
+
+class SpikingS5(nn.Module):
+    """Spiking S5 layer ``[T, N, H]`` -> spikes ``[T, N, H]``.
+
+    Args:
+        d_model: channels H (input and output).
+        d_state: complex states P (default 64).
+        dt_min / dt_max: range of the initial step sizes (Python floats).
+        activation: ``"spike"`` (default), ``"gelu"`` or ``"none"`` (the linear S5 output y).
+        surrogate: for ``"spike"``: name, surrogate object or snnTorch ``spike_grad``; default
+            ``ATan(alpha=2)`` firing at ``y >= v_threshold``.
+        v_threshold: spike threshold (Python float), default 0.0.
+
+    Streaming: :meth:`step` keeps the complex state ``[N, P]`` in ``ssm_state`` (``None`` until
+    the first step, never in ``state_dict``); :meth:`reset_state` clears it.
+    """
+
+    ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_imag", "B")
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        activation: str = "spike",
+        surrogate: Callable | str | None = None,
+        v_threshold: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_d_model(d_model)
+        check_d_state(d_state, even=False)
+        check_dt_range(dt_min, dt_max)
+        self.activation_kind = check_choice("activation", activation, S5_ACTIVATIONS)
+        self.v_threshold = check_float("v_threshold", v_threshold)
+        H, P = d_model, d_state
+        self.d_model, self.d_state, self.dt_min, self.dt_max = d_model, d_state, dt_min, dt_max
+        self.log_dt = nn.Parameter(log_dt_init(P, dt_min, dt_max))
+        self.log_A_real = nn.Parameter(torch.full((P,), math.log(0.5)))
+        self.A_imag = nn.Parameter(math.pi * torch.arange(P, dtype=torch.float32))
+        self.B = nn.Parameter(
+            torch.view_as_real(torch.randn(P, H, dtype=torch.cfloat) / math.sqrt(H))
+        )
+        self.C = nn.Parameter(torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat)))
+        self.D = nn.Parameter(torch.randn(H))
+        if activation == "spike":
+            self.activation = resolve(surrogate, default=ATan, fire_ge=True)
+        else:
+            if surrogate is not None:
+                raise ValueError("surrogate only applies to activation='spike'")
+            self.activation = nn.GELU() if activation == "gelu" else nn.Identity()
+        self._init_state()
+
+    # -- state -----------------------------------------------------------------------------
+    def _init_state(self) -> None:
+        self.ssm_state: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        """Forget the streaming state."""
+        self.ssm_state = None
+
+    # -- pieces ----------------------------------------------------------------------------
+    @property
+    def A(self) -> torch.Tensor:
+        return torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+
+    def _discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A_bar`` ``[P]`` and ``B_bar`` ``[P, H]`` (complex)."""
+        _, A_bar, factor = zoh(self.A, torch.exp(self.log_dt))
+        return A_bar, factor[:, None] * torch.view_as_complex(self.B)
+
+    def _input(self, u: torch.Tensor, B_bar: torch.Tensor) -> torch.Tensor:
+        """``B_bar u`` ``[..., P]`` complex from real ``u`` ``[..., H]``: one real matmul whose
+        output columns interleave real and imaginary parts (a free complex view)."""
+        W = torch.view_as_real(B_bar).permute(1, 0, 2).reshape(self.d_model, 2 * self.d_state)
+        return torch.view_as_complex((u @ W).unflatten(-1, (self.d_state, 2)))
+
+    def _output(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``y = 2 Re(C x) + D u`` ``[..., H]``: ``Re(C x) = [Re x, Im x] @ [Re C, -Im C]``."""
+        C = torch.view_as_complex(self.C)
+        W = torch.stack([C.real, -C.imag], dim=-1).reshape(self.d_model, 2 * self.d_state)
+        return 2.0 * (torch.view_as_real(x).flatten(-2) @ W.T) + self.D * u
+
+    def _readout(self, y: torch.Tensor) -> torch.Tensor:
+        if self.activation_kind == "spike":
+            return self.activation(y - self.v_threshold)
+        return self.activation(y)
+
+    # -- parallel form ---------------------------------------------------------------------
+    def _parallel(
+        self, x: torch.Tensor, mask: torch.Tensor | None, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(y [T, N, H], x_T [N, P], mask [T, N, 1] or None)``."""
+        check_sequence(type(self).__name__, x, self.d_model, self.D.dtype)
+        m = as_mask(mask, x.shape[0], x.shape[1], x.device)
+        m = None if m is None else broadcast_mask(m, 3)
+        u = x if m is None else x * m
+        A_bar, B_bar = self._discrete()
+        b = self._input(u, B_bar)  # [T, N, P]
+        if state is not None:
+            check_state(type(self).__name__, state, (x.shape[1], self.d_state),
+                        complex_dtype(x.dtype))
+            b = torch.cat([(b[0] + A_bar * state)[None], b[1:]])
+        xs = diagonal_scan(A_bar[None, None, :], b)
+        y = self._output(xs, u)
+        return (y if m is None else y * m), xs[-1], m
+
+    def ssm_forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linear SSM in parallel: ``(y [T, N, H], x_T [N, P])`` from ``state`` (None: 0).
+
+        Padded steps (``mask`` False) enter as zeros and output zeros.
+        """
+        y, new_state, _ = self._parallel(x, mask, state)
+        return y, new_state
+
+    def forward_with_membrane(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(out, y)``: the readout (spikes) and the pre-spike SSM output, both ``[T, N, H]``."""
+        y, _, m = self._parallel(x, mask, None)
+        out = self._readout(y)
+        return (out if m is None else out * m), y
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Spikes ``[T, N, H]`` for ``x`` ``[T, N, H]`` from a zero state; ``mask`` is a bool
+        ``[T, N]`` (True = real step) or integer lengths ``[N]``; padded steps output 0."""
+        return self.forward_with_membrane(x, mask)[0]
+
+    def forward_with_state(
+        self, x: torch.Tensor, state: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parallel form continuing from ``state``: ``(out [T, N, H], new_state [N, P])``."""
+        y, new_state, m = self._parallel(x, mask, state)
+        out = self._readout(y)
+        return (out if m is None else out * m), new_state
+
+    # -- recurrent (streaming) form --------------------------------------------------------
+    def step_with_state(
+        self, x_t: torch.Tensor, state: torch.Tensor | None = None,
+        mask_t: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One recurrent step, pure: ``(out_t [N, H], new_state [N, P])``."""
+        u = check_step_input(type(self).__name__, x_t, self.d_model, self.D.dtype)
+        m = check_step_mask(mask_t, u.shape[0], u.device)
+        if m is not None:
+            u = u * m[:, None]
+        A_bar, B_bar = self._discrete()
+        shape = (u.shape[0], self.d_state)
+        if state is None:
+            state = torch.zeros(shape, dtype=complex_dtype(u.dtype), device=u.device)
+        else:
+            check_state(type(self).__name__, state, shape, complex_dtype(u.dtype))
+        new_state = A_bar * state + self._input(u, B_bar)
+        out = self._readout(self._output(new_state, u))
+        return (out if m is None else out * m[:, None]), new_state
+
+    def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Streaming inference: ``[N, H]`` -> ``[N, H]``, state kept in ``ssm_state``."""
+        out, self.ssm_state = self.step_with_state(x_t, self.ssm_state, mask_t)
+        return out
+
+    def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
+        return stream_steps(self, x, mask)
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, d_state={self.d_state}, dt_min={self.dt_min}, "
+            f"dt_max={self.dt_max}, activation={self.activation_kind!r}, "
+            f"v_threshold={self.v_threshold}"
+        )

@@ -1,0 +1,218 @@
+"""The SSM layers as SpikingJelly ``base.MemoryModule`` s (SpikingJelly 2.0.0 and 0.0.0.0.14).
+
+``S4DLayer``, ``BinaryS4DLayer``, ``GSULayer`` and ``SpikingS5Layer`` are the
+:mod:`bpsn_ext.layers` modules (same arguments, same ``state_dict``) with SpikingJelly's
+step modes:
+
+* ``step_mode='m'``: the parallel form on ``[T, N, D]`` (FFT convolution / associative scan).
+  By default every call is an independent sequence and the memory is left alone; with
+  ``carry_state=True`` it starts from the memory and stores the state after its last step, so
+  consecutive chunks equal one call on the whole sequence.
+* ``step_mode='s'``: the streaming (recurrent) form on ``[N, D]``, one step per call.
+
+The recurrent state is the registered memory ``ssm_state`` (reset value ``None``, never in
+``state_dict``); ``functional.reset_net`` clears it.  ``forward(x, mask=None)`` takes the padding
+mask as in :mod:`bpsn_ext.layers` (bool ``[T, N]`` or lengths ``[N]`` in ``'m'``; bool ``[N]``
+in ``'s'``).  Bidirectional S4D layers are ``'m'`` only.
+
+``backend``: ``'torch'``, ``'cupy'`` or ``'auto'`` (``supported_backends = ('torch', 'cupy')``,
+so SpikingJelly 0.0.0.0.14's ``functional.set_backend`` works).  ``'cupy'`` needs CuPy and CUDA
+tensors and raises a clear error otherwise.  A CuPy kernel for the diagonal recurrence is future
+work: on CUDA every backend runs the torch implementation (FFT convolution, associative scan),
+which is already parallel over time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from spikingjelly.activation_based import base
+
+from bpsn_ext.core.dispatch import check_backend, resolve_backend
+from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
+
+__all__ = ["S4DLayer", "BinaryS4DLayer", "GSULayer", "SpikingS5Layer"]
+
+_log = logging.getLogger("bpsn_ext")
+_logged: set[str] = set()
+
+
+class _SSMMemoryModule:
+    """Mixin (put first in the bases): SpikingJelly step modes, memory and backend for a core
+    SSM module with ``forward``/``forward_with_state``/``step_with_state``."""
+
+    # -- construction --------------------------------------------------------------------
+    def _init_state(self) -> None:  # called by the core __init__, after MemoryModule.__init__
+        self.register_memory("ssm_state", None)
+
+    def _setup(self, step_mode: str, backend: str, carry_state: bool) -> None:
+        if not isinstance(carry_state, bool):
+            raise TypeError(f"carry_state must be bool, got {type(carry_state).__name__}")
+        if self._bidirectional():
+            if step_mode != "m":
+                raise ValueError(
+                    f"{type(self).__name__}(bidirectional=True) needs the whole sequence: use "
+                    f"step_mode='m' (got {step_mode!r})"
+                )
+            if carry_state:
+                raise ValueError("carry_state=True needs a causal layer (bidirectional=False)")
+        self.carry_state = carry_state
+        self.backend = backend
+        self.step_mode = step_mode
+
+    def _bidirectional(self) -> bool:
+        ssm = self.__dict__.get("_modules", {}).get("ssm")
+        if ssm is not None:
+            return bool(ssm.bidirectional)
+        return bool(self.__dict__.get("bidirectional", False))
+
+    def supported_step_mode(self) -> tuple[str, ...]:
+        return ("m",) if self._bidirectional() else ("s", "m")
+
+    # -- backend ---------------------------------------------------------------------------
+    @property
+    def supported_backends(self) -> tuple[str, ...]:
+        return ("torch", "cupy")
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in self.supported_backends + ("auto",):
+            raise NotImplementedError(
+                f"{value!r} is not a supported backend of {type(self).__name__} "
+                f"{self.supported_backends}"
+            )
+        self._backend = check_backend(value)
+
+    def _check_backend(self, x: torch.Tensor) -> None:
+        if resolve_backend(self._backend, x) == "cupy" and "ssm" not in _logged:
+            _logged.add("ssm")
+            _log.info("bpsn_ext: no CuPy kernel for the SSM layers yet; running the torch code")
+
+    # -- SpikingJelly forwards -------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        if self.step_mode == "s":
+            return self.single_step_forward(*args, **kwargs)
+        if self.step_mode == "m":
+            return self.multi_step_forward(*args, **kwargs)
+        raise ValueError(self.step_mode)
+
+    def single_step_forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        """One step ``[N, D]`` -> ``[N, D]``; updates the memory ``ssm_state``."""
+        inputs = (x,) if mask is None else (x, mask)
+        (y,), (self.ssm_state,) = self.single_step_functional_forward(inputs, (self.ssm_state,))
+        return y
+
+    def multi_step_forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None):
+        """A sequence ``[T, N, D]`` -> ``[T, N, D]`` in parallel (see ``carry_state``)."""
+        inputs = (x_seq,) if mask is None else (x_seq, mask)
+        (y,), (self.ssm_state,) = self.multi_step_functional_forward(inputs, (self.ssm_state,))
+        return y
+
+    # pure functional forwards (SpikingJelly 2.0 API; states = (ssm_state,))
+    def single_step_functional_forward(self, inputs, states, **kwargs):
+        x, mask = inputs[0], (inputs[1] if len(inputs) > 1 else None)
+        self._check_backend(x)
+        y, state = self.step_with_state(x, states[0], mask)
+        return (y,), (state,)
+
+    def multi_step_functional_forward(self, inputs, states, **kwargs):
+        x, mask = inputs[0], (inputs[1] if len(inputs) > 1 else None)
+        self._check_backend(x)
+        if self.carry_state:
+            y, state = self.forward_with_state(x, states[0], mask)
+            return (y,), (state,)
+        return (super().forward(x, mask),), tuple(states)
+
+    def extra_repr(self) -> str:
+        return (
+            super().extra_repr()
+            + f", step_mode={self.step_mode!r}, backend={self._backend!r}, "
+            f"carry_state={self.carry_state}"
+        )
+
+
+class S4DLayer(_SSMMemoryModule, S4D, base.MemoryModule):
+    """:class:`bpsn_ext.layers.S4D` as a SpikingJelly memory module (see the module docstring).
+
+    ``S4DLayer(d_model, d_state=64, *, step_mode='s', backend='torch', carry_state=False,
+    dt_min=0.001, dt_max=0.1, bidirectional=False)``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        step_mode: str = "s",
+        backend: str = "torch",
+        carry_state: bool = False,
+        **options,
+    ) -> None:
+        super().__init__(d_model, d_state, **options)
+        self._setup(step_mode, backend, carry_state)
+
+
+class BinaryS4DLayer(_SSMMemoryModule, BinaryS4D, base.MemoryModule):
+    """:class:`bpsn_ext.layers.BinaryS4D` as a SpikingJelly memory module.
+
+    Takes every ``BinaryS4D`` option; the surrogate is ``surrogate_function`` (SpikingJelly's
+    name; any SpikingJelly surrogate object, default ``ATan(alpha=2)``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        surrogate_function: Callable | str | None = None,
+        step_mode: str = "s",
+        backend: str = "torch",
+        carry_state: bool = False,
+        **options,
+    ) -> None:
+        super().__init__(d_model, d_state, surrogate=surrogate_function, **options)
+        self._setup(step_mode, backend, carry_state)
+
+
+class GSULayer(_SSMMemoryModule, GSU, base.MemoryModule):
+    """:class:`bpsn_ext.layers.GSU` as a SpikingJelly memory module (``surrogate_function`` is
+    the surrogate of ``grad_mode='prf_surrogate'``)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        surrogate_function: Callable | str | None = None,
+        step_mode: str = "s",
+        backend: str = "torch",
+        carry_state: bool = False,
+        **options,
+    ) -> None:
+        super().__init__(d_model, d_state, surrogate=surrogate_function, **options)
+        self._setup(step_mode, backend, carry_state)
+
+
+class SpikingS5Layer(_SSMMemoryModule, SpikingS5, base.MemoryModule):
+    """:class:`bpsn_ext.layers.SpikingS5` as a SpikingJelly memory module (``surrogate_function``
+    default ``ATan(alpha=2)``)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        surrogate_function: Callable | str | None = None,
+        step_mode: str = "s",
+        backend: str = "torch",
+        carry_state: bool = False,
+        **options,
+    ) -> None:
+        super().__init__(d_model, d_state, surrogate=surrogate_function, **options)
+        self._setup(step_mode, backend, carry_state)
