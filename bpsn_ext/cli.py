@@ -1,4 +1,5 @@
-"""Command line: ``bpsn-ext demo`` and ``bpsn-ext bench single-step`` (or ``python -m bpsn_ext``).
+"""Command line: ``bpsn-ext demo``, ``bpsn-ext bench single-step`` and ``bpsn-ext bench bpsn``
+(or ``python -m bpsn_ext``).  Each benchmark has its own flags, given after its name.
 
 Heavy modules (SpikingJelly, snnTorch, scikit-learn) are imported only by the handlers.
 """
@@ -8,9 +9,26 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser", "add_single_step_arguments", "run_single_step"]
+__all__ = [
+    "main",
+    "build_parser",
+    "add_single_step_arguments",
+    "run_single_step",
+    "add_bpsn_arguments",
+    "run_bpsn",
+]
 
-BENCHMARKS = ("single-step",)
+BENCHMARKS = ("single-step", "bpsn")
+# the neuron keys of bpsn_ext.bench.bpsn.NEURON_KEYS (not imported here: it imports torch)
+BPSN_NEURONS = (
+    "bpsn",
+    "bpsn_matmul",
+    "sj_lif",
+    "sj_psn",
+    "sj_sliding_psn",
+    "snntorch_leaky",
+    "snntorch_state_leaky",
+)
 
 
 def _int_at_least(low: int):
@@ -55,6 +73,45 @@ def run_single_step(args: argparse.Namespace) -> dict:
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})
 
 
+def add_bpsn_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the BPSN sequence-length benchmark (unset flags keep ``run``'s defaults)."""
+    S = argparse.SUPPRESS
+    parser.add_argument("--T", nargs="+", type=_positive_int, default=S, metavar="T",
+                        help="sequence lengths (128 512 2048 8192; --quick: 128 512)")
+    parser.add_argument("--batch", type=_positive_int, default=S, help="batch size (8)")
+    parser.add_argument("--features", type=_positive_int, default=S,
+                        help="features = channels (256)")
+    parser.add_argument("--repeats", type=_positive_int, default=S,
+                        help="timed rounds up to T=256, fewer for larger T (10; --quick: 2)")
+    parser.add_argument("--warmup", type=_int_at_least(0), default=S,
+                        help="untimed rounds up to T=256 (1; --quick: 0)")
+    parser.add_argument("--quick", action="store_true", default=S,
+                        help="a quick run: T 128 512, 2 repeats, matmul row up to T=128 (tests)")
+    parser.add_argument("--neurons", nargs="+", choices=BPSN_NEURONS, default=S,
+                        metavar="NEURON", help=f"subset of {', '.join(BPSN_NEURONS)} (all)")
+    parser.add_argument("--matmul-max-T", dest="matmul_max_T", type=_positive_int, default=S,
+                        help="largest T of the BPSN method=matmul row (512; --quick: 128)")
+    parser.add_argument("--threads", type=_positive_int, default=S,
+                        help="torch.set_num_threads for the run (default: unchanged)")
+    parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
+    parser.add_argument("--seed", type=int, default=S, help="input and weight seed (0)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", dest="json_path", default=S,
+                     help="result file (benchmarks/results/bpsn.json)")
+    # default=S here too: argparse would otherwise set json_path=None when neither flag is given
+    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
+                     default=S, help="do not write a result file")
+
+
+def run_bpsn(args: argparse.Namespace) -> dict:
+    """Run the BPSN sequence-length benchmark with the flags in ``args``."""
+    from bpsn_ext.bench.bpsn import run
+
+    names = ("T", "batch", "features", "repeats", "warmup", "quick", "neurons", "matmul_max_T",
+             "threads", "device", "seed", "json_path")
+    return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
 def _demo(args: argparse.Namespace) -> int:
     from bpsn_ext.apps.demo import run_demo
 
@@ -65,6 +122,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.benchmark == "single-step":
         run_single_step(args)
+    elif args.benchmark == "bpsn":
+        run_bpsn(args)
     return 0
 
 
@@ -82,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     bench = sub.add_parser("bench", help="run a benchmark")
-    bench.add_argument("benchmark", choices=BENCHMARKS, help="which benchmark")
-    add_single_step_arguments(bench)
+    which = bench.add_subparsers(dest="benchmark", required=True,
+                                 metavar="{" + ",".join(BENCHMARKS) + "}", help="which benchmark")
+    add_single_step_arguments(which.add_parser(
+        "single-step", help="training step: single-step S3NN MLP vs T=4 LIF MLPs"))
+    add_bpsn_arguments(which.add_parser(
+        "bpsn", help="BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"))
     bench.set_defaults(handler=_bench)
     return parser
 

@@ -321,3 +321,21 @@ def test_split_fusion_is_forward_half_and_backward_half():
         BPSN(1, fusion="split")
     with pytest.raises(ValueError, match="needs at least 2 channels"):
         BPSN(fusion="split")(torch.randn(3, 2, 1))
+
+
+@pytest.mark.parametrize("runaway", ["refractory", "none", "soft_reset"])
+def test_split_fast_path_equals_the_gate_vector_form(runaway):
+    """The default split fusion integrates only the half of the channels each direction needs;
+    it must equal the general form with a gate of 1 on the first half and 0 on the rest."""
+    x, mask, _ = make(C=5)
+    a = core_args(C=5)
+    gate = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0], dtype=F64)
+    xs, xg = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    s1, h1 = bpsn(xs, mask, fusion="split", runaway=runaway, **{**a, "gate": gate})
+    s2, h2 = bpsn(xg, mask, fusion="gate", runaway=runaway, **{**a, "gate": gate})
+    assert torch.equal(s1, s2)
+    torch.testing.assert_close(h1, h2, rtol=1e-12, atol=1e-12)
+    up = torch.rand_like(s1)
+    (g1,) = torch.autograd.grad((s1 * up).sum(), xs)
+    (g2,) = torch.autograd.grad((s2 * up).sum(), xg)
+    torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-12)

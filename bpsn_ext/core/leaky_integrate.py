@@ -5,11 +5,14 @@ that broadcasts against one time step (a scalar or per channel).  Equivalently
 ``h_t = sum_{i <= t} lam^(t-i) x_i``: a causal convolution with the kernel ``lam^n``.
 ``reverse=True`` gives the anti-causal sum ``sum_{i >= t} lam^(i-t) x_i``.
 
-Methods (all equal up to rounding; see ``benchmarks/`` for the timing behind ``auto``):
+Methods (all equal up to rounding; ``benchmarks/`` has the timings behind ``auto``):
 
-* ``"matmul"``: one dense ``[T, T]`` Toeplitz matrix per decay; fastest for short T but
-  quadratic memory, so ``auto`` uses it only for ``T <= MATMUL_MAX_T``;
+* ``"chunked"`` (``auto``): a block scan.  Inside blocks of ``CHUNK`` steps a small
+  ``[CHUNK, CHUNK]`` Toeplitz matrix per decay (one batched matmul); the states carried from
+  block to block are the same problem on T / CHUNK steps with decay lam^CHUNK, solved
+  recursively.  O(T * CHUNK) time, linear memory, no Python loop over T;
 * ``"fft"``: FFT convolution with zero padding to 2T, O(T log T) time, linear memory;
+* ``"matmul"``: one dense ``[T, T]`` Toeplitz matrix per decay (quadratic memory);
 * ``"loop"``: the recurrence itself (a Python loop over T), the reference.
 """
 
@@ -17,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["leaky_integrate", "decay_kernel", "MATMUL_MAX_T", "METHODS"]
+__all__ = ["leaky_integrate", "decay_kernel", "CHUNK", "METHODS"]
 
-MATMUL_MAX_T = 256
-METHODS = ("auto", "matmul", "fft", "loop")
+CHUNK = 64
+METHODS = ("auto", "chunked", "fft", "matmul", "loop")
 
 
 def decay_kernel(lam: torch.Tensor, T: int) -> torch.Tensor:
@@ -71,7 +74,42 @@ def _loop(x: torch.Tensor, lam: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-_IMPL = {"matmul": _matmul, "fft": _fft, "loop": _loop}
+def _toeplitz(lam: torch.Tensor, L: int) -> torch.Tensor:
+    """``[C, L, L]`` lower-triangular ``lam_c^(i-j)`` for decays ``lam`` ``[C]``."""
+    t = torch.arange(L, device=lam.device)
+    lag = (t[:, None] - t[None, :]).to(lam.dtype)
+    # lam^CHUNK^level can underflow to 0: clamp before the log (0^0 must stay 1, not nan)
+    loglam = torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny))
+    return torch.where(lag >= 0, torch.exp(lag.clamp_min(0) * loglam[:, None, None]), 0.0)
+
+
+def _block_scan(x: torch.Tensor, lam: torch.Tensor, L: int) -> torch.Tensor:
+    """``x`` ``[T, R, C]``, ``lam`` ``[C]`` -> ``h`` ``[T, R, C]``."""
+    T, R, C = x.shape
+    if T <= L:
+        return torch.einsum("cti,irc->trc", _toeplitz(lam, T), x)
+    K = -(-T // L)
+    if K * L != T:
+        x = torch.cat([x, x.new_zeros(K * L - T, R, C)])
+    xp = x.reshape(K, L, R, C).permute(3, 1, 0, 2).reshape(C, L, K * R)
+    local = torch.bmm(_toeplitz(lam, L), xp).reshape(C, L, K, R).permute(2, 1, 3, 0)
+    carry = _block_scan(local[:, -1], lam**L, L)  # the state at the end of every block
+    prev = torch.cat([carry.new_zeros(1, R, C), carry[:-1]])  # the state entering each block
+    powers = lam ** torch.arange(1, L + 1, device=x.device, dtype=x.dtype)[:, None]  # [L, C]
+    h = local + powers[None, :, None, :] * prev[:, None]
+    return h.reshape(K * L, R, C)[:T]
+
+
+def _chunked(x: torch.Tensor, lam: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    T = x.shape[0]
+    if lam.dim() == 0:
+        return _block_scan(x.reshape(T, -1, 1), lam.reshape(1), CHUNK).reshape(x.shape)
+    xc = x.movedim(channel_dim, -1)
+    h = _block_scan(xc.reshape(T, -1, lam.shape[0]), lam, CHUNK)
+    return h.reshape(xc.shape).movedim(-1, channel_dim)
+
+
+_IMPL = {"chunked": _chunked, "matmul": _matmul, "fft": _fft, "loop": _loop}
 
 
 def leaky_integrate(
@@ -99,6 +137,6 @@ def leaky_integrate(
     if reverse:
         x = x.flip(0)
     if method == "auto":
-        method = "matmul" if x.shape[0] <= MATMUL_MAX_T else "fft"
+        method = "chunked"
     h = _IMPL[method](x, lam.to(x.dtype), channel_dim)
     return h.flip(0) if reverse else h

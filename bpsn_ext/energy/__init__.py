@@ -12,7 +12,7 @@ Layers declare their own cost with an ``energy_ops(inputs, output)`` method retu
 from bpsn_ext.energy.costs import PRESETS, EnergyModel
 from bpsn_ext.energy.demo import demo_energy
 from bpsn_ext.energy.detect import KINDS, classify, nonzero_rate
-from bpsn_ext.energy.estimate import estimate
+from bpsn_ext.energy.estimate import count_call, estimate, last_call
 from bpsn_ext.energy.ops import Ops, synaptic
 from bpsn_ext.energy.registry import register_counter, unregister_counter
 from bpsn_ext.energy.report import EnergyReport, LayerStats
@@ -27,6 +27,8 @@ __all__ = [
     "synaptic",
     "register_counter",
     "unregister_counter",
+    "last_call",
+    "count_call",
     "classify",
     "nonzero_rate",
     "KINDS",

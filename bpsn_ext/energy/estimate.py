@@ -10,6 +10,7 @@ stateful neurons reset before and after the run (``reset="auto"``).
 
 from __future__ import annotations
 
+import contextvars
 import sys
 from collections.abc import Callable, Mapping
 
@@ -24,12 +25,15 @@ from bpsn_ext.energy.registry import Counter, as_ops_list, find_counter
 from bpsn_ext.energy.report import EnergyReport, LayerStats
 from bpsn_ext.energy.torch_layers import STATELESS
 
-__all__ = ["estimate", "CODINGS", "STEP_MODES"]
+__all__ = ["estimate", "last_call", "count_call", "CODINGS", "STEP_MODES"]
 
 CODINGS = ("repeat", "individual")
 STEP_MODES = (None, "s", "m")
 ROOT = "<model>"
 _SAMPLE_ROWS = 64
+_RUN: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar(
+    "bpsn_energy_run", default=None
+)
 
 
 def _first_tensor(args, kwargs=None) -> torch.Tensor | None:
@@ -65,6 +69,7 @@ class _Recorder:
         self.captured_in: set[nn.Module] = set()
         self.bare: dict[nn.Module, None] = {}  # uncounted leaves called outside counted ones
         self.last_input: dict[nn.Module, torch.Tensor] = {}  # for encode_once
+        self.calls: dict[nn.Module, tuple] = {}  # latest (args, kwargs, output): last_call
         self.busy = False
 
     # -- helpers --------------------------------------------------------------------------
@@ -140,6 +145,14 @@ class _Recorder:
                 "was a hook of the energy estimator removed during the run?"
             )
         _, counter = self.stack.pop()
+        self.calls[module] = (args, kwargs, output)
+        try:
+            self._count(module, counter, args, kwargs, output)
+        finally:  # the parent's counter has run by now: its children's calls are done with
+            for child in module.children():
+                self.calls.pop(child, None)
+
+    def _count(self, module, counter, args, kwargs, output) -> None:
         name = self.names[module]
         if not isinstance(counter, Counter):
             return
@@ -209,10 +222,48 @@ class _Recorder:
         finally:
             self.busy = False
 
+    def count_call(self, module: nn.Module, args, kwargs, output) -> list[Ops] | None:
+        counter = self.counters.get(module) or find_counter(module)
+        if counter is None:
+            return None
+        with override_kind(self.kind_for(self.names.get(module, ""))):
+            return as_ops_list(counter.fn(module, tuple(args), dict(kwargs or {}), output,
+                                          self.options))
+
     def uncounted(self) -> list[str]:
         """Leaf modules called outside counted modules that no counter or capture covered."""
         return [f"{self.names[m]} ({type(m).__name__})" for m in self.bare
                 if m not in self.captured_in]
+
+
+def last_call(module: nn.Module) -> tuple[tuple, dict, object] | None:
+    """``(args, kwargs, output)`` of the latest ``module(...)`` call in the run being counted.
+
+    For a counter that needs what a child module received or returned (an exclusive SSM
+    block reads its S4D's output).  A module's record is dropped when its parent returns, so
+    it is available to the parent's counter; None outside :func:`estimate` or if ``module``
+    was not called (a method called directly, e.g. ``layer.step(x)``, is not a call).
+    """
+    rec = _RUN.get()
+    return None if rec is None else rec.calls.get(module)
+
+
+def count_call(module: nn.Module, args, output=None, kwargs=None) -> list[Ops] | None:
+    """The ops that ``module``'s counter (registered, protocol or built in) gives for a call
+    with ``args`` / ``kwargs`` returning ``output``; None if ``module`` has no counter.
+
+    For an exclusive counter that delegates parts of its subtree, e.g. restricted to the real
+    (unpadded) steps.  Inside :func:`estimate` the run's options and the ``input_kind`` forced
+    for ``module`` apply.
+    """
+    rec = _RUN.get()
+    if rec is not None:
+        return rec.count_call(module, args, kwargs, output)
+    counter = find_counter(module)
+    if counter is None:
+        return None
+    options = {"conv_ac": "rate", "encode_once": False, "T": 1}
+    return as_ops_list(counter.fn(module, tuple(args), dict(kwargs or {}), output, options))
 
 
 def _auto_reset(model: nn.Module) -> None:
@@ -368,14 +419,19 @@ def estimate(
             model.eval()
         if do_reset is not None:
             do_reset(model)
-        with torch.no_grad(), MatmulCapture(rec.on_matmul):
-            _drive(model, inputs, fkw, T, coding, step_mode)
+        token = _RUN.set(rec)
+        try:
+            with torch.no_grad(), MatmulCapture(rec.on_matmul):
+                _drive(model, inputs, fkw, T, coding, step_mode)
+        finally:
+            _RUN.reset(token)
     finally:
         for h in handles:
             h.remove()
         for m, training in modes.items():
             m.training = training
         rec.stack.clear()
+        rec.calls.clear()
     if do_reset is not None:
         do_reset(model)
 

@@ -218,6 +218,15 @@ class S4D(nn.Module):
         """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
         return stream_steps(self, x, mask)
 
+    # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
+    def energy_ops(self, inputs, output, kwargs):
+        """Recurrent-form cost on the real steps: ``8P + 1`` MAC per token and channel (P =
+        d_state/2 modes; ``16P + 1`` bidirectional); ``B_bar u`` and ``D u`` are AC on spike
+        input.  See :mod:`bpsn_ext.energy.ssm`."""
+        from bpsn_ext.energy.ssm import s4d
+
+        return s4d(self, inputs, output, kwargs)
+
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, dt_min={self.dt_min}, "

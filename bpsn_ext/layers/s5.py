@@ -214,6 +214,16 @@ class SpikingS5(nn.Module):
         """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
         return stream_steps(self, x, mask)
 
+    # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
+    energy_exclusive = True  # the readout (spike function / GELU) is counted here
+
+    def energy_ops(self, inputs, output, kwargs):
+        """Recurrent-form cost on the real steps: ``4P + 4PH + H`` MAC per token (``B_bar u``
+        and ``D u`` AC on spike input) + the readout.  See :mod:`bpsn_ext.energy.ssm`."""
+        from bpsn_ext.energy.ssm import spiking_s5
+
+        return spiking_s5(self, inputs, output, kwargs)
+
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, dt_min={self.dt_min}, "

@@ -17,14 +17,17 @@ in ``'s'``).  Bidirectional S4D layers are ``'m'`` only.
 
 ``backend``: ``'torch'``, ``'cupy'`` or ``'auto'`` (``supported_backends = ('torch', 'cupy')``,
 so SpikingJelly 0.0.0.0.14's ``functional.set_backend`` works).  ``'cupy'`` needs CuPy and CUDA
-tensors and raises a clear error otherwise.  A CuPy kernel for the diagonal recurrence is future
-work: on CUDA every backend runs the torch implementation (FFT convolution, associative scan),
-which is already parallel over time.
+tensors and raises a clear error otherwise.  With ``'cupy'`` (or ``'auto'`` when CuPy and a CUDA
+tensor are there) the S4D of ``S4DLayer``, ``BinaryS4DLayer`` and ``GSULayer`` runs in ``'m'``
+mode as a fused CUDA scan over time (:mod:`bpsn_ext.kernels.cupy_ssm`; causal, float32).
+Everything else runs the torch code: ``'s'`` mode, ``SpikingS5Layer`` and, under ``'auto'``,
+bidirectional or non-float32 layers (an explicit ``'cupy'`` refuses those with a clear error).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import torch
@@ -32,11 +35,17 @@ from spikingjelly.activation_based import base
 
 from bpsn_ext.core.dispatch import check_backend, resolve_backend
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
+from bpsn_ext.layers._block import SSMBlock
 
 __all__ = ["S4DLayer", "BinaryS4DLayer", "GSULayer", "SpikingS5Layer"]
 
 _log = logging.getLogger("bpsn_ext")
 _logged: set[str] = set()
+_ENV = "BPSN_EXT_CUDA_IMPLEMENTATION"
+_BIDIRECTIONAL_CUPY = (
+    "backend='cupy': {}(bidirectional=True) has no fused CuPy kernel (the scan is causal); use "
+    "backend='torch' or 'auto' (which runs the torch FFT form)"
+)
 
 
 class _SSMMemoryModule:
@@ -87,12 +96,56 @@ class _SSMMemoryModule:
                 f"{value!r} is not a supported backend of {type(self).__name__} "
                 f"{self.supported_backends}"
             )
-        self._backend = check_backend(value)
+        check_backend(value)
+        if value == "cupy" and self._bidirectional():
+            raise ValueError(_BIDIRECTIONAL_CUPY.format(type(self).__name__))
+        self._backend = value
 
-    def _check_backend(self, x: torch.Tensor) -> None:
-        if resolve_backend(self._backend, x) == "cupy" and "ssm" not in _logged:
-            _logged.add("ssm")
-            _log.info("bpsn_ext: no CuPy kernel for the SSM layers yet; running the torch code")
+    def _scan_ssm(self) -> S4D | None:
+        """The S4D that the fused scan can replace (None for layers without one)."""
+        if isinstance(self, S4D):
+            return self
+        if isinstance(self, SSMBlock):
+            return self.ssm
+        return None
+
+    def _check_backend(self, x: torch.Tensor, multi_step: bool = False) -> bool:
+        """Whether this call runs the fused CuPy scan (else the torch code).  An explicit
+        ``'cupy'`` on a CPU tensor, a bidirectional or a non-float32 S4D raises."""
+        if resolve_backend(self._backend, x) != "cupy":
+            return False
+        ssm = self._scan_ssm()
+        if ssm is None or not multi_step:
+            what = "step_mode='s'" if ssm is not None else type(self).__name__
+            if what not in _logged:
+                _logged.add(what)
+                _log.info("bpsn_ext: no CuPy kernel for %s; running the torch code", what)
+            return False
+        explicit = self._backend == "cupy" or os.environ.get(_ENV) == "cupy"
+        if ssm.bidirectional:
+            if explicit:
+                raise ValueError(_BIDIRECTIONAL_CUPY.format(type(self).__name__))
+            return False
+        if ssm.D.dtype != torch.float32:
+            if explicit:
+                raise TypeError(
+                    f"backend='cupy': the fused S4D scan takes float32 parameters, "
+                    f"{type(self).__name__} has {ssm.D.dtype}; use backend='torch' or 'auto'"
+                )
+            return False
+        return True
+
+    def _cupy_forward(self, x, state, mask):
+        """``(y, new_state)`` of the 'm'-mode call with the S4D run by the fused CuPy scan."""
+        from bpsn_ext.kernels.cupy_ssm import s4d_scan_cupy  # CUDA only, never on CPU
+
+        if isinstance(self, S4D):
+            return s4d_scan_cupy(self, x, state, mask)
+        valid = self._prepare(x, mask)
+        out, new_state, _ = self._run(
+            x, valid, lambda h: s4d_scan_cupy(self.ssm, h, state, valid)
+        )
+        return out, new_state
 
     # -- SpikingJelly forwards -------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -123,7 +176,9 @@ class _SSMMemoryModule:
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
         x, mask = inputs[0], (inputs[1] if len(inputs) > 1 else None)
-        self._check_backend(x)
+        if self._check_backend(x, multi_step=True):
+            y, state = self._cupy_forward(x, states[0] if self.carry_state else None, mask)
+            return (y,), ((state,) if self.carry_state else tuple(states))
         if self.carry_state:
             y, state = self.forward_with_state(x, states[0], mask)
             return (y,), (state,)

@@ -1,0 +1,558 @@
+"""Sequence-length scaling of BPSN against sequential and parallel spiking neurons.
+
+For every T (default 128, 512, 2048, 8192) one input ``x ~ N(0.5, 1)`` of shape
+``[T, batch, features]`` (float32, fixed seed) is fed to each neuron alone (no layers), and
+
+* the forward time (under ``torch.no_grad``),
+* the forward+backward time (``y.sum().backward()`` on a fresh ``requires_grad`` leaf that
+  shares ``x``'s storage; parameter gradients are dropped before each call), and
+* the peak memory of one forward+backward (``measure.peak_memory_bytes``)
+
+are measured.  All neurons of one T are timed in rotation (``measure.time_fns``), so a busy
+spell of a shared machine slows them alike.  Neurons (``NEURON_KEYS``):
+
+* ``bpsn``: ``bpsn_ext.BPSN(features)``, the default configuration (recorded in the JSON as
+  ``config.bpsn_default``; ``method="auto"``: the chunked block scan);
+* ``bpsn_matmul``: the same with ``method="matmul"``, only for T <= 512: it materialises a
+  ``[C, T, T]`` kernel, which is why ``auto`` uses the block scan;
+* ``sj_lif``: SpikingJelly ``neuron.LIFNode(tau=2.0, step_mode='m', surrogate_function=ATan())``;
+* ``sj_psn``: SpikingJelly ``neuron.PSN(T, ATan())``, T <= 2048 (a ``T x T`` weight);
+* ``sj_sliding_psn``: SpikingJelly ``neuron.SlidingPSN(4, ATan(), step_mode='m')``, T <= 2048
+  (its multi-step path fills a ``T x T`` matrix in a Python loop over T, whose backward
+  copies that matrix once per step: minutes at T = 8192);
+* ``snntorch_leaky``: snnTorch ``snn.Leaky(beta=0.5, spike_grad=surrogate.atan())`` in the
+  tutorial loop over T with an explicit ``mem`` from ``init_leaky()``.  The steps are taken
+  with ``x.unbind(0)``: indexing ``x[t]`` as the tutorials do gives every step's gradient a
+  full-size zero tensor in the backward pass, O(T^2) work (minutes at T = 8192), which would
+  measure the indexing rather than the neuron;
+* ``snntorch_state_leaky``: snnTorch ``snn.StateLeaky(beta=0.5, channels=features)`` (a causal
+  depthwise convolution with a T-tap kernel, O(T^2) time), where snnTorch has it (>= 1.0).
+
+SpikingJelly neurons get ``functional.reset_net`` before every call.  Neurons a library lacks
+(PSN, SlidingPSN in SpikingJelly 0.0.0.0.14; StateLeaky in snnTorch 0.9.4) and the T limits
+above appear in the table as skipped rows with a note.
+
+Sequential neurons need seconds per call at T = 8192, so the repeats shrink with T
+(``repeats_for``).  The peak-memory pass runs first; beyond T = 256 it and one untimed forward
+per neuron replace the full warm-up rounds (``warmup_for``).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from importlib import metadata
+
+import torch
+from torch import nn
+
+from bpsn_ext.bench.measure import (
+    format_table,
+    peak_memory_bytes,
+    time_fns,
+    write_json_atomic,
+)
+
+__all__ = [
+    "run",
+    "format_report",
+    "repeats_for",
+    "NEURON_KEYS",
+    "DEFAULT_JSON",
+    "DEFAULT_T",
+    "QUICK_T",
+    "TARGET_SPEEDUP",
+]
+
+DEFAULT_JSON = os.path.join("benchmarks", "results", "bpsn.json")
+DEFAULT_T = (128, 512, 2048, 8192)
+QUICK_T = (128, 512)
+DEFAULT_REPEATS = 10
+QUICK_REPEATS = 2
+DEFAULT_WARMUP = 1
+QUICK_WARMUP = 0  # the peak-memory pass still runs every neuron once before timing
+MATMUL_MAX_T = 512  # the bpsn_matmul row: 4-5 s per fwd+bwd at T = 512 on one core
+QUICK_MATMUL_MAX_T = 128
+FULL_REPEATS_UP_TO_T = 256  # repeats shrink as 1/T beyond this T (see repeats_for)
+TARGET_SPEEDUP = 5.0  # BPSN fwd+bwd vs SpikingJelly LIFNode, on CPU
+HEADLINE_T = (512, 2048)
+MEMORY_T = (2048, 8192)  # BPSN peak memory ratio: linear growth ~4x, quadratic ~16x
+
+NEURON_KEYS = (
+    "bpsn",
+    "bpsn_matmul",
+    "sj_lif",
+    "sj_psn",
+    "sj_sliding_psn",
+    "snntorch_leaky",
+    "snntorch_state_leaky",
+)
+BASE = "bpsn"
+MiB = 2.0**20
+
+
+def repeats_for(T: int, repeats: int) -> int:
+    """Timed rounds at sequence length T: ``repeats`` up to T = 256, then ~``repeats * 256 / T``
+    (rounded up), but at least 2 (unless ``repeats`` is 1).  10 -> 10, 5, 2, 2 for the
+    default T = 128, 512, 2048, 8192."""
+    scaled = math.ceil(repeats * FULL_REPEATS_UP_TO_T / T)
+    return min(repeats, max(2, scaled))
+
+
+def warmup_for(T: int, warmup: int) -> int:
+    """Untimed rounds before timing: ``warmup`` up to T = 256, none beyond, where the
+    peak-memory pass has run every forward+backward once and (if ``warmup`` >= 1) one untimed
+    forward per neuron warms up the no-grad path."""
+    return warmup if T <= FULL_REPEATS_UP_TO_T else 0
+
+
+@dataclass(frozen=True)
+class _Neuron:
+    key: str
+    label: str
+    build: Callable[[int, int], nn.Module]  # (T, features) -> module
+    call: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (module, x [T, N, C]) -> spikes
+    reset: Callable[[nn.Module], None] | None = None
+    max_T: int | None = None
+    max_T_note: str = ""
+    missing: str | None = None  # why the neuron is not available here (None: available)
+
+
+def _direct(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+def _first(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)[0]  # (spikes, membrane)
+
+
+def _snntorch_loop(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """snnTorch tutorial loop: explicit membrane from ``init_leaky()``, one call per step."""
+    mem = module.init_leaky()
+    spikes = []
+    for x_t in x.unbind(0):  # not x[t]: see the module docstring
+        spk, mem = module(x_t, mem)
+        spikes.append(spk)
+    return torch.stack(spikes)
+
+
+def _bpsn_neurons() -> list[_Neuron]:
+    from bpsn_ext import BPSN
+
+    return [
+        _Neuron("bpsn", "BPSN (default)", lambda T, C: BPSN(C), _direct),
+        _Neuron(
+            "bpsn_matmul", "BPSN method=matmul", lambda T, C: BPSN(C, method="matmul"), _direct,
+            max_T=MATMUL_MAX_T,
+        ),
+    ]
+
+
+def _spikingjelly_neurons() -> list[_Neuron]:
+    keys = (("sj_lif", "SJ LIFNode"), ("sj_psn", "SJ PSN"),
+            ("sj_sliding_psn", "SJ SlidingPSN(k=4)"))
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except ImportError as exc:
+        note = f"skipped: spikingjelly not importable ({exc.__class__.__name__})"
+        return [_Neuron(k, label, None, _direct, missing=note) for k, label in keys]
+    version = _version("spikingjelly")
+    reset = functional.reset_net
+    out = [
+        _Neuron(
+            "sj_lif", "SJ LIFNode",
+            lambda T, C: neuron.LIFNode(
+                tau=2.0, step_mode="m", surrogate_function=surrogate.ATan()
+            ),
+            _direct, reset,
+        )
+    ]
+    if hasattr(neuron, "PSN"):
+        out.append(_Neuron(
+            "sj_psn", "SJ PSN",
+            lambda T, C: neuron.PSN(T, surrogate_function=surrogate.ATan()), _direct, reset,
+            max_T=2048, max_T_note="skipped: T > 2048 (T x T weight, quadratic)",
+        ))
+    else:
+        out.append(_Neuron("sj_psn", "SJ PSN", None, _direct,
+                           missing=f"skipped: no neuron.PSN in spikingjelly {version}"))
+    if hasattr(neuron, "SlidingPSN"):
+        out.append(_Neuron(
+            "sj_sliding_psn", "SJ SlidingPSN(k=4)",
+            lambda T, C: neuron.SlidingPSN(
+                4, surrogate_function=surrogate.ATan(), step_mode="m"
+            ),
+            _direct, reset,
+            max_T=2048, max_T_note="skipped: T > 2048 (T x T matrix built in a loop over T)",
+        ))
+    else:
+        out.append(_Neuron("sj_sliding_psn", "SJ SlidingPSN(k=4)", None, _direct,
+                           missing=f"skipped: no neuron.SlidingPSN in spikingjelly {version}"))
+    return out
+
+
+def _snntorch_neurons() -> list[_Neuron]:
+    keys = (("snntorch_leaky", "snnTorch Leaky (loop)"),
+            ("snntorch_state_leaky", "snnTorch StateLeaky"))
+    try:
+        import snntorch as snn
+        from snntorch import surrogate
+    except ImportError as exc:
+        note = f"skipped: snntorch not importable ({exc.__class__.__name__})"
+        return [_Neuron(k, label, None, _direct, missing=note) for k, label in keys]
+    out = [
+        _Neuron(
+            "snntorch_leaky", "snnTorch Leaky (loop)",
+            lambda T, C: snn.Leaky(beta=0.5, spike_grad=surrogate.atan()), _snntorch_loop,
+        )
+    ]
+    if hasattr(snn, "StateLeaky"):
+        out.append(_Neuron(
+            "snntorch_state_leaky", "snnTorch StateLeaky",
+            lambda T, C: snn.StateLeaky(beta=0.5, channels=C), _first,
+        ))
+    else:
+        out.append(_Neuron(
+            "snntorch_state_leaky", "snnTorch StateLeaky", None, _direct,
+            missing=f"skipped: no snn.StateLeaky in snntorch {_version('snntorch')}",
+        ))
+    return out
+
+
+def _neurons(keys: Sequence[str], matmul_max_T: int) -> list[_Neuron]:
+    available = _bpsn_neurons() + _spikingjelly_neurons() + _snntorch_neurons()
+    by_key = {n.key: n for n in available}
+    by_key["bpsn_matmul"] = replace(
+        by_key["bpsn_matmul"], max_T=matmul_max_T,
+        max_T_note=f"skipped: T > {matmul_max_T} ([C, T, T] kernel: quadratic time and memory)",
+    )
+    return [by_key[k] for k in NEURON_KEYS if k in keys]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _environment(device: torch.device) -> dict:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "spikingjelly": _version("spikingjelly"),
+        "snntorch": _version("snntorch"),
+        "bpsn_ext": _version("bpsn-ext"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpus_available": cpus,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _default_bpsn(features: int) -> nn.Module:
+    from bpsn_ext import BPSN
+
+    return BPSN(features)
+
+
+def _bpsn_default(features: int) -> str:
+    module = _default_bpsn(features)
+    return f"BPSN({module.extra_repr()}, method={module.method!r})"
+
+
+def _bpsn_method(T: int, method: str) -> str:
+    """The leaky-integration method BPSN(method=...) runs at T (``auto`` resolved)."""
+    if method != "auto":
+        return method
+    return "chunked"
+
+
+def _closures(
+    n: _Neuron, module: nn.Module, x: torch.Tensor
+) -> tuple[Callable[[], None], Callable[[dict | None], None]]:
+    params = list(module.parameters())
+
+    def forward() -> None:
+        if n.reset is not None:
+            n.reset(module)
+        with torch.no_grad():
+            n.call(module, x)
+
+    def forward_backward(record: dict | None = None) -> None:
+        for p in params:
+            p.grad = None
+        if n.reset is not None:
+            n.reset(module)
+        y = n.call(module, x.detach().requires_grad_(True))
+        y.sum().backward()
+        if record is not None:
+            record["firing_rate"] = y.detach().float().mean().item()
+
+    return forward, forward_backward
+
+
+def _measure_T(
+    neurons: list[_Neuron], T: int, batch: int, features: int, repeats: int, warmup: int,
+    dev: torch.device, seed: int, verbose: bool,
+) -> list[dict]:
+    rows: list[dict] = []
+    gen = torch.Generator().manual_seed(seed + T)
+    x = (torch.randn(T, batch, features, generator=gen) + 0.5).to(dev)
+    active: dict[str, tuple[nn.Module, Callable, Callable]] = {}
+    for n in neurons:
+        row: dict = {"neuron": n.key, "label": n.label, "T": T, "status": "ok", "note": None}
+        if n.key == BASE:
+            default_method = getattr(_default_bpsn(features), "method", "auto")
+            row["method"] = _bpsn_method(T, default_method)
+            row["note"] = f"{default_method} -> {row['method']}"
+        elif n.key == "bpsn_matmul":
+            row["method"] = "matmul"
+        if n.missing is not None:
+            row.update(status="skipped", note=n.missing)
+        elif n.max_T is not None and T > n.max_T:
+            row.update(status="skipped", note=n.max_T_note)
+        else:
+            torch.manual_seed(seed)
+            module = n.build(T, features).to(dev)
+            active[n.key] = (module, *_closures(n, module, x))
+        rows.append(row)
+    r, w = repeats_for(T, repeats), warmup_for(T, warmup)
+    forward_warmup = w == 0 and warmup > 0
+    if verbose:
+        extra = ", one untimed forward each" if forward_warmup else ""
+        print(f"T={T}: {len(active)} neurons, peak-memory pass{extra}, then {w} warm-up + {r} "
+              f"timed rounds ...", file=sys.stderr, flush=True)
+    by_key = {row["neuron"]: row for row in rows}
+    for key, (_, _, fwd_bwd) in active.items():
+        record: dict = {}
+        by_key[key]["peak_memory_bytes"] = peak_memory_bytes(
+            lambda f=fwd_bwd, rec=record: f(rec), device=dev
+        )
+        by_key[key]["firing_rate"] = record.get("firing_rate")
+    fns: dict[str, Callable[[], None]] = {}
+    for key, (_, fwd, fwd_bwd) in active.items():
+        if forward_warmup:
+            fwd()  # the first no-grad call of a long loop is slow (fresh allocations)
+        fns[f"{key}/fwd"] = fwd
+        fns[f"{key}/fwd_bwd"] = fwd_bwd
+    timings = time_fns(fns, repeats=r, warmup=w, device=dev) if fns else {}
+    for key in active:
+        by_key[key]["fwd"] = timings[f"{key}/fwd"]
+        by_key[key]["fwd_bwd"] = timings[f"{key}/fwd_bwd"]
+    base = by_key.get(BASE)
+    for row in rows:
+        for phase in ("fwd", "fwd_bwd"):
+            ok = row["status"] == "ok" and base is not None and base["status"] == "ok"
+            row[f"speedup_{phase}"] = (
+                row[phase]["median_ms"] / base[phase]["median_ms"] if ok else None
+            )
+    del active, fns
+    gc.collect()
+    return rows
+
+
+def _find(rows: list[dict], key: str, T: int) -> dict | None:
+    for row in rows:
+        if row["neuron"] == key and row["T"] == T and row["status"] == "ok":
+            return row
+    return None
+
+
+def _headline(rows: list[dict]) -> dict:
+    speedups: dict[str, float | None] = {}
+    speedups_min: dict[str, float | None] = {}  # min times: least disturbed by other work
+    for T in HEADLINE_T:
+        row, base = _find(rows, "sj_lif", T), _find(rows, BASE, T)
+        speedups[str(T)] = None if row is None else row["speedup_fwd_bwd"]
+        speedups_min[str(T)] = None if row is None or base is None else (
+            row["fwd_bwd"]["min_ms"] / base["fwd_bwd"]["min_ms"]
+        )
+    small, large = (_find(rows, BASE, T) for T in MEMORY_T)
+    mem_ratio = None
+    if small is not None and large is not None and small["peak_memory_bytes"] > 0:
+        mem_ratio = large["peak_memory_bytes"] / small["peak_memory_bytes"]
+    return {
+        "target_speedup_fwd_bwd_vs_sj_lif": TARGET_SPEEDUP,
+        "speedup_fwd_bwd_vs_sj_lif": speedups,
+        "speedup_fwd_bwd_vs_sj_lif_min_times": speedups_min,
+        "meets_target": {T: (None if s is None else s >= TARGET_SPEEDUP)
+                         for T, s in speedups.items()},
+        f"bpsn_peak_memory_ratio_T{MEMORY_T[1]}_vs_T{MEMORY_T[0]}": mem_ratio,
+        "memory_ratio_if_linear": MEMORY_T[1] / MEMORY_T[0],
+        "memory_ratio_if_quadratic": (MEMORY_T[1] / MEMORY_T[0]) ** 2,
+    }
+
+
+def run(
+    T: Sequence[int] | None = None,
+    batch: int = 8,
+    features: int = 256,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    quick: bool = False,
+    neurons: Sequence[str] | None = None,
+    matmul_max_T: int | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    json_path: str | os.PathLike | None = DEFAULT_JSON,
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict:
+    """Benchmark BPSN against the other neurons for every T; print a table, write JSON.
+
+    ``quick`` changes the defaults to ``T = (128, 512)``, 2 repeats, no warm-up round and
+    ``matmul_max_T = 128`` (explicit arguments still win).  ``repeats`` / ``warmup`` are the
+    timed / untimed rounds up to T = 256 (fewer beyond, see ``repeats_for`` and
+    ``warmup_for``); ``neurons`` picks a subset of ``NEURON_KEYS`` (default all);
+    ``matmul_max_T`` is the largest T of the ``bpsn_matmul`` row (default 512); ``threads``
+    sets ``torch.set_num_threads`` for the run (restored afterwards; default: unchanged).
+    Returns the JSON-able report ``{"benchmark", "config", "environment", "results",
+    "headline", "elapsed_s"}``; ``results`` is a list of rows ``{"neuron", "label", "T",
+    "status" ("ok"/"skipped"), "note", "fwd", "fwd_bwd" (time statistics, ms),
+    "peak_memory_bytes", "firing_rate", "speedup_fwd", "speedup_fwd_bwd"}``, where a speed-up
+    is that neuron's median time over BPSN's (> 1: BPSN is faster).  ``json_path=None`` skips
+    the file.
+    """
+    Ts = tuple(QUICK_T if quick else DEFAULT_T) if T is None else tuple(T)
+    if repeats is None:
+        repeats = QUICK_REPEATS if quick else DEFAULT_REPEATS
+    if warmup is None:
+        warmup = QUICK_WARMUP if quick else DEFAULT_WARMUP
+    if matmul_max_T is None:
+        matmul_max_T = QUICK_MATMUL_MAX_T if quick else MATMUL_MAX_T
+    keys = tuple(NEURON_KEYS if neurons is None else neurons)
+    positive = [("batch", batch), ("features", features), ("repeats", repeats),
+                ("matmul_max_T", matmul_max_T), *((f"T[{i}]", t) for i, t in enumerate(Ts))]
+    if threads is not None:
+        positive.append(("threads", threads))
+    for name, value in positive:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not Ts:
+        raise ValueError("T must name at least one sequence length")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    unknown = [k for k in keys if k not in NEURON_KEYS]
+    if unknown or not keys:
+        raise ValueError(f"neurons must be a non-empty subset of {NEURON_KEYS}, got {keys}")
+    dev = torch.device(device)
+    start = time.perf_counter()
+    load_start = _load_average()
+    specs = _neurons(keys, matmul_max_T)
+    rows: list[dict] = []
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        environment = _environment(dev)
+        for t in Ts:
+            rows.extend(
+                _measure_T(specs, t, batch, features, repeats, warmup, dev, seed, verbose)
+            )
+    finally:
+        torch.set_num_threads(old_threads)
+    report = {
+        "benchmark": "bpsn",
+        "config": {
+            "T": list(Ts), "batch": batch, "features": features, "input": "N(0.5, 1) float32",
+            "repeats": repeats, "repeats_per_T": {str(t): repeats_for(t, repeats) for t in Ts},
+            "warmup": warmup, "warmup_per_T": {str(t): warmup_for(t, warmup) for t in Ts},
+            "quick": quick, "neurons": list(keys), "matmul_max_T": matmul_max_T,
+            "threads": threads, "device": str(dev), "seed": seed, "statistic": "median_ms",
+            "bpsn_default": _bpsn_default(features) if BASE in keys else None,
+        },
+        "environment": {**environment, "load_average_start": load_start,
+                        "load_average_end": _load_average()},
+        "results": rows,
+        "headline": _headline(rows),
+        "elapsed_s": time.perf_counter() - start,
+    }
+    if verbose:
+        print(format_report(report))
+    if json_path is not None:
+        write_json_atomic(json_path, report)
+        if verbose:
+            print(f"wrote {json_path}")
+    return report
+
+
+def _ms(row: dict, phase: str) -> float:
+    return row[phase]["median_ms"] if row["status"] == "ok" else math.nan
+
+
+def _num(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def format_report(report: dict) -> str:
+    """The table (rows: T x neuron) and the headline ratios as plain text."""
+    cfg, env = report["config"], report["environment"]
+    headers = ["T", "neuron", "fwd ms", "fwd+bwd ms", "peak MiB", "BPSN x fwd",
+               "BPSN x fwd+bwd", "note"]
+    rows = []
+    for r in report["results"]:
+        ok = r["status"] == "ok"
+        rows.append([
+            r["T"], r["label"], _ms(r, "fwd"), _ms(r, "fwd_bwd"),
+            r["peak_memory_bytes"] / MiB if ok else math.nan,
+            _num(r["speedup_fwd"]), _num(r["speedup_fwd_bwd"]), r["note"] or "",
+        ])
+    reps = ", ".join(f"T={t}: {n}" for t, n in cfg["repeats_per_T"].items())
+    lines = [
+        f"BPSN vs other neurons: x ~ {cfg['input']} [T, {cfg['batch']}, {cfg['features']}], "
+        f"device {cfg['device']}, {env['torch_threads']} torch threads; median ms "
+        f"(timed rounds {reps}); peak MiB of one fwd+bwd",
+        "BPSN x = that neuron's time / BPSN (default)'s time at the same T (> 1: BPSN faster); "
+        f"default: {cfg['bpsn_default']}",
+        format_table(headers, rows),
+    ]
+    head = report["headline"]
+    for T, s in head["speedup_fwd_bwd_vs_sj_lif"].items():
+        if s is None:
+            lines.append(f"BPSN fwd+bwd speed-up vs SJ LIFNode at T={T}: n/a (not measured)")
+        else:
+            verdict = "met" if s >= head["target_speedup_fwd_bwd_vs_sj_lif"] else "MISSED"
+            s_min = head["speedup_fwd_bwd_vs_sj_lif_min_times"][T]
+            lines.append(
+                f"BPSN fwd+bwd speed-up vs SJ LIFNode at T={T}: {s:.2f}x median, "
+                f"{s_min:.2f}x min times "
+                f"(target >= {head['target_speedup_fwd_bwd_vs_sj_lif']:g}x on CPU: {verdict})"
+            )
+    small, large = MEMORY_T
+    ratio = head[f"bpsn_peak_memory_ratio_T{large}_vs_T{small}"]
+    text = "n/a (not measured)" if ratio is None else f"{ratio:.2f}x"
+    lines.append(
+        f"BPSN peak memory T={large} / T={small}: {text} (linear growth "
+        f"~{head['memory_ratio_if_linear']:g}x, quadratic ~{head['memory_ratio_if_quadratic']:g}x)"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""``bpsn-ext bench bpsn``: the quick run, its JSON and table, the flags and their errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bpsn_ext.bench import bpsn as bench_bpsn
+from bpsn_ext.cli import BPSN_NEURONS, main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATS = {"median_ms", "min_ms", "mean_ms", "max_ms", "std_ms", "repeats"}
+
+
+def _has(module: str, attr: str) -> bool:
+    try:
+        mod = __import__(module, fromlist=[attr])
+    except ImportError:
+        return False
+    return hasattr(mod, attr)
+
+
+def _row(report: dict, key: str, T: int) -> dict:
+    (row,) = [r for r in report["results"] if r["neuron"] == key and r["T"] == T]
+    return row
+
+
+def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
+    path = tmp_path / "out" / "bpsn.json"
+    assert main(["bench", "bpsn", "--quick", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "fwd+bwd ms" in out and "peak MiB" in out and "BPSN (default)" in out
+    assert "BPSN fwd+bwd speed-up vs SJ LIFNode at T=512:" in out
+    assert "at T=2048: n/a" in out and "BPSN peak memory T=8192 / T=2048: n/a" in out
+
+    report = json.loads(path.read_text())
+    assert {"benchmark", "config", "environment", "results", "headline", "elapsed_s"} <= set(
+        report
+    )
+    cfg, env = report["config"], report["environment"]
+    assert report["benchmark"] == "bpsn"
+    assert cfg["T"] == [128, 512] and cfg["quick"] is True
+    assert cfg["batch"] == 8 and cfg["features"] == 256
+    assert cfg["repeats_per_T"] == {"128": 2, "512": 2} and cfg["matmul_max_T"] == 128
+    assert {"torch", "spikingjelly", "snntorch", "torch_threads"} <= set(env)
+    assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
+
+    rows = report["results"]
+    assert [(r["T"], r["neuron"]) for r in rows] == [
+        (T, key) for T in (128, 512) for key in bench_bpsn.NEURON_KEYS
+    ]
+    for row in rows:
+        assert row["status"] in ("ok", "skipped")
+        if row["status"] == "skipped":
+            assert row["note"].startswith("skipped")
+            continue
+        for phase in ("fwd", "fwd_bwd"):
+            assert set(row[phase]) == STATS and row[phase]["repeats"] == 2
+            assert row[phase]["median_ms"] > 0
+            assert row[f"speedup_{phase}"] > 0
+        assert row["peak_memory_bytes"] > 0 and 0.0 <= row["firing_rate"] <= 1.0
+
+    for T, method in ((128, "chunked"), (512, "chunked")):
+        base = _row(report, "bpsn", T)
+        assert base["status"] == "ok" and base["method"] == method
+        assert base["note"] == f"auto -> {method}"
+        assert base["speedup_fwd"] == base["speedup_fwd_bwd"] == 1.0
+        assert _row(report, "sj_lif", T)["status"] == "ok"
+        assert _row(report, "snntorch_leaky", T)["status"] == "ok"
+    assert _row(report, "bpsn_matmul", 128)["status"] == "ok"
+    matmul_512 = _row(report, "bpsn_matmul", 512)
+    assert matmul_512["status"] == "skipped" and "T > 128" in matmul_512["note"]
+
+    sj_psn = _has("spikingjelly.activation_based.neuron", "PSN")
+    assert _row(report, "sj_psn", 512)["status"] == ("ok" if sj_psn else "skipped")
+    state_leaky = _has("snntorch", "StateLeaky")
+    row = _row(report, "snntorch_state_leaky", 128)
+    assert row["status"] == ("ok" if state_leaky else "skipped")
+    if not state_leaky:
+        assert "StateLeaky" in row["note"]
+
+    head = report["headline"]
+    lif_512 = _row(report, "sj_lif", 512)
+    assert head["speedup_fwd_bwd_vs_sj_lif"]["512"] == pytest.approx(lif_512["speedup_fwd_bwd"])
+    assert head["speedup_fwd_bwd_vs_sj_lif"]["2048"] is None
+    base_512 = _row(report, "bpsn", 512)
+    assert head["speedup_fwd_bwd_vs_sj_lif_min_times"]["512"] == pytest.approx(
+        lif_512["fwd_bwd"]["min_ms"] / base_512["fwd_bwd"]["min_ms"]
+    )
+    assert head["bpsn_peak_memory_ratio_T8192_vs_T2048"] is None
+    assert head["target_speedup_fwd_bwd_vs_sj_lif"] == 5.0
+
+
+def test_run_subset_without_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    report = bench_bpsn.run(
+        T=[16, 32], batch=2, features=8, repeats=1, neurons=["bpsn", "bpsn_matmul"],
+        matmul_max_T=16, threads=1, json_path=None, verbose=False,
+    )
+    assert torch.get_num_threads() == threads  # restored
+    assert list(tmp_path.iterdir()) == []
+    assert report["environment"]["torch_threads"] == 1
+    assert [(r["neuron"], r["T"], r["status"]) for r in report["results"]] == [
+        ("bpsn", 16, "ok"), ("bpsn_matmul", 16, "ok"),
+        ("bpsn", 32, "ok"), ("bpsn_matmul", 32, "skipped"),
+    ]
+    assert report["headline"]["speedup_fwd_bwd_vs_sj_lif"] == {"512": None, "2048": None}
+
+
+def test_json_defaults_to_benchmarks_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench", "bpsn", "--T", "8", "--repeats", "1", "--neurons", "bpsn", "sj_lif"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "benchmarks" / "results" / "bpsn.json").read_text())
+    assert [(r["neuron"], r["T"], r["status"]) for r in report["results"]] == [
+        ("bpsn", 8, "ok"), ("sj_lif", 8, "ok")
+    ]
+    assert report["config"]["neurons"] == ["bpsn", "sj_lif"]
+    assert "wrote benchmarks/results/bpsn.json" in capsys.readouterr().out
+
+
+def test_repeats_shrink_with_T():
+    assert [bench_bpsn.repeats_for(T, 10) for T in bench_bpsn.DEFAULT_T] == [10, 5, 2, 2]
+    assert [bench_bpsn.repeats_for(T, 2) for T in bench_bpsn.DEFAULT_T] == [2, 2, 2, 2]
+    assert bench_bpsn.repeats_for(8192, 1) == 1
+    assert [bench_bpsn.warmup_for(T, 1) for T in bench_bpsn.DEFAULT_T] == [1, 0, 0, 0]
+
+
+def test_cli_neuron_choices_match_the_benchmark():
+    assert BPSN_NEURONS == bench_bpsn.NEURON_KEYS
+
+
+@pytest.mark.parametrize("kwargs", [{"T": [0]}, {"T": []}, {"repeats": 0}, {"warmup": -1},
+                                    {"neurons": ["nope"]}, {"neurons": []}, {"batch": 1.5}])
+def test_run_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        bench_bpsn.run(json_path=None, verbose=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "no-such-bench"], "invalid choice: 'no-such-bench'"),
+        (["bench", "bpsn", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["bench", "bpsn", "--width", "4"], "unrecognized arguments: --width"),
+        (["bench", "bpsn", "--T", "0"], "must be an integer >= 1"),
+        (["bench", "bpsn", "--T"], "expected at least one argument"),
+        (["bench", "bpsn", "--neurons", "nope"], "invalid choice: 'nope'"),
+        (["bench", "bpsn", "--json", "x.json", "--no-json"], "not allowed with argument"),
+        (["bench", "single-step", "--quick"], "unrecognized arguments: --quick"),
+        (["bench"], "required"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code != 0
+    assert message in capsys.readouterr().err
+
+
+def test_help_lists_both_benchmarks_and_the_script_runs():
+    proc = subprocess.run([sys.executable, "-m", "bpsn_ext", "bench", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "single-step" in proc.stdout and "bpsn" in proc.stdout
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bpsn.py"),
+                           "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0 and "--quick" in proc.stdout and "--T" in proc.stdout
