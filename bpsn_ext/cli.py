@@ -18,7 +18,7 @@ __all__ = [
     "run_bpsn",
 ]
 
-BENCHMARKS = ("single-step", "bpsn")
+BENCHMARKS = ("single-step", "bpsn", "ssm")
 # the neuron keys of bpsn_ext.bench.bpsn.NEURON_KEYS (not imported here: it imports torch)
 BPSN_NEURONS = (
     "bpsn",
@@ -62,7 +62,7 @@ def add_single_step_arguments(parser: argparse.ArgumentParser) -> None:
         help="result file (benchmarks/results/single_step.json)",
     )
     out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
-                     help="do not write a result file")
+                     default=S, help="do not write a result file")
 
 
 def run_single_step(args: argparse.Namespace) -> dict:
@@ -124,6 +124,10 @@ def _bench(args: argparse.Namespace) -> int:
         run_single_step(args)
     elif args.benchmark == "bpsn":
         run_bpsn(args)
+    elif args.benchmark == "ssm":
+        from bpsn_ext.bench.ssm import run_from_args
+
+        run_from_args(args)
     return 0
 
 
@@ -147,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         "single-step", help="training step: single-step S3NN MLP vs T=4 LIF MLPs"))
     add_bpsn_arguments(which.add_parser(
         "bpsn", help="BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"))
+    from bpsn_ext.bench.ssm import add_arguments as add_ssm_arguments  # (imports torch)
+
+    add_ssm_arguments(which.add_parser(
+        "ssm", help="S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"))
     bench.set_defaults(handler=_bench)
     return parser
 

@@ -82,3 +82,12 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "bpsn_ext", "bench", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "single-step" in proc.stdout
+
+
+def test_bench_ssm_is_wired_and_single_step_writes_its_default_json(tmp_path, monkeypatch):
+    from bpsn_ext.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "ssm", "--quick", "--no-json"])
+    assert args.benchmark == "ssm" and args.json_path is None
+    single = build_parser().parse_args(["bench", "single-step"])
+    assert not hasattr(single, "json_path")  # run() then writes its default result file
