@@ -197,7 +197,9 @@ def fake_cupy_backend(host_scan, monkeypatch):
     monkeypatch.setitem(sys.modules, "bpsn_ext.kernels.cupy_ssm", fake)
     monkeypatch.setattr(sj_layers, "resolve_backend", lambda requested, x: (
         "torch" if requested == "torch" else "cupy"))
-    monkeypatch.setattr(sj_layers, "check_backend", lambda name: name)
+    from bpsn_ext.spikingjelly import _compat
+
+    monkeypatch.setattr(_compat, "check_backend", lambda name: name)  # no CuPy here
     return sj_layers, calls
 
 

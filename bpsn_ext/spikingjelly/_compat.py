@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from spikingjelly.activation_based import functional, layer, neuron
 
-__all__ = ["SJ_GENERATION", "STEP_CONTAINERS", "reset_after_swap"]
+from bpsn_ext.core.dispatch import check_backend
+
+__all__ = ["SJ_GENERATION", "STEP_CONTAINERS", "reset_after_swap", "BackendMixin"]
 
 SJ_GENERATION: int = 2 if hasattr(neuron.BaseNode, "single_step_functional_forward") else 1
 
@@ -33,3 +35,32 @@ def reset_after_swap(net) -> None:
     if invalidate is not None:
         invalidate(net)
     functional.reset_net(net)
+
+
+class BackendMixin:
+    """``backend`` / ``supported_backends`` as SpikingJelly 0.0.0.0.14 (and the 2.0 pre-releases)
+    define them, so ``functional.set_backend(net, 'cupy')`` works; ``'auto'`` is accepted too.
+    Put it before the SpikingJelly base class.  ``_refuse_backend(value)`` may raise for a
+    configuration the backend does not cover."""
+
+    @property
+    def supported_backends(self) -> tuple[str, ...]:
+        return ("torch", "cupy")
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in self.supported_backends + ("auto",):
+            raise NotImplementedError(
+                f"{value!r} is not a supported backend of {type(self).__name__} "
+                f"{self.supported_backends}"
+            )
+        check_backend(value)
+        self._refuse_backend(value)
+        self._backend = value
+
+    def _refuse_backend(self, value: str) -> None:
+        """Hook: raise if ``value`` cannot run this module's configuration."""

@@ -13,12 +13,13 @@ import torch
 from spikingjelly.activation_based import base
 
 from bpsn_ext.bpsn import BPSN
-from bpsn_ext.core.dispatch import check_backend, resolve_backend
+from bpsn_ext.core.dispatch import resolve_backend
+from bpsn_ext.spikingjelly._compat import BackendMixin
 
 __all__ = ["BPSNNode"]
 
 
-class BPSNNode(BPSN, base.MultiStepModule):
+class BPSNNode(BackendMixin, BPSN, base.MultiStepModule):
     """BPSN for SpikingJelly: ``[T, N, *]`` -> spikes ``[T, N, *]``, ``forward(x_seq, mask=None)``.
 
     Takes every :class:`bpsn_ext.BPSN` option; ``surrogate_function`` accepts SpikingJelly
@@ -67,22 +68,6 @@ class BPSNNode(BPSN, base.MultiStepModule):
             surrogate_function=old.surrogate_function,
             **options,
         )
-
-    @property
-    def supported_backends(self) -> tuple[str, ...]:
-        return ("torch", "cupy")
-
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        if value not in self.supported_backends + ("auto",):
-            raise NotImplementedError(
-                f"{value!r} is not a supported backend of BPSNNode {self.supported_backends}"
-            )
-        self._backend = check_backend(value)
 
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         use_cupy = resolve_backend(self._backend, x_seq) == "cupy"

@@ -33,9 +33,10 @@ from collections.abc import Callable
 import torch
 from spikingjelly.activation_based import base
 
-from bpsn_ext.core.dispatch import check_backend, resolve_backend
+from bpsn_ext.core.dispatch import resolve_backend
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
 from bpsn_ext.layers._block import SSMBlock
+from bpsn_ext.spikingjelly._compat import BackendMixin
 
 __all__ = ["S4DLayer", "BinaryS4DLayer", "GSULayer", "SpikingS5Layer"]
 
@@ -48,7 +49,7 @@ _BIDIRECTIONAL_CUPY = (
 )
 
 
-class _SSMMemoryModule:
+class _SSMMemoryModule(BackendMixin):
     """Mixin (put first in the bases): SpikingJelly step modes, memory and backend for a core
     SSM module with ``forward``/``forward_with_state``/``step_with_state``."""
 
@@ -80,26 +81,10 @@ class _SSMMemoryModule:
     def supported_step_mode(self) -> tuple[str, ...]:
         return ("m",) if self._bidirectional() else ("s", "m")
 
-    # -- backend ---------------------------------------------------------------------------
-    @property
-    def supported_backends(self) -> tuple[str, ...]:
-        return ("torch", "cupy")
-
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        if value not in self.supported_backends + ("auto",):
-            raise NotImplementedError(
-                f"{value!r} is not a supported backend of {type(self).__name__} "
-                f"{self.supported_backends}"
-            )
-        check_backend(value)
+    # -- backend (the property itself comes from BackendMixin) ------------------------------
+    def _refuse_backend(self, value: str) -> None:
         if value == "cupy" and self._bidirectional():
             raise ValueError(_BIDIRECTIONAL_CUPY.format(type(self).__name__))
-        self._backend = value
 
     def _scan_ssm(self) -> S4D | None:
         """The S4D that the fused scan can replace (None for layers without one)."""
