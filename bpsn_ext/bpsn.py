@@ -46,7 +46,8 @@ class BPSN(nn.Module):
         surrogate: name, bpsn_ext / SpikingJelly surrogate object or snnTorch ``spike_grad``;
             default ``ATan(alpha=2)`` with the tie rule ``fire_ge``.
         detach_reset: no gradient through the reset under ``"soft_reset"``.
-        method: leaky-integration method: ``"auto"`` (FFT), ``"fft"``, ``"matmul"``, ``"loop"``.
+        method: leaky integration: ``"auto"`` (the chunked block scan), ``"chunked"``, ``"fft"``,
+            ``"matmul"`` (dense T x T) or ``"loop"`` (the recurrence, for reference).
     """
 
     consumes_whole_sequence = True  # swap helpers refuse it where neurons are driven per step
