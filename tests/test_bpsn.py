@@ -339,3 +339,22 @@ def test_split_fast_path_equals_the_gate_vector_form(runaway):
     (g1,) = torch.autograd.grad((s1 * up).sum(), xs)
     (g2,) = torch.autograd.grad((s2 * up).sum(), xg)
     torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-12)
+
+
+def test_block_scan_three_levels_and_tiny_decays_match_the_recurrence():
+    """T > 64 * 64 needs three block levels; lam^64 underflows for small decays (no nan)."""
+    x = torch.randn(64 * 64 + 170, 2, 3, dtype=F64)
+    lam = torch.tensor([0.02, 0.5, 0.97], dtype=F64)
+    ref = recurrence(x, lam)
+    torch.testing.assert_close(leaky_integrate(x, lam, method="chunked"), ref,
+                               rtol=1e-9, atol=1e-9)
+    scalar = torch.tensor(0.3, dtype=F64)
+    torch.testing.assert_close(leaky_integrate(x, scalar, method="chunked"),
+                               recurrence(x, scalar), rtol=1e-9, atol=1e-9)
+    xg = x[:300].clone().requires_grad_(True)
+    lg = lam.clone().requires_grad_(True)
+    grads = torch.autograd.grad(leaky_integrate(xg, lg).pow(2).sum(), [xg, lg])
+    ref_grads = torch.autograd.grad(recurrence(xg, lg).pow(2).sum(), [xg, lg])
+    for a, b in zip(grads, ref_grads):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
