@@ -6,12 +6,13 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+
+from bpsn_ext.core.atomic import atomic_open
 
 __all__ = [
     "time_fn",
@@ -137,22 +138,9 @@ def peak_memory_bytes(fn: Callable[[], Any], device: Device = "cpu") -> int:
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON: a temporary file in the same folder, then
     ``os.replace``, so readers never see a half-written file.  Creates missing folders."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
 
 
 def format_bytes(n: float) -> str:

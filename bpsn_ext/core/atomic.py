@@ -1,0 +1,35 @@
+"""Atomic file writes: a temporary file in the same folder, then ``os.replace``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import IO
+
+__all__ = ["atomic_open"]
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, *, newline: str | None = None) -> Iterator[IO[str]]:
+    """Open ``path`` for writing text; readers never see a half-written file.
+
+    Missing folders are created; the file gets normal permissions (mkstemp's are 0600); on an
+    error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+            yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

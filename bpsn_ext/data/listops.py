@@ -1,0 +1,165 @@
+"""ListOps (Nangia & Bowman 2018, as used by the Long Range Arena), generated locally.
+
+Re-implements the LRA generation procedure (no code copied):
+* a random tree: below ``max_depth`` a node is a digit 0-9 with probability 0.75, otherwise an
+  operator with 2..``max_args`` children; at ``max_depth`` it is always a digit;
+* operators ``[MIN``, ``[MAX``, ``[MED`` (the integer part of the median) and ``[SM`` (sum
+  modulo 10), each closed by ``]``;
+* only trees whose token count lies strictly between ``min_length`` and ``max_length`` are kept
+  (LRA: 500 and 2000); the label is the value of the tree (10 classes).
+
+Samples are written in the ``lra_release/listops-1000`` TSV layout (header ``Source\tTarget``,
+space-separated tokens).  The LRA files also wrap sub-trees in parentheses; readers drop them
+(as S4 does), so both forms read the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bpsn_ext.core.atomic import atomic_open
+
+__all__ = ["OPERATORS", "VOCAB", "generate", "evaluate", "write_tsv", "read_tsv", "ListOpsSample"]
+
+OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
+VOCAB = ("<pad>", *[str(d) for d in range(10)], *OPERATORS, "]")
+LEAF_PROBABILITY = 0.75
+
+
+@dataclass(frozen=True)
+class ListOpsSample:
+    tokens: tuple[str, ...]
+    label: int
+
+    @property
+    def source(self) -> str:
+        return " ".join(self.tokens)
+
+
+def _apply(op: str, args: list[int]) -> int:
+    if op == "[MIN":
+        return min(args)
+    if op == "[MAX":
+        return max(args)
+    if op == "[MED":
+        ordered = sorted(args)
+        mid = len(ordered) // 2
+        median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return int(median)
+    return sum(args) % 10
+
+
+def _tree(rng: random.Random, depth: int, max_depth: int, max_args: int) -> tuple[list[str], int]:
+    """Tokens and value of a random sub-tree."""
+    if depth >= max_depth or rng.random() < LEAF_PROBABILITY:
+        digit = rng.randrange(10)
+        return [str(digit)], digit
+    op = rng.choice(OPERATORS)
+    tokens, values = [op], []
+    for _ in range(rng.randint(2, max_args)):
+        sub_tokens, value = _tree(rng, depth + 1, max_depth, max_args)
+        tokens += sub_tokens
+        values.append(value)
+    tokens.append("]")
+    return tokens, _apply(op, values)
+
+
+def generate(
+    n: int,
+    *,
+    seed: int = 0,
+    min_length: int = 500,
+    max_length: int = 2000,
+    max_depth: int = 10,
+    max_args: int = 10,
+    max_tries: int = 10_000_000,
+) -> list[ListOpsSample]:
+    """``n`` distinct samples with ``min_length < len(tokens) < max_length`` (LRA defaults).
+
+    Short lengths (e.g. 20..200) make a CPU-sized task with the same grammar.
+    """
+    if not 0 <= min_length < max_length - 1:
+        raise ValueError(
+            f"need 0 <= min_length < max_length - 1, got min_length={min_length}, "
+            f"max_length={max_length}"
+        )
+    if n < 0 or max_depth < 1 or max_args < 2:
+        raise ValueError(f"need n >= 0, max_depth >= 1, max_args >= 2; got {n}, {max_depth}, "
+                         f"{max_args}")
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[ListOpsSample] = []
+    for _ in range(max_tries):
+        if len(out) == n:
+            return out
+        tokens, value = _tree(rng, 1, max_depth, max_args)
+        if not min_length < len(tokens) < max_length:
+            continue
+        source = " ".join(tokens)
+        if source in seen:
+            continue
+        seen.add(source)
+        out.append(ListOpsSample(tuple(tokens), value))
+    raise RuntimeError(
+        f"found only {len(out)} of {n} samples with {min_length} < length < {max_length} in "
+        f"{max_tries} tries; widen the length range or raise max_depth/max_args"
+    )
+
+
+def evaluate(tokens: list[str] | tuple[str, ...] | str) -> int:
+    """Value of a ListOps expression (parentheses are ignored), by a stack machine."""
+    if isinstance(tokens, str):
+        tokens = tokens.split()
+    stack: list[list] = []
+    result = None
+    for i, tok in enumerate(tokens):
+        if tok in ("(", ")"):
+            continue
+        if tok in OPERATORS:
+            stack.append([tok])
+        elif tok == "]":
+            if not stack or len(stack[-1]) < 2:
+                raise ValueError(f"unbalanced or empty operator closed at token {i}")
+            op, *args = stack.pop()
+            value = _apply(op, args)
+            if stack:
+                stack[-1].append(value)
+            else:
+                result = value
+        elif tok.isdigit() and len(tok) == 1:
+            if stack:
+                stack[-1].append(int(tok))
+            else:
+                result = int(tok)
+        else:
+            raise ValueError(f"unknown ListOps token {tok!r} at position {i}")
+    if stack or result is None:
+        raise ValueError("incomplete ListOps expression (an operator was never closed)")
+    return result
+
+
+def write_tsv(samples: list[ListOpsSample], path: str | os.PathLike) -> None:
+    """Write ``Source\\tTarget`` rows (the lra_release layout), atomically."""
+    with atomic_open(path, newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(["Source", "Target"])
+        for s in samples:
+            writer.writerow([s.source, s.label])
+
+
+def read_tsv(path: str | os.PathLike) -> Iterator[ListOpsSample]:
+    """Rows of an LRA ListOps TSV; a malformed row raises ValueError naming file and line."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header != ["Source", "Target"]:
+            raise ValueError(f"{path}: expected the header 'Source\\tTarget', got {header!r}")
+        for line, row in enumerate(reader, start=2):
+            if len(row) != 2 or not row[1].strip().isdigit() or not 0 <= int(row[1]) <= 9:
+                raise ValueError(f"{path}:{line}: expected 'expression<TAB>label 0-9', got {row!r}")
+            tokens = tuple(t for t in row[0].split() if t not in ("(", ")"))
+            yield ListOpsSample(tokens, int(row[1]))
