@@ -1,0 +1,20 @@
+"""The trainer shared by the GLUE (SNN-BERT) and LRA examples: see :mod:`.trainer`."""
+
+from bpsn_ext.train.checkpoint import atomic_save, load_checkpoint
+from bpsn_ext.train.trainer import (
+    CHECKPOINT_NAME,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    TrainState,
+)
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainState",
+    "Trainer",
+    "atomic_save",
+    "load_checkpoint",
+]
