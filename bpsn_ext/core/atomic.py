@@ -12,8 +12,11 @@ __all__ = ["atomic_open"]
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, *, newline: str | None = None) -> Iterator[IO[str]]:
-    """Open ``path`` for writing text; readers never see a half-written file.
+def atomic_open(
+    path: str | os.PathLike, *, binary: bool = False, newline: str | None = None
+) -> Iterator[IO]:
+    """Open ``path`` for writing (text, or bytes with ``binary``); readers never see a
+    half-written file.
 
     Missing folders are created; the file gets normal permissions (mkstemp's are 0600); on an
     error the temporary file is removed and ``path`` is left as it was.
@@ -23,8 +26,11 @@ def atomic_open(path: str | os.PathLike, *, newline: str | None = None) -> Itera
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+        kwargs = {} if binary else {"encoding": "utf-8", "newline": newline}
+        with os.fdopen(fd, "wb" if binary else "w", **kwargs) as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)

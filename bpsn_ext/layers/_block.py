@@ -19,7 +19,7 @@ from torch import nn
 
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.core.ssm import check_sequence, check_step_input, check_step_mask
-from bpsn_ext.layers._common import check_choice, check_d_model, check_dropout, stream_steps
+from bpsn_ext.layers._common import Streaming, check_choice, check_d_model, check_dropout
 from bpsn_ext.layers.s4d import S4D
 
 __all__ = ["NORMS", "SequenceNorm", "SSMBlock"]
@@ -59,7 +59,7 @@ class SequenceNorm(nn.Module):
         return f"kind={self.kind!r}"
 
 
-class SSMBlock(nn.Module):
+class SSMBlock(Streaming, nn.Module):
     """Base class: S4D token mixing, a per-token ``_mix`` (subclass), dropout, residual, norm.
 
     Streaming: :meth:`step` keeps the S4D state in ``ssm_state`` (a plain attribute, ``None``
@@ -96,10 +96,6 @@ class SSMBlock(nn.Module):
     # -- state ---------------------------------------------------------------------------
     def _init_state(self) -> None:
         self.ssm_state: torch.Tensor | None = None
-
-    def reset_state(self) -> None:
-        """Forget the streaming state."""
-        self.ssm_state = None
 
     # -- subclass hook ---------------------------------------------------------------------
     def _mix(
@@ -162,15 +158,6 @@ class SSMBlock(nn.Module):
             x_t, valid, lambda h: self.ssm.step_with_state(h, state, valid)
         )
         return out, new_state
-
-    def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
-        """Streaming inference: ``[N, H]`` -> ``[N, H]``, state kept in ``ssm_state``."""
-        out, self.ssm_state = self.step_with_state(x_t, self.ssm_state, mask_t)
-        return out
-
-    def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
-        return stream_steps(self, x, mask)
 
     def extra_repr(self) -> str:
         return f"prenorm={self.prenorm}, residual={self.residual}"

@@ -9,7 +9,7 @@ from bpsn_ext.core.checks import check_float
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.core.ssm import check_sequence
 
-__all__ = ["check_d_model", "check_dropout", "check_choice", "stream_steps"]
+__all__ = ["check_d_model", "check_dropout", "check_choice", "stream_steps", "Streaming"]
 
 
 def check_d_model(d_model: object) -> int:
@@ -39,3 +39,21 @@ def stream_steps(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) 
     steps = x.unbind(0)  # one backward node for all steps (x[t] would cost O(T^2) in backward)
     masks = (None,) * len(steps) if m is None else m.unbind(0)
     return torch.stack([module.step(x_t, m_t) for x_t, m_t in zip(steps, masks)])
+
+
+class Streaming:
+    """Streaming inference for a layer with ``step_with_state(x_t, state, mask_t)``: the state
+    lives in ``ssm_state`` (set by the layer's ``__init__``; never in ``state_dict``)."""
+
+    def reset_state(self) -> None:
+        """Forget the streaming state (the next :meth:`step` starts from zero)."""
+        self.ssm_state = None
+
+    def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Streaming inference: one step ``[N, H]`` -> ``[N, H]``, state kept in ``ssm_state``."""
+        out, self.ssm_state = self.step_with_state(x_t, self.ssm_state, mask_t)
+        return out
+
+    def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
+        return stream_steps(self, x, mask)

@@ -40,14 +40,14 @@ from bpsn_ext.core.ssm import (
     vandermonde_transpose,
     zoh,
 )
-from bpsn_ext.layers._common import check_d_model, stream_steps
+from bpsn_ext.layers._common import Streaming, check_d_model
 
 __all__ = ["S4D"]
 
 State = torch.Tensor | None
 
 
-class S4D(nn.Module):
+class S4D(Streaming, nn.Module):
     """Diagonal SSM token mixer: ``[T, N, H]`` -> ``[T, N, H]`` (linear, real-valued).
 
     Args:
@@ -101,10 +101,6 @@ class S4D(nn.Module):
     # -- state (overridden by the SpikingJelly adapter to use a registered memory) -----------
     def _init_state(self) -> None:
         self.ssm_state: State = None
-
-    def reset_state(self) -> None:
-        """Forget the streaming state (the next :meth:`step` starts from zero)."""
-        self.ssm_state = None
 
     # -- derived quantities ----------------------------------------------------------------
     @property
@@ -208,15 +204,6 @@ class S4D(nn.Module):
         new_state = A_bar * state + B_bar * u[..., None]
         y = 2.0 * (self._C() * new_state).sum(-1).real + self.D * u
         return (y if m is None else y * m[:, None]), new_state
-
-    def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
-        """Streaming inference: one step ``[N, H]`` -> ``[N, H]``, state kept in ``ssm_state``."""
-        y, self.ssm_state = self.step_with_state(x_t, self.ssm_state, mask_t)
-        return y
-
-    def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
-        return stream_steps(self, x, mask)
 
     # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
     def energy_ops(self, inputs, output, kwargs):

@@ -39,7 +39,7 @@ from bpsn_ext.core.ssm import (
     log_dt_init,
     zoh,
 )
-from bpsn_ext.layers._common import check_choice, check_d_model, stream_steps
+from bpsn_ext.layers._common import Streaming, check_choice, check_d_model
 from bpsn_ext.surrogate import ATan, resolve
 
 __all__ = ["SpikingS5", "S5_ACTIVATIONS"]
@@ -47,7 +47,7 @@ __all__ = ["SpikingS5", "S5_ACTIVATIONS"]
 S5_ACTIVATIONS = ("spike", "gelu", "none")
 
 
-class SpikingS5(nn.Module):
+class SpikingS5(Streaming, nn.Module):
     """Spiking S5 layer ``[T, N, H]`` -> spikes ``[T, N, H]``.
 
     Args:
@@ -103,10 +103,6 @@ class SpikingS5(nn.Module):
     # -- state -----------------------------------------------------------------------------
     def _init_state(self) -> None:
         self.ssm_state: torch.Tensor | None = None
-
-    def reset_state(self) -> None:
-        """Forget the streaming state."""
-        self.ssm_state = None
 
     # -- pieces ----------------------------------------------------------------------------
     @property
@@ -204,15 +200,6 @@ class SpikingS5(nn.Module):
         new_state = A_bar * state + self._input(u, B_bar)
         out = self._readout(self._output(new_state, u))
         return (out if m is None else out * m[:, None]), new_state
-
-    def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
-        """Streaming inference: ``[N, H]`` -> ``[N, H]``, state kept in ``ssm_state``."""
-        out, self.ssm_state = self.step_with_state(x_t, self.ssm_state, mask_t)
-        return out
-
-    def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
-        return stream_steps(self, x, mask)
 
     # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
     energy_exclusive = True  # the readout (spike function / GELU) is counted here

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from typing import Any
 
 import torch
+
+from bpsn_ext.core.atomic import atomic_open
 
 __all__ = ["atomic_save", "load_checkpoint", "get_rng_state", "set_rng_state"]
 
@@ -24,23 +25,8 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     half-written file; on any error (a crash inside ``torch.save`` included) the temporary file
     is removed and the previous ``path`` is left as it was.  Missing folders are created.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, binary=True) as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
