@@ -1,5 +1,10 @@
-"""Command line: ``bpsn-ext demo``, ``bpsn-ext bench single-step`` and ``bpsn-ext bench bpsn``
-(or ``python -m bpsn_ext``).  Each benchmark has its own flags, given after its name.
+"""Command line (``bpsn-ext`` or ``python -m bpsn_ext``): ``demo``, ``bench {single-step,bpsn,ssm,
+snn-bert}``, ``train {lra,glue}``, ``evaluate {lra,glue}`` and ``generate {listops,pathfinder}``.
+Each subcommand has its own flags, given after its name.
+
+The ``train``/``evaluate``/``generate`` subcommands live in :mod:`bpsn_ext.apps` (``lra``,
+``glue``, ``generate``); each module offers ``add_<verb>_arguments(parser)`` and
+``run_<verb>(args) -> int``.
 
 Heavy modules (SpikingJelly, snnTorch, scikit-learn) are imported only by the handlers.
 """
@@ -18,7 +23,13 @@ __all__ = [
     "run_bpsn",
 ]
 
-BENCHMARKS = ("single-step", "bpsn", "ssm")
+BENCHMARKS = ("single-step", "bpsn", "ssm", "snn-bert")
+# (subcommand, choice) -> module of bpsn_ext.apps that implements it
+APPS = {
+    "train": {"lra": "lra", "glue": "glue"},
+    "evaluate": {"lra": "lra", "glue": "glue"},
+    "generate": {"listops": "generate", "pathfinder": "generate"},
+}
 # the neuron keys of bpsn_ext.bench.bpsn.NEURON_KEYS (not imported here: it imports torch)
 BPSN_NEURONS = (
     "bpsn",
@@ -128,14 +139,49 @@ def _bench(args: argparse.Namespace) -> int:
         from bpsn_ext.bench.ssm import run_from_args
 
         run_from_args(args)
+    elif args.benchmark == "snn-bert":
+        from bpsn_ext.bench.snn_bert import run_from_args
+
+        run_from_args(args)
     return 0
+
+
+def _app_module(name: str):
+    import importlib
+
+    return importlib.import_module(f"bpsn_ext.apps.{name}")
+
+
+def _add_apps(sub) -> None:
+    """``train``/``evaluate``/``generate`` with one sub-parser per task (see ``APPS``)."""
+    helps = {
+        "train": "train an example model (LRA / sequential images, or SNN-BERT on GLUE)",
+        "evaluate": "evaluate a checkpoint written by `train`",
+        "generate": "write a generated data set (ListOps TSV, Pathfinder images)",
+    }
+    for verb, choices in APPS.items():
+        parser = sub.add_parser(verb, help=helps[verb])
+        which = parser.add_subparsers(dest="task_kind", required=True,
+                                      metavar="{" + ",".join(choices) + "}")
+        for choice, module_name in choices.items():
+            module = _app_module(module_name)
+            child = which.add_parser(choice, help=getattr(module, f"{verb.upper()}_HELP", None)
+                                     if verb != "generate" else module.GENERATE_HELP[choice])
+            if verb == "generate":
+                module.add_generate_arguments(child, choice)
+            else:
+                getattr(module, f"add_{verb}_arguments")(child)
+            child.set_defaults(handler=getattr(module, f"run_{verb}"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bpsn-ext", description="Single-step and parallel spiking neurons: demo, benchmarks."
+        prog="bpsn-ext",
+        description="Single-step, parallel and state-space spiking neurons: demo, benchmarks, "
+        "training and evaluation of the example models, data generators.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,bench}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{demo,bench,train,evaluate,generate}")
 
     demo = sub.add_parser("demo", help="train S3NN vs a T=4 LIF network on the 8x8 digits")
     demo.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (20)")
@@ -155,7 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ssm_arguments(which.add_parser(
         "ssm", help="S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"))
+    from bpsn_ext.bench.snn_bert import add_arguments as add_snn_bert_arguments
+
+    add_snn_bert_arguments(which.add_parser(
+        "snn-bert", help="SNN-BERT: individual coding vs repeat coding (time, memory, energy)"))
     bench.set_defaults(handler=_bench)
+    _add_apps(sub)
     return parser
 
 
