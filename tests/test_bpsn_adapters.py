@@ -46,12 +46,13 @@ def test_same_weights_same_spikes_in_core_spikingjelly_and_snntorch():
 
 def test_spikingjelly_step_mode_contract():
     node = BPSNNode(4)
-    assert isinstance(node, base.MultiStepModule) and node.step_mode == "m"
+    assert isinstance(node, base.MemoryModule) and node.step_mode == "m"
     assert tuple(node.supported_step_mode()) == ("m",)
     net = torch.nn.Sequential(layer.Linear(4, 4, step_mode="m"), node)
     functional.set_step_mode(net, "m")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="multi-step only"):
         functional.set_step_mode(net, "s")
+    assert node.step_mode == "m"
     with pytest.raises(ValueError, match="multi-step only"):
         BPSNNode(4, step_mode="s")
 
@@ -66,6 +67,28 @@ def test_spikingjelly_surrogates_store_v_seq_and_reset():
     functional.reset_net(node)
     assert node.v_seq is None
     assert list(node.state_dict()) == ["decay_f_logit", "decay_b_logit", "v_threshold"]
+
+
+def test_reset_net_does_not_warn(caplog):
+    # SpikingJelly 0.0.0.0.14 logs a warning for modules with reset() that are no MemoryModule
+    net = torch.nn.Sequential(layer.Linear(3, 3, step_mode="m"), BPSNNode(3, store_v_seq=True))
+    net(torch.randn(5, 2, 3))
+    with caplog.at_level("WARNING"):
+        functional.reset_net(net)
+    assert net[1].v_seq is None
+    assert not [r for r in caplog.records if "MemoryModule" in r.getMessage()]
+
+
+def test_from_neuron_keeps_explicit_surrogate_and_threshold():
+    old = neuron.LIFNode(tau=4.0, v_threshold=0.7, step_mode="m")
+    new = BPSNNode.from_neuron(old, surrogate_function=sj_surrogate.Sigmoid(), v_threshold=0.3)
+    assert isinstance(new.surrogate_function, sj_surrogate.Sigmoid)
+    assert float(new.v_threshold) == pytest.approx(0.3)
+    assert BPSNNode.from_neuron(old).surrogate_function is old.surrogate_function
+    leaky = snn.Leaky(beta=0.8, threshold=0.9)
+    grad = snn.surrogate.fast_sigmoid()
+    s = SnnBPSN.from_neuron(leaky, spike_grad=grad, output=True)
+    assert s.output is True and float(s.threshold) == pytest.approx(0.9)
 
 
 def test_backend_selection_and_errors(monkeypatch):

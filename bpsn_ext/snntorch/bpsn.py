@@ -53,20 +53,19 @@ class BPSN(snn.SpikingNeuron):
     @classmethod
     def from_neuron(cls, old: snn.SpikingNeuron, **bpsn_options) -> BPSN:
         """Build from an snnTorch neuron: threshold, spike_grad, init_hidden and output carry
-        over; a Leaky's ``beta`` becomes the initial decay of both branches."""
+        over (unless given in ``bpsn_options``); a Leaky's ``beta`` becomes the initial decay
+        of both branches."""
         options = {}
         beta = getattr(old, "beta", None)
         if isinstance(beta, torch.Tensor) and beta.numel():
             b = float(beta.detach().mean().clamp(0.01, 0.99))
             options["decay_init"] = b
         options.update(bpsn_options)
-        return cls(
-            threshold=float(old.threshold.detach().mean()),
-            spike_grad=old.spike_grad,
-            init_hidden=old.init_hidden,
-            output=old.output,
-            **options,
-        )
+        options.setdefault("threshold", float(old.threshold.detach().mean()))
+        options.setdefault("spike_grad", old.spike_grad)
+        options.setdefault("init_hidden", old.init_hidden)
+        options.setdefault("output", old.output)
+        return cls(**options)
 
     @property
     def threshold(self) -> torch.Tensor:  # type: ignore[override]

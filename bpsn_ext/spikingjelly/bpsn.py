@@ -2,7 +2,9 @@
 
 Like SpikingJelly's ``PSN`` it sees the whole sequence at once and keeps no state between
 calls; unlike ``PSN`` it accepts any T and a padding mask, and it declares step mode ``'m'``
-so that ``functional.set_step_mode(net, 's')`` raises instead of silently skipping it.
+so that ``functional.set_step_mode(net, 's')`` raises instead of silently skipping it.  It is a
+``base.MemoryModule`` whose only memory is the optional ``v_seq``, so ``functional.reset_net``
+resets it without the "not a MemoryModule" warning of SpikingJelly 0.0.0.0.14.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from bpsn_ext.spikingjelly._compat import BackendMixin
 __all__ = ["BPSNNode"]
 
 
-class BPSNNode(BackendMixin, BPSN, base.MultiStepModule):
+class BPSNNode(BackendMixin, BPSN, base.MemoryModule):
     """BPSN for SpikingJelly: ``[T, N, *]`` -> spikes ``[T, N, *]``, ``forward(x_seq, mask=None)``.
 
     Takes every :class:`bpsn_ext.BPSN` option; ``surrogate_function`` accepts SpikingJelly
@@ -49,25 +51,40 @@ class BPSNNode(BackendMixin, BPSN, base.MultiStepModule):
             channels, surrogate=surrogate_function, v_threshold=v_threshold, fire_ge=True,
             **bpsn_options,
         )
-        self.step_mode = "m"
         self.backend = backend
         self.store_v_seq = store_v_seq
-        self.v_seq: torch.Tensor | None = None
+        self.register_memory("v_seq", None)
+        self._multi_step_only = True  # from here on, step_mode='s' raises
+
+    def supported_step_mode(self) -> tuple[str, ...]:
+        return ("m",)
+
+    @property
+    def step_mode(self) -> str:
+        return "m"
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        # MemoryModule.__init__ assigns 's' before the node exists; later requests raise
+        if value != "m" and self.__dict__.get("_multi_step_only", False):
+            raise ValueError(
+                f"BPSNNode is multi-step only (it needs the whole sequence): step_mode can "
+                f"only be ('m',), but got {value!r}"
+            )
 
     @classmethod
     def from_neuron(cls, old: torch.nn.Module, **bpsn_options) -> BPSNNode:
-        """Build from a SpikingJelly neuron: threshold and surrogate carry over, and a LIF's
-        ``tau`` becomes the initial decay ``1 - 1/tau`` of both branches."""
+        """Build from a SpikingJelly neuron: threshold and surrogate carry over (unless given in
+        ``bpsn_options``), and a LIF's ``tau`` becomes the initial decay ``1 - 1/tau`` of both
+        branches."""
         tau = getattr(old, "tau", None)
         if isinstance(tau, torch.Tensor):
             tau = float(tau.mean())
         options = {"decay_init": 1.0 - 1.0 / float(tau)} if tau and float(tau) > 1.0 else {}
         options.update(bpsn_options)
-        return cls(
-            v_threshold=float(old.v_threshold),
-            surrogate_function=old.surrogate_function,
-            **options,
-        )
+        options.setdefault("v_threshold", float(old.v_threshold))
+        options.setdefault("surrogate_function", old.surrogate_function)
+        return cls(**options)
 
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         use_cupy = resolve_backend(self._backend, x_seq) == "cupy"
@@ -84,10 +101,6 @@ class BPSNNode(BackendMixin, BPSN, base.MultiStepModule):
             spikes, membrane = self.forward_with_membrane(x_seq, mask)
         self.v_seq = membrane if self.store_v_seq else None
         return spikes
-
-    def reset(self) -> None:
-        """Nothing carries over between calls; clears ``v_seq`` (called by ``reset_net``)."""
-        self.v_seq = None
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", step_mode='m', backend={self._backend!r}"
