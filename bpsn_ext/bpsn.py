@@ -7,6 +7,7 @@ influence real ones, and forward and backward temporal information are fused.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -18,7 +19,13 @@ from bpsn_ext.core.checks import check_float
 from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
 
-__all__ = ["BPSN"]
+__all__ = ["BPSN", "BPSN_METHODS"]
+
+# "native": the compiled CPU kernel (bpsn_ext.kernels.cpu_native); the rest integrate in torch
+BPSN_METHODS = METHODS + ("native",)
+_NATIVE_DTYPES = (torch.float32, torch.float64)
+_log = logging.getLogger("bpsn_ext")
+_native_fallback_logged = False
 
 
 def _logit(p: float) -> float:
@@ -46,8 +53,13 @@ class BPSN(nn.Module):
         surrogate: name, bpsn_ext / SpikingJelly surrogate object or snnTorch ``spike_grad``;
             default ``ATan(alpha=2)`` with the tie rule ``fire_ge``.
         detach_reset: no gradient through the reset under ``"soft_reset"``.
-        method: leaky integration: ``"auto"`` (the chunked block scan), ``"chunked"``, ``"fft"``,
-            ``"matmul"`` (dense T x T) or ``"loop"`` (the recurrence, for reference).
+        method: ``"auto"``: on CPU the native kernel (``"native"``) where it covers the
+            configuration (leak kernel, split fusion, refractory or no rule, ATan/Sigmoid/S2NN/
+            FastSigmoid surrogate, float32/float64) and builds (a C++ compiler is needed; unset
+            by ``BPSN_EXT_CPU_KERNEL=0``), else the chunked block scan in torch.  Explicit
+            choices: ``"native"`` (raises where it cannot run), or a torch integration:
+            ``"chunked"``, ``"fft"``, ``"matmul"`` (dense T x T) or ``"loop"`` (the recurrence,
+            for reference).
     """
 
     consumes_whole_sequence = True  # swap helpers refuse it where neurons are driven per step
@@ -78,7 +90,7 @@ class BPSN(nn.Module):
             ("kernel", kernel, KERNELS),
             ("fusion", fusion, FUSIONS),
             ("runaway", runaway, RUNAWAY),
-            ("method", method, METHODS),
+            ("method", method, BPSN_METHODS),
         ):
             if value not in options:
                 raise ValueError(f"{name} must be one of {options}, got {value!r}")
@@ -216,11 +228,58 @@ class BPSN(nn.Module):
             "weights": weights,
         }
 
+    def uses_native_kernel(self, x_seq: torch.Tensor) -> bool:
+        """Whether ``forward`` runs the native CPU kernel for this input.
+
+        ``method="native"`` raises (RuntimeError / ValueError, saying why) where it cannot;
+        ``"auto"`` answers False there (a missing compiler is logged once) and under
+        ``torch.compile``, which traces the torch path instead.
+        """
+        if self.method not in ("auto", "native"):
+            return False
+        from bpsn_ext.kernels import cpu_native  # plain torch + ctypes; compiles on first use
+
+        if self.method == "native":
+            if not cpu_native.enabled():
+                raise RuntimeError(
+                    f"method='native' was requested but {cpu_native.ENV_SWITCH}=0 disables the "
+                    "native BPSN CPU kernel; unset it or use method='auto'"
+                )
+            cpu_native.native_config(self, x_seq)  # ValueError naming what is not covered
+            reason = cpu_native.unavailable_reason()
+            if reason is not None:
+                raise cpu_native.NativeKernelUnavailable(
+                    f"method='native' was requested but the BPSN CPU kernel is unavailable: "
+                    f"{reason}"
+                )
+            return True
+        if (x_seq.device.type != "cpu" or x_seq.dtype not in _NATIVE_DTYPES
+                or torch.compiler.is_compiling()  # a ctypes call would break the graph
+                or x_seq.dim() < 3 or x_seq.shape[0] == 0 or x_seq.shape[1] == 0
+                or not cpu_native.enabled()):
+            return False  # odd shapes: the torch path gives its own errors
+        try:
+            cpu_native.native_config(self, x_seq)
+        except ValueError:
+            return False
+        reason = cpu_native.unavailable_reason()
+        if reason is not None:
+            global _native_fallback_logged
+            if not _native_fallback_logged:
+                _native_fallback_logged = True
+                _log.info("bpsn_ext: BPSN uses the torch path on CPU (native kernel: %s)", reason)
+            return False
+        return True
+
     def forward_with_membrane(
         self, x_seq: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(spikes, membrane)``, both ``[T, N, *]``; the membrane is the fused pre-spike H."""
         self._check_channels(x_seq)
+        if self.uses_native_kernel(x_seq):
+            from bpsn_ext.kernels.cpu_native import bpsn_native
+
+            return bpsn_native(self, x_seq, mask)
         leak = self.kernel == "leak"
         return bpsn(
             x_seq,
@@ -238,7 +297,7 @@ class BPSN(nn.Module):
             refractory_steps=self.refractory_steps,
             channel_dim=self.channel_dim,
             detach_reset=self.detach_reset,
-            method=self.method,
+            method="auto" if self.method == "native" else self.method,
         )
 
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

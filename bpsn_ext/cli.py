@@ -33,6 +33,7 @@ APPS = {
 # the neuron keys of bpsn_ext.bench.bpsn.NEURON_KEYS (not imported here: it imports torch)
 BPSN_NEURONS = (
     "bpsn",
+    "bpsn_torch",
     "bpsn_matmul",
     "sj_lif",
     "sj_psn",

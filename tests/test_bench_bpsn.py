@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from bpsn_ext import BPSN
 from bpsn_ext.bench import bpsn as bench_bpsn
 from bpsn_ext.cli import BPSN_NEURONS, main
 
@@ -63,11 +64,15 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
             assert row[f"speedup_{phase}"] > 0
         assert row["peak_memory_bytes"] > 0 and 0.0 <= row["firing_rate"] <= 1.0
 
-    for T, method in ((128, "chunked"), (512, "chunked")):
+    native = BPSN(256).uses_native_kernel(torch.zeros(1, 1, 256))
+    for T in (128, 512):
+        method = "native" if native else "chunked"
         base = _row(report, "bpsn", T)
         assert base["status"] == "ok" and base["method"] == method
         assert base["note"] == f"auto -> {method}"
         assert base["speedup_fwd"] == base["speedup_fwd_bwd"] == 1.0
+        assert _row(report, "bpsn_torch", T)["method"] == "chunked"
+        assert report["headline"]["bpsn_method"].get(str(T), method) == method
         assert _row(report, "sj_lif", T)["status"] == "ok"
         assert _row(report, "snntorch_leaky", T)["status"] == "ok"
     assert _row(report, "bpsn_matmul", 128)["status"] == "ok"

@@ -12,7 +12,9 @@ are measured.  All neurons of one T are timed in rotation (``measure.time_fns``)
 spell of a shared machine slows them alike.  Neurons (``NEURON_KEYS``):
 
 * ``bpsn``: ``bpsn_ext.BPSN(features)``, the default configuration (recorded in the JSON as
-  ``config.bpsn_default``; ``method="auto"``: the chunked block scan);
+  ``config.bpsn_default``; ``method="auto"``: on CPU the native kernel where it builds, else
+  the chunked block scan; the row's ``method`` says which ran);
+* ``bpsn_torch``: the same neuron on the torch path (``method="chunked"``: the block scan);
 * ``bpsn_matmul``: the same with ``method="matmul"``, only for T <= 512: it materialises a
   ``[C, T, T]`` kernel, which is why ``auto`` uses the block scan;
 * ``sj_lif``: SpikingJelly ``neuron.LIFNode(tau=2.0, step_mode='m', surrogate_function=ATan())``;
@@ -86,6 +88,7 @@ MEMORY_T = (2048, 8192)  # BPSN peak memory ratio: linear growth ~4x, quadratic 
 
 NEURON_KEYS = (
     "bpsn",
+    "bpsn_torch",
     "bpsn_matmul",
     "sj_lif",
     "sj_psn",
@@ -147,6 +150,8 @@ def _bpsn_neurons() -> list[_Neuron]:
 
     return [
         _Neuron("bpsn", "BPSN (default)", lambda T, C: BPSN(C), _direct),
+        _Neuron("bpsn_torch", "BPSN torch path", lambda T, C: BPSN(C, method="chunked"),
+                _direct),
         _Neuron(
             "bpsn_matmul", "BPSN method=matmul", lambda T, C: BPSN(C, method="matmul"), _direct,
             max_T=MATMUL_MAX_T,
@@ -290,11 +295,11 @@ def _bpsn_default(features: int) -> str:
     return f"BPSN({module.extra_repr()}, method={module.method!r})"
 
 
-def _bpsn_method(T: int, method: str) -> str:
-    """The leaky-integration method BPSN(method=...) runs at T (``auto`` resolved)."""
-    if method != "auto":
-        return method
-    return "chunked"
+def _bpsn_method(module: nn.Module, x: torch.Tensor) -> str:
+    """The method the default BPSN runs for ``x`` (``auto`` resolved: native or chunked)."""
+    if module.uses_native_kernel(x):
+        return "native"
+    return "chunked" if module.method in ("auto", "native") else module.method
 
 
 def _closures(
@@ -332,9 +337,11 @@ def _measure_T(
     for n in neurons:
         row: dict = {"neuron": n.key, "label": n.label, "T": T, "status": "ok", "note": None}
         if n.key == BASE:
-            default_method = getattr(_default_bpsn(features), "method", "auto")
-            row["method"] = _bpsn_method(T, default_method)
-            row["note"] = f"{default_method} -> {row['method']}"
+            default = _default_bpsn(features).to(dev)
+            row["method"] = _bpsn_method(default, x)
+            row["note"] = f"{default.method} -> {row['method']}"
+        elif n.key == "bpsn_torch":
+            row["method"] = "chunked"
         elif n.key == "bpsn_matmul":
             row["method"] = "matmul"
         if n.missing is not None:
@@ -391,11 +398,16 @@ def _find(rows: list[dict], key: str, T: int) -> dict | None:
 def _headline(rows: list[dict]) -> dict:
     speedups: dict[str, float | None] = {}
     speedups_min: dict[str, float | None] = {}  # min times: least disturbed by other work
+    torch_path: dict[str, float | None] = {}  # the same neuron on the torch path
     for T in HEADLINE_T:
         row, base = _find(rows, "sj_lif", T), _find(rows, BASE, T)
         speedups[str(T)] = None if row is None else row["speedup_fwd_bwd"]
         speedups_min[str(T)] = None if row is None or base is None else (
             row["fwd_bwd"]["min_ms"] / base["fwd_bwd"]["min_ms"]
+        )
+        tp = _find(rows, "bpsn_torch", T)
+        torch_path[str(T)] = None if row is None or tp is None else (
+            row["fwd_bwd"]["median_ms"] / tp["fwd_bwd"]["median_ms"]
         )
     small, large = (_find(rows, BASE, T) for T in MEMORY_T)
     mem_ratio = None
@@ -407,6 +419,10 @@ def _headline(rows: list[dict]) -> dict:
         "speedup_fwd_bwd_vs_sj_lif_min_times": speedups_min,
         "meets_target": {T: (None if s is None else s >= TARGET_SPEEDUP)
                          for T, s in speedups.items()},
+        "bpsn_method": {str(T): (None if _find(rows, BASE, T) is None
+                                 else _find(rows, BASE, T).get("method"))
+                        for T in HEADLINE_T},
+        "speedup_fwd_bwd_vs_sj_lif_torch_path": torch_path,
         f"bpsn_peak_memory_ratio_T{MEMORY_T[1]}_vs_T{MEMORY_T[0]}": mem_ratio,
         "memory_ratio_if_linear": MEMORY_T[1] / MEMORY_T[0],
         "memory_ratio_if_quadratic": (MEMORY_T[1] / MEMORY_T[0]) ** 2,
@@ -543,10 +559,14 @@ def format_report(report: dict) -> str:
         else:
             verdict = "met" if s >= head["target_speedup_fwd_bwd_vs_sj_lif"] else "MISSED"
             s_min = head["speedup_fwd_bwd_vs_sj_lif_min_times"][T]
+            method = head.get("bpsn_method", {}).get(T)
+            tp = head.get("speedup_fwd_bwd_vs_sj_lif_torch_path", {}).get(T)
+            extra = "" if tp is None else f"; torch path {tp:.2f}x"
             lines.append(
                 f"BPSN fwd+bwd speed-up vs SJ LIFNode at T={T}: {s:.2f}x median, "
-                f"{s_min:.2f}x min times "
-                f"(target >= {head['target_speedup_fwd_bwd_vs_sj_lif']:g}x on CPU: {verdict})"
+                f"{s_min:.2f}x min times"
+                + ("" if method is None else f" (method {method}{extra})")
+                + f" (target >= {head['target_speedup_fwd_bwd_vs_sj_lif']:g}x on CPU: {verdict})"
             )
     small, large = MEMORY_T
     ratio = head[f"bpsn_peak_memory_ratio_T{large}_vs_T{small}"]

@@ -1,0 +1,379 @@
+"""Native CPU provider of the default BPSN: ``bpsn_cpu.cpp`` compiled on first use, via ctypes.
+
+The kernel covers leak kernels with ``fusion="split"``, the refractory rule (any period) or no
+rule, and the ATan / Sigmoid / S2NN / FastSigmoid surrogates (ours or SpikingJelly's, either
+tie rule), for float32 and float64 CPU tensors: forward and backward, with the gradients of the
+input, of both decays and of the threshold (and of the membrane output, as the torch path).
+
+Build: the system C++ compiler (``$BPSN_EXT_CXX``, ``$CXX``, else ``c++``, ``g++``, ``clang++``)
+compiles the source once, without torch headers (about 2 s), into a cache folder
+(``$BPSN_EXT_CACHE`` or ``~/.cache/bpsn_ext``, subfolder ``cpu_kernels``).  The file name
+carries a hash of the source, the compiler, its version, the flags and the machine (CPU model
+and instruction-set flags, since ``-march=native`` is used), so a cache folder shared between
+machines never loads a library built for another CPU.  The library is written to a temporary
+file and renamed into place, so concurrent processes (pytest-xdist, DDP ranks) never see a
+half-written file.  ``BPSN_EXT_CPU_KERNEL_MARCH=0`` builds without ``-march=native``.
+
+Threads: ``torch.get_num_threads()`` (or ``$BPSN_EXT_CPU_KERNEL_THREADS``) pthreads per call,
+one for small problems.  Every thread takes chunks of contiguous neurons (about 4 per thread)
+from a shared counter and runs all T steps for them, time outer and neurons inner; per-neuron
+results do not depend on the chunking and the per-channel sums are taken in a fixed order, so
+the output is bit-identical for any thread count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from importlib.resources import files
+
+import torch
+
+from bpsn_ext.core.masks import as_mask
+
+__all__ = [
+    "NativeKernelUnavailable",
+    "ENV_SWITCH",
+    "enabled",
+    "available",
+    "unavailable_reason",
+    "load",
+    "compile_library",
+    "native_config",
+    "bpsn_native",
+]
+
+ENV_SWITCH = "BPSN_EXT_CPU_KERNEL"  # 0/off/false: never use the native kernel
+ENV_CACHE = "BPSN_EXT_CACHE"
+ENV_CXX = "BPSN_EXT_CXX"
+ENV_MARCH = "BPSN_EXT_CPU_KERNEL_MARCH"
+ENV_THREADS = "BPSN_EXT_CPU_KERNEL_THREADS"
+SOURCE_NAME = "bpsn_cpu.cpp"
+COMPILERS = ("c++", "g++", "clang++")
+BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=off")
+_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+_SURROGATES = {"ATan": 0, "Sigmoid": 1, "S2NN": 2, "FastSigmoid": 3}
+_SURROGATE_MODULES = ("bpsn_ext.surrogate", "spikingjelly.activation_based.surrogate")
+_log = logging.getLogger("bpsn_ext")
+
+
+class NativeKernelUnavailable(RuntimeError):
+    """The native CPU kernel cannot be built or loaded here (message says why)."""
+
+
+def enabled() -> bool:
+    """False when ``BPSN_EXT_CPU_KERNEL`` is 0 / off / false / no (default: enabled)."""
+    value = os.environ.get(ENV_SWITCH, "1").strip().lower()
+    if value in ("0", "off", "false", "no"):
+        return False
+    if value in ("", "1", "on", "true", "yes", "auto"):
+        return True
+    raise ValueError(f"{ENV_SWITCH} must be 0 or 1 (or off/on), got {value!r}")
+
+
+def _find_compiler() -> str:
+    for var in (ENV_CXX, "CXX"):
+        value = os.environ.get(var)
+        if value:
+            path = shutil.which(value)
+            if path is None:
+                raise NativeKernelUnavailable(
+                    f"no C++ compiler: ${var}={value!r} is not an executable; the native BPSN "
+                    "CPU kernel needs one (the torch path still works)"
+                )
+            return path
+    for name in COMPILERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise NativeKernelUnavailable(
+        f"no C++ compiler found (looked for ${ENV_CXX}, $CXX, {', '.join(COMPILERS)} on PATH); "
+        "the native BPSN CPU kernel needs one (the torch path still works)"
+    )
+
+
+def _cpu_signature() -> str:
+    """CPU model and instruction-set flags (what ``-march=native`` depends on)."""
+    lines = []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags", "Features", "CPU part", "CPU implementer"):
+                    lines.append(line.strip())
+                if len(lines) >= 3:
+                    break
+    except OSError:
+        pass
+    return "|".join([platform.machine(), platform.processor(), *lines])
+
+
+def _flags() -> tuple[str, ...]:
+    march = os.environ.get(ENV_MARCH, "1").strip().lower() not in ("0", "off", "false", "no")
+    return BASE_FLAGS + (("-march=native",) if march else ())
+
+
+def _cache_dir() -> str:
+    root = os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "bpsn_ext")
+    return os.path.join(root, "cpu_kernels")
+
+
+def compile_library(compiler: str | None = None, cache_dir: str | None = None) -> str:
+    """Build (or find in the cache) the shared library; returns its path.
+
+    Raises :class:`NativeKernelUnavailable` when there is no compiler or the build fails.
+    """
+    cxx = compiler if compiler is not None else _find_compiler()
+    if shutil.which(cxx) is None:
+        raise NativeKernelUnavailable(
+            f"no C++ compiler: {cxx!r} is not an executable; the native BPSN CPU kernel needs "
+            "one (the torch path still works)"
+        )
+    source = (files("bpsn_ext.kernels") / SOURCE_NAME).read_text(encoding="utf-8")
+    flags = _flags()
+    try:
+        version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
+                                 timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise NativeKernelUnavailable(f"the C++ compiler {cxx!r} does not run: {exc}") from exc
+    key = hashlib.sha256("\0".join(
+        [source, os.path.realpath(shutil.which(cxx)), version, " ".join(flags),
+         _cpu_signature() if "-march=native" in flags else platform.machine()]
+    ).encode()).hexdigest()[:20]
+    folder = cache_dir or _cache_dir()
+    target = os.path.join(folder, f"bpsn_cpu-{key}.so")
+    if os.path.exists(target):
+        return target
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-")
+        probe.close()
+    except OSError:  # read-only cache: build in a private temporary folder instead
+        folder = tempfile.mkdtemp(prefix="bpsn_ext-")
+        target = os.path.join(folder, f"bpsn_cpu-{key}.so")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-bpsn_cpu-", suffix=".so", dir=folder)
+    os.close(fd)
+    with tempfile.TemporaryDirectory() as work:
+        src = os.path.join(work, SOURCE_NAME)
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(source)
+        cmd = [cxx, *flags, src, "-o", tmp]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.unlink(tmp)
+            raise NativeKernelUnavailable(f"compiling the BPSN CPU kernel failed: {exc}") from exc
+    if done.returncode != 0:
+        os.unlink(tmp)
+        raise NativeKernelUnavailable(
+            f"compiling the BPSN CPU kernel failed ({' '.join(cmd)}):\n{done.stderr.strip()}"
+        )
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)  # atomic: a concurrent build of the same key writes the same bytes
+    return target
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_double
+    for suffix in ("f32", "f64"):
+        fwd = getattr(lib, f"bpsn_cpu_forward_{suffix}")
+        fwd.argtypes = [p] * 8 + [i64] * 5 + [i32] * 3
+        fwd.restype = i32
+        bwd = getattr(lib, f"bpsn_cpu_backward_{suffix}")
+        bwd.argtypes = [p, i32] + [p] * 10 + [i64] * 5 + [i32] * 3 + [f64, f64, i32]
+        bwd.restype = i32
+    return lib
+
+
+@functools.cache
+def _load_default() -> ctypes.CDLL:
+    return _bind(ctypes.CDLL(compile_library()))
+
+
+def load(compiler: str | None = None) -> ctypes.CDLL:
+    """The loaded library (built on first use).  ``compiler`` overrides the search (tests).
+
+    Raises :class:`NativeKernelUnavailable` with the reason when it cannot be built.
+    """
+    if compiler is not None:
+        return _bind(ctypes.CDLL(compile_library(compiler)))
+    return _load_default()
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """None when the kernel builds and loads here, else why not (computed once)."""
+    try:
+        _load_default()
+    except (NativeKernelUnavailable, OSError) as exc:
+        return str(exc)
+    return None
+
+
+def available() -> bool:
+    """Whether the native kernel builds and loads here (ignores ``BPSN_EXT_CPU_KERNEL``)."""
+    return unavailable_reason() is None
+
+
+def native_config(module, x: torch.Tensor) -> dict:
+    """Kernel arguments for a :class:`bpsn_ext.BPSN` ``module`` and input ``x``, or ValueError
+    naming what the native kernel does not cover."""
+    problems = []
+    if module.kernel != "leak":
+        problems.append(f"kernel={module.kernel!r}")
+    if module.fusion != "split":
+        problems.append(f"fusion={module.fusion!r}")
+    if module.runaway not in ("refractory", "none"):
+        problems.append(f"runaway={module.runaway!r}")
+    sg = module.surrogate_function
+    name, where = type(sg).__name__, type(sg).__module__
+    if not (where in _SURROGATE_MODULES and name in _SURROGATES and getattr(sg, "spiking", True)):
+        problems.append(f"surrogate {where}.{name}")
+    if x.device.type != "cpu":
+        problems.append(f"a tensor on {x.device}")
+    if x.dtype not in _DTYPES:
+        problems.append(f"dtype {x.dtype}")
+    if problems:
+        raise ValueError(
+            "the native BPSN CPU kernel covers float32/float64 CPU tensors, kernel='leak', "
+            "fusion='split', runaway 'refractory' or 'none' and the ATan/Sigmoid/S2NN/"
+            "FastSigmoid surrogates; not " + ", ".join(problems)
+        )
+    return {
+        "fire_ge": int(getattr(sg, "fire_ge", True)),
+        "refractory": module.refractory_steps if module.runaway == "refractory" else 0,
+        "sg_kind": _SURROGATES[name],
+        "sg_a": float(getattr(sg, "alpha", getattr(sg, "slope", 0.0))),
+        "sg_b": float(getattr(sg, "beta", 0.0)),
+    }
+
+
+def _threads() -> int:
+    """Threads for one kernel call: ``$BPSN_EXT_CPU_KERNEL_THREADS`` or torch's intra-op count."""
+    value = os.environ.get(ENV_THREADS, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{ENV_THREADS} must be a positive int, got {value!r}")
+        return int(value)
+    return torch.get_num_threads()
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _check(status: int, what: str) -> None:
+    if status == 1:
+        raise MemoryError(f"the native BPSN CPU kernel ran out of memory in the {what} pass")
+    if status:
+        raise RuntimeError(f"the native BPSN CPU kernel failed in the {what} pass (code {status})")
+
+
+class _NativeBPSN(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x2, lam_f, lam_b, thr, mask_u8, shape, cfg):
+        T, M, N, C, inner = shape
+        lib = _load_default()
+        suffix = _DTYPES[x2.dtype]
+        spikes, H = torch.empty_like(x2), torch.empty_like(x2)
+        # the membrane output is H itself without a mask; with one it is 0 at padded steps and
+        # needs its own tensor when backward will run (H, padded steps included, is kept)
+        if mask_u8 is None:
+            mem = None
+        else:
+            mem = torch.empty_like(x2) if any(ctx.needs_input_grad[:4]) else H
+        status = getattr(lib, f"bpsn_cpu_forward_{suffix}")(
+            _ptr(x2), _ptr(mask_u8), _ptr(lam_f), _ptr(lam_b), _ptr(thr), _ptr(spikes),
+            _ptr(H), _ptr(mem), T, M, N, C, inner, cfg["fire_ge"], cfg["refractory"],
+            _threads(),
+        )
+        _check(status, "forward")
+        membrane = H if mem is None else mem
+        ctx.save_for_backward(lam_f, lam_b, thr, H)
+        ctx.mask_u8, ctx.shape, ctx.cfg = mask_u8, shape, cfg
+        ctx.set_materialize_grads(False)
+        return spikes, membrane
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_membrane):
+        lam_f, lam_b, thr, H = ctx.saved_tensors
+        T, M, N, C, inner = ctx.shape
+        cfg = ctx.cfg
+        dtype = H.dtype
+        g_const = 0
+        g = grad_spikes
+        if g is not None:
+            g = g.to(dtype)
+            if g.dim() == 2 and g.stride() == (0, 0):
+                g_const = 1  # y.sum().backward(): one value broadcast over [T, M]
+            else:
+                g = g.contiguous()
+        gm = None if grad_membrane is None else grad_membrane.to(dtype).contiguous()
+        grad_x = torch.empty_like(H)
+        g_lf, g_lb, g_th = (torch.empty(C, dtype=dtype) for _ in range(3))
+        lib = _load_default()
+        status = getattr(lib, f"bpsn_cpu_backward_{_DTYPES[dtype]}")(
+            _ptr(g), g_const, _ptr(gm), _ptr(ctx.mask_u8), _ptr(lam_f), _ptr(lam_b), _ptr(thr),
+            _ptr(H), _ptr(grad_x), _ptr(g_lf), _ptr(g_lb), _ptr(g_th), T, M, N, C, inner,
+            cfg["fire_ge"], cfg["refractory"], cfg["sg_kind"], cfg["sg_a"], cfg["sg_b"],
+            _threads(),
+        )
+        _check(status, "backward")
+        return grad_x, g_lf, g_lb, g_th, None, None, None
+
+
+def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
+    """``(spikes, membrane)`` ``[T, N, *]`` of a :class:`bpsn_ext.BPSN` ``module`` for a CPU
+    ``x``, computed by the native kernel (same values as ``module.forward_with_membrane`` on
+    the torch path; gradients flow to ``x``, the decays and the threshold).
+
+    Raises ValueError for configurations the kernel does not cover and
+    :class:`NativeKernelUnavailable` when it cannot be built here.
+    """
+    cfg = native_config(module, x)
+    if x.dim() < 3:
+        raise ValueError(
+            f"fusion='split' needs x_seq of shape [T, N, C, *] with channels, got "
+            f"{list(x.shape)}"
+        )
+    module._check_channels(x)
+    T, N = x.shape[:2]
+    if T == 0:
+        raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
+    cd = module.channel_dim % x.dim()
+    if cd < 2:
+        raise ValueError(
+            f"channel_dim={module.channel_dim} points at T or N of the [T, N, *] input of shape "
+            f"{list(x.shape)}; it must name a feature dimension"
+        )
+    C = x.shape[cd]
+    if C < 2:
+        raise ValueError(
+            f"fusion='split' needs at least 2 channels in x.shape[{module.channel_dim}], got "
+            f"input of shape {list(x.shape)}"
+        )
+    m = as_mask(mask, T, N, x.device)
+    mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
+    M = x[0].numel()
+    inner = 1
+    for size in x.shape[cd + 1:]:
+        inner *= size
+    if N == 0 or M == 0:  # nothing to compute: the torch path handles empty batches
+        raise ValueError("the native BPSN CPU kernel needs a non-empty batch")
+
+    def vec(p) -> torch.Tensor:
+        p = torch.as_tensor(p).to(x.dtype)
+        return p.reshape(1).expand(C).contiguous() if p.dim() == 0 else p.contiguous()
+
+    lam_f, lam_b, thr = vec(module.decay_f), vec(module.decay_b), vec(module.v_threshold)
+    spikes, membrane = _NativeBPSN.apply(
+        x.contiguous().reshape(T, M), lam_f, lam_b, thr, mask_u8, (T, M, N, C, inner), cfg
+    )
+    return spikes.reshape(x.shape), membrane.reshape(x.shape)
