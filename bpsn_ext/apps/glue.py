@@ -1,24 +1,430 @@
-"""``bpsn-ext train glue`` / ``bpsn-ext evaluate glue`` (stub: filled in by issue 6)."""
+"""``bpsn-ext train glue`` / ``bpsn-ext evaluate glue``: SNN-BERT on a GLUE task.
+
+Training runs on the shared :class:`bpsn_ext.train.Trainer` (tqdm, atomic checkpoints,
+``--resume`` mid-epoch, ``metrics.json``, DDP under ``torchrun``).  The output folder holds
+``last.pt`` (trainer checkpoint), ``metrics.json``, ``model.json`` (task + model config),
+``tokenizer.json`` and ``energy.json`` (the energy report of one dev batch, at the end).
+``evaluate glue --checkpoint DIR`` rebuilds the model from these files.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
 
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
 EVALUATE_HELP = "evaluate an SNN-BERT checkpoint on a GLUE task"
+TASK_NAMES = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
+MODEL_FILE, TOKENIZER_FILE, ENERGY_FILE = "model.json", "tokenizer.json", "energy.json"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE parsed as int, float, true/false/none, or kept as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    low = raw.lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    if low == "none":
+        return key, None
+    for cast in (int, float):
+        try:
+            return key, cast(raw)
+        except ValueError:
+            pass
+    return key, raw
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    src = parser.add_mutually_exclusive_group(required=required)
+    src.add_argument("--data", help="GLUE TSV root (<root>/<TASK>/train.tsv, dev.tsv) or a task "
+                     "folder")
+    src.add_argument("--hf", help="HF datasets: a load_from_disk folder, or a cached name such "
+                     "as glue:sst2 (loaded offline)")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="skip malformed TSV rows instead of stopping at the first")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``train glue``."""
-
-
-def run_train(args: argparse.Namespace) -> int:
-    raise NotImplementedError("train glue is not implemented yet")
+    parser.add_argument("--task", required=True, choices=TASK_NAMES, help="GLUE task")
+    _add_data_arguments(parser, required=True)
+    parser.add_argument("--out", required=True, help="output folder (checkpoints, metrics)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    g = parser.add_argument_group("model")
+    g.add_argument("--layers", type=_positive, default=4, help="encoder blocks (4)")
+    g.add_argument("--width", type=_positive, default=256, help="model width D (256)")
+    g.add_argument("--heads", type=_positive, default=4, help="attention heads (4)")
+    g.add_argument("--ffn-width", type=_positive, default=1024, help="FFN width (1024)")
+    g.add_argument("--max-length", type=_positive, default=128, help="tokens per sample (128)")
+    g.add_argument("--coding", choices=("individual", "repeat"), default="individual",
+                   help="individual: BPSN over tokens; repeat: LIF over T repeats (individual)")
+    g.add_argument("--T", type=_positive, default=4, help="repeats under --coding repeat (4)")
+    g.add_argument("--attention", choices=("softmax", "spike_driven"), default="softmax",
+                   help="attention variant (softmax)")
+    g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
+                   help="mean over real tokens, or the first token (mean)")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
+    g.add_argument("--bpsn-option", action="append", type=_option, default=[], metavar="K=V",
+                   help="a BPSN argument; repeat the flag for several (--bpsn-option "
+                   "fusion=gate --bpsn-option runaway=soft_reset)")
+    g.add_argument("--lif-option", action="append", type=_option, default=[], metavar="K=V",
+                   help="MultiStepLIF argument for --coding repeat (tau, v_threshold, reset)")
+    g = parser.add_argument_group("tokenizer and initialisation (all local, never downloaded)")
+    g.add_argument("--vocab", help="WordPiece vocab.txt (or a BERT folder holding one); "
+                   "default: train one on the training split")
+    g.add_argument("--vocab-size", type=_positive, default=8000,
+                   help="size of the trained vocabulary (8000)")
+    g.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
+    g.add_argument("--init-from", help="local HF BERT folder: copy the matching weights")
+    g.add_argument("--teacher", help="local fine-tuned HF model folder: logit distillation "
+                   "(needs the same vocabulary: use its vocab.txt with --vocab)")
+    g.add_argument("--distill-alpha", type=float, default=0.5,
+                   help="weight of the distillation term (0.5)")
+    g.add_argument("--distill-temperature", type=float, default=2.0,
+                   help="softmax temperature of the distillation (2.0)")
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive, default=3, help="(3)")
+    g.add_argument("--batch-size", type=_positive, default=32, help="global batch (32)")
+    g.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
+    g.add_argument("--neuron-lr-mult", type=float, default=10.0,
+                   help="lr factor for the neurons' decays, gates and thresholds (10)")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (0.01)")
+    g.add_argument("--warmup-ratio", type=float, default=0.1,
+                   help="linear warm-up, fraction of all steps (0.1)")
+    g.add_argument("--scheduler", choices=("cosine", "constant"), default="cosine",
+                   help="after the warm-up (cosine)")
+    g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (1.0)")
+    g.add_argument("--seed", type=int, default=0, help="weights, batches, dropout (0)")
+    g.add_argument("--checkpoint-every", type=int, default=0,
+                   help="optimizer steps between checkpoints (0: each epoch end)")
+    g.add_argument("--eval-split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
+    g.add_argument("--max-train-samples", type=_positive, help="use the first N training rows")
+    g.add_argument("--max-eval-samples", type=_positive, help="use the first N eval rows")
+    g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--threads", type=_positive, help="torch.set_num_threads")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    g.add_argument("--no-energy", action="store_true", help="skip the final energy report")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``evaluate glue``."""
+    parser.add_argument("--checkpoint", required=True,
+                        help="a train glue output folder, or its last.pt")
+    _add_data_arguments(parser, required=True)
+    parser.add_argument("--split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
+    parser.add_argument("--batch-size", type=_positive, default=64)
+    parser.add_argument("--max-samples", type=_positive, help="use the first N rows")
+    parser.add_argument("--json", dest="json_path", help="write the metrics here as JSON")
+    parser.add_argument("--energy", action="store_true", help="print the energy report too")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=_positive)
+
+
+# ---------------------------------------------------------------------------- pieces
+def load_examples(args: argparse.Namespace, task: str, split: str) -> list:
+    from bpsn_ext.data.glue import load_glue, load_glue_hf
+
+    if getattr(args, "hf", None):
+        return load_glue_hf(args.hf, task, split)
+    return load_glue(args.data, task, split, skip_bad_rows=args.skip_bad_rows)
+
+
+def _loss(model, batch, regression: bool, teacher=None, alpha=0.5, temperature=2.0):
+    import torch.nn.functional as F
+
+    logits = model(batch["input_ids"], batch["lengths"], batch["segment_ids"])
+    if regression:
+        loss = F.mse_loss(logits.squeeze(-1), batch["labels"])
+    else:
+        loss = F.cross_entropy(logits, batch["labels"])
+    if teacher is not None:
+        from bpsn_ext.core.masks import as_mask
+        from bpsn_ext.models.hf_bert import distillation_loss, teacher_logits
+
+        ids = batch["input_ids"]
+        mask = as_mask(batch["lengths"], ids.shape[0], ids.shape[1], ids.device)
+        t = teacher_logits(teacher, ids, mask, batch["segment_ids"])
+        loss = distillation_loss(logits, t, loss, alpha=alpha, temperature=temperature)
+    return logits, loss
+
+
+def make_task_fns(task: str, teacher=None, alpha: float = 0.5, temperature: float = 2.0):
+    """``(loss_fn, metrics_fn, eval_reduce_fn)`` for the Trainer."""
+    import torch
+
+    from bpsn_ext.data.glue import get_task
+    from bpsn_ext.data.glue_metrics import glue_metrics
+
+    t = get_task(task)
+    regression = t.is_regression
+
+    def loss_fn(model, batch):
+        return _loss(model, batch, regression, teacher, alpha, temperature)[1]
+
+    def metrics_fn(model, batch):
+        logits, loss = _loss(model, batch, regression)
+        pred = logits.squeeze(-1) if regression else logits.argmax(-1)
+        return {"pred": pred.cpu(), "label": batch["labels"].cpu(), "loss": loss.item()}
+
+    def eval_reduce_fn(outputs, sizes):
+        pred = torch.cat([o["pred"] for o in outputs]).numpy()
+        label = torch.cat([o["label"] for o in outputs]).numpy()
+        out = glue_metrics(t.name, pred, label)
+        out["loss"] = sum(o["loss"] * n for o, n in zip(outputs, sizes)) / sum(sizes)
+        return out
+
+    return loss_fn, metrics_fn, eval_reduce_fn
+
+
+def param_groups_for(neuron_lr_mult: float):
+    """AdamW groups: weights with decay; biases, norms, embeddings' norms without; neuron
+    parameters (decays, gates, thresholds) without decay at ``lr * neuron_lr_mult``."""
+
+    def groups(model, lr, weight_decay):
+        neuron = {id(p) for p in model.neuron_parameters()}
+        decay, no_decay, neurons = [], [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) in neuron:
+                neurons.append(p)
+            elif p.dim() < 2 or "norm" in name:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        out = [{"params": decay, "lr": lr, "weight_decay": weight_decay},
+               {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+        if neurons:
+            out.append({"params": neurons, "lr": lr * neuron_lr_mult, "weight_decay": 0.0})
+        return out
+
+    groups.__qualname__ = f"param_groups_for(neuron_lr_mult={neuron_lr_mult})"
+    return groups
+
+
+def energy_report(model, dataset, collate, batch_size: int = 8):
+    """The energy report of one batch (the first ``batch_size`` samples of ``dataset``)."""
+    import torch
+
+    from bpsn_ext.energy import estimate
+
+    batch = collate([dataset[i] for i in range(min(batch_size, len(dataset)))])
+    device = next(model.parameters()).device
+    ids = batch["input_ids"].to(device)
+    kwargs = {"mask": batch["lengths"].to(device), "segment_ids": batch["segment_ids"].to(device)}
+    cfg = model.config
+    with torch.no_grad():
+        if cfg.coding == "individual":
+            return estimate(model, ids, coding="individual", forward_kwargs=kwargs,
+                            title=f"SNN-BERT individual coding, L={ids.shape[0]}")
+        return estimate(model, ids, T=cfg.T, coding="repeat", batch_size=ids.shape[1],
+                        forward_kwargs=kwargs,
+                        title=f"SNN-BERT repeat coding T={cfg.T}, L={ids.shape[0]}")
+
+
+def _energy_summary(report) -> dict:
+    per = report.per_sample()
+    keep = ("mac", "ac", "synaptic_energy_pJ", "energy_pJ", "ann_energy_pJ", "ratio",
+            "ratio_total", "mean_output_rate")
+    return {f"{k}_per_sample" if k.endswith(("pJ", "mac", "ac")) else k: per[k] for k in keep}
+
+
+def _rank() -> int:
+    """This process's rank: from an initialised process group, else torchrun's ``RANK``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def _write_json(path: str, data) -> None:
+    from bpsn_ext.bench.measure import write_json_atomic
+
+    write_json_atomic(path, data)
+
+
+# ---------------------------------------------------------------------------- train
+def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
+    """Train (or ``--resume``) SNN-BERT; ``callbacks`` go to the Trainer (tests)."""
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
+    from bpsn_ext.data.tokenizer import WordPieceTokenizer
+    from bpsn_ext.models import SNNBert, SNNBertConfig
+    from bpsn_ext.train import TrainConfig, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task = get_task(args.task)
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
+    train_ex = load_examples(args, task.name, "train")
+    eval_ex = load_examples(args, task.name, args.eval_split)
+    if args.max_train_samples:
+        train_ex = train_ex[: args.max_train_samples]
+    if args.max_eval_samples:
+        eval_ex = eval_ex[: args.max_eval_samples]
+
+    if args.resume and os.path.isfile(model_path) and os.path.isfile(tok_path):
+        tokenizer = WordPieceTokenizer.load(tok_path)
+        with open(model_path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved["task"] != task.name:
+            raise ValueError(f"--resume: {out!r} holds a {saved['task']} run, not {task.name}")
+        config = SNNBertConfig.from_dict(saved["config"])
+    else:
+        if args.resume:
+            raise FileNotFoundError(f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
+                                    f"{os.path.abspath(out)!r}; run without --resume first")
+        if args.vocab:
+            tokenizer = WordPieceTokenizer.from_vocab(args.vocab, lowercase=not args.cased)
+        else:
+            texts = [x for e in train_ex for x in (e.text_a, e.text_b) if x]
+            tokenizer = WordPieceTokenizer.train(texts, args.vocab_size, lowercase=not args.cased)
+        config = SNNBertConfig(
+            vocab_size=tokenizer.vocab_size, num_labels=task.num_labels, layers=args.layers,
+            width=args.width, heads=args.heads, ffn_width=args.ffn_width,
+            max_length=args.max_length, coding=args.coding, T=args.T, attention=args.attention,
+            pooling=args.pooling, dropout=float(args.dropout),
+            bpsn_options=dict(args.bpsn_option), lif_options=dict(args.lif_option),
+        )
+    torch.manual_seed(args.seed)
+    model = SNNBert(config)
+    rank0 = _rank() == 0
+    if args.init_from and not args.resume:
+        from bpsn_ext.models.hf_bert import load_bert_weights
+
+        info = load_bert_weights(model, args.init_from)
+        if rank0:
+            print(f"initialised {len(info['copied'])} tensors from {args.init_from} "
+                  f"({len(info['skipped'])} skipped)", file=sys.stderr)
+    if rank0 and not args.resume:
+        tokenizer.save(tok_path)
+        _write_json(model_path, {"task": task.name, "config": config.to_dict(),
+                                 "eval_split": args.eval_split})
+    teacher = None
+    if args.teacher:
+        from bpsn_ext.models.hf_bert import load_teacher
+
+        teacher = load_teacher(args.teacher)
+
+    train_ds = GlueDataset(train_ex, tokenizer, config.max_length)
+    eval_ds = GlueDataset(eval_ex, tokenizer, config.max_length)
+    collate = GlueCollator(tokenizer.pad_id)
+    loss_fn, metrics_fn, reduce_fn = make_task_fns(task.name, teacher, args.distill_alpha,
+                                                   args.distill_temperature)
+    steps = -(-len(train_ds) // args.batch_size) * args.epochs
+    tc = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=float(args.lr),
+        weight_decay=float(args.weight_decay), seed=args.seed,
+        grad_clip=float(args.grad_clip) if args.grad_clip else None, checkpoint_dir=out,
+        checkpoint_every=args.checkpoint_every, device=args.device,
+        param_groups=param_groups_for(float(args.neuron_lr_mult)), scheduler=args.scheduler,
+        warmup_steps=int(args.warmup_ratio * steps), progress=not args.no_progress,
+    )
+    energy_fn = None
+    if not args.no_energy:
+        def energy_fn(m):
+            report = energy_report(m, eval_ds, collate)
+            report.to_json(os.path.join(out, ENERGY_FILE))
+            return _energy_summary(report)
+
+    if teacher is not None:
+        teacher.to(tc.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    trainer = Trainer(model, train_ds, eval_ds, loss_fn, metrics_fn, tc, collate_fn=collate,
+                      energy_fn=energy_fn, eval_reduce_fn=reduce_fn, callbacks=callbacks)
+    try:
+        final = trainer.fit(resume=args.resume)
+    finally:
+        trainer.release()  # drops the DDP wrapper (and the process group if it made it)
+    if trainer.rank == 0:
+        shown = {k: v for k, v in final.items() if k != "energy"}
+        print(json.dumps(shown, indent=None))
+        if final.get("energy"):
+            e = final["energy"]
+            print(f"energy per sample: {e['synaptic_energy_pJ_per_sample'] / 1e6:.4g} uJ "
+                  f"synaptic (ANN {e['ann_energy_pJ_per_sample'] / 1e6:.4g} uJ, "
+                  f"{e['ratio']:.3g}x); report: {os.path.join(out, ENERGY_FILE)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- evaluate
+def load_trained(checkpoint: str, device: str = "cpu"):
+    """``(model, tokenizer, task_name)`` from a ``train glue`` folder or its ``last.pt``."""
+    from bpsn_ext.data.tokenizer import WordPieceTokenizer
+    from bpsn_ext.models import SNNBert, SNNBertConfig
+    from bpsn_ext.train import CHECKPOINT_NAME, load_checkpoint
+
+    folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint) or "."
+    ckpt = os.path.join(checkpoint, CHECKPOINT_NAME) if os.path.isdir(checkpoint) else checkpoint
+    for p in (ckpt, os.path.join(folder, MODEL_FILE), os.path.join(folder, TOKENIZER_FILE)):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"{os.path.abspath(p)!r} not found: --checkpoint must be a "
+                                    "`bpsn-ext train glue` output folder (or its last.pt)")
+    with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
+        saved = json.load(f)
+    model = SNNBert(SNNBertConfig.from_dict(saved["config"]))
+    model.load_state_dict(load_checkpoint(ckpt, map_location=device)["model"])
+    model.to(device).eval()
+    return model, WordPieceTokenizer.load(os.path.join(folder, TOKENIZER_FILE)), saved["task"]
+
+
+def evaluate_model(model, tokenizer, task: str, examples, batch_size: int = 64,
+                   device: str = "cpu") -> dict:
+    """The task's metrics (and mean loss) of ``model`` on ``examples``."""
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset
+
+    ds = GlueDataset(examples, tokenizer, model.config.max_length)
+    collate = GlueCollator(tokenizer.pad_id)
+    _, metrics_fn, reduce_fn = make_task_fns(task)
+    outputs, sizes = [], []
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(ds), batch_size):
+            batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            outputs.append(metrics_fn(model, batch))
+            sizes.append(batch["labels"].shape[0])
+    model.train(was)
+    return reduce_fn(outputs, sizes)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    raise NotImplementedError("evaluate glue is not implemented yet")
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer, task = load_trained(args.checkpoint, args.device)
+    examples = load_examples(args, task, args.split)
+    if args.max_samples:
+        examples = examples[: args.max_samples]
+    metrics = evaluate_model(model, tokenizer, task, examples, args.batch_size, args.device)
+    result = {"task": task, "split": args.split, "samples": len(examples), "metrics": metrics}
+    if args.energy:
+        report = energy_report(model, GlueDataset(examples, tokenizer, model.config.max_length),
+                               GlueCollator(tokenizer.pad_id))
+        print(report)
+        result["energy"] = _energy_summary(report)
+    print(json.dumps(result))
+    if args.json_path:
+        _write_json(args.json_path, result)
+    return 0

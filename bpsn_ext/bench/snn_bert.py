@@ -1,13 +1,258 @@
-"""``bpsn-ext bench snn-bert`` (stub: filled in by issue 6)."""
+"""``bpsn-ext bench snn-bert``: individual coding (BPSN) vs repeat coding (LIF, T=4).
+
+Both models share one configuration (default 4 layers, width 256, 4 heads, FFN 1024, L = 128,
+batch 16) and the same Linear / LayerNorm / embedding weights; they differ only in the coding
+and the neuron.  Measured, per model:
+
+* training step time: forward + cross-entropy + backward + AdamW step on random tokens (all
+  samples of full length L), the two models timed in rotation
+  (:func:`bpsn_ext.bench.measure.time_fns`);
+* peak memory of one training step (:func:`bpsn_ext.bench.measure.peak_memory_bytes`; on CPU
+  the profiler's allocation events);
+* energy of one forward pass from :func:`bpsn_ext.energy.estimate` (synaptic MAC/AC energy,
+  the papers' E_SNN, and the total with neuron/norm elementwise ops), with the freshly
+  initialised weights (firing rates of a trained model differ).
+
+Ratios are repeat / individual; the paper reports 3.5x (training speed), 3.8x (training memory)
+and 6.46x (energy), papers.md §1.2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+
+import torch
+
+from bpsn_ext.bench.measure import (
+    format_bytes,
+    format_table,
+    peak_memory_bytes,
+    time_fns,
+    write_json_atomic,
+)
+
+__all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
+
+DEFAULT_JSON = os.path.join("benchmarks", "results", "snn_bert.json")
+PAPER = {"time": 3.5, "memory": 3.8, "energy": 6.46}
+QUICK = {"layers": 1, "width": 32, "heads": 2, "ffn_width": 64, "length": 16, "batch": 4,
+         "repeats": 1, "warmup": 1, "vocab_size": 100}
+CODINGS = ("individual", "repeat")
+
+
+def _models(cfg: dict, device: torch.device):
+    from bpsn_ext.models import SNNBert, SNNBertConfig
+
+    base = SNNBertConfig(
+        vocab_size=cfg["vocab_size"], num_labels=2, layers=cfg["layers"], width=cfg["width"],
+        heads=cfg["heads"], ffn_width=cfg["ffn_width"], max_length=cfg["length"], T=cfg["T"],
+        attention=cfg["attention"], dropout=0.0,
+    )
+    torch.manual_seed(cfg["seed"])
+    ind = SNNBert(base, coding="individual").to(device)
+    rep = SNNBert(base, coding="repeat").to(device)
+    shared = {k: v for k, v in ind.state_dict().items() if k in rep.state_dict()}
+    rep.load_state_dict(shared, strict=False)  # same synapses; only the neurons differ
+    return {"individual": ind, "repeat": rep}
+
+
+def _train_step(model, ids, labels) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(ids), labels)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _energy(model, ids, T: int) -> dict:
+    from bpsn_ext.energy import estimate
+
+    if model.coding == "individual":
+        report = estimate(model, ids, coding="individual")
+    else:
+        report = estimate(model, ids, T=T, coding="repeat", batch_size=ids.shape[1])
+    per = report.per_sample()
+    return {k: per[k] for k in ("mac", "ac", "mul", "add", "nonlin", "synaptic_energy_pJ",
+                                "energy_pJ", "ann_energy_pJ", "ratio", "mean_output_rate",
+                                "effective_ac_rate")}
+
+
+def run(
+    layers: int = 4,
+    width: int = 256,
+    heads: int = 4,
+    ffn_width: int = 1024,
+    length: int = 128,
+    batch: int = 16,
+    T: int = 4,
+    vocab_size: int = 8000,
+    attention: str = "softmax",
+    repeats: int = 5,
+    warmup: int = 1,
+    device: str = "cpu",
+    threads: int | None = None,
+    seed: int = 0,
+    memory: bool = True,
+    quick: bool = False,
+    json_path: str | os.PathLike | None = DEFAULT_JSON,
+    verbose: bool = True,
+) -> dict:
+    """Measure both codings; print a table, write JSON (``json_path=None``: no file).
+
+    Returns ``{"benchmark", "config", "environment", "results", "ratios", "paper", "notes"}``:
+    ``results[coding]`` holds the step-time statistics (ms), ``peak_memory_bytes`` and
+    ``energy`` (per-sample counts and pJ); ``ratios`` = repeat / individual for ``time``,
+    ``memory``, ``energy_synaptic`` and ``energy_total``.
+    """
+    if quick:
+        layers, width, heads, ffn_width = (QUICK[k] for k in ("layers", "width", "heads",
+                                                              "ffn_width"))
+        length, batch, repeats, warmup = (QUICK[k] for k in ("length", "batch", "repeats",
+                                                             "warmup"))
+        vocab_size = QUICK["vocab_size"]
+    for name, value in (("layers", layers), ("width", width), ("heads", heads),
+                        ("ffn_width", ffn_width), ("length", length), ("batch", batch),
+                        ("T", T), ("vocab_size", vocab_size), ("repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    dev = torch.device(device)
+    config = {
+        "layers": layers, "width": width, "heads": heads, "ffn_width": ffn_width,
+        "length": length, "batch": batch, "T": T, "vocab_size": vocab_size,
+        "attention": attention, "repeats": repeats, "warmup": warmup, "device": str(dev),
+        "seed": seed, "quick": quick, "threads": threads or torch.get_num_threads(),
+        "step": "forward + cross-entropy + backward + AdamW step, full-length samples",
+    }
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        report = _measure(config, dev, memory)
+    finally:
+        torch.set_num_threads(previous)
+    if verbose:
+        print(format_report(report))
+    if json_path is not None:
+        write_json_atomic(json_path, report)
+        if verbose:
+            print(f"wrote {json_path}")
+    return report
+
+
+def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
+    from bpsn_ext.bench.single_step import _environment
+
+    models = _models(config, dev)
+    gen = torch.Generator().manual_seed(config["seed"] + 1)
+    ids = torch.randint(0, config["vocab_size"], (config["length"], config["batch"]),
+                        generator=gen).to(dev)
+    labels = torch.randint(0, 2, (config["batch"],), generator=gen).to(dev)
+    energy = {c: _energy(m, ids, config["T"]) for c, m in models.items()}
+    steps = {c: _train_step(m, ids, labels) for c, m in models.items()}
+    timings = time_fns(steps, repeats=config["repeats"], warmup=config["warmup"], device=dev)
+    results = {}
+    for c in CODINGS:
+        results[c] = {
+            **timings[c],
+            "peak_memory_bytes": peak_memory_bytes(steps[c], device=dev) if memory else None,
+            "parameters": sum(p.numel() for p in models[c].parameters()),
+            "energy": energy[c],
+        }
+    ind, rep = results["individual"], results["repeat"]
+    ratios = {
+        "time": rep["median_ms"] / ind["median_ms"],
+        "memory": (rep["peak_memory_bytes"] / ind["peak_memory_bytes"]
+                   if memory and ind["peak_memory_bytes"] else None),
+        "energy_synaptic": (rep["energy"]["synaptic_energy_pJ"]
+                            / ind["energy"]["synaptic_energy_pJ"]),
+        "energy_total": rep["energy"]["energy_pJ"] / ind["energy"]["energy_pJ"],
+    }
+    return {
+        "benchmark": "snn_bert",
+        "config": config,
+        "environment": _environment(dev),
+        "results": results,
+        "ratios": ratios,
+        "paper": PAPER,
+        "notes": [
+            "ratios are repeat coding / individual coding on the same configuration and weights",
+            "energy: one forward pass of the freshly initialised models (firing rates of "
+            "trained models differ); synaptic = E_MAC*MAC + E_AC*AC (the papers' E_SNN), "
+            "total adds neuron, norm and softmax elementwise ops",
+            "CPU timings on a shared machine are noisy; compare ratios, not absolute times",
+        ],
+    }
+
+
+def format_report(report: dict) -> str:
+    cfg, res, r = report["config"], report["results"], report["ratios"]
+    rows = []
+    for c in CODINGS:
+        x = res[c]
+        mem = x["peak_memory_bytes"]
+        e = x["energy"]
+        rows.append([c, x["median_ms"], format_bytes(mem) if mem is not None else None,
+                     e["synaptic_energy_pJ"] / 1e6, e["energy_pJ"] / 1e6, e["mean_output_rate"]])
+    rows.append(["repeat / individual", r["time"], None if r["memory"] is None
+                 else f"{r['memory']:.2f}x", r["energy_synaptic"], r["energy_total"], None])
+    rows.append(["paper (repeat / individual)", PAPER["time"], f"{PAPER['memory']}x",
+                 PAPER["energy"], None, None])
+    title = (f"SNN-BERT training step, {cfg['layers']} layers, width {cfg['width']}, "
+             f"{cfg['heads']} heads, FFN {cfg['ffn_width']}, L={cfg['length']}, batch "
+             f"{cfg['batch']}, repeat T={cfg['T']}, {cfg['attention']} attention, device "
+             f"{cfg['device']}, {cfg['threads']} thread(s), median of {cfg['repeats']}")
+    headers = ["coding", "step ms", "peak mem", "synaptic uJ/sample", "total uJ/sample",
+               "firing rate"]
+    return "\n".join([title, format_table(headers, rows)])
+
+
+def _pos(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the SNN-BERT benchmark."""
+    """Flags of the SNN-BERT benchmark (unset flags keep :func:`run`'s defaults)."""
+    S = argparse.SUPPRESS
+    parser.add_argument("--layers", type=_pos, default=S, help="encoder blocks (4)")
+    parser.add_argument("--width", type=_pos, default=S, help="model width D (256)")
+    parser.add_argument("--heads", type=_pos, default=S, help="attention heads (4)")
+    parser.add_argument("--ffn-width", dest="ffn_width", type=_pos, default=S, help="FFN (1024)")
+    parser.add_argument("--length", type=_pos, default=S, help="tokens per sample L (128)")
+    parser.add_argument("--batch", type=_pos, default=S, help="batch size (16)")
+    parser.add_argument("--T", type=_pos, default=S, help="repeat-coding steps (4)")
+    parser.add_argument("--vocab-size", dest="vocab_size", type=_pos, default=S, help="(8000)")
+    parser.add_argument("--attention", choices=("softmax", "spike_driven"), default=S,
+                        help="attention variant (softmax)")
+    parser.add_argument("--repeats", type=_pos, default=S, help="timed steps per model (5)")
+    parser.add_argument("--warmup", type=int, default=S, help="untimed steps per model (1)")
+    parser.add_argument("--device", default=S, help="torch device (cpu)")
+    parser.add_argument("--threads", type=_pos, default=S, help="torch threads (unchanged)")
+    parser.add_argument("--seed", type=int, default=S, help="weights and tokens seed (0)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", default=S,
+                        help="skip the peak-memory measurement")
+    parser.add_argument("--quick", action="store_true", default=S,
+                        help="tiny sizes, one repeat (a smoke test)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", dest="json_path", default=S,
+                     help="result file (benchmarks/results/snn_bert.json)")
+    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
+                     default=S, help="do not write a result file")
 
 
 def run_from_args(args: argparse.Namespace) -> dict:
-    raise NotImplementedError("bench snn-bert is not implemented yet")
+    """:func:`run` with the flags that :func:`add_arguments` parsed into ``args``."""
+    names = ("layers", "width", "heads", "ffn_width", "length", "batch", "T", "vocab_size",
+             "attention", "repeats", "warmup", "device", "threads", "seed", "memory", "quick",
+             "json_path")
+    return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})
