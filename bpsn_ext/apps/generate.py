@@ -1,8 +1,17 @@
-"""``bpsn-ext generate listops|pathfinder`` (stub: filled in by issue 7)."""
+"""``bpsn-ext generate listops|pathfinder``: write a generated data set in the ``lra_release``
+layout, so that ``train lra --data OUT`` (and S4's own loaders) read it.
+
+* ``generate listops --out DIR``: ``DIR/listops-1000/basic_{train,val,test}.tsv``.  Defaults
+  are the LRA settings (96k / 2k / 2k samples, 500 < tokens < 2000, depth 10, 10 arguments).
+* ``generate pathfinder --out DIR``: ``DIR/pathfinder32/curv_contour_length_14/{imgs,metadata}``
+  (``--resolution 128`` for Path-X parameters, ``--contour-length 6|9|14`` for the
+  difficulty).  Images go in folders of ``--per-folder`` (1000) like the release.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 GENERATE_HELP = {
     "listops": "write ListOps train/val/test TSV files (lra_release layout)",
@@ -10,9 +19,98 @@ GENERATE_HELP = {
 }
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
 def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     """Flags of ``generate listops`` / ``generate pathfinder``."""
+    parser.add_argument("--out", required=True, help="output folder (the lra_release root)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    if which == "listops":
+        parser.add_argument("--n-train", type=_positive, default=96_000)
+        parser.add_argument("--n-val", type=_positive, default=2_000)
+        parser.add_argument("--n-test", type=_positive, default=2_000)
+        parser.add_argument("--min-length", type=int, default=500,
+                            help="keep trees with more tokens than this (500)")
+        parser.add_argument("--max-length", type=int, default=2000,
+                            help="keep trees with fewer tokens than this (2000)")
+        parser.add_argument("--max-depth", type=_positive, default=10)
+        parser.add_argument("--max-args", type=int, default=10)
+    else:
+        parser.add_argument("--n", type=_positive, default=200_000,
+                            help="images (LRA: 200000 per difficulty)")
+        parser.add_argument("--resolution", type=int, choices=(32, 128), default=32)
+        parser.add_argument("--contour-length", type=_positive, default=14,
+                            help="difficulty: 6 (baseline), 9, 14 (hard, default)")
+        parser.add_argument("--per-folder", type=_positive, default=1000)
+        for name, kind, help_ in (
+            ("--continuity", float, "turn smoothness (1.0; 128: 1.8)"),
+            ("--seed-distance", float, "distance of the two snakes' starts (7; 128: 20)"),
+            ("--marker-radius", float, "marker disc radius (1.5; 128: 3)"),
+            ("--thickness", float, "paddle width (0.5; 128: 1.5)"),
+            ("--paddle-length", float, "paddle length (2; 128: 5 [R])"),
+            ("--n-distractors", int, "distractor snakes (default 20 or 35 / their length)"),
+            ("--antialias", int, "render scale (2)"),
+        ):
+            parser.add_argument(name, type=kind, default=None, help=help_)
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    raise NotImplementedError(f"generate {args.task_kind} is not implemented yet")
+    if args.task_kind == "listops":
+        return _listops(args)
+    return _pathfinder(args)
+
+
+def _listops(args: argparse.Namespace) -> int:
+    from bpsn_ext.data import listops
+
+    total = args.n_train + args.n_val + args.n_test
+    print(f"generating {total} ListOps samples ({args.min_length} < tokens < "
+          f"{args.max_length}) ...", flush=True)
+    samples = listops.generate(total, seed=args.seed, min_length=args.min_length,
+                               max_length=args.max_length, max_depth=args.max_depth,
+                               max_args=args.max_args)
+    folder = os.path.join(args.out, "listops-1000")
+    bounds = {"train": (0, args.n_train), "val": (args.n_train, args.n_train + args.n_val),
+              "test": (args.n_train + args.n_val, total)}
+    for split, (lo, hi) in bounds.items():
+        path = os.path.join(folder, f"basic_{split}.tsv")
+        listops.write_tsv(samples[lo:hi], path)
+        print(f"wrote {hi - lo} rows to {path}", flush=True)
+    return 0
+
+
+def _pathfinder(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from bpsn_ext.data import pathfinder
+
+    cfg = pathfinder.PRESETS[f"pathfinder{args.resolution}"]
+    overrides = {"contour_length": args.contour_length}
+    for key in ("continuity", "seed_distance", "marker_radius", "thickness", "paddle_length",
+                "n_distractors", "antialias"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    cfg = replace(cfg, **overrides)
+    rng = np.random.default_rng(args.seed)
+    written = 0
+    base = None
+    with tqdm(total=args.n, desc="pathfinder", disable=not args.progress) as bar:
+        for k, lo in enumerate(range(0, args.n, args.per_folder)):
+            chunk = [pathfinder.generate_sample(cfg, rng)
+                     for _ in range(min(args.per_folder, args.n - lo))]
+            base = pathfinder.write_pathfinder(chunk, args.out, config=cfg,
+                                               per_folder=args.per_folder, start_folder=k)
+            written += len(chunk)
+            bar.update(len(chunk))
+    print(f"wrote {written} images and metadata under {base}", flush=True)
+    return 0

@@ -1,0 +1,160 @@
+"""``bpsn-ext train lra`` / ``evaluate lra`` / ``generate`` end to end on tiny data: learning,
+exact kill-and-resume on the CLI path, evaluation from the checkpoint, generated data read back,
+presets and bad-input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bpsn_ext.cli import main
+from bpsn_ext.data import listops, lra_release
+from bpsn_ext.data import pathfinder as pf
+from bpsn_ext.models.lra import LRA_PRESETS, LRADualClassifier, build_lra_model
+from bpsn_ext.train import load_checkpoint
+from bpsn_ext.train import trainer as trainer_mod
+
+TINY = ["--d-model", "16", "--n-layers", "1", "--d-state", "8", "--threads", "1",
+        "--no-progress", "--energy-samples", "8"]
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_digits_training_reduces_loss_and_reports(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "lra", "--task", "digits", "--layer", "binary_s4d", "--epochs", "3",
+                 "--limit-train", "400", "--batch-size", "16", "--norm", "batch",
+                 "--checkpoint-dir", str(out),
+                 "--metrics-json", str(tmp_path / "copy.json"), *TINY]) == 0
+    m = read(out / "metrics.json")
+    assert m == read(tmp_path / "copy.json")
+    losses = [h["train_loss"] for h in m["history"]]
+    assert losses[-1] < 0.92 * losses[0] and losses[2] < losses[1] < losses[0]
+    assert m["test"]["accuracy"] > 0.2 and m["data"]["n_train"] == 400
+    e = m["energy"]
+    assert set(e["firing_rates"]) == {"blocks.0"} and 0 < e["firing_rates"]["blocks.0"] < 1
+    assert e["energy_pJ"] > 0 and e["samples"] == 8 and e["T"] == 64
+    text = capsys.readouterr().out
+    assert "firing rates: blocks.0" in text and "test: loss" in text and "ANN/SNN" in text
+    # evaluate reads the checkpoint and reproduces the test metrics
+    assert main(["evaluate", "lra", "--checkpoint-dir", str(out), "--energy-samples", "0"]) == 0
+    ev = read(out / "eval_test.json")
+    assert ev["accuracy"] == pytest.approx(m["test"]["accuracy"])
+    assert ev["loss"] == pytest.approx(m["test"]["loss"], rel=1e-5)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_kill_and_resume_equals_uninterrupted_on_the_cli(tmp_path, monkeypatch):
+    args = ["train", "lra", "--task", "digits", "--layer", "gsu", "--epochs", "2",
+            "--limit-train", "160", "--limit-eval", "40", "--batch-size", "32",
+            "--checkpoint-every", "2", "--energy-samples", "0", "--dropout", "0.1",
+            "--d-model", "16", "--n-layers", "1", "--d-state", "8", "--threads", "1",
+            "--no-progress"]
+    assert main(args + ["--checkpoint-dir", str(tmp_path / "ref")]) == 0
+
+    real_step = trainer_mod.Trainer._train_step
+
+    def dying_step(self, *a, **k):
+        if self.state.global_step == 7:  # 5 batches per epoch: dies in epoch 2, batch 3
+            raise Killed("killed")
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_train_step", dying_step)
+    with pytest.raises(Killed):
+        main(args + ["--checkpoint-dir", str(tmp_path / "run")])
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved["global_step"] == 6 and saved["epoch"] == 1
+    monkeypatch.setattr(trainer_mod.Trainer, "_train_step", real_step)
+    assert main(args + ["--checkpoint-dir", str(tmp_path / "run"), "--resume"]) == 0
+    ref = load_checkpoint(tmp_path / "ref" / "last.pt")["model"]
+    got = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    a, b = read(tmp_path / "ref" / "metrics.json"), read(tmp_path / "run" / "metrics.json")
+    assert a["history"] == b["history"] and a["test"] == b["test"]
+
+
+def test_generated_listops_round_trip_and_training(tmp_path):
+    root = tmp_path / "lra"
+    assert main(["generate", "listops", "--out", str(root), "--n-train", "64", "--n-val", "16",
+                 "--n-test", "16", "--min-length", "10", "--max-length", "60",
+                 "--seed", "3"]) == 0
+    rows = list(listops.read_tsv(root / "listops-1000" / "basic_train.tsv"))
+    assert len(rows) == 64 and all(listops.evaluate(r.tokens) == r.label for r in rows)
+    assert all(10 < len(r.tokens) < 60 for r in rows)
+    out = tmp_path / "run"
+    assert main(["train", "lra", "--task", "listops", "--data", str(root), "--layer", "s5",
+                 "--epochs", "1", "--batch-size", "16", "--norm", "batch",
+                 "--checkpoint-dir", str(out), *TINY]) == 0
+    m = read(out / "metrics.json")
+    assert m["data"]["n_test"] == 16 and m["run_config"]["norm"] == "batch"
+    assert m["run_config"]["preset"] == "listops" and m["run_config"]["lr"] == 0.01
+    # and generated on the fly, with the bpsn layer
+    assert main(["train", "lra", "--task", "listops", "--generate", "--n-train", "32",
+                 "--n-val", "8", "--n-test", "8", "--min-length", "5", "--max-length", "30",
+                 "--layer", "bpsn", "--epochs", "1", "--batch-size", "16", *TINY]) == 0
+
+
+def test_generated_pathfinder_read_back(tmp_path):
+    assert main(["generate", "pathfinder", "--out", str(tmp_path), "--n", "12",
+                 "--per-folder", "5", "--contour-length", "6", "--no-progress"]) == 0
+    images, labels = pf.read_pathfinder(tmp_path, difficulty="easy")
+    assert images.shape == (12, 32, 32) and set(labels.tolist()) <= {0, 1}
+    td = lra_release.load_task("pathfinder", data=str(tmp_path), contour_length=6)
+    assert (len(td.train), len(td.val), len(td.test)) == (10, 1, 1)
+
+
+def test_retrieval_dual_model_trains(tmp_path):
+    folder = tmp_path / "tsv_data"
+    folder.mkdir()
+    for name in ("new_aan_pairs.train.tsv", "new_aan_pairs.eval.tsv",
+                 "new_aan_pairs.test.tsv"):
+        (folder / name).write_text("".join(f"{i % 2}\ta{i}\tb{i}\tdoc {'x' * i}\tother {i}\n"
+                                           for i in range(8)))
+    out = tmp_path / "run"
+    assert main(["train", "lra", "--task", "retrieval", "--data", str(tmp_path), "--layer",
+                 "binary_s4d", "--epochs", "1", "--batch-size", "4", "--checkpoint-dir",
+                 str(out), *TINY]) == 0
+    m = read(out / "metrics.json")
+    assert m["run_config"]["prenorm"] is True and "accuracy" in m["test"]
+    assert set(m["energy"]["firing_rates"]) == {"blocks.0"}
+
+
+def test_presets_follow_the_s4d_table():
+    p = LRA_PRESETS["listops"]
+    assert (p.n_layers, p.d_model, p.norm, p.prenorm, p.lr, p.batch_size, p.epochs) == (
+        8, 128, "batch", False, 0.01, 50, 40)
+    assert LRA_PRESETS["pathx"].dt_min == 0.0001 and LRA_PRESETS["pathfinder"].lr == 0.004
+    model = build_lra_model("text", "gsu", d_input=1, n_classes=2, vocab_size=257, d_model=16,
+                            n_layers=2, d_state=4)
+    assert len(model.blocks) == 2 and model.blocks[0].prenorm
+    assert model.blocks[0].norm.kind == "batch"
+    dual = build_lra_model("retrieval", "s4d", d_input=1, n_classes=2, vocab_size=257,
+                           dual=True, d_model=8, n_layers=1, d_state=4)
+    assert isinstance(dual, LRADualClassifier)
+    x = torch.randint(1, 257, (9, 3))
+    assert dual(x, torch.tensor([9, 4, 2]), x[:5], None).shape == (3, 2)
+    with pytest.raises(ValueError, match="task must be one of"):
+        build_lra_model("cifar", "gsu", d_input=1, n_classes=2)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        main(["train", "lra", "--task", "fashion-mnist", "--data", str(tmp_path), *TINY])
+    with pytest.raises(SystemExit, match="--data LRA_DIR or --generate"):
+        main(["train", "lra", "--task", "listops", *TINY])
+    with pytest.raises(SystemExit, match="--resume needs --checkpoint-dir"):
+        main(["train", "lra", "--task", "digits", "--resume", *TINY])
+    with pytest.raises(SystemExit, match="run_config.json"):
+        main(["evaluate", "lra", "--checkpoint-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["train", "lra", "--task", "digits", "--layer", "lstm"])
+    assert "invalid choice: 'lstm'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--generate is for listops and pathfinder"):
+        main(["train", "lra", "--task", "digits", "--generate", *TINY])
