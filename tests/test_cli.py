@@ -91,3 +91,18 @@ def test_bench_ssm_is_wired_and_single_step_writes_its_default_json(tmp_path, mo
     assert args.benchmark == "ssm" and args.json_path is None
     single = build_parser().parse_args(["bench", "single-step"])
     assert not hasattr(single, "json_path")  # run() then writes its default result file
+
+
+def test_train_and_evaluate_share_the_checkpoint_dir_flag():
+    from bpsn_ext.cli import build_parser
+
+    parse = build_parser().parse_args
+    lra = parse(["train", "lra", "--task", "digits", "--checkpoint-dir", "runs/a"])
+    glue = parse(["train", "glue", "--task", "sst2", "--data", "g", "--checkpoint-dir", "runs/b"])
+    assert lra.checkpoint_dir == "runs/a" and glue.out == "runs/b"
+    assert parse(["evaluate", "lra", "--checkpoint-dir", "runs/a"]).checkpoint_dir == "runs/a"
+    ev = parse(["evaluate", "glue", "--checkpoint-dir", "runs/b", "--data", "g"])
+    assert ev.checkpoint == "runs/b"
+    for verb in ("train", "evaluate", "generate"):
+        with pytest.raises(SystemExit):
+            parse([verb])  # a task is required

@@ -60,7 +60,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``train glue``."""
     parser.add_argument("--task", required=True, choices=TASK_NAMES, help="GLUE task")
     _add_data_arguments(parser, required=True)
-    parser.add_argument("--out", required=True, help="output folder (checkpoints, metrics)")
+    parser.add_argument("--out", "--checkpoint-dir", dest="out", required=True,
+                        help="output folder (checkpoints, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     g = parser.add_argument_group("model")
     g.add_argument("--layers", type=_positive, default=4, help="encoder blocks (4)")
@@ -120,7 +121,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``evaluate glue``."""
-    parser.add_argument("--checkpoint", required=True,
+    parser.add_argument("--checkpoint", "--checkpoint-dir", dest="checkpoint", required=True,
                         help="a train glue output folder, or its last.pt")
     _add_data_arguments(parser, required=True)
     parser.add_argument("--split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
