@@ -59,6 +59,8 @@ _positive_int = _int_at_least(1)
 
 def add_single_step_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the single-step benchmark (unset flags keep ``run``'s defaults)."""
+    from bpsn_ext.bench.measure import add_json_arguments  # (imports torch)
+
     S = argparse.SUPPRESS
     parser.add_argument("--width", type=_positive_int, default=S, help="hidden width (1024)")
     parser.add_argument("--depth", type=_positive_int, default=S, help="hidden layers (3)")
@@ -68,13 +70,7 @@ def add_single_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=_int_at_least(0), default=S, help="untimed steps (2)")
     parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
     parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
-    out = parser.add_mutually_exclusive_group()
-    out.add_argument(
-        "--json", dest="json_path", default=S,
-        help="result file (benchmarks/results/single_step.json)",
-    )
-    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
-                     default=S, help="do not write a result file")
+    add_json_arguments(parser, "benchmarks/results/single_step.json")
 
 
 def run_single_step(args: argparse.Namespace) -> dict:
@@ -87,6 +83,8 @@ def run_single_step(args: argparse.Namespace) -> dict:
 
 def add_bpsn_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the BPSN sequence-length benchmark (unset flags keep ``run``'s defaults)."""
+    from bpsn_ext.bench.measure import add_json_arguments  # (imports torch)
+
     S = argparse.SUPPRESS
     parser.add_argument("--T", nargs="+", type=_positive_int, default=S, metavar="T",
                         help="sequence lengths (128 512 2048 8192; --quick: 128 512)")
@@ -107,12 +105,7 @@ def add_bpsn_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.set_num_threads for the run (default: unchanged)")
     parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
     parser.add_argument("--seed", type=int, default=S, help="input and weight seed (0)")
-    out = parser.add_mutually_exclusive_group()
-    out.add_argument("--json", dest="json_path", default=S,
-                     help="result file (benchmarks/results/bpsn.json)")
-    # default=S here too: argparse would otherwise set json_path=None when neither flag is given
-    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
-                     default=S, help="do not write a result file")
+    add_json_arguments(parser, "benchmarks/results/bpsn.json")
 
 
 def run_bpsn(args: argparse.Namespace) -> dict:

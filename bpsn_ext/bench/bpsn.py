@@ -57,8 +57,8 @@ from torch import nn
 from bpsn_ext.bench.measure import (
     format_table,
     peak_memory_bytes,
+    publish_report,
     time_fns,
-    write_json_atomic,
 )
 
 __all__ = [
@@ -513,13 +513,7 @@ def run(
         "headline": _headline(rows),
         "elapsed_s": time.perf_counter() - start,
     }
-    if verbose:
-        print(format_report(report))
-    if json_path is not None:
-        write_json_atomic(json_path, report)
-        if verbose:
-            print(f"wrote {json_path}")
-    return report
+    return publish_report(report, json_path, verbose, format_report)
 
 
 def _ms(row: dict, phase: str) -> float:

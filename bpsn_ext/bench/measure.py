@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -178,3 +179,30 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = [line(list(headers)), line(["-" * w for w in widths])]
     out.extend(line(r) for r in cells)
     return "\n".join(out)
+
+
+def add_json_arguments(parser: argparse.ArgumentParser, default_path: str) -> None:
+    """``--json PATH`` / ``--no-json`` (into ``json_path``); unset, ``run`` keeps its default."""
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", dest="json_path", default=argparse.SUPPRESS,
+                     help=f"result file ({default_path})")
+    # SUPPRESS here too: argparse would otherwise set json_path=None when neither flag is given
+    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
+                     default=argparse.SUPPRESS, help="do not write a result file")
+
+
+def publish_report(
+    report: dict,
+    json_path: str | os.PathLike | None,
+    verbose: bool,
+    format_report: Callable[[dict], str],
+) -> dict:
+    """Print the table (``verbose``) and write the JSON atomically (unless ``json_path`` is
+    None); returns ``report``."""
+    if verbose:
+        print(format_report(report))
+    if json_path is not None:
+        write_json_atomic(json_path, report)
+        if verbose:
+            print(f"wrote {json_path}")
+    return report

@@ -29,8 +29,8 @@ from bpsn_ext.bench.measure import (
     format_bytes,
     format_table,
     peak_memory_bytes,
+    publish_report,
     time_fns,
-    write_json_atomic,
 )
 
 __all__ = ["run", "build_s3nn", "build_sj_lif", "SnnTorchLeakyMLP", "DEFAULT_JSON"]
@@ -229,13 +229,7 @@ def run(
             k: results[k]["peak_memory_bytes"] / max(base["peak_memory_bytes"], 1) for k in others
         },
     }
-    if verbose:
-        print(format_report(report))
-    if json_path is not None:
-        write_json_atomic(json_path, report)
-        if verbose:
-            print(f"wrote {json_path}")
-    return report
+    return publish_report(report, json_path, verbose, format_report)
 
 
 def format_report(report: dict) -> str:

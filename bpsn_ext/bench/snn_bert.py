@@ -26,11 +26,12 @@ from collections.abc import Callable
 import torch
 
 from bpsn_ext.bench.measure import (
+    add_json_arguments,
     format_bytes,
     format_table,
     peak_memory_bytes,
+    publish_report,
     time_fns,
-    write_json_atomic,
 )
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
@@ -138,13 +139,7 @@ def run(
         report = _measure(config, dev, memory)
     finally:
         torch.set_num_threads(previous)
-    if verbose:
-        print(format_report(report))
-    if json_path is not None:
-        write_json_atomic(json_path, report)
-        if verbose:
-            print(f"wrote {json_path}")
-    return report
+    return publish_report(report, json_path, verbose, format_report)
 
 
 def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
@@ -243,11 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the peak-memory measurement")
     parser.add_argument("--quick", action="store_true", default=S,
                         help="tiny sizes, one repeat (a smoke test)")
-    out = parser.add_mutually_exclusive_group()
-    out.add_argument("--json", dest="json_path", default=S,
-                     help="result file (benchmarks/results/snn_bert.json)")
-    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
-                     default=S, help="do not write a result file")
+    add_json_arguments(parser, "benchmarks/results/snn_bert.json")
 
 
 def run_from_args(args: argparse.Namespace) -> dict:
