@@ -88,7 +88,7 @@ def test_from_neuron_keeps_explicit_surrogate_and_threshold():
     leaky = snn.Leaky(beta=0.8, threshold=0.9)
     grad = snn.surrogate.fast_sigmoid()
     s = SnnBPSN.from_neuron(leaky, spike_grad=grad, output=True)
-    assert s.output is True and float(s.threshold) == pytest.approx(0.9)
+    assert s.output is True and float(s.threshold.detach()) == pytest.approx(0.9)
 
 
 def test_backend_selection_and_errors(monkeypatch):
