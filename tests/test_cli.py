@@ -106,3 +106,20 @@ def test_train_and_evaluate_share_the_checkpoint_dir_flag():
     for verb in ("train", "evaluate", "generate"):
         with pytest.raises(SystemExit):
             parse([verb])  # a task is required
+
+
+def test_neuron_options_parse_hyper_parameters_as_floats():
+    from bpsn_ext.cli import build_parser
+
+    args = build_parser().parse_args([
+        "train", "glue", "--task", "sst2", "--data", "g", "--out", "o",
+        "--lif-option", "tau=3", "--bpsn-option", "refractory_steps=2",
+        "--bpsn-option", "fusion=gate", "--bpsn-option", "learn_gate=false",
+    ])
+    lif, bpsn = dict(args.lif_option), dict(args.bpsn_option)
+    assert lif == {"tau": 3.0} and isinstance(lif["tau"], float)
+    assert bpsn == {"refractory_steps": 2, "fusion": "gate", "learn_gate": False}
+    assert isinstance(bpsn["refractory_steps"], int)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "glue", "--task", "sst2", "--data", "g", "--out",
+                                   "o", "--bpsn-option", "refractory_steps=1.5"])

@@ -85,6 +85,14 @@ def test_real_layouts(tmp_path, task):
     assert task_dir(tmp_path / dirname, task) == str(tmp_path / dirname)  # a task folder
 
 
+def test_byte_order_mark(tmp_path):
+    # MRPC's train.tsv / dev.tsv start with a UTF-8 BOM before "Quality"
+    dirname, fname, lines, expected = REAL_LAYOUT["mrpc"]
+    path = tmp_path / fname
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode("utf-8"))
+    assert [tuple(e) for e in read_glue_tsv(path, "mrpc")] == expected
+
+
 def test_windows_line_endings(tmp_path):
     (tmp_path / "d.tsv").write_bytes(b"sentence\tlabel\r\nok wug\t1\r\n")
     assert read_glue_tsv(tmp_path / "d.tsv", "sst2") == [("ok wug", None, 1)]
@@ -155,6 +163,10 @@ def test_bad_score_and_cola_columns(tmp_path):
     _write(tmp_path, header + "\n" + "\t".join(["x"] * 9 + ["high"]) + "\n", "STS-B")
     with pytest.raises(GlueFormatError, match=r"train\.tsv:2: score 'high' is not a number"):
         load_glue(tmp_path, "stsb")
+    for score in ("nan", "-1", "5.5"):  # GLUE scores lie in [0, 5]
+        _write(tmp_path, header + "\n" + "\t".join(["x"] * 9 + [score]) + "\n", "STS-B")
+        with pytest.raises(GlueFormatError, match=r"train\.tsv:2: score .* not in \[0, 5\]"):
+            load_glue(tmp_path, "stsb")
     _write(tmp_path, "gj04\t1\tA sentence\n", "CoLA")
     with pytest.raises(GlueFormatError, match=r"train\.tsv:1: expected 4 tab-separated"):
         load_glue(tmp_path, "cola")
@@ -199,6 +211,10 @@ def test_hf_load_from_disk(tmp_path):
     ds.save_to_disk(str(tmp_path / "test"))
     with pytest.raises(GlueFormatError, match="row 0: label -1"):
         load_glue_hf(tmp_path / "test", "sst2")
+    ds = datasets.Dataset.from_dict({"sentence1": ["x"], "sentence2": ["y"], "label": [-1.0]})
+    ds.save_to_disk(str(tmp_path / "stsb_test"))  # STS-B's unlabelled test split
+    with pytest.raises(GlueFormatError, match="row 0: label -1.0"):
+        load_glue_hf(tmp_path / "stsb_test", "stsb", "dev")
 
 
 # ---------------------------------------------------------------------------- tokenizer
@@ -221,8 +237,12 @@ def test_tokenizer_trained_saved_and_from_vocab(tmp_path):
     ids, seg = tok.encode(ex[0].text_a, ex[0].text_b, max_length=64)
     assert ids[0] == tok.cls_id and ids[-1] == tok.sep_id and ids.count(tok.sep_id) == 2
     assert seg == sorted(seg) and seg[0] == 0 and seg[-1] == 1
-    ids8, seg8 = tok.encode("zib " * 20, "gorp " * 3, max_length=8)  # the longer text is cut
-    assert len(ids8) == 8 and seg8.count(1) == 3 + 1 and ids8.count(tok.sep_id) == 2
+    ids8, seg8 = tok.encode("zib " * 20, "gorp " * 3, max_length=9)  # the longer text is cut
+    assert len(ids8) == 9 and seg8.count(1) == 3 + 1 and ids8.count(tok.sep_id) == 2
+    # BERT's rule (as transformers' longest_first): on a tie the second text loses a token
+    for max_length, n_b in ((8, 2), (7, 2), (6, 1)):
+        seg = tok.encode("zib " * 20, "gorp " * 3, max_length=max_length)[1]
+        assert len(seg) == max_length and seg.count(1) == n_b + 1, max_length
     tok.save(tmp_path / "tok.json")
     again = WordPieceTokenizer.load(tmp_path / "tok.json")
     assert again.encode(ex[1].text_a, ex[1].text_b) == tok.encode(ex[1].text_a, ex[1].text_b)

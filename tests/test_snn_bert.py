@@ -243,6 +243,18 @@ def test_hf_init_copies_matching_weights(tmp_path):
         load_bert_weights(tiny(vocab_size=50), path, strict_shapes=True)
     with pytest.raises(FileNotFoundError, match="no BERT weights"):
         load_bert_weights(model, tmp_path / "missing")
+    # older checkpoints name the LayerNorm parameters gamma / beta
+    old = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
+                                                                    "LayerNorm.beta"): v
+           for k, v in sd.items()}
+    assert "bert.encoder.layer.1.output.LayerNorm.gamma" in old
+    torch.save(old, tmp_path / "old.bin")
+    legacy = tiny()
+    info = load_bert_weights(legacy, tmp_path / "old.bin")
+    assert "blocks.1.fc2_norm.weight" in info["copied"]
+    assert "embeddings.norm.bias" in info["copied"]
+    torch.testing.assert_close(legacy.blocks[1].fc2_norm.weight,
+                               sd["bert.encoder.layer.1.output.LayerNorm.weight"])
 
 
 def test_distillation_from_local_teacher(tmp_path):

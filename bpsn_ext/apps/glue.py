@@ -28,8 +28,13 @@ def _positive(text: str) -> int:
     return value
 
 
+# the integer-valued neuron options; every other number is a hyper-parameter, passed as a float
+_INT_OPTIONS = frozenset({"channels", "window", "refractory_steps", "channel_dim"})
+
+
 def _option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE parsed as int, float, true/false/none, or kept as a string."""
+    """``KEY=VALUE``: true/false/none, a number (an int for the integer options such as
+    ``refractory_steps``, else a float, so ``tau=3`` gives 3.0), or a string."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -38,12 +43,16 @@ def _option(text: str) -> tuple[str, object]:
         return key, low == "true"
     if low == "none":
         return key, None
-    for cast in (int, float):
+    if key in _INT_OPTIONS:
         try:
-            return key, cast(raw)
+            return key, int(raw)
         except ValueError:
-            pass
-    return key, raw
+            raise argparse.ArgumentTypeError(
+                f"{key} takes an integer, got {raw!r}") from None
+    try:
+        return key, float(raw)
+    except ValueError:
+        return key, raw
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:

@@ -163,9 +163,12 @@ def _parse_label(task: GlueTask, value: str, where: str) -> int | float:
     value = value.strip()
     if task.labels is None:
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
             raise GlueFormatError(f"{where}: score {value!r} is not a number") from None
+        if not 0.0 <= score <= 5.0:  # also rejects nan
+            raise GlueFormatError(f"{where}: score {value!r} is not in [0, 5]")
+        return score
     if value not in task.labels:
         raise GlueFormatError(f"{where}: label {value!r} is not one of {list(task.labels)}")
     return task.labels.index(value)
@@ -180,7 +183,9 @@ def read_glue_tsv(path: str | os.PathLike, task: str | GlueTask, *,
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GLUE file not found: {os.path.abspath(path)!r}")
     examples: list[GlueExample] = []
-    with open(path, encoding="utf-8", newline="") as f:
+    # utf-8-sig: MRPC's files begin with a byte-order mark (copied from msr_paraphrase_*.txt),
+    # which would otherwise become part of the first header name ("\ufeffQuality")
+    with open(path, encoding="utf-8-sig", newline="") as f:
         lines = f.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -266,7 +271,9 @@ def load_glue_hf(source: str | os.PathLike, task: str | GlueTask, split: str = "
     out = []
     for i, row in enumerate(ds):
         label = row["label"]
-        if label is None or (t.labels is not None and not 0 <= int(label) < len(t.labels)):
+        bad = label is None or (not 0 <= float(label) <= 5 if t.is_regression
+                                else not 0 <= int(label) < len(t.labels))
+        if bad:  # GLUE test splits carry the label -1 (STS-B: -1.0)
             raise GlueFormatError(f"{source} [{hf_split}] row {i}: label {label!r} is not a "
                                   f"valid {t.name} label (unlabelled test split?)")
         label = float(label) if t.is_regression else int(label)

@@ -142,8 +142,8 @@ class WordPieceTokenizer:
         a = self.tokenizer.encode(text_a, add_special_tokens=False).ids
         b = [] if text_b is None else self.tokenizer.encode(text_b, add_special_tokens=False).ids
         budget = max_length - (3 if text_b is not None else 2)
-        while len(a) + len(b) > budget:  # BERT's rule: shorten the longer text first
-            if len(a) >= len(b):
+        while len(a) + len(b) > budget:  # BERT's rule: shorten the longer text (b on a tie)
+            if len(a) > len(b):
                 a.pop()
             else:
                 b.pop()

@@ -95,6 +95,10 @@ def bert_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def _target(name: str) -> str | None:
     name = name[5:] if name.startswith("bert.") else name
+    # older checkpoints (e.g. the original bert-base-uncased weights) name LayerNorm
+    # parameters gamma/beta; transformers renames them to weight/bias on load
+    name = re.sub(r"(LayerNorm)\.gamma$", r"\1.weight", name)
+    name = re.sub(r"(LayerNorm)\.beta$", r"\1.bias", name)
     for pattern, target in _MAP:
         match = re.fullmatch(pattern, name)
         if match:
