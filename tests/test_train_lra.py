@@ -158,3 +158,42 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert "invalid choice: 'lstm'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--generate is for listops and pathfinder"):
         main(["train", "lra", "--task", "digits", "--generate", *TINY])
+
+
+def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
+    from bpsn_ext.apps import lra as lra_app
+    from bpsn_ext.cli import build_parser
+
+    def model_for(*flags):
+        args = build_parser().parse_args(["train", "lra", "--task", "digits", *TINY, *flags])
+        cfg = lra_app._resolve(args)
+        return lra_app._build_model(cfg, lra_release.load_task("digits", limit_train=8))
+
+    neuron = model_for("--layer", "bpsn", "--surrogate", "fast_sigmoid").blocks[0].inner.neuron
+    assert type(neuron.surrogate_function).__name__ == "FastSigmoid"
+    assert model_for("--layer", "gsu", "--bidirectional").blocks[0].ssm.bidirectional
+    with pytest.raises(SystemExit, match="--bidirectional applies to"):
+        model_for("--layer", "s5", "--bidirectional")
+    with pytest.raises(SystemExit, match="--surrogate applies to the spiking layers"):
+        model_for("--layer", "s4d", "--surrogate", "atan")
+
+
+def test_data_sources_are_exclusive_and_evaluate_switches_source(tmp_path):
+    root = tmp_path / "lra"
+    assert main(["generate", "listops", "--out", str(root), "--n-train", "16", "--n-val", "8",
+                 "--n-test", "12", "--min-length", "5", "--max-length", "30"]) == 0
+    with pytest.raises(ValueError, match="one data source"):
+        lra_release.load_task("listops", data=str(root), generate=True)
+    with pytest.raises(ValueError, match="--hf applies to the tasks"):
+        lra_release.load_task("listops", hf="some/name", data=str(root))
+    with pytest.raises(ValueError, match="takes no --data"):
+        lra_release.load_task("digits", data=str(root))
+    out = tmp_path / "run"
+    assert main(["train", "lra", "--task", "listops", "--generate", "--n-train", "16",
+                 "--n-val", "8", "--n-test", "8", "--min-length", "5", "--max-length", "30",
+                 "--epochs", "1", "--batch-size", "8", "--checkpoint-dir", str(out),
+                 *TINY]) == 0
+    # a run trained on generated data, evaluated on files: --data replaces --generate
+    assert main(["evaluate", "lra", "--checkpoint-dir", str(out), "--data", str(root),
+                 "--energy-samples", "0"]) == 0
+    assert read(out / "eval_test.json")["samples"] == 12

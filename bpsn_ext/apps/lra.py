@@ -168,9 +168,14 @@ def _build_model(cfg: dict, td):
     opts: dict = {}
     if cfg["layer"] in ("binary_s4d", "s4d", "gsu", "s5"):
         opts.update(dt_min=float(cfg["dt_min"]), dt_max=float(cfg["dt_max"]))
-    if cfg["layer"] in ("binary_s4d", "s4d", "gsu") and cfg.get("bidirectional"):
+    if cfg.get("bidirectional"):
+        if cfg["layer"] not in ("binary_s4d", "s4d", "gsu"):
+            raise SystemExit(f"--bidirectional applies to binary_s4d, s4d and gsu, not "
+                             f"--layer {cfg['layer']}")
         opts["bidirectional"] = True
-    if cfg.get("surrogate") and cfg["layer"] in ("binary_s4d", "gsu", "s5"):
+    if cfg.get("surrogate"):
+        if cfg["layer"] == "s4d":
+            raise SystemExit("--surrogate applies to the spiking layers, not --layer s4d")
         opts["surrogate"] = cfg["surrogate"]
     cls = LRADualClassifier if td.dual else LRAClassifier
     return cls(td.d_input, td.n_classes, layer=cfg["layer"], d_model=int(cfg["d_model"]),
@@ -426,6 +431,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for key in _DATA_KEYS:  # data flags given here override the stored ones
         if hasattr(args, key):
             cfg[key] = getattr(args, key)
+    # a data source given here replaces the stored one (not only the same kind of source)
+    if hasattr(args, "generate"):
+        cfg["data"] = cfg["hf"] = None
+    elif hasattr(args, "data") or hasattr(args, "hf"):
+        cfg["generate"] = False
+        if not hasattr(args, "hf"):
+            cfg["hf"] = None
     cfg["threads"] = args.threads
     ckpt_path = args.checkpoint or os.path.join(folder, "last.pt")
     if not os.path.isfile(ckpt_path):

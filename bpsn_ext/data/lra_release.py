@@ -1,9 +1,10 @@
 """LRA and sequential-image tasks as torch datasets: readers for the ``lra_release`` layout,
 local generators, and the padding collate functions used by ``bpsn-ext train lra``.
 
-``load_task(task, ...)`` returns a :class:`TaskData` with train / val / test datasets.  Sources,
-in order of precedence: ``hf=NAME`` (``datasets.load_dataset``, only when asked), ``data=PATH``
-(a local file tree), ``generate=True`` (ListOps, Pathfinder), else the task's default.
+``load_task(task, ...)`` returns a :class:`TaskData` with train / val / test datasets.  Sources:
+``hf=NAME`` (``datasets.load_dataset``, only when asked; text, image, mnist, fashion-mnist; it
+wins over ``data``), ``data=PATH`` (a local file tree), ``generate=True`` (ListOps, Pathfinder;
+not together with ``data``/``hf``), else the task's default.
 
 =============== ========================================================================
 task            data
@@ -262,6 +263,14 @@ def load_task(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if generate and task not in ("listops", "pathfinder"):
         raise ValueError(f"--generate is for listops and pathfinder, not {task!r}")
+    if generate and (data or hf):
+        raise ValueError(f"task {task!r}: pass one data source, --data/--hf or --generate, "
+                         "not both")
+    hf_tasks = ("mnist", "fashion-mnist", "text", "image")
+    if hf and task not in hf_tasks:
+        raise ValueError(f"--hf applies to the tasks {hf_tasks}, not {task!r}")
+    if data and task == "digits":
+        raise ValueError("task digits uses the bundled scikit-learn digits; it takes no --data")
     image_tasks = ("digits", "mnist", "fashion-mnist", "image")
     if permute not in (None, "none") and task not in image_tasks:
         raise ValueError(f"permute applies to the image tasks {image_tasks}, not {task!r}")
