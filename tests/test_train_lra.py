@@ -108,6 +108,13 @@ def test_generated_pathfinder_read_back(tmp_path):
     assert images.shape == (12, 32, 32) and set(labels.tolist()) <= {0, 1}
     td = lra_release.load_task("pathfinder", data=str(tmp_path), contour_length=6)
     assert (len(td.train), len(td.val), len(td.test)) == (10, 1, 1)
+    # a second, smaller set in the same place must not mix with the first
+    again = ["generate", "pathfinder", "--out", str(tmp_path), "--n", "4", "--per-folder", "5",
+             "--contour-length", "6", "--no-progress", "--seed", "1"]
+    with pytest.raises(SystemExit, match="--overwrite"):
+        main(again)
+    assert main([*again, "--overwrite"]) == 0
+    assert pf.read_pathfinder(tmp_path, difficulty="easy")[0].shape == (4, 32, 32)
 
 
 def test_retrieval_dual_model_trains(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 
 GENERATE_HELP = {
     "listops": "write ListOps train/val/test TSV files (lra_release layout)",
@@ -48,6 +49,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
         parser.add_argument("--contour-length", type=_positive, default=14,
                             help="difficulty: 6 (baseline), 9, 14 (hard, default)")
         parser.add_argument("--per-folder", type=_positive, default=1000)
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace an existing data set of the same size and difficulty "
+                            "(otherwise refused: old and new images would mix)")
         for name, kind, help_ in (
             ("--continuity", float, "turn smoothness (1.0; 128: 1.8)"),
             ("--seed-distance", float, "distance of the two snakes' starts (7; 128: 20)"),
@@ -101,6 +105,16 @@ def _pathfinder(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = value
     cfg = replace(cfg, **overrides)
+    target = os.path.join(args.out, f"pathfinder{args.resolution}",
+                          pathfinder.difficulty_folder(cfg.contour_length))
+    if os.path.exists(target) and os.listdir(target):
+        if not args.overwrite:
+            raise SystemExit(
+                f"generate pathfinder: {target} already holds a data set; its images and "
+                "metadata would mix with the new ones. Pass --overwrite to replace it, or "
+                "choose another --out."
+            )
+        shutil.rmtree(target)
     rng = np.random.default_rng(args.seed)
     written = 0
     base = None

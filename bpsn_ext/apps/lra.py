@@ -157,6 +157,8 @@ def _resolve(args: argparse.Namespace) -> dict:
     cfg.setdefault("bidirectional", False)
     cfg.setdefault("surrogate", None)
     cfg.setdefault("generate", False)
+    if cfg.get("data"):  # stored in run_config.json: `evaluate` may run from another folder
+        cfg["data"] = os.path.abspath(cfg["data"])
     if cfg["task"] == "listops" and not cfg.get("generate") and not cfg.get("data"):
         raise SystemExit("train lra --task listops: pass --data LRA_DIR or --generate")
     return cfg
