@@ -14,8 +14,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from bpsn_ext.bench.bpsn import NEURON_KEYS as BPSN_NEURONS  # (re-exported for the flags)
+
 __all__ = [
     "main",
+    "int_at_least",
+    "positive_int",
     "build_parser",
     "add_single_step_arguments",
     "run_single_step",
@@ -30,20 +34,11 @@ APPS = {
     "evaluate": {"lra": "lra", "glue": "glue"},
     "generate": {"listops": "generate", "pathfinder": "generate"},
 }
-# the neuron keys of bpsn_ext.bench.bpsn.NEURON_KEYS (not imported here: it imports torch)
-BPSN_NEURONS = (
-    "bpsn",
-    "bpsn_torch",
-    "bpsn_matmul",
-    "sj_lif",
-    "sj_psn",
-    "sj_sliding_psn",
-    "snntorch_leaky",
-    "snntorch_state_leaky",
-)
 
 
-def _int_at_least(low: int):
+def int_at_least(low: int):
+    """An argparse ``type``: an int >= ``low`` (shared by every subcommand's flags)."""
+
     def parse(text: str) -> int:
         value = int(text)
         if value < low:
@@ -54,7 +49,7 @@ def _int_at_least(low: int):
     return parse
 
 
-_positive_int = _int_at_least(1)
+positive_int = int_at_least(1)
 
 
 def add_single_step_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,12 +57,12 @@ def add_single_step_arguments(parser: argparse.ArgumentParser) -> None:
     from bpsn_ext.bench.measure import add_json_arguments  # (imports torch)
 
     S = argparse.SUPPRESS
-    parser.add_argument("--width", type=_positive_int, default=S, help="hidden width (1024)")
-    parser.add_argument("--depth", type=_positive_int, default=S, help="hidden layers (3)")
-    parser.add_argument("--batch", type=_positive_int, default=S, help="batch size (256)")
-    parser.add_argument("--T", type=_positive_int, default=S, help="steps of the LIF nets (4)")
-    parser.add_argument("--repeats", type=_positive_int, default=S, help="timed steps (10)")
-    parser.add_argument("--warmup", type=_int_at_least(0), default=S, help="untimed steps (2)")
+    parser.add_argument("--width", type=positive_int, default=S, help="hidden width (1024)")
+    parser.add_argument("--depth", type=positive_int, default=S, help="hidden layers (3)")
+    parser.add_argument("--batch", type=positive_int, default=S, help="batch size (256)")
+    parser.add_argument("--T", type=positive_int, default=S, help="steps of the LIF nets (4)")
+    parser.add_argument("--repeats", type=positive_int, default=S, help="timed steps (10)")
+    parser.add_argument("--warmup", type=int_at_least(0), default=S, help="untimed steps (2)")
     parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
     parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
     add_json_arguments(parser, "benchmarks/results/single_step.json")
@@ -86,22 +81,22 @@ def add_bpsn_arguments(parser: argparse.ArgumentParser) -> None:
     from bpsn_ext.bench.measure import add_json_arguments  # (imports torch)
 
     S = argparse.SUPPRESS
-    parser.add_argument("--T", nargs="+", type=_positive_int, default=S, metavar="T",
+    parser.add_argument("--T", nargs="+", type=positive_int, default=S, metavar="T",
                         help="sequence lengths (128 512 2048 8192; --quick: 128 512)")
-    parser.add_argument("--batch", type=_positive_int, default=S, help="batch size (8)")
-    parser.add_argument("--features", type=_positive_int, default=S,
+    parser.add_argument("--batch", type=positive_int, default=S, help="batch size (8)")
+    parser.add_argument("--features", type=positive_int, default=S,
                         help="features = channels (256)")
-    parser.add_argument("--repeats", type=_positive_int, default=S,
+    parser.add_argument("--repeats", type=positive_int, default=S,
                         help="timed rounds up to T=256, fewer for larger T (10; --quick: 2)")
-    parser.add_argument("--warmup", type=_int_at_least(0), default=S,
+    parser.add_argument("--warmup", type=int_at_least(0), default=S,
                         help="untimed rounds up to T=256 (1; --quick: 0)")
     parser.add_argument("--quick", action="store_true", default=S,
                         help="a quick run: T 128 512, 2 repeats, matmul row up to T=128 (tests)")
     parser.add_argument("--neurons", nargs="+", choices=BPSN_NEURONS, default=S,
                         metavar="NEURON", help=f"subset of {', '.join(BPSN_NEURONS)} (all)")
-    parser.add_argument("--matmul-max-T", dest="matmul_max_T", type=_positive_int, default=S,
+    parser.add_argument("--matmul-max-T", dest="matmul_max_T", type=positive_int, default=S,
                         help="largest T of the BPSN method=matmul row (512; --quick: 128)")
-    parser.add_argument("--threads", type=_positive_int, default=S,
+    parser.add_argument("--threads", type=positive_int, default=S,
                         help="torch.set_num_threads for the run (default: unchanged)")
     parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
     parser.add_argument("--seed", type=int, default=S, help="input and weight seed (0)")
@@ -178,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 metavar="{demo,bench,train,evaluate,generate}")
 
     demo = sub.add_parser("demo", help="train S3NN vs a T=4 LIF network on the 8x8 digits")
-    demo.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (20)")
+    demo.add_argument("--epochs", type=positive_int, default=20, help="training epochs (20)")
     demo.add_argument("--seed", type=int, default=0, help="split, weight and order seed (0)")
-    demo.add_argument("--hidden", type=_positive_int, default=128, help="hidden width (128)")
+    demo.add_argument("--hidden", type=positive_int, default=128, help="hidden width (128)")
     demo.add_argument("--device", default="cpu", help="torch device (cpu)")
     demo.set_defaults(handler=_demo)
 

@@ -14,17 +14,12 @@ import argparse
 import os
 import shutil
 
+from bpsn_ext.cli import positive_int
+
 GENERATE_HELP = {
     "listops": "write ListOps train/val/test TSV files (lra_release layout)",
     "pathfinder": "write Pathfinder images and metadata (lra_release layout)",
 }
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
@@ -33,22 +28,22 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     if which == "listops":
-        parser.add_argument("--n-train", type=_positive, default=96_000)
-        parser.add_argument("--n-val", type=_positive, default=2_000)
-        parser.add_argument("--n-test", type=_positive, default=2_000)
+        parser.add_argument("--n-train", type=positive_int, default=96_000)
+        parser.add_argument("--n-val", type=positive_int, default=2_000)
+        parser.add_argument("--n-test", type=positive_int, default=2_000)
         parser.add_argument("--min-length", type=int, default=500,
                             help="keep trees with more tokens than this (500)")
         parser.add_argument("--max-length", type=int, default=2000,
                             help="keep trees with fewer tokens than this (2000)")
-        parser.add_argument("--max-depth", type=_positive, default=10)
+        parser.add_argument("--max-depth", type=positive_int, default=10)
         parser.add_argument("--max-args", type=int, default=10)
     else:
-        parser.add_argument("--n", type=_positive, default=200_000,
+        parser.add_argument("--n", type=positive_int, default=200_000,
                             help="images (LRA: 200000 per difficulty)")
         parser.add_argument("--resolution", type=int, choices=(32, 128), default=32)
-        parser.add_argument("--contour-length", type=_positive, default=14,
+        parser.add_argument("--contour-length", type=positive_int, default=14,
                             help="difficulty: 6 (baseline), 9, 14 (hard, default)")
-        parser.add_argument("--per-folder", type=_positive, default=1000)
+        parser.add_argument("--per-folder", type=positive_int, default=1000)
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an existing data set of the same size and difficulty "
                             "(otherwise refused: old and new images would mix)")

@@ -15,17 +15,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bpsn_ext.cli import positive_int
+
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
 EVALUATE_HELP = "evaluate an SNN-BERT checkpoint on a GLUE task"
 TASK_NAMES = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 MODEL_FILE, TOKENIZER_FILE, ENERGY_FILE = "model.json", "tokenizer.json", "energy.json"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
 
 
 # the integer-valued neuron options; every other number is a hyper-parameter, passed as a float
@@ -73,14 +68,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (checkpoints, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     g = parser.add_argument_group("model")
-    g.add_argument("--layers", type=_positive, default=4, help="encoder blocks (4)")
-    g.add_argument("--width", type=_positive, default=256, help="model width D (256)")
-    g.add_argument("--heads", type=_positive, default=4, help="attention heads (4)")
-    g.add_argument("--ffn-width", type=_positive, default=1024, help="FFN width (1024)")
-    g.add_argument("--max-length", type=_positive, default=128, help="tokens per sample (128)")
+    g.add_argument("--layers", type=positive_int, default=4, help="encoder blocks (4)")
+    g.add_argument("--width", type=positive_int, default=256, help="model width D (256)")
+    g.add_argument("--heads", type=positive_int, default=4, help="attention heads (4)")
+    g.add_argument("--ffn-width", type=positive_int, default=1024, help="FFN width (1024)")
+    g.add_argument("--max-length", type=positive_int, default=128, help="tokens per sample (128)")
     g.add_argument("--coding", choices=("individual", "repeat"), default="individual",
                    help="individual: BPSN over tokens; repeat: LIF over T repeats (individual)")
-    g.add_argument("--T", type=_positive, default=4, help="repeats under --coding repeat (4)")
+    g.add_argument("--T", type=positive_int, default=4, help="repeats under --coding repeat (4)")
     g.add_argument("--attention", choices=("softmax", "spike_driven"), default="softmax",
                    help="attention variant (softmax)")
     g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
@@ -94,7 +89,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("tokenizer and initialisation (all local, never downloaded)")
     g.add_argument("--vocab", help="WordPiece vocab.txt (or a BERT folder holding one); "
                    "default: train one on the training split")
-    g.add_argument("--vocab-size", type=_positive, default=8000,
+    g.add_argument("--vocab-size", type=positive_int, default=8000,
                    help="size of the trained vocabulary (8000)")
     g.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
     g.add_argument("--init-from", help="local HF BERT folder: copy the matching weights")
@@ -105,8 +100,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--distill-temperature", type=float, default=2.0,
                    help="softmax temperature of the distillation (2.0)")
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=_positive, default=3, help="(3)")
-    g.add_argument("--batch-size", type=_positive, default=32, help="global batch (32)")
+    g.add_argument("--epochs", type=positive_int, default=3, help="(3)")
+    g.add_argument("--batch-size", type=positive_int, default=32, help="global batch (32)")
     g.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
     g.add_argument("--neuron-lr-mult", type=float, default=10.0,
                    help="lr factor for the neurons' decays, gates and thresholds (10)")
@@ -120,10 +115,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-every", type=int, default=0,
                    help="optimizer steps between checkpoints (0: each epoch end)")
     g.add_argument("--eval-split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
-    g.add_argument("--max-train-samples", type=_positive, help="use the first N training rows")
-    g.add_argument("--max-eval-samples", type=_positive, help="use the first N eval rows")
+    g.add_argument("--max-train-samples", type=positive_int, help="use the first N training rows")
+    g.add_argument("--max-eval-samples", type=positive_int, help="use the first N eval rows")
     g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    g.add_argument("--threads", type=_positive, help="torch.set_num_threads")
+    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
     g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     g.add_argument("--no-energy", action="store_true", help="skip the final energy report")
 
@@ -134,12 +129,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a train glue output folder, or its last.pt")
     _add_data_arguments(parser, required=True)
     parser.add_argument("--split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
-    parser.add_argument("--batch-size", type=_positive, default=64)
-    parser.add_argument("--max-samples", type=_positive, help="use the first N rows")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--max-samples", type=positive_int, help="use the first N rows")
     parser.add_argument("--json", dest="json_path", help="write the metrics here as JSON")
     parser.add_argument("--energy", action="store_true", help="print the energy report too")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=_positive)
+    parser.add_argument("--threads", type=positive_int)
 
 
 # ---------------------------------------------------------------------------- pieces

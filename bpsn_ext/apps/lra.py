@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 
+from bpsn_ext.cli import positive_int
 from bpsn_ext.data.lra_release import TASKS
 
 TRAIN_HELP = "train an LRAClassifier on an LRA task or sequential images"
@@ -37,13 +38,6 @@ _MODEL_KEYS = ("layer", "d_model", "n_layers", "d_state", "dropout", "norm", "pr
                "dt_min", "dt_max", "bidirectional", "surrogate")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
 def _data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> None:
     S = argparse.SUPPRESS
     g = parser.add_argument_group("data")
@@ -58,16 +52,16 @@ def _data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> Non
                    "HF_DATASETS_OFFLINE and the local cache")
     g.add_argument("--generate", action="store_true", default=S,
                    help="generate the data (listops, pathfinder) instead of reading it")
-    g.add_argument("--n-train", type=_positive, default=S, help="generated train samples (2000)")
-    g.add_argument("--n-val", type=_positive, default=S, help="generated val samples (200)")
-    g.add_argument("--n-test", type=_positive, default=S, help="generated test samples (200)")
+    g.add_argument("--n-train", type=positive_int, default=S, help="generated train samples (2000)")
+    g.add_argument("--n-val", type=positive_int, default=S, help="generated val samples (200)")
+    g.add_argument("--n-test", type=positive_int, default=S, help="generated test samples (200)")
     g.add_argument("--min-length", type=int, default=S,
                    help="ListOps: tokens > min-length (LRA 500)")
     g.add_argument("--max-length", type=int, default=S,
                    help="ListOps: tokens < max-length (LRA 2000)")
-    g.add_argument("--max-depth", type=_positive, default=S, help="ListOps tree depth (10)")
+    g.add_argument("--max-depth", type=positive_int, default=S, help="ListOps tree depth (10)")
     g.add_argument("--max-args", type=int, default=S, help="ListOps operator arity (10)")
-    g.add_argument("--contour-length", type=_positive, default=S,
+    g.add_argument("--contour-length", type=positive_int, default=S,
                    help="Pathfinder difficulty: 6, 9 or 14 (hard, default)")
     g.add_argument("--resolution", type=int, choices=(32, 128), default=S,
                    help="Pathfinder image size (32; 128 = Path-X)")
@@ -75,11 +69,11 @@ def _data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> Non
                    help="image tasks: step order (none)")
     g.add_argument("--permutation-seed", type=int, default=S,
                    help="seed of --permute random (0)")
-    g.add_argument("--truncate", type=_positive, default=S,
+    g.add_argument("--truncate", type=positive_int, default=S,
                    help="cap token sequences (LRA: listops 2048, text 4096, retrieval 4000)")
-    g.add_argument("--limit-train", type=_positive, default=S,
+    g.add_argument("--limit-train", type=positive_int, default=S,
                    help="use only the first N training samples")
-    g.add_argument("--limit-eval", type=_positive, default=S,
+    g.add_argument("--limit-eval", type=positive_int, default=S,
                    help="use only the first N val and test samples")
 
 
@@ -92,9 +86,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     m = parser.add_argument_group("model (defaults: the task preset)")
     m.add_argument("--layer", choices=LAYERS, default="binary_s4d",
                    help="sequence layer (binary_s4d); s4d is the non-spiking reference")
-    m.add_argument("--d-model", type=_positive, default=S, help="width")
-    m.add_argument("--n-layers", type=_positive, default=S, help="residual blocks")
-    m.add_argument("--d-state", type=_positive, default=S, help="SSM state size (64)")
+    m.add_argument("--d-model", type=positive_int, default=S, help="width")
+    m.add_argument("--n-layers", type=positive_int, default=S, help="residual blocks")
+    m.add_argument("--d-state", type=positive_int, default=S, help="SSM state size (64)")
     m.add_argument("--dropout", type=float, default=S, help="dropout")
     m.add_argument("--norm", choices=("layer", "batch", "none"), default=S, help="norm")
     m.add_argument("--prenorm", action=argparse.BooleanOptionalAction, default=S,
@@ -106,8 +100,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--surrogate", default=S,
                    help="surrogate of the spiking layers, e.g. atan (default) or fast_sigmoid")
     t = parser.add_argument_group("training (defaults: the task preset)")
-    t.add_argument("--epochs", type=_positive, default=S)
-    t.add_argument("--batch-size", type=_positive, default=S, help="global batch")
+    t.add_argument("--epochs", type=positive_int, default=S)
+    t.add_argument("--batch-size", type=positive_int, default=S, help="global batch")
     t.add_argument("--lr", type=float, default=S)
     t.add_argument("--ssm-lr", type=float, default=0.001,
                    help="learning rate of the SSM parameters (min with --lr; wd 0) (0.001)")
@@ -124,7 +118,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--metrics-json", default=None, help="also copy metrics.json here")
     t.add_argument("--energy-samples", type=int, default=64,
                    help="test samples of the energy report (0: no report) (64)")
-    t.add_argument("--threads", type=_positive, default=None, help="torch.set_num_threads")
+    t.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
     t.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     t.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
@@ -411,8 +405,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metrics JSON (default: <checkpoint-dir>/eval_<split>.json)")
     parser.add_argument("--energy-samples", type=int, default=64,
                         help="test samples of the energy report (0: none) (64)")
-    parser.add_argument("--batch-size", type=_positive, default=None)
-    parser.add_argument("--threads", type=_positive, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--device", default="cpu")
     _data_arguments(parser, required_task=False)
 

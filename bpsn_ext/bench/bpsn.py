@@ -44,18 +44,18 @@ from __future__ import annotations
 import gc
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from importlib import metadata
 
 import torch
 from torch import nn
 
 from bpsn_ext.bench.measure import (
+    environment,
     format_table,
+    package_version,
     peak_memory_bytes,
     publish_report,
     time_fns,
@@ -167,7 +167,7 @@ def _spikingjelly_neurons() -> list[_Neuron]:
     except ImportError as exc:
         note = f"skipped: spikingjelly not importable ({exc.__class__.__name__})"
         return [_Neuron(k, label, None, _direct, missing=note) for k, label in keys]
-    version = _version("spikingjelly")
+    version = package_version("spikingjelly")
     reset = functional.reset_net
     out = [
         _Neuron(
@@ -225,7 +225,7 @@ def _snntorch_neurons() -> list[_Neuron]:
     else:
         out.append(_Neuron(
             "snntorch_state_leaky", "snnTorch StateLeaky", None, _direct,
-            missing=f"skipped: no snn.StateLeaky in snntorch {_version('snntorch')}",
+            missing=f"skipped: no snn.StateLeaky in snntorch {package_version('snntorch')}",
         ))
     return out
 
@@ -238,43 +238,6 @@ def _neurons(keys: Sequence[str], matmul_max_T: int) -> list[_Neuron]:
         max_T_note=f"skipped: T > {matmul_max_T} ([C, T, T] kernel: quadratic time and memory)",
     )
     return [by_key[k] for k in NEURON_KEYS if k in keys]
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _environment(device: torch.device) -> dict:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count()
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "spikingjelly": _version("spikingjelly"),
-        "snntorch": _version("snntorch"),
-        "bpsn_ext": _version("bpsn-ext"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "cpus_available": cpus,
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _load_average() -> list[float] | None:
@@ -490,7 +453,7 @@ def run(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        environment = _environment(dev)
+        env = environment(dev)
         for t in Ts:
             rows.extend(
                 _measure_T(specs, t, batch, features, repeats, warmup, dev, seed, verbose)
@@ -507,7 +470,7 @@ def run(
             "threads": threads, "device": str(dev), "seed": seed, "statistic": "median_ms",
             "bpsn_default": _bpsn_default(features) if BASE in keys else None,
         },
-        "environment": {**environment, "load_average_start": load_start,
+        "environment": {**env, "load_average_start": load_start,
                         "load_average_end": _load_average()},
         "results": rows,
         "headline": _headline(rows),

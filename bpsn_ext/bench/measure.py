@@ -6,9 +6,11 @@ import argparse
 import json
 import math
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
 from typing import Any
 
 import torch
@@ -206,3 +208,42 @@ def publish_report(
         if verbose:
             print(f"wrote {json_path}")
     return report
+
+
+def package_version(dist: str) -> str | None:
+    """The installed version of ``dist``, or None."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    """Versions, CPU/GPU name and thread counts, recorded in every benchmark's JSON."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "spikingjelly": package_version("spikingjelly"),
+        "snntorch": package_version("snntorch"),
+        "bpsn_ext": package_version("bpsn-ext"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpus_available": cpus,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

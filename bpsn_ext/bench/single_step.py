@@ -16,16 +16,15 @@ synthetic data with a fixed seed; the peak memory of one step is measured as wel
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bpsn_ext.bench.measure import (
+    environment,
     format_bytes,
     format_table,
     peak_memory_bytes,
@@ -145,26 +144,6 @@ def _train_step(v: _Variant, x: torch.Tensor, y: torch.Tensor, lr: float) -> Cal
     return step
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _environment(device: torch.device) -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "spikingjelly": _version("spikingjelly"),
-        "snntorch": _version("snntorch"),
-        "bpsn_ext": _version("bpsn-ext"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def run(
     width: int = 1024,
     depth: int = 3,
@@ -221,7 +200,7 @@ def run(
             "out_features": NUM_CLASSES, "repeats": repeats, "warmup": warmup,
             "device": str(dev), "seed": seed, "lr": lr, "optimizer": "Adam",
         },
-        "environment": _environment(dev),
+        "environment": environment(dev),
         "results": results,
         "speedup": {k: results[k]["median_ms"] / base["median_ms"] for k in others},
         "speedup_min": {k: results[k]["min_ms"] / base["min_ms"] for k in others},

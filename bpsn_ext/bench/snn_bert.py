@@ -27,12 +27,14 @@ import torch
 
 from bpsn_ext.bench.measure import (
     add_json_arguments,
+    environment,
     format_bytes,
     format_table,
     peak_memory_bytes,
     publish_report,
     time_fns,
 )
+from bpsn_ext.cli import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
 
@@ -143,7 +145,6 @@ def run(
 
 
 def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
-    from bpsn_ext.bench.single_step import _environment
 
     models = _models(config, dev)
     gen = torch.Generator().manual_seed(config["seed"] + 1)
@@ -173,7 +174,7 @@ def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
     return {
         "benchmark": "snn_bert",
         "config": config,
-        "environment": _environment(dev),
+        "environment": environment(dev),
         "results": results,
         "ratios": ratios,
         "paper": PAPER,
@@ -209,30 +210,25 @@ def format_report(report: dict) -> str:
     return "\n".join([title, format_table(headers, rows)])
 
 
-def _pos(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the SNN-BERT benchmark (unset flags keep :func:`run`'s defaults)."""
     S = argparse.SUPPRESS
-    parser.add_argument("--layers", type=_pos, default=S, help="encoder blocks (4)")
-    parser.add_argument("--width", type=_pos, default=S, help="model width D (256)")
-    parser.add_argument("--heads", type=_pos, default=S, help="attention heads (4)")
-    parser.add_argument("--ffn-width", dest="ffn_width", type=_pos, default=S, help="FFN (1024)")
-    parser.add_argument("--length", type=_pos, default=S, help="tokens per sample L (128)")
-    parser.add_argument("--batch", type=_pos, default=S, help="batch size (16)")
-    parser.add_argument("--T", type=_pos, default=S, help="repeat-coding steps (4)")
-    parser.add_argument("--vocab-size", dest="vocab_size", type=_pos, default=S, help="(8000)")
+    parser.add_argument("--layers", type=positive_int, default=S, help="encoder blocks (4)")
+    parser.add_argument("--width", type=positive_int, default=S, help="model width D (256)")
+    parser.add_argument("--heads", type=positive_int, default=S, help="attention heads (4)")
+    parser.add_argument("--ffn-width", dest="ffn_width", type=positive_int, default=S,
+                        help="FFN (1024)")
+    parser.add_argument("--length", type=positive_int, default=S, help="tokens per sample L (128)")
+    parser.add_argument("--batch", type=positive_int, default=S, help="batch size (16)")
+    parser.add_argument("--T", type=positive_int, default=S, help="repeat-coding steps (4)")
+    parser.add_argument("--vocab-size", dest="vocab_size", type=positive_int, default=S,
+                        help="(8000)")
     parser.add_argument("--attention", choices=("softmax", "spike_driven"), default=S,
                         help="attention variant (softmax)")
-    parser.add_argument("--repeats", type=_pos, default=S, help="timed steps per model (5)")
+    parser.add_argument("--repeats", type=positive_int, default=S, help="timed steps per model (5)")
     parser.add_argument("--warmup", type=int, default=S, help="untimed steps per model (1)")
     parser.add_argument("--device", default=S, help="torch device (cpu)")
-    parser.add_argument("--threads", type=_pos, default=S, help="torch threads (unchanged)")
+    parser.add_argument("--threads", type=positive_int, default=S, help="torch threads (unchanged)")
     parser.add_argument("--seed", type=int, default=S, help="weights and tokens seed (0)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", default=S,
                         help="skip the peak-memory measurement")

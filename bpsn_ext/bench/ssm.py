@@ -28,13 +28,14 @@ from torch import nn
 
 from bpsn_ext.bench.measure import (
     add_json_arguments,
+    environment,
     format_bytes,
     format_table,
     peak_memory_bytes,
     publish_report,
     time_fns,
 )
-from bpsn_ext.bench.single_step import _environment
+from bpsn_ext.cli import int_at_least
 from bpsn_ext.core.ssm import sequential_scan
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]
@@ -196,7 +197,7 @@ def _measure(config: dict, memory: bool) -> dict:
     return {
         "benchmark": "ssm",
         "config": config,
-        "environment": _environment(dev),
+        "environment": environment(dev),
         "results": results,
         "skipped": skipped,
         "scaling": scaling,
@@ -238,28 +239,17 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of this benchmark (unset flags keep :func:`run`'s defaults)."""
-    S, pos = argparse.SUPPRESS, _int_at_least(1)
+    S, pos = argparse.SUPPRESS, int_at_least(1)
     parser.add_argument("--lengths", type=pos, nargs="+", default=S,
                         help="sequence lengths L (1024 4096 16384)")
     parser.add_argument("--batch", type=pos, default=S, help="batch size (8)")
     parser.add_argument("--d-model", dest="d_model", type=pos, default=S, help="channels D (128)")
     parser.add_argument("--d-state", dest="d_state", type=pos, default=S, help="state N (64)")
     parser.add_argument("--repeats", type=pos, default=S, help="timed passes (5)")
-    parser.add_argument("--warmup", type=_int_at_least(0), default=S, help="untimed passes (1)")
-    parser.add_argument("--seq-max-len", dest="seq_max_len", type=_int_at_least(0), default=S,
+    parser.add_argument("--warmup", type=int_at_least(0), default=S, help="untimed passes (1)")
+    parser.add_argument("--seq-max-len", dest="seq_max_len", type=int_at_least(0), default=S,
                         help="longest L for the sequential loops (1024)")
     parser.add_argument("--layers", nargs="+", choices=LAYERS, default=S,
                         help="which layers (all)")
