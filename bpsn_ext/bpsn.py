@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from bpsn_ext.core.bpsn import FUSIONS, KERNELS, RUNAWAY, bpsn
-from bpsn_ext.core.checks import check_float
+from bpsn_ext.core.channels import channel_dim_of_layer, check_channel_dim_arg, resolve_channel_dim
+from bpsn_ext.core.checks import check_float, check_floating, check_rank
 from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
 
@@ -39,7 +40,13 @@ class BPSN(nn.Module):
     Args:
         channels: number of channels C for per-channel decays, gate and threshold (the size of
             ``x.shape[channel_dim]``); ``None`` shares one value across all neurons.
-        channel_dim: which dimension of ``[T, N, *]`` holds the channels (default last).
+        channel_dim: which dimension of ``[T, N, *]`` holds the channels.  ``None`` (auto):
+            dimension 2 of `[T, N, C]`, `[T, N, C, H, W]` and `[T, N, C, D, H, W]` (PyTorch's
+            `BatchNorm` rule), no channel axis for `[T, N]`, and an error for rank-4 inputs,
+            where `[T, N, C, L]` and `[T, N, L, D]` look alike (see `bpsn_ext.core.channels`).
+            ``swap_neurons`` sets it from the layer that feeds the neuron.  The split fusion
+            and per-channel parameters act on this axis; every other dimension (samples,
+            positions, tokens) is treated alike.
         kernel: ``"leak"`` (exponential, learnable decays) or ``"window"`` (``window`` taps).
         fusion: ``"split"`` (the first half of the channels forward-only, the second half
             backward-only), ``"gate"`` (learnable mix), ``"avg"``, ``"sum"`` or ``"concat"``
@@ -68,7 +75,7 @@ class BPSN(nn.Module):
         self,
         channels: int | None = None,
         *,
-        channel_dim: int = -1,
+        channel_dim: int | None = None,
         kernel: str = "leak",
         window: int = 4,
         fusion: str = "split",
@@ -114,7 +121,7 @@ class BPSN(nn.Module):
             raise ValueError(f"decay_init must lie in (0, 1), got {decay_init}")
         if not 0.0 <= gate_init <= 1.0:
             raise ValueError(f"gate_init must lie in [0, 1], got {gate_init}")
-        self.channels, self.channel_dim = channels, channel_dim
+        self.channels, self.channel_dim = channels, check_channel_dim_arg(channel_dim)
         self.kernel, self.fusion, self.runaway, self.method = kernel, fusion, runaway, method
         self.refractory_steps, self.detach_reset = refractory_steps, detach_reset
         self.surrogate_function = resolve(surrogate, default=ATan, fire_ge=fire_ge)
@@ -122,6 +129,7 @@ class BPSN(nn.Module):
 
         def tensor(value: float, learn: bool, name: str) -> None:
             t = torch.full(shape, value)
+            self.__dict__.pop(name, None)  # a host base class (BaseNode) may have set a float
             if learn:
                 self.register_parameter(name, nn.Parameter(t))
             else:
@@ -163,28 +171,41 @@ class BPSN(nn.Module):
         if self.fusion == "gate":
             return self.gate
         if self.fusion == "split":
-            C = x_seq.shape[self.channel_dim]
+            dim = self.resolve_channel_dim(x_seq)
+            C = 0 if dim is None else x_seq.shape[dim]
             if C < 2:
+                where = "no channel axis" if dim is None else f"{C} channel in dimension {dim}"
                 raise ValueError(
-                    f"fusion='split' needs at least 2 channels in x.shape[{self.channel_dim}], "
-                    f"got input of shape {list(x_seq.shape)}"
+                    f"fusion='split' (half of the channels look back, half ahead) needs at "
+                    f"least 2 channels, but the input of shape {list(x_seq.shape)} has {where}; "
+                    f"feed [T, N, C, *] with C >= 2, set channel_dim, or use fusion='gate'"
                 )
             return (torch.arange(C, device=x_seq.device) < (C + 1) // 2).float()
         return None
 
-    def _check_channels(self, x_seq: torch.Tensor) -> None:
-        if self.channels is not None and x_seq.dim() >= 2:
-            dim = self.channel_dim % x_seq.dim()
-            if dim < 2:
+    def resolve_channel_dim(self, x_seq: torch.Tensor) -> int | None:
+        """The channel dimension (>= 2) of this input, or None for ``[T, N]``; see
+        ``channel_dim``.  Raises ValueError naming ``channel_dim`` and the shape when it is
+        ambiguous or out of range."""
+        return resolve_channel_dim(tuple(x_seq.shape), self.channel_dim, owner=type(self).__name__)
+
+    def adopt_layout_of(self, layers: list[nn.Module]) -> None:
+        """Set ``channel_dim`` from the layers that feed this neuron (last one last), unless it
+        was given: 2 after convolutions and norms over channels, -1 after ``Linear``."""
+        if self.channel_dim is None:
+            self.channel_dim = channel_dim_of_layer(layers)
+
+    def _check_channels(self, x_seq: torch.Tensor) -> int | None:
+        dim = self.resolve_channel_dim(x_seq)
+        if self.channels is not None:
+            if dim is None or x_seq.shape[dim] != self.channels:
+                got = "no channel axis" if dim is None else f"x.shape[{dim}] = {x_seq.shape[dim]}"
                 raise ValueError(
-                    f"channel_dim={self.channel_dim} points at T or N of the [T, N, *] input "
-                    f"of shape {list(x_seq.shape)}; it must name a feature dimension"
+                    f"{type(self).__name__}(channels={self.channels}) expects {self.channels} "
+                    f"channels in dimension {dim if dim is not None else 2} (channel_dim="
+                    f"{self.channel_dim}), got input of shape {list(x_seq.shape)} with {got}"
                 )
-            if x_seq.shape[dim] != self.channels:
-                raise ValueError(
-                    f"BPSN(channels={self.channels}) expects x.shape[{self.channel_dim}] == "
-                    f"{self.channels}, got input of shape {list(x_seq.shape)}"
-                )
+        return dim
 
     def cuda_kernel_config(self, x_seq: torch.Tensor | None = None) -> dict:
         """Arguments of the fused CUDA kernel, or ValueError naming what it does not cover."""
@@ -275,7 +296,8 @@ class BPSN(nn.Module):
         self, x_seq: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(spikes, membrane)``, both ``[T, N, *]``; the membrane is the fused pre-spike H."""
-        self._check_channels(x_seq)
+        check_rank("x_seq", check_floating("x_seq", x_seq), 2, "[T, N, *]")
+        dim = self._check_channels(x_seq)
         if self.uses_native_kernel(x_seq):
             from bpsn_ext.kernels.cpu_native import bpsn_native
 
@@ -295,7 +317,7 @@ class BPSN(nn.Module):
             gate=self.fusion_gate(x_seq),
             runaway=self.runaway,
             refractory_steps=self.refractory_steps,
-            channel_dim=self.channel_dim,
+            channel_dim=-1 if dim is None else dim,  # [T, N]: scalar parameters only
             detach_reset=self.detach_reset,
             method="auto" if self.method == "native" else self.method,
         )

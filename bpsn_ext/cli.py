@@ -86,6 +86,9 @@ def add_bpsn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, default=S, help="batch size (8)")
     parser.add_argument("--features", type=positive_int, default=S,
                         help="features = channels (256)")
+    parser.add_argument("--spatial", type=int_at_least(0), default=S, metavar="S",
+                        help="conv-shaped input [T, batch, features, S, S] (0: [T, batch, "
+                             "features])")
     parser.add_argument("--repeats", type=positive_int, default=S,
                         help="timed rounds up to T=256, fewer for larger T (10; --quick: 2)")
     parser.add_argument("--warmup", type=int_at_least(0), default=S,
@@ -107,8 +110,8 @@ def run_bpsn(args: argparse.Namespace) -> dict:
     """Run the BPSN sequence-length benchmark with the flags in ``args``."""
     from bpsn_ext.bench.bpsn import run
 
-    names = ("T", "batch", "features", "repeats", "warmup", "quick", "neurons", "matmul_max_T",
-             "threads", "device", "seed", "json_path")
+    names = ("T", "batch", "features", "spatial", "repeats", "warmup", "quick", "neurons",
+             "matmul_max_T", "threads", "device", "seed", "json_path")
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})
 
 

@@ -30,6 +30,7 @@ REGISTRY: list[tuple[str, str, str, str]] = [
         for name in ("S4DLayer", "BinaryS4DLayer", "GSULayer", "SpikingS5Layer")
     ),
     ("snntorch", "SingleStepLeaky", "bpsn_ext.snntorch", "SingleStepLeaky"),
+    ("snntorch", "BPSNLeaky", "bpsn_ext.snntorch", "BPSNLeaky"),
     ("snntorch", "BPSN", "bpsn_ext.snntorch", "BPSN"),
 ]
 

@@ -116,6 +116,20 @@ def test_run_subset_without_file(tmp_path, monkeypatch):
     assert report["headline"]["speedup_fwd_bwd_vs_sj_lif"] == {"512": None, "2048": None}
 
 
+def test_conv_shaped_rows_run_bpsn_on_channels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = bench_bpsn.run(
+        T=[16], batch=2, features=4, spatial=3, repeats=1, warmup=0,
+        neurons=["bpsn", "sj_lif", "snntorch_state_leaky"], json_path=None, verbose=False,
+    )
+    assert report["config"]["spatial"] == 3
+    keys = [r["neuron"] for r in report["results"]]
+    assert "snntorch_state_leaky" not in keys and "bpsn" in keys  # [T, B, C] only: left out
+    assert all(r["status"] == "ok" for r in report["results"])
+    with pytest.raises(ValueError, match="spatial must be an int >= 0"):
+        bench_bpsn.run(T=[16], spatial=-1, json_path=None, verbose=False)
+
+
 def test_json_defaults_to_benchmarks_results(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = ["bench", "bpsn", "--T", "8", "--repeats", "1", "--neurons", "bpsn", "sj_lif"]

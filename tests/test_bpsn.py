@@ -270,7 +270,7 @@ def test_bad_input_gives_clear_errors():
         layer(torch.randn(0, 2, 4))
     with pytest.raises(TypeError, match="floating-point"):
         layer(torch.ones(5, 2, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"expects x.shape\[-1\] == 4"):
+    with pytest.raises(ValueError, match=r"expects 4 channels in dimension 2 .* x.shape\[2\] = 3"):
         layer(torch.randn(5, 2, 3))
     with pytest.raises(ValueError, match="v_threshold must be finite"):
         BPSN(v_threshold=float("inf"))
@@ -286,6 +286,12 @@ def test_bad_input_gives_clear_errors():
         BPSN(refractory_steps=0)
     with pytest.raises(ValueError, match="channel_dim=1 points at T or N"):
         BPSN(2, channel_dim=1)(torch.randn(3, 2, 2))
+    with pytest.raises(ValueError, match=r"channel_dim=3 is outside the rank-3 input"):
+        BPSN(2, channel_dim=3)(torch.randn(3, 2, 2))
+    with pytest.raises(ValueError, match=r"channel_dim=-4 is outside the rank-3 input"):
+        BPSN(channel_dim=-4)(torch.randn(3, 2, 2))
+    with pytest.raises(TypeError, match="channel_dim must be an int or None"):
+        BPSN(channel_dim="last")
 
 
 def test_no_graph_breaks_under_dynamo_with_a_bool_mask():
@@ -358,3 +364,59 @@ def test_block_scan_three_levels_and_tiny_decays_match_the_recurrence():
     for a, b in zip(grads, ref_grads):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+
+
+# -- the channel rule ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(7, 2, 6), (7, 2, 6, 3, 3), (7, 2, 6, 2, 3, 2)])
+def test_auto_channel_axis_is_dimension_2(shape):
+    """[T, N, C], [T, N, C, H, W], [T, N, C, D, H, W]: the split acts on dimension 2."""
+    x = torch.randn(*shape) + 0.6
+    auto, explicit = BPSN(), BPSN(channel_dim=2)
+    assert torch.equal(auto(x), explicit(x))
+    gate = auto.fusion_gate(x)
+    assert gate.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    # the first half of the channels reacts only to the past, the second only to the future
+    x2 = x.clone()
+    x2[-1] += 5.0  # change the last step: the forward half's earlier steps cannot see it
+    diff = (auto(x2) != auto(x))[:-1]
+    assert not diff.narrow(2, 0, 3).any() and diff.narrow(2, 3, 3).any()
+
+
+def test_rank4_input_is_ambiguous_unless_channel_dim_says():
+    x = torch.randn(5, 2, 4, 6) + 0.5
+    expected = r"\[5, 2, 4, 6\] holds the channels: pass channel_dim=2 for a \[T, N, C, L\]"
+    with pytest.raises(ValueError, match=expected):
+        BPSN()(x)
+    conv, tokens = BPSN(channel_dim=2), BPSN(channel_dim=-1)
+    assert torch.equal(conv(x), BPSN(channel_dim=2)(x))
+    assert conv.fusion_gate(x).numel() == 4 and tokens.fusion_gate(x).numel() == 6
+
+
+def test_split_without_channel_axis_is_an_error_not_a_batch_split():
+    x = torch.randn(9, 4)  # [T, N]: four samples, no channels
+    with pytest.raises(ValueError, match=r"shape \[9, 4\] has no channel axis"):
+        BPSN()(x)
+    # other fusions treat the four samples alike: identical samples fire identically
+    same = torch.randn(9, 1).expand(9, 4).contiguous() + 0.5
+    out = BPSN(fusion="gate")(same)
+    assert all(torch.equal(out[:, 0], out[:, i]) for i in range(4))
+
+
+@pytest.mark.parametrize("method", ["auto", "chunked", "loop"])
+def test_batch_and_spatial_permutations_commute_with_bpsn(method):
+    torch.manual_seed(0)
+    layer = BPSN(4, method=method)
+    with torch.no_grad():
+        layer.decay_f_logit.uniform_(-1, 1)
+        layer.v_threshold.uniform_(0.5, 1.0)
+    x = torch.randn(11, 3, 4, 5, 5) + 0.4
+    lengths = torch.tensor([11, 6, 9])
+    out = layer(x, lengths)
+    pb = torch.tensor([2, 0, 1])
+    assert torch.equal(layer(x[:, pb], lengths[pb]), out[:, pb])
+    ph, pw = torch.randperm(5), torch.randperm(5)
+    assert torch.equal(layer(x[:, :, :, ph][..., pw]), layer(x)[:, :, :, ph][..., pw])
+    # permuting channels is NOT a symmetry: the split assigns directions by channel index
+    pc = torch.tensor([3, 2, 1, 0])
+    assert not torch.equal(layer(x[:, :, pc]), out[:, :, pc])

@@ -31,9 +31,11 @@ def trained_core(C=5):
 
 def test_same_weights_same_spikes_in_core_spikingjelly_and_snntorch():
     core = trained_core()
-    node, s = BPSNNode(5), SnnBPSN(5)
+    node, s = BPSNNode(5, step_mode="m"), SnnBPSN(5)
     node.load_state_dict(core.state_dict())
-    s.neuron.load_state_dict(core.state_dict())
+    s.load_state_dict(core.state_dict())  # the same keys in all three classes
+    assert list(node.state_dict()) == list(s.state_dict()) == list(core.state_dict())
+    core.load_state_dict(s.state_dict())
     x = torch.randn(17, 3, 5) + 0.4  # continuous values: no exact ties between >= and >
     lengths = torch.tensor([17, 11, 4])
     ref = core(x, lengths)
@@ -46,32 +48,43 @@ def test_same_weights_same_spikes_in_core_spikingjelly_and_snntorch():
 
 def test_spikingjelly_step_mode_contract():
     node = BPSNNode(4)
-    assert isinstance(node, base.MemoryModule) and node.step_mode == "m"
-    assert tuple(node.supported_step_mode()) == ("m",)
-    net = torch.nn.Sequential(layer.Linear(4, 4, step_mode="m"), node)
+    assert isinstance(node, neuron.BaseNode) and isinstance(node, base.MemoryModule)
+    assert node.step_mode == "m" and tuple(node.supported_step_mode()) == ("m",)
+    net = torch.nn.Sequential(layer.Linear(4, 4), node, layer.Linear(4, 4))
+    x = torch.randn(6, 2, 4)
+    with pytest.raises(ValueError, match=r"never put in step mode 'm'.*set_step_mode\(net, 'm'\)"):
+        net(x)
     functional.set_step_mode(net, "m")
-    with pytest.raises(ValueError, match="multi-step only"):
-        functional.set_step_mode(net, "s")
-    assert node.step_mode == "m"
+    assert net(x).shape == x.shape
+    # switching to 's' completes (no half-switched model) and the node refuses to run
+    functional.set_step_mode(net, "s")
+    assert [net[0].step_mode, net[2].step_mode] == ["s", "s"]
+    with pytest.raises(ValueError, match="switched to step mode 's'"):
+        net(x[0])
+    functional.set_step_mode(net, "m")
+    assert net(x).shape == x.shape
     with pytest.raises(ValueError, match="multi-step only"):
         BPSNNode(4, step_mode="s")
 
 
 def test_spikingjelly_surrogates_store_v_seq_and_reset():
-    node = BPSNNode(3, surrogate_function=sj_surrogate.Sigmoid(), store_v_seq=True)
+    node = BPSNNode(3, surrogate_function=sj_surrogate.Sigmoid(), store_v_seq=True,
+                    step_mode="m")
     x = (torch.randn(6, 2, 3) + 0.5).requires_grad_(True)
     out = node(x)
     out.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert node.v_seq.shape == x.shape
+    assert torch.equal(node.v, node.v_seq[-1].detach()) and node.v.grad_fn is None
     functional.reset_net(node)
-    assert node.v_seq is None
+    assert node.v_seq is None and node.v == 0.0
     assert list(node.state_dict()) == ["decay_f_logit", "decay_b_logit", "v_threshold"]
 
 
 def test_reset_net_does_not_warn(caplog):
     # SpikingJelly 0.0.0.0.14 logs a warning for modules with reset() that are no MemoryModule
-    net = torch.nn.Sequential(layer.Linear(3, 3, step_mode="m"), BPSNNode(3, store_v_seq=True))
+    net = torch.nn.Sequential(layer.Linear(3, 3, step_mode="m"),
+                              BPSNNode(3, store_v_seq=True, step_mode="m"))
     net(torch.randn(5, 2, 3))
     with caplog.at_level("WARNING"):
         functional.reset_net(net)
@@ -106,7 +119,7 @@ def test_backend_selection_and_errors(monkeypatch):
     monkeypatch.delenv("BPSN_EXT_CUDA_IMPLEMENTATION")
     with pytest.raises(NotImplementedError, match="not a supported backend"):
         node.backend = "triton"
-    BPSNNode(2, backend="auto")(x)
+    BPSNNode(2, backend="auto", step_mode="m")(x)
     if not cupy_available():
         with pytest.raises(ImportError, match="pip install 'bpsn-ext\\[cupy\\]'"):
             BPSNNode(2, backend="cupy")
@@ -155,7 +168,8 @@ def test_snntorch_call_conventions_and_persistence():
     spk, mem = SnnBPSN(4, init_hidden=True, output=True)(x)
     assert mem.shape == x.shape
     s = SnnBPSN(4)
-    assert isinstance(s, snn.SpikingNeuron) and s.threshold is s.neuron.v_threshold
+    assert isinstance(s, snn.SpikingNeuron) and isinstance(s, BPSN)
+    assert s.threshold is s.v_threshold
     buf = io.BytesIO()
     torch.save(s, buf)  # the default spike_grad pickles (snnTorch's closures do not)
     buf.seek(0)
@@ -193,7 +207,7 @@ def test_snntorch_swap_needs_explicit_opt_in():
     assert type(net.lif) is snn.Leaky
     snn_swap(net, {snn.Leaky: SnnBPSN}, allow_sequence_neurons=True)
     assert isinstance(net.lif, SnnBPSN)
-    assert net.lif.neuron.decay_f.item() == pytest.approx(0.8, abs=1e-6)
+    assert net.lif.decay_f.item() == pytest.approx(0.8, abs=1e-6)
     assert net.lif.threshold.item() == pytest.approx(0.7)
     assert net(torch.randn(7, 2, 4)).shape == (7, 2, 4)
 
@@ -202,3 +216,66 @@ def test_register_exposes_bpsn_in_both_frameworks():
     bpsn_ext.register()
     assert neuron.BPSNNode is BPSNNode
     assert snn.BPSN is SnnBPSN
+
+
+def test_bpsn_node_is_found_by_spikingjelly_monitors_and_keeps_v():
+    try:
+        from spikingjelly.activation_based import monitor
+    except ImportError as exc:  # 0.0.0.0.14's monitor imports tensorboard
+        pytest.skip(f"spikingjelly's monitor does not import here: {exc}")
+
+    net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(), layer.Linear(4, 4),
+                              BPSNNode(4))
+    functional.set_step_mode(net, "m")
+    mon = monitor.OutputMonitor(net, neuron.BaseNode)
+    x = torch.randn(6, 2, 3)
+    out = net(x)
+    assert len(mon.records) == 2 and torch.equal(mon.records[1], out)
+    mon.remove_hooks()
+    assert net[3].v.shape == (2, 4)  # the fused membrane of the last step
+    functional.reset_net(net)
+    assert net[3].v == 0.0
+
+
+@pytest.mark.skipif(SJ_GENERATION != 2, reason="the neuron-config registry is SpikingJelly 2.0's")
+def test_register_makes_bpsn_node_a_spikingjelly_neuron_config():
+    from spikingjelly.activation_based.distributed.vision import config
+
+    bpsn_ext.register()
+    path = f"{BPSNNode.__module__}.{BPSNNode.__qualname__}"
+    cls, kwargs = config._resolve_neuron_config(
+        config.NeuronConfig(class_path=path, kwargs={"tau": 4.0}))
+    assert cls is BPSNNode
+    node = cls(**kwargs, step_mode="m")
+    assert node.decay_f.item() == pytest.approx(0.75)
+
+
+def test_lif_keywords_map_or_warn_once():
+    from bpsn_ext.core import checks
+
+    checks._warned.clear()
+    assert BPSNNode(tau=4.0).decay_b.item() == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="tau must be > 1"):
+        BPSNNode(tau=1.0)
+    with pytest.raises(ValueError, match="tau or decay_init, not both"):
+        BPSNNode(tau=2.0, decay_init=0.3)
+    with pytest.warns(UserWarning, match=r"decay_input=...\) has no effect"):
+        BPSNNode(decay_input=True)
+    with pytest.warns(UserWarning, match=r"v_reset=...\) has no effect"):
+        BPSNNode(v_reset=0.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BPSNNode(decay_input=False)  # the second time: no warning
+    from bpsn_ext.spikingjelly import SingleStepNode
+
+    with pytest.warns(UserWarning, match=r"SingleStepNode\(tau=...\) has no effect"):
+        SingleStepNode(tau=2.0)
+    # snnTorch's Leaky keywords
+    s = SnnBPSN(beta=0.9, learn_beta=False)
+    assert s.decay_f.item() == pytest.approx(0.9) and not s.decay_f_logit.requires_grad
+    with pytest.raises(ValueError, match=r"beta must lie in \(0, 1\)"):
+        SnnBPSN(beta=1.0)
+    with pytest.warns(UserWarning, match=r"reset_mechanism=...\) has no effect"):
+        SnnBPSN(reset_mechanism="subtract")

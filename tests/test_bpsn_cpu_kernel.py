@@ -84,7 +84,8 @@ LAYOUTS = {  # name: (BPSN options, input shape)
     "channels_last": (dict(channels=6), (23, 3, 6)),
     "odd_channels": (dict(channels=5), (17, 3, 5)),
     "conv": (dict(channels=3, channel_dim=2), (11, 2, 3, 2, 3)),
-    "inner_last": (dict(channels=4), (9, 2, 3, 4)),
+    "inner_last": (dict(channels=4, channel_dim=-1), (9, 2, 3, 4)),
+    "conv1d": (dict(channels=3, channel_dim=2), (9, 2, 3, 4)),
     "shared": (dict(channels=None), (15, 3, 7)),
 }
 
@@ -136,7 +137,7 @@ def test_spikingjelly_surrogates_and_adapter(native):
     assert_same(nat, ref, x, None)
     from bpsn_ext.spikingjelly import BPSNNode
 
-    node = BPSNNode(4).double()  # backend 'torch' (the default): native on CPU
+    node = BPSNNode(4, step_mode="m").double()  # backend 'torch' (the default): native on CPU
     assert node.uses_native_kernel(x)
     torch.testing.assert_close(node(x), BPSN(4, method="loop").double()(x), rtol=0, atol=0)
 

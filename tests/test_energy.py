@@ -172,7 +172,8 @@ def test_all_zero_spike_input_costs_zero_ac():
 
 def _token_net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 8), bpsn_ext.BPSN(8), nn.Linear(8, 3))
+    # channel_dim=-1: under repeat coding the neuron sees [T, N, L, D] (tokens)
+    return nn.Sequential(nn.Linear(6, 8), bpsn_ext.BPSN(8, channel_dim=-1), nn.Linear(8, 3))
 
 
 def test_repeat_counts_T_passes_individual_one():

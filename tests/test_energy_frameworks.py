@@ -51,7 +51,7 @@ def test_single_step_neurons_cost_one_compare():
 
 def test_bpsn_adapters_count_once():
     x = torch.randn(6, 2, 4)
-    core = estimate(BPSNNode(4, fusion="gate"), x, coding="individual").totals()
+    core = estimate(BPSNNode(4, fusion="gate", step_mode="m"), x, coding="individual").totals()
     wrapped = estimate(nn.Sequential(SnnBPSN(4, init_hidden=True, fusion="gate")), x,
                        coding="individual")
     assert [row.key for row in wrapped.layers] == ["0"]  # the core neuron is not counted again

@@ -30,7 +30,7 @@ def test_plain_import_touches_no_framework_and_no_gpu_stack():
 def test_adapters_import_no_gpu_stack():
     seen = run_py(
         "import sys, json, torch, bpsn_ext.spikingjelly, bpsn_ext.snntorch\n"
-        "node = bpsn_ext.spikingjelly.BPSNNode(3, backend='auto')\n"
+        "node = bpsn_ext.spikingjelly.BPSNNode(3, backend='auto', step_mode='m')\n"
         "node(torch.randn(5, 2, 3))\n"
         "mods = [m for m in sys.modules if m.split('.')[0] in ('cupy', 'triton')"
         " or (m.startswith('bpsn_ext.kernels.') and m != 'bpsn_ext.kernels.cpu_native')]\n"

@@ -1,7 +1,5 @@
 """swap_neurons / to_single_step on SpikingJelly models (both generations)."""
 
-import sys
-import types
 
 import pytest
 import torch
@@ -144,34 +142,10 @@ def test_to_single_step_matches_if_step_from_rest():
         bpsn_ext.to_single_step(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
-@pytest.fixture
-def zoo_without_torchvision(monkeypatch):
-    """The model zoo imports torchvision only for pretrained-weight downloads; we never import
-    torchvision (no CPU build matches torch here), so stand in a module that refuses downloads."""
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("bpsn_ext tests never download weights")
-
-    stub = types.ModuleType("torchvision")
-    models = types.ModuleType("torchvision.models")
-    utils = types.ModuleType("torchvision.models.utils")
-    utils.load_state_dict_from_url = refuse
-    for name, mod in {
-        "torchvision": stub,
-        "torchvision.models": models,
-        "torchvision.models.utils": utils,
-    }.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.delitem(sys.modules, "spikingjelly.activation_based.model.spiking_vgg", False)
-    from spikingjelly.activation_based.model import spiking_vgg
-
-    return spiking_vgg
-
-
 @pytest.mark.parametrize("step_mode", ["s", "m"])
-def test_model_zoo_vgg11_swap_then_train_step(zoo_without_torchvision, step_mode):
+def test_model_zoo_vgg11_swap_then_train_step(sj_zoo, step_mode):
     torch.manual_seed(0)
-    net = zoo_without_torchvision.spiking_vgg11(spiking_neuron=neuron.LIFNode, num_classes=10)
+    net = sj_zoo("spiking_vgg").spiking_vgg11(spiking_neuron=neuron.LIFNode, num_classes=10)
     functional.set_step_mode(net, step_mode)
     n_lif = sum(type(m) is neuron.LIFNode for m in net.modules())
     report = swap_neurons(net, {neuron.LIFNode: SingleStepNode})

@@ -1,7 +1,9 @@
 """Sequence-length scaling of BPSN against sequential and parallel spiking neurons.
 
 For every T (default 128, 512, 2048, 8192) one input ``x ~ N(0.5, 1)`` of shape
-``[T, batch, features]`` (float32, fixed seed) is fed to each neuron alone (no layers), and
+``[T, batch, features]`` (float32, fixed seed; with ``spatial=S`` the conv-shaped
+``[T, batch, features, S, S]``, channels at dimension 2) is fed to each neuron alone (no
+layers), and
 
 * the forward time (under ``torch.no_grad``),
 * the forward+backward time (``y.sum().backward()`` on a fresh ``requires_grad`` leaf that
@@ -291,11 +293,12 @@ def _closures(
 
 def _measure_T(
     neurons: list[_Neuron], T: int, batch: int, features: int, repeats: int, warmup: int,
-    dev: torch.device, seed: int, verbose: bool,
+    dev: torch.device, seed: int, verbose: bool, spatial: int = 0,
 ) -> list[dict]:
     rows: list[dict] = []
     gen = torch.Generator().manual_seed(seed + T)
-    x = (torch.randn(T, batch, features, generator=gen) + 0.5).to(dev)
+    shape = (T, batch, features) + ((spatial, spatial) if spatial else ())
+    x = (torch.randn(shape, generator=gen) + 0.5).to(dev)
     active: dict[str, tuple[nn.Module, Callable, Callable]] = {}
     for n in neurons:
         row: dict = {"neuron": n.key, "label": n.label, "T": T, "status": "ok", "note": None}
@@ -406,8 +409,12 @@ def run(
     json_path: str | os.PathLike | None = DEFAULT_JSON,
     seed: int = 0,
     verbose: bool = True,
+    spatial: int = 0,
 ) -> dict:
     """Benchmark BPSN against the other neurons for every T; print a table, write JSON.
+
+    ``spatial=S`` > 0 feeds conv-shaped inputs ``[T, batch, features, S, S]`` (BPSN's
+    channels at dimension 2; neurons that take only ``[T, B, C]``, StateLeaky, are skipped).
 
     ``quick`` changes the defaults to ``T = (128, 512)``, 2 repeats, no warm-up round and
     ``matmul_max_T = 128`` (explicit arguments still win).  ``repeats`` / ``warmup`` are the
@@ -441,6 +448,10 @@ def run(
         raise ValueError("T must name at least one sequence length")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    if isinstance(spatial, bool) or not isinstance(spatial, int) or spatial < 0:
+        raise ValueError(f"spatial must be an int >= 0, got {spatial!r}")
+    if spatial:  # snnTorch's StateLeaky convolves [T, B, C] only
+        keys = tuple(k for k in keys if k != "snntorch_state_leaky")
     unknown = [k for k in keys if k not in NEURON_KEYS]
     if unknown or not keys:
         raise ValueError(f"neurons must be a non-empty subset of {NEURON_KEYS}, got {keys}")
@@ -456,14 +467,16 @@ def run(
         env = environment(dev)
         for t in Ts:
             rows.extend(
-                _measure_T(specs, t, batch, features, repeats, warmup, dev, seed, verbose)
+                _measure_T(specs, t, batch, features, repeats, warmup, dev, seed, verbose,
+                           spatial)
             )
     finally:
         torch.set_num_threads(old_threads)
     report = {
         "benchmark": "bpsn",
         "config": {
-            "T": list(Ts), "batch": batch, "features": features, "input": "N(0.5, 1) float32",
+            "T": list(Ts), "batch": batch, "features": features, "spatial": spatial,
+            "input": "N(0.5, 1) float32",
             "repeats": repeats, "repeats_per_T": {str(t): repeats_for(t, repeats) for t in Ts},
             "warmup": warmup, "warmup_per_T": {str(t): warmup_for(t, warmup) for t in Ts},
             "quick": quick, "neurons": list(keys), "matmul_max_T": matmul_max_T,

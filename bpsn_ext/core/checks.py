@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
-__all__ = ["check_float", "check_rank", "check_floating"]
+__all__ = ["check_float", "check_rank", "check_floating", "warn_once"]
+
+_warned: set[str] = set()
 
 
 def check_float(
@@ -44,3 +47,11 @@ def check_rank(name: str, x: torch.Tensor, min_rank: int, layout: str) -> torch.
             f"got shape {tuple(x.shape)}"
         )
     return x
+
+
+def warn_once(key: str, message: str) -> None:
+    """A ``UserWarning`` the first time ``key`` is seen in this process (e.g. an accepted
+    framework keyword that has no effect on this neuron)."""
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, UserWarning, stacklevel=3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -23,12 +23,19 @@ Rules = Mapping[Matcher, object] | Iterable[tuple[Matcher, object]]
 
 @dataclass
 class Swap:
-    """One planned replacement: ``parent.<attr>`` (qualified name ``name``) ``old -> new``."""
+    """One planned replacement: ``parent.<attr>`` (qualified name ``name``) ``old -> new``.
+
+    ``feeders`` are the siblings registered before ``old`` in ``parent`` (in order): in
+    sequential models and the usual ``conv, bn, neuron`` attribute order, the layers that feed
+    it, from which a neuron can learn its input layout.
+    """
 
     name: str
     parent: nn.Module
     attr: str
     old: nn.Module
+    factory: Factory
+    feeders: list[nn.Module] = field(default_factory=list)
     new: nn.Module | None = None
 
 
@@ -92,12 +99,13 @@ def plan_swaps(model: nn.Module, rules: Rules) -> list[Swap]:
     for parent_name, parent in model.named_modules():
         if any(parent_name == p or parent_name.startswith(p + ".") for p in matched_prefixes):
             continue
-        for attr, child in parent.named_children():
+        siblings = list(parent.named_children())
+        for i, (attr, child) in enumerate(siblings):
             for match, factory in compiled:
                 if match(child):
                     name = f"{parent_name}.{attr}" if parent_name else attr
-                    plan.append(Swap(name, parent, attr, child, None))
-                    plan[-1].factory = factory  # type: ignore[attr-defined]
+                    feeders = [m for _, m in siblings[:i]]
+                    plan.append(Swap(name, parent, attr, child, factory, feeders))
                     matched_prefixes.append(name)
                     break
     return plan
@@ -157,7 +165,7 @@ def apply_swaps(
         model = _deepcopy_detached(model)
     plan = plan_swaps(model, rules)
     for swap in plan:
-        new = swap.factory(swap.old)  # type: ignore[attr-defined]
+        new = swap.factory(swap.old)
         if not isinstance(new, nn.Module):
             raise TypeError(
                 f"the factory for {swap.name} returned {type(new).__name__}, expected an nn.Module"
@@ -166,6 +174,9 @@ def apply_swaps(
         if ref is not None:
             new = new.to(device=ref.device, dtype=ref.dtype)
         new.train(swap.old.training)
+        adopt = getattr(new, "adopt_layout_of", None)  # BPSN: channel axis from the feeders
+        if callable(adopt):
+            adopt(swap.feeders)
         swap.new = new
         if check is not None:
             check(swap)

@@ -85,10 +85,6 @@ def bpsn(m, args, kwargs, output, options) -> Ops:
     return Ops(mul=mul * n, add=add * n, dense=0, label=label)
 
 
-def snntorch_bpsn(m, args, kwargs, output, options) -> Ops:
-    return bpsn(m.neuron, args, kwargs, output, options)
-
-
 def single_step(m, args, kwargs, output, options) -> Ops:
     return _per_neuron(_first(args, kwargs, "x", "input_"), 0, 1, "single step: compare")
 
@@ -141,11 +137,8 @@ def neuron_counter(m):
     """The counter for a neuron module, or None if ``m`` is not one."""
     from bpsn_ext.bpsn import BPSN
 
-    if isinstance(m, BPSN):
+    if isinstance(m, BPSN):  # also SpikingJelly's BPSNNode and snnTorch's BPSNLeaky
         return bpsn
-    snn_bpsn = _cls("bpsn_ext.snntorch.bpsn", "BPSN")
-    if snn_bpsn is not None and isinstance(m, snn_bpsn):
-        return snntorch_bpsn  # it runs its core ``neuron`` without calling it as a module
     for module, name in (("bpsn_ext.spikingjelly.single_step", "SingleStepNode"),
                          ("bpsn_ext.snntorch.single_step", "SingleStepLeaky")):
         cls = _cls(module, name)
@@ -165,7 +158,7 @@ def neuron_counter(m):
     return None
 
 
-# counters that cover their module's children too
-EXCLUSIVE = frozenset({snntorch_bpsn})
+# counters that cover their module's children too (none at present)
+EXCLUSIVE: frozenset = frozenset()
 # counters that only count outside any counted module (inside a neuron they are its cost)
 STANDALONE = frozenset({spike_function})

@@ -343,21 +343,15 @@ def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
             f"fusion='split' needs x_seq of shape [T, N, C, *] with channels, got "
             f"{list(x.shape)}"
         )
-    module._check_channels(x)
+    cd = module._check_channels(x)  # ValueError for a bad or ambiguous channel_dim
     T, N = x.shape[:2]
     if T == 0:
         raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
-    cd = module.channel_dim % x.dim()
-    if cd < 2:
-        raise ValueError(
-            f"channel_dim={module.channel_dim} points at T or N of the [T, N, *] input of shape "
-            f"{list(x.shape)}; it must name a feature dimension"
-        )
     C = x.shape[cd]
     if C < 2:
         raise ValueError(
-            f"fusion='split' needs at least 2 channels in x.shape[{module.channel_dim}], got "
-            f"input of shape {list(x.shape)}"
+            f"fusion='split' needs at least 2 channels in dimension {cd} (channel_dim="
+            f"{module.channel_dim}), got input of shape {list(x.shape)}"
         )
     m = as_mask(mask, T, N, x.device)
     mask_u8 = None if m is None else m.to(torch.uint8).contiguous()

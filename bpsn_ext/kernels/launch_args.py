@@ -35,7 +35,7 @@ def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
     cfg = module.cuda_kernel_config(x)  # ValueError for configurations without a kernel
     if x.dim() < 2:
         raise ValueError(f"x_seq must have shape [T, N, *], got {list(x.shape)}")
-    module._check_channels(x)
+    dim = module._check_channels(x)
     T, N = x.shape[:2]
     if T == 0:
         raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
@@ -44,9 +44,9 @@ def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
     mask_u8 = (m.to(torch.uint8).contiguous() if m is not None
                else torch.zeros(1, device=x.device, dtype=torch.uint8))
     # split fusion gives every channel its own gate even when the other parameters are shared
-    per_channel = module.channels is not None or module.fusion == "split"
-    C = x.shape[module.channel_dim] if per_channel else 1
-    inner = math.prod(x.shape[module.channel_dim % x.dim() + 1:]) if per_channel else 1
+    per_channel = dim is not None and (module.channels is not None or module.fusion == "split")
+    C = x.shape[dim] if per_channel else 1
+    inner = math.prod(x.shape[dim + 1:]) if per_channel else 1
 
     def vec(p) -> torch.Tensor:
         p = torch.as_tensor(p, device=x.device, dtype=torch.float32)

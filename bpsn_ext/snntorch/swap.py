@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.core.swap import Rules, Swap, SwapReport, apply_swaps
+from bpsn_ext.snntorch.sequence import StepLoop
 
 __all__ = ["swap_neurons", "to_single_step", "reset", "detach"]
 
@@ -26,14 +27,18 @@ def swap_neurons(
 
     ``rules`` maps an old class (exact type) or a predicate to a new class with
     ``from_neuron(old)`` or a factory ``old -> new``.  Replaced neurons are removed from
-    ``snn.SpikingNeuron.instances``.  A whole-sequence neuron (BPSN) can only replace a step
-    neuron if the model's ``forward`` hands it the whole ``[T, B, ...]`` sequence, which cannot
-    be checked, so it needs ``allow_sequence_neurons=True``.
+    ``snn.SpikingNeuron.instances``.  A whole-sequence neuron (BPSN) replaces a step neuron
+    inside a model made by `to_sequence` (it takes the place of the neuron's `StepLoop` and
+    its channel axis from the layers before it).  Elsewhere the model's ``forward`` must hand
+    it the whole ``[T, B, ...]`` sequence, which cannot be checked, so it needs
+    ``allow_sequence_neurons=True``.
 
     Example: ``swap_neurons(net, {snn.Leaky: SingleStepLeaky})``.
     """
 
     def check(swap: Swap) -> None:
+        if isinstance(swap.parent, StepLoop):
+            return  # replaced by the new neuron below: it will see the whole sequence
         if getattr(swap.new, "consumes_whole_sequence", False) and not allow_sequence_neurons:
             raise ValueError(
                 f"{type(swap.new).__name__} processes a whole [T, B, ...] sequence per call, but "
@@ -45,6 +50,7 @@ def swap_neurons(
     known = {id(m) for m in snn.SpikingNeuron.instances}
     try:
         report = apply_swaps(model, rules, inplace=inplace, check=check)
+        _unloop(report.model)
     except Exception:
         # replacements built before the failure must not linger in snnTorch's global list
         snn.SpikingNeuron.instances[:] = [
@@ -54,6 +60,19 @@ def swap_neurons(
     for _, old, _ in report:
         _forget_instance(old)
     return report
+
+
+def _unloop(model: nn.Module) -> None:
+    """Replace each `StepLoop` that now holds a whole-sequence neuron by that neuron."""
+    for parent in list(model.modules()):
+        children = list(parent.named_children())
+        for i, (attr, child) in enumerate(children):
+            inner = getattr(child, "neuron", None)
+            if isinstance(child, StepLoop) and getattr(inner, "consumes_whole_sequence", False):
+                adopt = getattr(inner, "adopt_layout_of", None)
+                if callable(adopt):
+                    adopt([m for _, m in children[:i]])
+                setattr(parent, attr, inner)
 
 
 def to_single_step(model: nn.Module, *, spike_grad=None, inplace: bool = True) -> SwapReport:

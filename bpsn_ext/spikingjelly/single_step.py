@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from spikingjelly.activation_based import neuron
 
-from bpsn_ext.core.checks import check_float, check_floating, check_rank
+from bpsn_ext.core.checks import check_float, check_floating, check_rank, warn_once
 from bpsn_ext.core.single_step import membrane_after_reset, single_step_fire
 from bpsn_ext.spikingjelly._compat import SJ_GENERATION
 from bpsn_ext.surrogate import S2NN, resolve
@@ -36,6 +36,9 @@ class SingleStepNode(neuron.BaseNode):
         store_v_seq: keep ``v_seq`` ([T, N, *]) in step mode 'm'.
         keep_v_graph: keep ``v`` (and ``v_seq``) attached to the autograd graph.  Off by
             default: no later step reads ``v``, and its graph would only hold memory.
+        tau, decay_input: accepted so that model-zoo builders can pass LIF keywords
+            (``spiking_resnet18(spiking_neuron=SingleStepNode, tau=2.0)``); no effect (one
+            warning): the S3NN neuron is one step from rest, ``u = x``, with no leak.
     """
 
     def __init__(
@@ -48,7 +51,13 @@ class SingleStepNode(neuron.BaseNode):
         backend: str = "torch",
         store_v_seq: bool = False,
         keep_v_graph: bool = False,
+        tau: float | None = None,
+        decay_input: bool | None = None,
     ) -> None:
+        for name, value in (("tau", tau), ("decay_input", decay_input)):
+            if value is not None:
+                warn_once(f"SingleStepNode.{name}", f"SingleStepNode({name}=...) has no effect: "
+                          "a single step from rest has no leak (u = x)")
         check_float("v_threshold", v_threshold)
         if v_reset is not None:
             check_float("v_reset", v_reset)

@@ -31,8 +31,8 @@ def _check(swap: Swap) -> None:
             f"runs it in step mode {old_mode!r}; call functional.set_step_mode(model, 'm') "
             f"first (the whole sequence must reach the neuron in one call)"
         )
-    if hasattr(new, "step_mode") and getattr(new, "step_mode", None) != old_mode:
-        new.step_mode = old_mode
+    if hasattr(new, "step_mode"):
+        new.step_mode = old_mode  # also tells a multi-step-only node that sequences arrive
 
 
 def swap_neurons(model: nn.Module, rules: Rules, *, inplace: bool = True) -> SwapReport:
@@ -41,8 +41,10 @@ def swap_neurons(model: nn.Module, rules: Rules, *, inplace: bool = True) -> Swa
     ``rules`` maps an old class (matched by exact type, so subclasses stay) or a predicate to a
     new class with ``from_neuron(old)`` or to a factory ``old -> new``.  The new neurons keep
     the old step mode, training flag, device and dtype.  A multi-step-only neuron is refused
-    where the model drives neurons step by step.  Afterwards SpikingJelly's reset cache is
-    invalidated and the net is reset, so ``functional.reset_net`` reaches the new neurons.
+    where the model drives neurons step by step.  A BPSN takes its channel axis from the layer
+    that feeds it (2 after convolutions and batch norms, -1 after ``Linear``) unless its
+    ``channel_dim`` was given.  Afterwards SpikingJelly's reset cache is invalidated and the
+    net is reset, so ``functional.reset_net`` reaches the new neurons.
 
     Example: ``swap_neurons(net, {neuron.LIFNode: SingleStepNode})``.
     For model-zoo builders prefer ``spiking_vgg11(spiking_neuron=SingleStepNode, ...)``.
