@@ -253,8 +253,8 @@ class BPSN(nn.Module):
         """Whether ``forward`` runs the native CPU kernel for this input.
 
         ``method="native"`` raises (RuntimeError / ValueError, saying why) where it cannot;
-        ``"auto"`` answers False there (a missing compiler is logged once) and under
-        ``torch.compile``, which traces the torch path instead.
+        ``"auto"`` answers False there (a missing compiler is logged once).  Under
+        ``torch.compile`` the kernel runs as the ``bpsn_ext::bpsn_cpu_forward`` operator.
         """
         if self.method not in ("auto", "native"):
             return False
@@ -267,7 +267,7 @@ class BPSN(nn.Module):
                     "native BPSN CPU kernel; unset it or use method='auto'"
                 )
             cpu_native.native_config(self, x_seq)  # ValueError naming what is not covered
-            reason = cpu_native.unavailable_reason()
+            reason = cpu_native.load_problem()
             if reason is not None:
                 raise cpu_native.NativeKernelUnavailable(
                     f"method='native' was requested but the BPSN CPU kernel is unavailable: "
@@ -275,7 +275,6 @@ class BPSN(nn.Module):
                 )
             return True
         if (x_seq.device.type != "cpu" or x_seq.dtype not in _NATIVE_DTYPES
-                or torch.compiler.is_compiling()  # a ctypes call would break the graph
                 or x_seq.dim() < 3 or x_seq.shape[0] == 0 or x_seq.shape[1] == 0
                 or not cpu_native.enabled()):
             return False  # odd shapes: the torch path gives its own errors
@@ -283,7 +282,7 @@ class BPSN(nn.Module):
             cpu_native.native_config(self, x_seq)
         except ValueError:
             return False
-        reason = cpu_native.unavailable_reason()
+        reason = cpu_native.load_problem()
         if reason is not None:
             global _native_fallback_logged
             if not _native_fallback_logged:

@@ -36,7 +36,7 @@ from importlib.resources import files
 
 import torch
 
-from bpsn_ext.core.masks import as_mask
+from bpsn_ext.core.masks import as_mask, broadcast_mask
 
 __all__ = [
     "NativeKernelUnavailable",
@@ -44,6 +44,7 @@ __all__ = [
     "enabled",
     "available",
     "unavailable_reason",
+    "load_problem",
     "load",
     "compile_library",
     "native_config",
@@ -68,6 +69,7 @@ class NativeKernelUnavailable(RuntimeError):
     """The native CPU kernel cannot be built or loaded here (message says why)."""
 
 
+@torch.compiler.assume_constant_result  # torch.compile evaluates it once, as a constant
 def enabled() -> bool:
     """False when ``BPSN_EXT_CPU_KERNEL`` is 0 / off / false / no (default: enabled)."""
     value = os.environ.get(ENV_SWITCH, "1").strip().lower()
@@ -217,6 +219,12 @@ def unavailable_reason() -> str | None:
     return None
 
 
+@torch.compiler.assume_constant_result  # torch.compile evaluates it once, as a constant
+def load_problem() -> str | None:
+    """``unavailable_reason()`` in a form ``torch.compile`` does not trace into."""
+    return unavailable_reason()
+
+
 def available() -> bool:
     """Whether the native kernel builds and loads here (ignores ``BPSN_EXT_CPU_KERNEL``)."""
     return unavailable_reason() is None
@@ -276,59 +284,6 @@ def _check(status: int, what: str) -> None:
         raise RuntimeError(f"the native BPSN CPU kernel failed in the {what} pass (code {status})")
 
 
-class _NativeBPSN(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x2, lam_f, lam_b, thr, mask_u8, shape, cfg):
-        T, M, N, C, inner = shape
-        lib = _load_default()
-        suffix = _DTYPES[x2.dtype]
-        spikes, H = torch.empty_like(x2), torch.empty_like(x2)
-        # the membrane output is H itself without a mask; with one it is 0 at padded steps and
-        # needs its own tensor when backward will run (H, padded steps included, is kept)
-        if mask_u8 is None:
-            mem = None
-        else:
-            mem = torch.empty_like(x2) if any(ctx.needs_input_grad[:4]) else H
-        status = getattr(lib, f"bpsn_cpu_forward_{suffix}")(
-            _ptr(x2), _ptr(mask_u8), _ptr(lam_f), _ptr(lam_b), _ptr(thr), _ptr(spikes),
-            _ptr(H), _ptr(mem), T, M, N, C, inner, cfg["fire_ge"], cfg["refractory"],
-            _threads(),
-        )
-        _check(status, "forward")
-        membrane = H if mem is None else mem
-        ctx.save_for_backward(lam_f, lam_b, thr, H)
-        ctx.mask_u8, ctx.shape, ctx.cfg = mask_u8, shape, cfg
-        ctx.set_materialize_grads(False)
-        return spikes, membrane
-
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_membrane):
-        lam_f, lam_b, thr, H = ctx.saved_tensors
-        T, M, N, C, inner = ctx.shape
-        cfg = ctx.cfg
-        dtype = H.dtype
-        g_const = 0
-        g = grad_spikes
-        if g is not None:
-            g = g.to(dtype)
-            if g.dim() == 2 and g.stride() == (0, 0):
-                g_const = 1  # y.sum().backward(): one value broadcast over [T, M]
-            else:
-                g = g.contiguous()
-        gm = None if grad_membrane is None else grad_membrane.to(dtype).contiguous()
-        grad_x = torch.empty_like(H)
-        g_lf, g_lb, g_th = (torch.empty(C, dtype=dtype) for _ in range(3))
-        lib = _load_default()
-        status = getattr(lib, f"bpsn_cpu_backward_{_DTYPES[dtype]}")(
-            _ptr(g), g_const, _ptr(gm), _ptr(ctx.mask_u8), _ptr(lam_f), _ptr(lam_b), _ptr(thr),
-            _ptr(H), _ptr(grad_x), _ptr(g_lf), _ptr(g_lb), _ptr(g_th), T, M, N, C, inner,
-            cfg["fire_ge"], cfg["refractory"], cfg["sg_kind"], cfg["sg_a"], cfg["sg_b"],
-            _threads(),
-        )
-        _check(status, "backward")
-        return grad_x, g_lf, g_lb, g_th, None, None, None
-
-
 def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
     """``(spikes, membrane)`` ``[T, N, *]`` of a :class:`bpsn_ext.BPSN` ``module`` for a CPU
     ``x``, computed by the native kernel (same values as ``module.forward_with_membrane`` on
@@ -367,7 +322,12 @@ def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
         return p.reshape(1).expand(C).contiguous() if p.dim() == 0 else p.contiguous()
 
     lam_f, lam_b, thr = vec(module.decay_f), vec(module.decay_b), vec(module.v_threshold)
-    spikes, membrane = _NativeBPSN.apply(
-        x.contiguous().reshape(T, M), lam_f, lam_b, thr, mask_u8, (T, M, N, C, inner), cfg
+    from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_cpu_forward  # registers the operators
+
+    spikes, H = bpsn_cpu_forward(
+        x.contiguous(), lam_f, lam_b, thr, mask_u8, C, inner, cfg["fire_ge"],
+        cfg["refractory"], cfg["sg_kind"], cfg["sg_a"], cfg["sg_b"],
     )
-    return spikes.reshape(x.shape), membrane.reshape(x.shape)
+    if m is None:
+        return spikes, H
+    return spikes, torch.where(broadcast_mask(m, x.dim()), H, 0.0)  # 0 at padded steps

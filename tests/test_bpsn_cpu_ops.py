@@ -1,0 +1,80 @@
+"""The native BPSN CPU kernel as torch.library operators: opcheck, and compiled == eager."""
+
+import pytest
+import torch
+
+import bpsn_ext
+from bpsn_ext.kernels import cpu_native
+
+if not cpu_native.available():
+    pytest.skip(f"native kernel unavailable: {cpu_native.unavailable_reason()}",
+                allow_module_level=True)
+
+from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_cpu_backward, bpsn_cpu_forward  # noqa: E402
+
+
+def op_inputs(masked: bool, C=4, inner=3, dtype=torch.float64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 2, C, inner, generator=g, dtype=dtype) + 0.5
+    lam = torch.rand(C, generator=g, dtype=dtype) * 0.8 + 0.1
+    thr = torch.rand(C, generator=g, dtype=dtype) + 0.5
+    mask = (torch.arange(9)[:, None] < torch.tensor([9, 5])[None]).to(torch.uint8)
+    return (x.requires_grad_(True), lam.clone().requires_grad_(True),
+            lam.flip(0).clone().requires_grad_(True), thr.requires_grad_(True),
+            mask if masked else None, C, inner, 1, 1, 0, 2.0, 0.0)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_opcheck_forward_and_backward_operators(masked):
+    args = op_inputs(masked)
+    torch.library.opcheck(bpsn_cpu_forward, args)
+    spikes, H = bpsn_cpu_forward(*args)
+    x, lam_f, lam_b, thr, mask = args[:5]
+    g = torch.randn_like(spikes)
+    back = (g, None, mask, lam_f.detach(), lam_b.detach(), thr.detach(), H.detach(), 4, 3, 1,
+            1, 0, 2.0, 0.0)
+    torch.library.opcheck(bpsn_cpu_backward, back)
+
+
+def randomised(**options):
+    torch.manual_seed(1)
+    layer = bpsn_ext.BPSN(**options)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.rand_like(p) * 0.4 - 0.2)
+    return layer
+
+
+@pytest.mark.parametrize("case", ["tokens", "conv_masked"])
+def test_compiled_equals_eager_with_the_native_operator_in_the_graph(case):
+    """fullgraph torch.compile runs the same kernel: identical spikes and gradients."""
+    if case == "tokens":
+        layer, x, mask = randomised(channels=6), torch.randn(33, 3, 6), None
+    else:
+        layer, x = randomised(channels=4), torch.randn(17, 2, 4, 3, 3)
+        mask = torch.arange(17)[:, None] < torch.tensor([17, 8])[None]
+    x = x + 0.5
+    assert layer.uses_native_kernel(x)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    eager_out, comp_out = layer(xe, mask), compiled(xc, mask)
+    assert torch.equal(comp_out, eager_out) and eager_out.sum() > 0
+    g = torch.randn_like(eager_out)
+    params = [layer.decay_f_logit, layer.decay_b_logit, layer.v_threshold]
+    ge = torch.autograd.grad(eager_out, [xe, *params], g)
+    gc = torch.autograd.grad(comp_out, [xc, *params], g)
+    for a, b in zip(ge, gc):
+        assert torch.equal(a, b)
+    graph = torch._dynamo.explain(layer)(x, mask)
+    assert graph.graph_break_count == 0
+    targets = {str(n.target) for gm in graph.graphs for n in gm.graph.nodes}
+    assert "bpsn_ext.bpsn_cpu_forward.default" in targets
+
+
+def test_export_keeps_the_operator():
+    layer = randomised(channels=4)
+    x = torch.randn(8, 2, 4) + 0.5
+    ep = torch.export.export(layer, (x,))
+    assert "bpsn_ext.bpsn_cpu_forward" in str(ep.graph)
+    assert torch.equal(ep.module()(x), layer(x))
