@@ -52,7 +52,13 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
     rows = report["results"]
     assert [(r["T"], r["neuron"]) for r in rows] == [
         (T, key) for T in (128, 512) for key in bench_bpsn.NEURON_KEYS
+        if key not in bench_bpsn.QUICK_SKIP  # the compile row: a minute per T
     ]
+    floor = _row(report, "floor", 512)
+    assert floor["peak_memory_bytes"] == 6 * 512 * 8 * 256 * 4  # the six arrays it streams
+    assert report["headline"]["bpsn_fwd_bwd_over_floor"]["512"] == pytest.approx(
+        _row(report, "bpsn", 512)["fwd_bwd"]["median_ms"] / floor["fwd_bwd"]["median_ms"])
+    assert "BPSN fwd+bwd / memory floor at T=512:" in out
     for row in rows:
         assert row["status"] in ("ok", "skipped")
         if row["status"] == "skipped":
@@ -62,7 +68,9 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
             assert set(row[phase]) == STATS and row[phase]["repeats"] == 2
             assert row[phase]["median_ms"] > 0
             assert row[f"speedup_{phase}"] > 0
-        assert row["peak_memory_bytes"] > 0 and 0.0 <= row["firing_rate"] <= 1.0
+        assert row["peak_memory_bytes"] > 0
+        if row["neuron"] != "floor":  # the floor fires nothing
+            assert 0.0 <= row["firing_rate"] <= 1.0
 
     native = BPSN(256).uses_native_kernel(torch.zeros(1, 1, 256))
     for T in (128, 512):

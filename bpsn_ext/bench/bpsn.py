@@ -30,7 +30,14 @@ spell of a shared machine slows them alike.  Neurons (``NEURON_KEYS``):
   full-size zero tensor in the backward pass, O(T^2) work (minutes at T = 8192), which would
   measure the indexing rather than the neuron;
 * ``snntorch_state_leaky``: snnTorch ``snn.StateLeaky(beta=0.5, channels=features)`` (a causal
-  depthwise convolution with a T-tap kernel, O(T^2) time), where snnTorch has it (>= 1.0).
+  depthwise convolution with a T-tap kernel, O(T^2) time), where snnTorch has it (>= 1.0);
+* ``bpsn_compiled``: the default BPSN under ``torch.compile(fullgraph=True)`` (inductor): the
+  native kernel runs as the ``bpsn_ext::bpsn_cpu_forward`` operator inside the compiled graph.
+  Compiling takes a minute per T (in the untimed first call), so ``quick`` runs leave it out;
+* ``floor``: not a neuron but the memory floor: the time to stream the bytes a forward (3 arrays
+  of the input's size: read x, write spikes and the membrane) and a forward+backward (6
+  distinct arrays) must at least move, as ``torch.add(a, b, out=c)`` over fresh arrays (so
+  caches do not flatter it).  The headline gives BPSN's time over the floor.
 
 SpikingJelly neurons get ``functional.reset_net`` before every call.  Neurons a library lacks
 (PSN, SlidingPSN in SpikingJelly 0.0.0.0.14; StateLeaky in snnTorch 0.9.4) and the T limits
@@ -85,6 +92,7 @@ MATMUL_MAX_T = 512  # the bpsn_matmul row: 4-5 s per fwd+bwd at T = 512 on one c
 QUICK_MATMUL_MAX_T = 128
 FULL_REPEATS_UP_TO_T = 256  # repeats shrink as 1/T beyond this T (see repeats_for)
 TARGET_SPEEDUP = 5.0  # BPSN fwd+bwd vs SpikingJelly LIFNode, on CPU
+TARGET_OVER_FLOOR = 2.0  # BPSN fwd+bwd within 2x the time of streaming its bytes
 HEADLINE_T = (512, 2048)
 MEMORY_T = (2048, 8192)  # BPSN peak memory ratio: linear growth ~4x, quadratic ~16x
 
@@ -97,7 +105,10 @@ NEURON_KEYS = (
     "sj_sliding_psn",
     "snntorch_leaky",
     "snntorch_state_leaky",
+    "bpsn_compiled",
+    "floor",
 )
+QUICK_SKIP = ("bpsn_compiled",)  # a minute of compiling per T
 BASE = "bpsn"
 MiB = 2.0**20
 
@@ -147,10 +158,32 @@ def _snntorch_loop(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(spikes)
 
 
+class _Floor(nn.Module):
+    """Streams 3 (``arrays=3``) or 6 distinct arrays of the input's size: the memory floor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrays: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, arrays: int = 3) -> torch.Tensor:
+        if not self.arrays or self.arrays[0].shape != x.shape:
+            self.arrays = [torch.rand_like(x) for _ in range(6)]
+        a = self.arrays
+        torch.add(a[0], a[1], out=a[2])
+        if arrays == 6:
+            torch.add(a[3], a[4], out=a[5])
+        return a[2]
+
+
 def _bpsn_neurons() -> list[_Neuron]:
     from bpsn_ext import BPSN
 
+    def compiled(T: int, C: int) -> nn.Module:
+        return torch.compile(BPSN(C), fullgraph=True)
+
     return [
+        _Neuron("bpsn_compiled", "BPSN torch.compile", compiled, _direct),
+        _Neuron("floor", "memory floor (streaming)", lambda T, C: _Floor(), _direct),
         _Neuron("bpsn", "BPSN (default)", lambda T, C: BPSN(C), _direct),
         _Neuron("bpsn_torch", "BPSN torch path", lambda T, C: BPSN(C, method="chunked"),
                 _direct),
@@ -271,6 +304,8 @@ def _closures(
     n: _Neuron, module: nn.Module, x: torch.Tensor
 ) -> tuple[Callable[[], None], Callable[[dict | None], None]]:
     params = list(module.parameters())
+    if isinstance(module, _Floor):
+        return (lambda: module(x, 3)), (lambda record=None: module(x, 6))
 
     def forward() -> None:
         if n.reset is not None:
@@ -332,6 +367,8 @@ def _measure_T(
             lambda f=fwd_bwd, rec=record: f(rec), device=dev
         )
         by_key[key]["firing_rate"] = record.get("firing_rate")
+        if key == "floor":  # what it streams, not what it allocates
+            by_key[key]["peak_memory_bytes"] = 6 * x.numel() * x.element_size()
     fns: dict[str, Callable[[], None]] = {}
     for key, (_, fwd, fwd_bwd) in active.items():
         if forward_warmup:
@@ -375,6 +412,14 @@ def _headline(rows: list[dict]) -> dict:
         torch_path[str(T)] = None if row is None or tp is None else (
             row["fwd_bwd"]["median_ms"] / tp["fwd_bwd"]["median_ms"]
         )
+    floor_ratio: dict[str, float | None] = {}
+    compiled_ratio: dict[str, float | None] = {}
+    for T in sorted({r["T"] for r in rows}):
+        base, floor, comp = (_find(rows, k, T) for k in (BASE, "floor", "bpsn_compiled"))
+        floor_ratio[str(T)] = None if base is None or floor is None else (
+            base["fwd_bwd"]["median_ms"] / floor["fwd_bwd"]["median_ms"])
+        compiled_ratio[str(T)] = None if base is None or comp is None else (
+            comp["fwd_bwd"]["median_ms"] / base["fwd_bwd"]["median_ms"])
     small, large = (_find(rows, BASE, T) for T in MEMORY_T)
     mem_ratio = None
     if small is not None and large is not None and small["peak_memory_bytes"] > 0:
@@ -389,6 +434,9 @@ def _headline(rows: list[dict]) -> dict:
                                  else _find(rows, BASE, T).get("method"))
                         for T in HEADLINE_T},
         "speedup_fwd_bwd_vs_sj_lif_torch_path": torch_path,
+        "bpsn_fwd_bwd_over_floor": floor_ratio,
+        "target_over_floor": TARGET_OVER_FLOOR,
+        "compiled_over_eager_fwd_bwd": compiled_ratio,
         f"bpsn_peak_memory_ratio_T{MEMORY_T[1]}_vs_T{MEMORY_T[0]}": mem_ratio,
         "memory_ratio_if_linear": MEMORY_T[1] / MEMORY_T[0],
         "memory_ratio_if_quadratic": (MEMORY_T[1] / MEMORY_T[0]) ** 2,
@@ -437,6 +485,8 @@ def run(
     if matmul_max_T is None:
         matmul_max_T = QUICK_MATMUL_MAX_T if quick else MATMUL_MAX_T
     keys = tuple(NEURON_KEYS if neurons is None else neurons)
+    if quick and neurons is None:
+        keys = tuple(k for k in keys if k not in QUICK_SKIP)
     positive = [("batch", batch), ("features", features), ("repeats", repeats),
                 ("matmul_max_T", matmul_max_T), *((f"T[{i}]", t) for i, t in enumerate(Ts))]
     if threads is not None:
@@ -538,6 +588,12 @@ def format_report(report: dict) -> str:
                 + ("" if method is None else f" (method {method}{extra})")
                 + f" (target >= {head['target_speedup_fwd_bwd_vs_sj_lif']:g}x on CPU: {verdict})"
             )
+    for T, r in head.get("bpsn_fwd_bwd_over_floor", {}).items():
+        if r is not None:
+            c = head["compiled_over_eager_fwd_bwd"].get(T)
+            comp = "" if c is None else f"; torch.compile / eager {c:.2f}x"
+            lines.append(f"BPSN fwd+bwd / memory floor at T={T}: {r:.2f}x "
+                         f"(target <= {head['target_over_floor']:g}x){comp}")
     small, large = MEMORY_T
     ratio = head[f"bpsn_peak_memory_ratio_T{large}_vs_T{small}"]
     text = "n/a (not measured)" if ratio is None else f"{ratio:.2f}x"
