@@ -7,7 +7,6 @@ influence real ones, and forward and backward temporal information are fused.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
@@ -24,9 +23,6 @@ __all__ = ["BPSN", "BPSN_METHODS"]
 
 # "native": the compiled CPU kernel (bpsn_ext.kernels.cpu_native); the rest integrate in torch
 BPSN_METHODS = METHODS + ("native",)
-_NATIVE_DTYPES = (torch.float32, torch.float64)
-_log = logging.getLogger("bpsn_ext")
-_native_fallback_logged = False
 
 
 def _logit(p: float) -> float:
@@ -63,7 +59,8 @@ class BPSN(nn.Module):
         method: ``"auto"``: on CPU the native kernel (``"native"``) where it covers the
             configuration (leak kernel, split fusion, refractory or no rule, ATan/Sigmoid/S2NN/
             FastSigmoid surrogate, float32/float64) and builds (a C++ compiler is needed; unset
-            by ``BPSN_EXT_CPU_KERNEL=0``), else the chunked block scan in torch.  Explicit
+            by ``BPSN_EXT_CPU_KERNEL=0``), else the chunked block scan in torch; the choice is
+            made in `bpsn_ext.kernels.provider`.  Explicit
             choices: ``"native"`` (raises where it cannot run), or a torch integration:
             ``"chunked"``, ``"fft"``, ``"matmul"`` (dense T x T) or ``"loop"`` (the recurrence,
             for reference).
@@ -207,100 +204,28 @@ class BPSN(nn.Module):
                 )
         return dim
 
-    def cuda_kernel_config(self, x_seq: torch.Tensor | None = None) -> dict:
-        """Arguments of the fused CUDA kernel, or ValueError naming what it does not cover."""
-        problems = []
-        if self.kernel != "leak":
-            problems.append(f"kernel={self.kernel!r}")
-        if self.fusion == "concat":
-            problems.append("fusion='concat'")
-        if self.runaway == "soft_reset":
-            problems.append("runaway='soft_reset'")
-        sg = self.surrogate_function
-        kinds = {"ATan": 0, "Sigmoid": 1, "S2NN": 2, "FastSigmoid": 3}
-        name = type(sg).__name__
-        module = type(sg).__module__
-        known = module in ("bpsn_ext.surrogate", "spikingjelly.activation_based.surrogate")
-        if not (known and name in kinds and getattr(sg, "spiking", True)):
-            problems.append(f"surrogate {module}.{name}")
-        if problems:
-            raise ValueError(
-                "the fused BPSN kernel covers leak kernels, split/gate/avg/sum fusion, the "
-                "refractory or no runaway rule and the ATan/Sigmoid/S2NN/FastSigmoid "
-                "surrogates; not "
-                + ", ".join(problems)
-            )
-        if self.fusion in ("gate", "split"):
-            if x_seq is None and self.fusion == "split":
-                weights = None  # the split depends on the input's channel count
-            else:
-                g = self.gate if x_seq is None else self.fusion_gate(x_seq)
-                weights = (g, 1 - g)
-        else:
-            weights = (torch.tensor(0.5), torch.tensor(0.5)) if self.fusion == "avg" else (
-                torch.tensor(1.0), torch.tensor(1.0))
-        return {
-            "fire_ge": int(getattr(sg, "fire_ge", True)),
-            "refractory": self.refractory_steps if self.runaway == "refractory" else 0,
-            "k0": 1.0 if self.fusion == "sum" else 0.0,
-            "sg_kind": kinds[name],
-            "sg_a": float(getattr(sg, "alpha", getattr(sg, "slope", 0.0))),
-            "sg_b": float(getattr(sg, "beta", 0.0)),
-            "weights": weights,
-        }
-
-    def uses_native_kernel(self, x_seq: torch.Tensor) -> bool:
-        """Whether ``forward`` runs the native CPU kernel for this input.
-
-        ``method="native"`` raises (RuntimeError / ValueError, saying why) where it cannot;
-        ``"auto"`` answers False there (a missing compiler is logged once).  Under
-        ``torch.compile`` the kernel runs as the ``bpsn_ext::bpsn_cpu_forward`` operator.
-        """
-        if self.method not in ("auto", "native"):
-            return False
-        from bpsn_ext.kernels import cpu_native  # plain torch + ctypes; compiles on first use
-
-        if self.method == "native":
-            if not cpu_native.enabled():
-                raise RuntimeError(
-                    f"method='native' was requested but {cpu_native.ENV_SWITCH}=0 disables the "
-                    "native BPSN CPU kernel; unset it or use method='auto'"
-                )
-            cpu_native.native_config(self, x_seq)  # ValueError naming what is not covered
-            reason = cpu_native.load_problem()
-            if reason is not None:
-                raise cpu_native.NativeKernelUnavailable(
-                    f"method='native' was requested but the BPSN CPU kernel is unavailable: "
-                    f"{reason}"
-                )
-            return True
-        if (x_seq.device.type != "cpu" or x_seq.dtype not in _NATIVE_DTYPES
-                or x_seq.dim() < 3 or x_seq.shape[0] == 0 or x_seq.shape[1] == 0
-                or not cpu_native.enabled()):
-            return False  # odd shapes: the torch path gives its own errors
-        try:
-            cpu_native.native_config(self, x_seq)
-        except ValueError:
-            return False
-        reason = cpu_native.load_problem()
-        if reason is not None:
-            global _native_fallback_logged
-            if not _native_fallback_logged:
-                _native_fallback_logged = True
-                _log.info("bpsn_ext: BPSN uses the torch path on CPU (native kernel: %s)", reason)
-            return False
-        return True
-
     def forward_with_membrane(
         self, x_seq: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(spikes, membrane)``, both ``[T, N, *]``; the membrane is the fused pre-spike H."""
+        return self._compute(x_seq, mask, "torch")
+
+    def _compute(self, x_seq: torch.Tensor, mask: torch.Tensor | None, backend: str):
+        """Spikes and membrane from the provider that `bpsn_ext.kernels.provider.choose`
+        picks for this input (``backend``: SpikingJelly's CUDA backend request)."""
         check_rank("x_seq", check_floating("x_seq", x_seq), 2, "[T, N, *]")
         dim = self._check_channels(x_seq)
-        if self.uses_native_kernel(x_seq):
+        from bpsn_ext.kernels import provider  # plain torch + ctypes; CuPy only on CUDA
+
+        chosen = provider.choose(self, x_seq, backend)
+        if chosen == "native":
             from bpsn_ext.kernels.cpu_native import bpsn_native
 
             return bpsn_native(self, x_seq, mask)
+        if chosen == "cupy":
+            from bpsn_ext.kernels.cupy_bpsn import bpsn_cupy  # imported only on CUDA
+
+            return bpsn_cupy(self, x_seq, mask)
         leak = self.kernel == "leak"
         return bpsn(
             x_seq,

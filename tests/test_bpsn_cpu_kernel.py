@@ -2,14 +2,15 @@
 the torch path and the sequential reference: spikes exactly, membranes and every gradient to
 rounding; masks, odd shapes, threads, the no-grad path, and how ``method="auto"`` picks it."""
 
-import logging
 import os
+import warnings
 
 import pytest
 import torch
 
 from bpsn_ext import BPSN
 from bpsn_ext.kernels import cpu_native
+from bpsn_ext.kernels.provider import choose  # noqa: E402
 from bpsn_ext.surrogate import S2NN, ATan, FastSigmoid, Sigmoid
 from tests.bpsn_reference import bpsn_reference
 
@@ -103,7 +104,7 @@ def test_native_equals_torch_path(native, dtype, layout, mask_kind):
         "lengths": torch.tensor([T, max(T - 5, 1), 1][:N]),
         "holes": torch.rand(T, N, generator=torch.Generator().manual_seed(3)) > 0.3,
     }[mask_kind]
-    assert nat.uses_native_kernel(x)
+    assert choose(nat, x) == "native"
     s, h, _ = assert_same(nat, ref, x, mask)
     if mask is not None:
         from bpsn_ext.core.masks import as_mask
@@ -138,7 +139,7 @@ def test_spikingjelly_surrogates_and_adapter(native):
     from bpsn_ext.spikingjelly import BPSNNode
 
     node = BPSNNode(4, step_mode="m").double()  # backend 'torch' (the default): native on CPU
-    assert node.uses_native_kernel(x)
+    assert choose(node, x) == "native"
     torch.testing.assert_close(node(x), BPSN(4, method="loop").double()(x), rtol=0, atol=0)
 
 
@@ -200,7 +201,7 @@ def test_gradcheck_of_the_membrane_through_native(native):
     x = data((T, N, C)).requires_grad_(True)
     lf = layer.decay_f_logit.detach().clone().requires_grad_(True)
     lb = layer.decay_b_logit.detach().clone().requires_grad_(True)
-    assert layer.uses_native_kernel(x)
+    assert choose(layer, x) == "native"
     assert torch.autograd.gradcheck(f, (x, lf, lb))
 
 
@@ -291,7 +292,7 @@ def test_no_grad_path(native):
     x = data((25, 3, 6), F32)
     lengths = torch.tensor([25, 10, 3])
     with torch.no_grad():
-        assert layer.uses_native_kernel(x)
+        assert choose(layer, x) == "native"
         s, h = layer.forward_with_membrane(x, lengths)
     s2, h2 = layer.forward_with_membrane(x.clone().requires_grad_(True), lengths)
     assert torch.equal(s, s2) and torch.equal(h, h2.detach())
@@ -307,16 +308,16 @@ def test_no_grad_path(native):
 
 def test_auto_picks_native_only_where_it_applies(native, monkeypatch):
     x = data((10, 2, 4), F32)
-    assert BPSN(4)(x).shape == x.shape and BPSN(4).uses_native_kernel(x)
-    assert BPSN(4).uses_native_kernel(x.double())
-    assert not BPSN(4).uses_native_kernel(x.half())
-    assert not BPSN(4, fusion="gate").uses_native_kernel(x)
-    assert not BPSN(4, runaway="soft_reset").uses_native_kernel(x)
-    assert not BPSN(4, kernel="window").uses_native_kernel(x)
-    assert not BPSN(4, method="chunked").uses_native_kernel(x)
-    assert not BPSN(4, surrogate=ATan(spiking=False)).uses_native_kernel(x)
+    assert BPSN(4)(x).shape == x.shape and choose(BPSN(4), x) == "native"
+    assert choose(BPSN(4), x.double()) == "native"
+    assert choose(BPSN(4), x.half()) != "native"
+    assert choose(BPSN(4, fusion="gate"), x) != "native"
+    assert choose(BPSN(4, runaway="soft_reset"), x) != "native"
+    assert choose(BPSN(4, kernel="window"), x) != "native"
+    assert choose(BPSN(4, method="chunked"), x) != "native"
+    assert choose(BPSN(4, surrogate=ATan(spiking=False)), x) != "native"
     monkeypatch.setenv(cpu_native.ENV_SWITCH, "0")
-    assert not BPSN(4).uses_native_kernel(x)
+    assert choose(BPSN(4), x) != "native"
     calls = []
     monkeypatch.setattr(cpu_native, "bpsn_native",
                         lambda module, xx, mask: calls.append(xx) or (xx, xx))
@@ -355,20 +356,23 @@ def test_explicit_request_errors(monkeypatch):
         BPSN(4, method="native")(x)
 
 
-def test_auto_falls_back_to_torch_when_unavailable(monkeypatch, caplog):
-    import bpsn_ext.bpsn as bpsn_module
+def test_auto_falls_back_to_torch_when_unavailable(monkeypatch):
+    from bpsn_ext.kernels import provider
 
     monkeypatch.setattr(cpu_native, "unavailable_reason", lambda: "no C++ compiler found")
-    monkeypatch.setattr(bpsn_module, "_native_fallback_logged", False)
+    monkeypatch.setattr(provider, "_fallback_warned", False)
     x = data((9, 2, 4), F32)
     layer = BPSN(4)
-    with caplog.at_level(logging.INFO, logger="bpsn_ext"):
-        assert not layer.uses_native_kernel(x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert choose(layer, x) != "native"
         out = layer(x)
         layer(x)
     assert out.shape == x.shape
-    messages = [r.getMessage() for r in caplog.records if "native kernel" in r.getMessage()]
+    messages = [str(w.message) for w in caught if "native kernel" in str(w.message)]
     assert len(messages) == 1 and "no C++ compiler found" in messages[0]
+    assert "Install a C++ compiler" in messages[0] and "BPSN_EXT_CPU_KERNEL=0" in messages[0]
+    assert caught[0].category is RuntimeWarning
 
 
 def test_loader_reports_a_missing_compiler(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import torch
 
 from bpsn_ext import BPSN
 from bpsn_ext.kernels.launch_args import channel_sums, prepare
+from bpsn_ext.kernels.provider import cupy_config  # noqa: E402
 from bpsn_ext.surrogate import S2NN, ATan, FastSigmoid, Sigmoid
 
 SOURCE = files("bpsn_ext.kernels") / "bpsn_kernels.cu"
@@ -133,12 +134,12 @@ def test_host_build_of_the_kernel_equals_torch(host_lib, case, layout):
 
 def test_kernel_config_rejects_what_it_does_not_cover():
     with pytest.raises(ValueError, match="not fusion='concat'"):
-        BPSN(fusion="concat").cuda_kernel_config()
+        cupy_config(BPSN(fusion="concat"))
     with pytest.raises(ValueError, match="runaway='soft_reset'"):
-        BPSN(runaway="soft_reset").cuda_kernel_config()
+        cupy_config(BPSN(runaway="soft_reset"))
     with pytest.raises(ValueError, match="surrogate"):
-        BPSN(surrogate=torch.sigmoid).cuda_kernel_config()
-    config = BPSN().cuda_kernel_config(torch.randn(3, 2, 4))
+        cupy_config(BPSN(surrogate=torch.sigmoid))
+    config = cupy_config(BPSN(), torch.randn(3, 2, 4))
     assert config["sg_kind"] == 0 and config["refractory"] == 1
     torch.testing.assert_close(config["weights"][0], torch.tensor([1.0, 1.0, 0.0, 0.0]))
 

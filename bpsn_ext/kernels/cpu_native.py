@@ -47,7 +47,6 @@ __all__ = [
     "load_problem",
     "load",
     "compile_library",
-    "native_config",
     "bpsn_native",
 ]
 
@@ -60,8 +59,6 @@ SOURCE_NAME = "bpsn_cpu.cpp"
 COMPILERS = ("c++", "g++", "clang++")
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=off")
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-_SURROGATES = {"ATan": 0, "Sigmoid": 1, "S2NN": 2, "FastSigmoid": 3}
-_SURROGATE_MODULES = ("bpsn_ext.surrogate", "spikingjelly.activation_based.surrogate")
 _log = logging.getLogger("bpsn_ext")
 
 
@@ -230,39 +227,6 @@ def available() -> bool:
     return unavailable_reason() is None
 
 
-def native_config(module, x: torch.Tensor) -> dict:
-    """Kernel arguments for a :class:`bpsn_ext.BPSN` ``module`` and input ``x``, or ValueError
-    naming what the native kernel does not cover."""
-    problems = []
-    if module.kernel != "leak":
-        problems.append(f"kernel={module.kernel!r}")
-    if module.fusion != "split":
-        problems.append(f"fusion={module.fusion!r}")
-    if module.runaway not in ("refractory", "none"):
-        problems.append(f"runaway={module.runaway!r}")
-    sg = module.surrogate_function
-    name, where = type(sg).__name__, type(sg).__module__
-    if not (where in _SURROGATE_MODULES and name in _SURROGATES and getattr(sg, "spiking", True)):
-        problems.append(f"surrogate {where}.{name}")
-    if x.device.type != "cpu":
-        problems.append(f"a tensor on {x.device}")
-    if x.dtype not in _DTYPES:
-        problems.append(f"dtype {x.dtype}")
-    if problems:
-        raise ValueError(
-            "the native BPSN CPU kernel covers float32/float64 CPU tensors, kernel='leak', "
-            "fusion='split', runaway 'refractory' or 'none' and the ATan/Sigmoid/S2NN/"
-            "FastSigmoid surrogates; not " + ", ".join(problems)
-        )
-    return {
-        "fire_ge": int(getattr(sg, "fire_ge", True)),
-        "refractory": module.refractory_steps if module.runaway == "refractory" else 0,
-        "sg_kind": _SURROGATES[name],
-        "sg_a": float(getattr(sg, "alpha", getattr(sg, "slope", 0.0))),
-        "sg_b": float(getattr(sg, "beta", 0.0)),
-    }
-
-
 def _threads() -> int:
     """Threads for one kernel call: ``$BPSN_EXT_CPU_KERNEL_THREADS`` or torch's intra-op count."""
     value = os.environ.get(ENV_THREADS, "").strip()
@@ -292,6 +256,8 @@ def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
     Raises ValueError for configurations the kernel does not cover and
     :class:`NativeKernelUnavailable` when it cannot be built here.
     """
+    from bpsn_ext.kernels.provider import native_config
+
     cfg = native_config(module, x)
     if x.dim() < 3:
         raise ValueError(

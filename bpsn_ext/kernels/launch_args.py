@@ -32,7 +32,9 @@ class KernelArgs:
 
 def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
     """Validate and lay out the inputs of a :class:`bpsn_ext.BPSN` for the fused kernel."""
-    cfg = module.cuda_kernel_config(x)  # ValueError for configurations without a kernel
+    from bpsn_ext.kernels.provider import cupy_config
+
+    cfg = cupy_config(module, x)  # ValueError for configurations without a kernel
     if x.dim() < 2:
         raise ValueError(f"x_seq must have shape [T, N, *], got {list(x.shape)}")
     dim = module._check_channels(x)

@@ -25,7 +25,6 @@ from spikingjelly.activation_based import neuron
 
 from bpsn_ext.bpsn import BPSN
 from bpsn_ext.core.checks import check_float, warn_once
-from bpsn_ext.core.dispatch import resolve_backend
 from bpsn_ext.spikingjelly._compat import BackendMixin
 
 __all__ = ["BPSNNode"]
@@ -129,17 +128,7 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
 
     # -- forward --------------------------------------------------------------------------
     def _membrane_and_spikes(self, x_seq, mask):
-        use_cupy = resolve_backend(self._backend, x_seq) == "cupy"
-        if use_cupy and self._backend != "cupy":  # auto: fall back where no kernel exists
-            try:
-                self.cuda_kernel_config()
-            except ValueError:
-                use_cupy = False
-        if use_cupy:
-            from bpsn_ext.kernels.cupy_bpsn import bpsn_cupy  # imported only on CUDA
-
-            return bpsn_cupy(self, x_seq, mask)
-        return self.forward_with_membrane(x_seq, mask)
+        return self._compute(x_seq, mask, self._backend)  # the provider honours `backend`
 
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         self._check_step_mode(x_seq)
