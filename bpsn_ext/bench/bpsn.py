@@ -567,7 +567,8 @@ def format_report(report: dict) -> str:
         ])
     reps = ", ".join(f"T={t}: {n}" for t, n in cfg["repeats_per_T"].items())
     lines = [
-        f"BPSN vs other neurons: x ~ {cfg['input']} [T, {cfg['batch']}, {cfg['features']}], "
+        f"BPSN vs other neurons: x ~ {cfg['input']} [T, {cfg['batch']}, {cfg['features']}"
+        + (f", {cfg['spatial']}, {cfg['spatial']}" if cfg.get("spatial") else "") + "], "
         f"device {cfg['device']}, {env['torch_threads']} torch threads; median ms "
         f"(timed rounds {reps}); peak MiB of one fwd+bwd",
         "BPSN x = that neuron's time / BPSN (default)'s time at the same T (> 1: BPSN faster); "
