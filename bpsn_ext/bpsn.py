@@ -7,8 +7,8 @@ influence real ones, and forward and backward temporal information are fused.
 
 from __future__ import annotations
 
-import logging
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -24,7 +24,6 @@ __all__ = ["BPSN", "BPSN_METHODS"]
 # "native": the compiled CPU kernel (bpsn_ext.kernels.cpu_native); the rest integrate in torch
 BPSN_METHODS = METHODS + ("native",)
 _NATIVE_DTYPES = (torch.float32, torch.float64)
-_log = logging.getLogger("bpsn_ext")
 _native_fallback_logged = False
 
 
@@ -232,7 +231,7 @@ class BPSN(nn.Module):
         """Whether ``forward`` runs the native CPU kernel for this input.
 
         ``method="native"`` raises (RuntimeError / ValueError, saying why) where it cannot;
-        ``"auto"`` answers False there (a missing compiler is logged once) and under
+        ``"auto"`` answers False there (a missing compiler gives one warning) and under
         ``torch.compile``, which traces the torch path instead.
         """
         if self.method not in ("auto", "native"):
@@ -267,7 +266,13 @@ class BPSN(nn.Module):
             global _native_fallback_logged
             if not _native_fallback_logged:
                 _native_fallback_logged = True
-                _log.info("bpsn_ext: BPSN uses the torch path on CPU (native kernel: %s)", reason)
+                warnings.warn(
+                    f"bpsn_ext: BPSN runs the slower torch path on CPU because the native kernel "
+                    f"is unavailable: {reason}. Install a C++ compiler (e.g. g++) or point "
+                    f"${cpu_native.ENV_CXX} at one for the native kernel; set "
+                    f"{cpu_native.ENV_SWITCH}=0 to choose the torch path without this warning",
+                    RuntimeWarning, stacklevel=3,
+                )
             return False
         return True
 

@@ -2,8 +2,8 @@
 the torch path and the sequential reference: spikes exactly, membranes and every gradient to
 rounding; masks, odd shapes, threads, the no-grad path, and how ``method="auto"`` picks it."""
 
-import logging
 import os
+import warnings
 
 import pytest
 import torch
@@ -354,20 +354,23 @@ def test_explicit_request_errors(monkeypatch):
         BPSN(4, method="native")(x)
 
 
-def test_auto_falls_back_to_torch_when_unavailable(monkeypatch, caplog):
+def test_auto_falls_back_to_torch_when_unavailable(monkeypatch):
     import bpsn_ext.bpsn as bpsn_module
 
     monkeypatch.setattr(cpu_native, "unavailable_reason", lambda: "no C++ compiler found")
     monkeypatch.setattr(bpsn_module, "_native_fallback_logged", False)
     x = data((9, 2, 4), F32)
     layer = BPSN(4)
-    with caplog.at_level(logging.INFO, logger="bpsn_ext"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         assert not layer.uses_native_kernel(x)
         out = layer(x)
         layer(x)
     assert out.shape == x.shape
-    messages = [r.getMessage() for r in caplog.records if "native kernel" in r.getMessage()]
+    messages = [str(w.message) for w in caught if "native kernel" in str(w.message)]
     assert len(messages) == 1 and "no C++ compiler found" in messages[0]
+    assert "Install a C++ compiler" in messages[0] and "BPSN_EXT_CPU_KERNEL=0" in messages[0]
+    assert caught[0].category is RuntimeWarning
 
 
 def test_loader_reports_a_missing_compiler(tmp_path, monkeypatch):
