@@ -1,7 +1,8 @@
 """One small trainer for the GLUE (SNN-BERT) and LRA examples.
 
 tqdm progress, atomic checkpoints, exact mid-epoch resume, metrics JSON, an energy-report hook,
-and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU).
+and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU), where every BatchNorm
+becomes a ``GlobalBatchNorm`` (``bpsn_ext.train.sync_norm``) (statistics of the global batch).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 
 from bpsn_ext.bench.measure import write_json_atomic
 from bpsn_ext.train.checkpoint import atomic_save, get_rng_state, load_checkpoint, set_rng_state
+from bpsn_ext.train.sync_norm import convert_batch_norms
 
 __all__ = ["TrainConfig", "Trainer", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 
@@ -192,6 +194,9 @@ class Trainer:
             self.device = torch.device("cpu")
         self.model = model.to(self.device)
         if self.world_size > 1:
+            # each rank holds a shard of the global batch: BatchNorm must see all of it
+            self.model = convert_batch_norms(self.model)
+            model = self.model
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model: nn.Module = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         else:
