@@ -158,7 +158,8 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     assert again["global_step"] == good["global_step"]
     for k, v in good["model"].items():
         assert torch.equal(v, again["model"][k])
-    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME, "metrics.json"]  # no temp files
+    # no temp files; the checkpoint before last.pt is kept as a spare
+    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME, "metrics.json", "previous.pt"]
 
 
 def test_rng_state_round_trip():

@@ -67,6 +67,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "--checkpoint-dir", dest="out", required=True,
                         help="output folder (checkpoints, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in OUT (otherwise refused)")
     g = parser.add_argument_group("model")
     g.add_argument("--layers", type=positive_int, default=4, help="encoder blocks (4)")
     g.add_argument("--width", type=positive_int, default=256, help="model width D (256)")
@@ -269,12 +271,14 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
     from bpsn_ext.data.tokenizer import WordPieceTokenizer
     from bpsn_ext.models import SNNBert, SNNBertConfig
-    from bpsn_ext.train import TrainConfig, Trainer
+    from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
     task = get_task(args.task)
     out = args.out
+    claim_run_folder(out, resume=args.resume, overwrite=args.overwrite, command="train glue",
+                     extra=(MODEL_FILE,))  # every rank: all refuse alike
     os.makedirs(out, exist_ok=True)
     model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     train_ex = load_examples(args, task.name, "train")

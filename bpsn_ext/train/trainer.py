@@ -24,15 +24,20 @@ from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from bpsn_ext.bench.measure import write_json_atomic
-from bpsn_ext.train.checkpoint import atomic_save, get_rng_state, load_checkpoint, set_rng_state
+from bpsn_ext.train.checkpoint import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    PREVIOUS_CHECKPOINT_NAME,
+    atomic_save,
+    get_rng_state,
+    load_checkpoint,
+    set_rng_state,
+)
 from bpsn_ext.train.sync_norm import convert_batch_norms
 
 __all__ = ["TrainConfig", "Trainer", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "last.pt"
-METRICS_NAME = "metrics.json"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -307,7 +312,8 @@ class Trainer:
         return total, count
 
     def save_checkpoint(self) -> None:
-        """Write ``checkpoint_dir/last.pt`` atomically (rank 0; a collective under DDP)."""
+        """Write ``checkpoint_dir/last.pt`` atomically (rank 0; a collective under DDP); the
+        one before it is kept as ``previous.pt``."""
         if self.checkpoint_path is None:
             return
         self._reduce_loss_sums()
@@ -337,6 +343,7 @@ class Trainer:
                 "batches_per_epoch": self.batches_per_epoch,
             },
             self.checkpoint_path,
+            keep_previous=PREVIOUS_CHECKPOINT_NAME,
         )
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
