@@ -269,7 +269,7 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     import torch
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
-    from bpsn_ext.data.tokenizer import WordPieceTokenizer
+    from bpsn_ext.data.tokenizer import MAX_CHARS_PER_TOKEN, WordPieceTokenizer
     from bpsn_ext.models import SNNBert, SNNBertConfig
     from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
 
@@ -303,7 +303,9 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
             tokenizer = WordPieceTokenizer.from_vocab(args.vocab, lowercase=not args.cased)
         else:
             texts = [x for e in train_ex for x in (e.text_a, e.text_b) if x]
-            tokenizer = WordPieceTokenizer.train(texts, args.vocab_size, lowercase=not args.cased)
+            tokenizer = WordPieceTokenizer.train(  # memory bounded by max_length, not a line
+                texts, args.vocab_size, lowercase=not args.cased,
+                max_chars=MAX_CHARS_PER_TOKEN * args.max_length)
         config = SNNBertConfig(
             vocab_size=tokenizer.vocab_size, num_labels=task.num_labels, layers=args.layers,
             width=args.width, heads=args.heads, ffn_width=args.ffn_width,

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["check_float", "check_rank", "check_floating"]
+__all__ = ["check_float", "check_rank", "check_floating", "check_token_ids"]
 
 
 def check_float(
@@ -44,3 +44,18 @@ def check_rank(name: str, x: torch.Tensor, min_rank: int, layout: str) -> torch.
             f"got shape {tuple(x.shape)}"
         )
     return x
+
+
+def check_token_ids(name: str, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Integer ``ids`` ``[L, N]`` must lie in ``0 .. vocab_size - 1``; else ValueError naming
+    the first bad value, its position and sample."""
+    if ids.numel():
+        bad = (ids < 0) | (ids >= vocab_size)
+        if bool(bad.any()):
+            pos, sample = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{name}[{pos}, {sample}] = {int(ids[pos, sample])} (sample {sample}, position "
+                f"{pos}) is outside the vocabulary 0..{vocab_size - 1}; expected token ids of "
+                "the tokenizer the model was built for"
+            )
+    return ids

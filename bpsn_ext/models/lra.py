@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.bpsn import BPSN
+from bpsn_ext.core.checks import check_token_ids
 from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5
 from bpsn_ext.layers._block import NORMS, SequenceNorm
@@ -135,8 +136,10 @@ class LRAClassifier(nn.Module):
                     f"with vocab_size the input is integer tokens [T, N], got {x.dtype} "
                     f"{list(x.shape)}"
                 )
-        elif x.dim() != 3:
-            raise ValueError(f"the input must be features [T, N, d_input], got {list(x.shape)}")
+            check_token_ids("x", x, self.vocab_size)
+        elif x.dim() != 3 or x.shape[-1] != self.encoder.in_features:
+            raise ValueError(f"the input must be features [T, N, d_input] with d_input = "
+                             f"{self.encoder.in_features}, got {list(x.shape)}")
         T, N = x.shape[:2]
         m = as_mask(mask, T, N, x.device)
         h = self.encoder(x)
