@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import sys
 
-__all__ = ["not_utf8"]
+__all__ = ["not_utf8", "lift_csv_field_limit"]
+
+
+def lift_csv_field_limit() -> None:
+    """Let ``csv`` read fields of any length (its default stops at 128 kB): the readers keep
+    memory bounded by the data's size and truncate long sequences themselves."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # pragma: no cover - 32-bit C long
+            limit //= 10
 
 
 def not_utf8(path: str | os.PathLike, err: UnicodeDecodeError) -> ValueError:
