@@ -39,7 +39,7 @@ def test_train_then_evaluate(glue_root, tmp_path, capsys):
     assert main(["train", "glue", "--task", "sst2", "--data", glue_root, "--out", out,
                  "--epochs", "6", "--dropout", "0.0", *SMALL]) == 0
     assert sorted(os.listdir(out)) == ["energy.json", CHECKPOINT_NAME, "metrics.json",
-                                       "model.json", "tokenizer.json"]
+                                       "model.json", "previous.pt", "tokenizer.json"]
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())
     hist = metrics["history"]
     assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"] - 0.05

@@ -30,9 +30,12 @@ def make_data(n: int = 96, seed: int = 0) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-def make_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
+def make_model(seed: int = 0, dropout: float = 0.0, batch_norm: bool = False) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Dropout(dropout), nn.Linear(16, 3))
+    # no bias before a BatchNorm: its gradient is rounding noise, which Adam would amplify
+    first = nn.Linear(8, 16, bias=not batch_norm)
+    norm = nn.BatchNorm1d(16) if batch_norm else nn.Identity()
+    return nn.Sequential(first, norm, nn.Tanh(), nn.Dropout(dropout), nn.Linear(16, 3))
 
 
 def loss_fn(model, batch):
@@ -155,7 +158,8 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     assert again["global_step"] == good["global_step"]
     for k, v in good["model"].items():
         assert torch.equal(v, again["model"][k])
-    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME, "metrics.json"]  # no temp files
+    # no temp files; the checkpoint before last.pt is kept as a spare
+    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME, "metrics.json", "previous.pt"]
 
 
 def test_rng_state_round_trip():
@@ -233,13 +237,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str, batch_size: int, n: int) -> None:
+def _ddp_worker(rank: int, world: int, port: int, out: str, batch_size: int, n: int,
+                batch_norm: bool = False) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     try:
-        trainer = make_trainer(out, epochs=1, batch_size=batch_size, n_train=n, device="cpu")
+        trainer = make_trainer(out, epochs=1, batch_size=batch_size, n_train=n, device="cpu",
+                               model=make_model(batch_norm=batch_norm))
         assert trainer.world_size == world
         final = trainer.fit()
         if rank == 0:
@@ -255,15 +261,18 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, batch_size: int, n: 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 # (20, 95): the last global batch has 15 samples, split 8 + 7 between the ranks.
-@pytest.mark.parametrize("batch_size, n", [(16, 96), (20, 95)])
-def test_ddp_gloo_matches_single_process(tmp_path, batch_size, n):
+# batch_norm: BatchNorm statistics span both ranks' shards (GlobalBatchNorm), as in one process.
+@pytest.mark.parametrize("batch_size, n, batch_norm", [(16, 96, False), (20, 95, False),
+                                                       (20, 95, True)])
+def test_ddp_gloo_matches_single_process(tmp_path, batch_size, n, batch_norm):
     import torch.multiprocessing as mp
 
     out = str(tmp_path / "ddp")
     os.makedirs(out)
     for attempt in range(3):
         try:
-            mp.spawn(_ddp_worker, args=(2, _free_port(), out, batch_size, n), nprocs=2)
+            mp.spawn(_ddp_worker, args=(2, _free_port(), out, batch_size, n, batch_norm),
+                     nprocs=2)
             break
         except mp.ProcessRaisedException as e:
             # The free port can be taken by someone else between _free_port and the bind.
@@ -273,7 +282,8 @@ def test_ddp_gloo_matches_single_process(tmp_path, batch_size, n):
     ddp = torch.load(out + "/ddp.pt", weights_only=False)
 
     single = make_trainer(
-        tmp_path / "single", epochs=1, batch_size=batch_size, n_train=n, device="cpu"
+        tmp_path / "single", epochs=1, batch_size=batch_size, n_train=n, device="cpu",
+        model=make_model(batch_norm=batch_norm),
     )
     final = single.fit()
     # Gradients are averaged over two half-batch means instead of one full-batch mean: the
@@ -284,3 +294,18 @@ def test_ddp_gloo_matches_single_process(tmp_path, batch_size, n):
     for k in final:
         assert ddp["final"][k] == pytest.approx(final[k], rel=1e-5, abs=1e-6)
     assert os.path.exists(os.path.join(out, CHECKPOINT_NAME))
+
+
+def test_global_batch_norm_is_batch_norm_in_one_process():
+    from bpsn_ext.train.sync_norm import GlobalBatchNorm, convert_batch_norms
+
+    ref = make_model(batch_norm=True)
+    model = convert_batch_norms(make_model(batch_norm=True))
+    assert isinstance(model[1], GlobalBatchNorm)
+    assert model.state_dict().keys() == ref.state_dict().keys()
+    x = torch.randn(12, 8)
+    torch.testing.assert_close(model(x), ref(x))
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v)
+    with pytest.raises(ValueError, match="expected input \\[N, C, \\*\\]"):
+        GlobalBatchNorm(3)(torch.randn(3))

@@ -6,6 +6,10 @@ layout, so that ``train lra --data OUT`` (and S4's own loaders) read it.
 * ``generate pathfinder --out DIR``: ``DIR/pathfinder32/curv_contour_length_14/{imgs,metadata}``
   (``--resolution 128`` for Path-X parameters, ``--contour-length 6|9|14`` for the
   difficulty).  Images go in folders of ``--per-folder`` (1000) like the release.
+
+Both refuse to replace an existing data set unless ``--overwrite`` is given.  The new data set is
+written into a hidden folder beside the target (``.<name>.partial``) and swapped in only when
+complete, so a run killed midway leaves the earlier data set (or none) in place, never a mix.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     parser.add_argument("--out", required=True, help="output folder (the lra_release root)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing data set (otherwise refused); the new one is "
+                        "written beside it and swapped in when complete")
     if which == "listops":
         parser.add_argument("--n-train", type=positive_int, default=96_000)
         parser.add_argument("--n-val", type=positive_int, default=2_000)
@@ -44,9 +51,6 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
         parser.add_argument("--contour-length", type=positive_int, default=14,
                             help="difficulty: 6 (baseline), 9, 14 (hard, default)")
         parser.add_argument("--per-folder", type=positive_int, default=1000)
-        parser.add_argument("--overwrite", action="store_true",
-                            help="replace an existing data set of the same size and difficulty "
-                            "(otherwise refused: old and new images would mix)")
         for name, kind, help_ in (
             ("--continuity", float, "turn smoothness (1.0; 128: 1.8)"),
             ("--seed-distance", float, "distance of the two snakes' starts (7; 128: 20)"),
@@ -57,6 +61,39 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
             ("--antialias", int, "render scale (2)"),
         ):
             parser.add_argument(name, type=kind, default=None, help=help_)
+
+
+def _staging(target: str, overwrite: bool, what: str) -> str:
+    """A fresh hidden folder beside ``target`` to write into; refuses an existing ``target``
+    without ``overwrite``.  A ``target`` lost between the two renames of an earlier swap is
+    restored first."""
+    parent, name = os.path.split(os.path.normpath(target))
+    old = os.path.join(parent, f".{name}.old")
+    if not os.path.exists(target) and os.path.isdir(old):
+        os.replace(old, target)
+    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        if not overwrite:
+            raise SystemExit(
+                f"generate {what}: {target} already holds a data set. Pass --overwrite to "
+                "replace it (the new one is written beside it and swapped in when complete), "
+                "or choose another --out."
+            )
+    staging = os.path.join(parent, f".{name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # a run killed midway
+    os.makedirs(staging)
+    return staging
+
+
+def _swap_in(staging: str, target: str) -> None:
+    """Move the complete ``staging`` folder to ``target``; the earlier ``target`` is removed
+    only after the new one is in place."""
+    parent, name = os.path.split(os.path.normpath(target))
+    old = os.path.join(parent, f".{name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(target):
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -75,12 +112,14 @@ def _listops(args: argparse.Namespace) -> int:
                                max_length=args.max_length, max_depth=args.max_depth,
                                max_args=args.max_args)
     folder = os.path.join(args.out, "listops-1000")
+    staging = _staging(folder, args.overwrite, "listops")
     bounds = {"train": (0, args.n_train), "val": (args.n_train, args.n_train + args.n_val),
               "test": (args.n_train + args.n_val, total)}
     for split, (lo, hi) in bounds.items():
-        path = os.path.join(folder, f"basic_{split}.tsv")
-        listops.write_tsv(samples[lo:hi], path)
-        print(f"wrote {hi - lo} rows to {path}", flush=True)
+        listops.write_tsv(samples[lo:hi], os.path.join(staging, f"basic_{split}.tsv"))
+    _swap_in(staging, folder)
+    for split, (lo, hi) in bounds.items():
+        print(f"wrote {hi - lo} rows to {os.path.join(folder, f'basic_{split}.tsv')}", flush=True)
     return 0
 
 
@@ -102,14 +141,8 @@ def _pathfinder(args: argparse.Namespace) -> int:
     cfg = replace(cfg, **overrides)
     target = os.path.join(args.out, f"pathfinder{args.resolution}",
                           pathfinder.difficulty_folder(cfg.contour_length))
-    if os.path.exists(target) and os.listdir(target):
-        if not args.overwrite:
-            raise SystemExit(
-                f"generate pathfinder: {target} already holds a data set; its images and "
-                "metadata would mix with the new ones. Pass --overwrite to replace it, or "
-                "choose another --out."
-            )
-        shutil.rmtree(target)
+    staging = _staging(target, args.overwrite, "pathfinder")
+    root = os.path.join(staging, "root")  # write_pathfinder adds pathfinder<size>/<difficulty>
     rng = np.random.default_rng(args.seed)
     written = 0
     base = None
@@ -117,9 +150,13 @@ def _pathfinder(args: argparse.Namespace) -> int:
         for k, lo in enumerate(range(0, args.n, args.per_folder)):
             chunk = [pathfinder.generate_sample(cfg, rng)
                      for _ in range(min(args.per_folder, args.n - lo))]
-            base = pathfinder.write_pathfinder(chunk, args.out, config=cfg,
+            base = pathfinder.write_pathfinder(chunk, root, config=cfg,
                                                per_folder=args.per_folder, start_folder=k)
             written += len(chunk)
             bar.update(len(chunk))
-    print(f"wrote {written} images and metadata under {base}", flush=True)
+    os.replace(base, os.path.join(staging, "complete"))
+    shutil.rmtree(root)
+    _swap_in(os.path.join(staging, "complete"), target)
+    shutil.rmtree(staging)
+    print(f"wrote {written} images and metadata under {target}", flush=True)
     return 0

@@ -67,6 +67,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "--checkpoint-dir", dest="out", required=True,
                         help="output folder (checkpoints, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in OUT (otherwise refused)")
     g = parser.add_argument_group("model")
     g.add_argument("--layers", type=positive_int, default=4, help="encoder blocks (4)")
     g.add_argument("--width", type=positive_int, default=256, help="model width D (256)")
@@ -267,14 +269,16 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     import torch
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
-    from bpsn_ext.data.tokenizer import WordPieceTokenizer
+    from bpsn_ext.data.tokenizer import MAX_CHARS_PER_TOKEN, WordPieceTokenizer
     from bpsn_ext.models import SNNBert, SNNBertConfig
-    from bpsn_ext.train import TrainConfig, Trainer
+    from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
     task = get_task(args.task)
     out = args.out
+    claim_run_folder(out, resume=args.resume, overwrite=args.overwrite, command="train glue",
+                     extra=(MODEL_FILE,))  # every rank: all refuse alike
     os.makedirs(out, exist_ok=True)
     model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     train_ex = load_examples(args, task.name, "train")
@@ -299,7 +303,9 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
             tokenizer = WordPieceTokenizer.from_vocab(args.vocab, lowercase=not args.cased)
         else:
             texts = [x for e in train_ex for x in (e.text_a, e.text_b) if x]
-            tokenizer = WordPieceTokenizer.train(texts, args.vocab_size, lowercase=not args.cased)
+            tokenizer = WordPieceTokenizer.train(  # memory bounded by max_length, not a line
+                texts, args.vocab_size, lowercase=not args.cased,
+                max_chars=MAX_CHARS_PER_TOKEN * args.max_length)
         config = SNNBertConfig(
             vocab_size=tokenizer.vocab_size, num_labels=task.num_labels, layers=args.layers,
             width=args.width, heads=args.heads, ffn_width=args.ffn_width,

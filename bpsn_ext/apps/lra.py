@@ -115,6 +115,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--checkpoint-every", type=int, default=0,
                    help="also checkpoint every N steps (0: at epoch ends)")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --checkpoint-dir (otherwise refused)")
     t.add_argument("--metrics-json", default=None, help="also copy metrics.json here")
     t.add_argument("--energy-samples", type=int, default=64,
                    help="test samples of the energy report (0: no report) (64)")
@@ -328,11 +330,15 @@ class _EpochPrinter:
 def run_train(args: argparse.Namespace) -> int:
     from bpsn_ext.bench.measure import write_json_atomic
     from bpsn_ext.optim import ssm_param_groups
-    from bpsn_ext.train import TrainConfig, Trainer
+    from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
 
     cfg = _resolve(args)
     if cfg["resume"] and not cfg.get("checkpoint_dir"):
         raise SystemExit("train lra --resume needs --checkpoint-dir")
+    if cfg.get("checkpoint_dir"):  # every rank: all refuse alike
+        claim_run_folder(cfg["checkpoint_dir"], resume=bool(cfg["resume"]),
+                         overwrite=bool(cfg.get("overwrite")), command="train lra",
+                         extra=(RUN_CONFIG,))
     td, model = _prepare(cfg)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     n_params = sum(p.numel() for p in model.parameters())

@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.bench.measure import (
+    DefaultJson,
     environment,
     format_table,
     package_version,
@@ -81,7 +82,7 @@ __all__ = [
     "TARGET_SPEEDUP",
 ]
 
-DEFAULT_JSON = os.path.join("benchmarks", "results", "bpsn.json")
+DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "bpsn.json"))
 DEFAULT_T = (128, 512, 2048, 8192)
 QUICK_T = (128, 512)
 DEFAULT_REPEATS = 10

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
@@ -18,6 +19,8 @@ import torch
 from bpsn_ext.core.atomic import atomic_open
 
 __all__ = [
+    "DefaultJson",
+    "quick_json_path",
     "time_fn",
     "time_fns",
     "peak_memory_bytes",
@@ -193,6 +196,23 @@ def add_json_arguments(parser: argparse.ArgumentParser, default_path: str) -> No
                      default=argparse.SUPPRESS, help="do not write a result file")
 
 
+class DefaultJson(str):
+    """A result path used because none was asked for (a benchmark's committed default).
+
+    ``publish_report`` sends a ``--quick`` run's report elsewhere (``quick_json_path``) instead
+    of this path, so smoke-test numbers never replace the committed results; a path the caller
+    gives (a plain ``str``) is always used as given.
+    """
+
+
+def quick_json_path(default: str | os.PathLike) -> str:
+    """Where a ``--quick`` run writes when no ``--json`` was given: the system temporary
+    folder, ``bpsn_ext-quick-<uid>/<name>.json``."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"bpsn_ext-quick-{uid}",
+                        os.path.basename(os.fspath(default)))
+
+
 def publish_report(
     report: dict,
     json_path: str | os.PathLike | None,
@@ -200,9 +220,12 @@ def publish_report(
     format_report: Callable[[dict], str],
 ) -> dict:
     """Print the table (``verbose``) and write the JSON atomically (unless ``json_path`` is
-    None); returns ``report``."""
+    None; a quick run's report goes to ``quick_json_path`` unless a path was given); returns
+    ``report``."""
     if verbose:
         print(format_report(report))
+    if isinstance(json_path, DefaultJson) and report.get("config", {}).get("quick"):
+        json_path = quick_json_path(json_path)
     if json_path is not None:
         write_json_atomic(json_path, report)
         if verbose:

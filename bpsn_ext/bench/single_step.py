@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bpsn_ext.bench.measure import (
+    DefaultJson,
     environment,
     format_bytes,
     format_table,
@@ -34,7 +35,7 @@ from bpsn_ext.bench.measure import (
 
 __all__ = ["run", "build_s3nn", "build_sj_lif", "SnnTorchLeakyMLP", "DEFAULT_JSON"]
 
-DEFAULT_JSON = os.path.join("benchmarks", "results", "single_step.json")
+DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "single_step.json"))
 IN_FEATURES = 784
 NUM_CLASSES = 10
 

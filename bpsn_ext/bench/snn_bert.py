@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 
 from bpsn_ext.bench.measure import (
+    DefaultJson,
     add_json_arguments,
     environment,
     format_bytes,
@@ -38,7 +39,7 @@ from bpsn_ext.cli import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
 
-DEFAULT_JSON = os.path.join("benchmarks", "results", "snn_bert.json")
+DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "snn_bert.json"))
 PAPER = {"time": 3.5, "memory": 3.8, "energy": 6.46}
 QUICK = {"layers": 1, "width": 32, "heads": 2, "ffn_width": 64, "length": 16, "batch": 4,
          "repeats": 1, "warmup": 1, "vocab_size": 100}

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.bench.measure import (
+    DefaultJson,
     add_json_arguments,
     environment,
     format_bytes,
@@ -40,7 +41,7 @@ from bpsn_ext.core.ssm import sequential_scan
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]
 
-DEFAULT_JSON = os.path.join("benchmarks", "results", "ssm.json")
+DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "ssm.json"))
 LAYERS = ("s4d", "binary_s4d", "gsu", "spiking_s5", "s4d_sequential", "s5_sequential")
 LABELS = {
     "s4d": "S4D (FFT)",

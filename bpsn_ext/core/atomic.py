@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import IO
@@ -13,13 +14,16 @@ __all__ = ["atomic_open"]
 
 @contextlib.contextmanager
 def atomic_open(
-    path: str | os.PathLike, *, binary: bool = False, newline: str | None = None
+    path: str | os.PathLike, *, binary: bool = False, newline: str | None = None,
+    keep_previous: str | os.PathLike | None = None,
 ) -> Iterator[IO]:
     """Open ``path`` for writing (text, or bytes with ``binary``); readers never see a
     half-written file.
 
     Missing folders are created; the file gets normal permissions (mkstemp's are 0600); on an
-    error the temporary file is removed and ``path`` is left as it was.
+    error the temporary file is removed and ``path`` is left as it was.  ``keep_previous``: a
+    path (same file system) that receives the earlier ``path`` (a hard link, else a copy) just
+    before the new file replaces it.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -34,7 +38,26 @@ def atomic_open(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        if keep_previous is not None and os.path.isfile(path):
+            _keep(path, os.fspath(keep_previous))
         os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _keep(path: str, previous: str) -> None:
+    """Atomically make ``previous`` a copy of ``path`` (which stays in place)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(previous)))
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # no hard links here
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, previous)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -42,7 +42,7 @@ import torch
 
 from bpsn_ext.core.checks import check_floating, check_rank
 from bpsn_ext.core.leaky_integrate import leaky_integrate
-from bpsn_ext.core.masks import as_mask, broadcast_mask
+from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
 
 __all__ = ["bpsn", "window_integrate", "refractory_gate", "KERNELS", "FUSIONS", "RUNAWAY"]
 
@@ -119,14 +119,14 @@ def _fire(
             ht = h_t - thr * R
             st = surrogate(ht - thr)
             if m_t is not None:
-                st = st * m_t
+                st = zero_padded(st, m_t)
             s_prev = st.detach() if detach_reset else st
             spikes.append(st)
             membranes.append(ht)
         return torch.stack(spikes), torch.stack(membranes)
     s = surrogate(h - thr)
     if m is not None:
-        s = s * m
+        s = zero_padded(s, m)
     if runaway == "refractory":
         s = s * refractory_gate(s.detach(), period).to(s.dtype)
     return s, h
@@ -177,9 +177,9 @@ def bpsn(
     m = as_mask(mask, T, N, x_seq.device)
     out_dtype = x_seq.dtype
     x = x_seq.float() if x_seq.dtype in (torch.float16, torch.bfloat16) else x_seq
-    mb = None if m is None else broadcast_mask(m, x.dim()).to(x.dtype)
+    mb = None if m is None else broadcast_mask(m, x.dim())  # bool: NaN padding becomes 0
     if mb is not None:
-        x = x * mb
+        x = zero_padded(x, mb)
     ndim, cd = x.dim(), channel_dim
 
     if kernel == "leak" and fusion == "split" and runaway != "soft_reset":
@@ -198,7 +198,7 @@ def bpsn(
         thr = _at_channel(v_threshold, x.dim(), cd)
         spikes, membrane = _fire(h, thr, surrogate, runaway, mb, None, refractory_steps)
         if mb is not None:
-            membrane = membrane * mb
+            membrane = zero_padded(membrane, mb)
         return spikes.to(out_dtype), membrane.to(out_dtype)
     if kernel == "leak":
         hf = leaky_integrate(x, decay_f, channel_dim=cd, method=method)
@@ -229,5 +229,5 @@ def bpsn(
             h = hf + hb - k0 * x
         spikes, membrane = _fire(h, thr, surrogate, runaway, mb, reset, refractory_steps)
     if mb is not None:
-        membrane = membrane * mb  # [T, N, 1, ...] broadcasts over every feature dimension
+        membrane = zero_padded(membrane, mb)  # [T, N, 1, ...]: every feature dimension
     return spikes.to(out_dtype), membrane.to(out_dtype)

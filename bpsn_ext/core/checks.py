@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-__all__ = ["check_float", "check_rank", "check_floating", "warn_once"]
+__all__ = ["check_float", "check_rank", "check_floating", "check_token_ids", "warn_once"]
 
 _warned: set[str] = set()
 
@@ -55,3 +55,18 @@ def warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def check_token_ids(name: str, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Integer ``ids`` ``[L, N]`` must lie in ``0 .. vocab_size - 1``; else ValueError naming
+    the first bad value, its position and sample."""
+    if ids.numel():
+        bad = (ids < 0) | (ids >= vocab_size)
+        if bool(bad.any()):
+            pos, sample = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{name}[{pos}, {sample}] = {int(ids[pos, sample])} (sample {sample}, position "
+                f"{pos}) is outside the vocabulary 0..{vocab_size - 1}; expected token ids of "
+                "the tokenizer the model was built for"
+            )
+    return ids

@@ -14,6 +14,11 @@ Methods (all equal up to rounding; ``benchmarks/`` has the timings behind ``auto
 * ``"fft"``: FFT convolution with zero padding to 2T, O(T log T) time, linear memory;
 * ``"matmul"``: one dense ``[T, T]`` Toeplitz matrix per decay (quadratic memory);
 * ``"loop"``: the recurrence itself (a Python loop over T), the reference.
+
+Non-finite input: every method gives the recurrence's answer, as the native kernel does.  A NaN
+at step t makes ``h`` NaN from t on (in its channel and sample only), +Inf / -Inf make it +Inf /
+-Inf from t on, both together NaN; the steps before t stay exact.  (The matmul, block and FFT
+sums alone would spread a NaN to earlier steps through their zero entries, 0 * NaN = NaN.)
 """
 
 from __future__ import annotations
@@ -138,5 +143,23 @@ def leaky_integrate(
         x = x.flip(0)
     if method == "auto":
         method = "chunked"
-    h = _IMPL[method](x, lam.to(x.dtype), channel_dim)
+    if method == "loop":
+        h = _loop(x, lam.to(x.dtype), channel_dim)
+    else:
+        h = _with_non_finite(_IMPL[method], x, lam.to(x.dtype), channel_dim)
     return h.flip(0) if reverse else h
+
+
+def _with_non_finite(impl, x: torch.Tensor, lam: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """``impl`` on the finite part of ``x``; NaN/Inf then placed where the recurrence has them
+    (from their step on: lam * Inf stays Inf, lam > 0)."""
+    # one cheap reduction: a finite sum means finite entries (an overflowing sum only costs
+    # the exact path below, which gives the same values for finite input)
+    if not torch.compiler.is_compiling() and bool(torch.isfinite(x.sum())):
+        return impl(x, lam, channel_dim)
+    h = impl(torch.where(torch.isfinite(x), x, 0.0), lam, channel_dim)
+    pos = torch.cumsum(x == float("inf"), 0) > 0
+    neg = torch.cumsum(x == float("-inf"), 0) > 0
+    nan = (torch.cumsum(torch.isnan(x), 0) > 0) | (pos & neg)
+    h = torch.where(pos, float("inf"), torch.where(neg, float("-inf"), h))
+    return torch.where(nan, float("nan"), h)

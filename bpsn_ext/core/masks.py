@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["as_mask", "broadcast_mask"]
+__all__ = ["as_mask", "broadcast_mask", "zero_padded"]
 
 
 def as_mask(mask: torch.Tensor | None, T: int, N: int, device: torch.device) -> torch.Tensor | None:
@@ -43,6 +43,15 @@ def as_mask(mask: torch.Tensor | None, T: int, N: int, device: torch.device) -> 
             f"max {int(mask.max())}"
         )
     return torch.arange(T, device=device)[:, None] < mask[None, :]
+
+
+def zero_padded(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``x`` with 0 wherever the bool ``valid`` (broadcastable to ``x``) is False.
+
+    Unlike ``x * valid``, NaN or Inf at padded positions become 0 as well, so padding never
+    reaches real steps.
+    """
+    return torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def broadcast_mask(mask: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -244,6 +244,8 @@ def _fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     (zero-padded to ``2T``), truncated to ``[T, N, H]``."""
     T = u.shape[0]
     k = torch.nn.functional.pad(k, (0, 2 * T - k.shape[-1]))
+    if u.shape[1] == 0:  # an empty batch: some FFT backends (MKL) refuse zero-size transforms
+        return u * k.sum() * 0  # [T, 0, H], still connected to the graph
     return _FFTConv.apply(u.permute(1, 2, 0), k).permute(2, 0, 1)
 
 

@@ -38,7 +38,7 @@ def ternary_delta(
     the maximum to real positions, so padding cannot move the threshold."""
     mag = x.detach().abs()
     if valid is not None:
-        mag = mag * valid
+        mag = torch.where(valid, mag, 0.0)  # NaN padding cannot move it either
     if dim is None:
         return factor * mag.amax()
     return factor * mag.amax(dim=dim, keepdim=True)

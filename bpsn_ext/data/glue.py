@@ -38,6 +38,8 @@ from typing import NamedTuple
 
 import torch
 
+from bpsn_ext.data._files import not_utf8
+
 __all__ = [
     "TASKS",
     "GlueTask",
@@ -185,8 +187,11 @@ def read_glue_tsv(path: str | os.PathLike, task: str | GlueTask, *,
     examples: list[GlueExample] = []
     # utf-8-sig: MRPC's files begin with a byte-order mark (copied from msr_paraphrase_*.txt),
     # which would otherwise become part of the first header name ("\ufeffQuality")
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from err
     if lines and lines[-1] == "":
         lines.pop()
     start = 0

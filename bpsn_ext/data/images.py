@@ -4,8 +4,10 @@
   (MNIST, Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``).
 * CIFAR-10, python version: ``data_batch_1..5`` and ``test_batch`` (pickled dicts with
   ``data`` ``[N, 3072]`` uint8, channel-major, and ``labels``), in the folder given or in its
-  ``cifar-10-batches-py`` sub-folder.  Grey levels follow torchvision's ``Grayscale``
-  (``0.299 R + 0.587 G + 0.114 B``), rounded to uint8.
+  ``cifar-10-batches-py`` sub-folder.  They are read by a restricted unpickler that admits only
+  what those files hold (dicts, lists, bytes, ints and numpy arrays), so a crafted batch file
+  cannot run code: any other global is refused with an error naming the file.  Grey levels
+  follow torchvision's ``Grayscale`` (``0.299 R + 0.587 G + 0.114 B``), rounded to uint8.
 * ``load_hf_images(name)``: a Hugging Face ``datasets`` name (``uoft-cs/cifar10``,
   ``ylecun/mnist``, ...), only when the user asks for it; no download happens by itself
   (``datasets`` honours ``HF_DATASETS_OFFLINE=1`` and its cache).
@@ -15,10 +17,13 @@ Every loader returns uint8 images ``[N, H, W]`` and int64 labels ``[N]`` (numpy)
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import io
 import os
 import pickle
 import struct
+import zlib
 
 import numpy as np
 
@@ -39,7 +44,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with open(path, "rb") as f:
         raw = f.read()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"{path}: truncated or corrupt gzip file ({err}); expected a "
+                             "complete gzip-compressed IDX file") from err
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic {raw[:4]!r})")
     ndim = raw[3]
@@ -63,9 +72,11 @@ def _find(root: str, name: str) -> str | None:
     return None
 
 
-def load_idx_dataset(root: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_idx_dataset(root: str | os.PathLike, split: str, num_classes: int | None = 10
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """``(images [N, H, W] uint8, labels [N] int64)`` of ``split`` (``"train"``/``"test"``)
-    from an MNIST-format folder; a missing file raises FileNotFoundError naming them all."""
+    from an MNIST-format folder; a missing file raises FileNotFoundError naming them all, a
+    label outside ``0..num_classes-1`` ValueError naming the file and sample (None: no check)."""
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = os.fspath(root)
@@ -81,7 +92,13 @@ def load_idx_dataset(root: str | os.PathLike, split: str) -> tuple[np.ndarray, n
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"{paths[0]} / {paths[1]}: expected images [N, H, W] and labels [N], "
                          f"got {images.shape} and {labels.shape}")
-    return np.array(images, dtype=np.uint8), labels.astype(np.int64)
+    labels = labels.astype(np.int64)
+    if num_classes is not None:
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if len(bad):
+            raise ValueError(f"{paths[1]}: label {labels[bad[0]]} of sample {bad[0]} is outside "
+                             f"0..{num_classes - 1} ({len(bad)} such labels)")
+    return np.array(images, dtype=np.uint8), labels
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
@@ -91,6 +108,65 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
         rgb = np.moveaxis(rgb, 1, -1)
     grey = rgb @ np.array([0.299, 0.587, 0.114])
     return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles of bytes use it, latin-1 only."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode(..., {encoding!r})")
+    return codecs.encode(text, "latin1")
+
+
+_NUMPY_GLOBALS = {
+    (f"numpy.{core}.{mod}", name)
+    for core in ("core", "_core")
+    for mod, name in (("multiarray", "_reconstruct"), ("numeric", "_frombuffer"))
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only the globals a CIFAR-10 batch needs: numpy arrays and dtypes (any pickle
+    protocol, numpy 1 or 2 module names) and latin-1 bytes; everything else is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY_GLOBALS or (module, name) in (
+            ("numpy", "ndarray"), ("numpy", "dtype")
+        ):
+            return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        raise pickle.UnpicklingError(
+            f"refused global {module}.{name} (a CIFAR-10 batch holds only dicts, lists, bytes, "
+            "ints and numpy arrays)"
+        )
+
+
+def _read_cifar_batch(path: str) -> dict:
+    """One CIFAR-10 batch file as ``{"data": uint8 [N, 3072], "labels": [N]}``, checked."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as err:
+        raise ValueError(f"{path}: not a CIFAR-10 pickle batch ({err})") from err
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{path}: expected keys 'data' and 'labels', got "
+                         f"{sorted(map(str, batch))}")
+    data, labels = batch["data"], batch["labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        raise ValueError(f"{path}: expected 'data' as a uint8 numpy array, got "
+                         f"{getattr(data, 'dtype', type(data).__name__)}")
+    if not isinstance(labels, (list, np.ndarray)) or not all(
+        isinstance(v, (int, np.integer)) and 0 <= v < 10 for v in labels
+    ):
+        raise ValueError(f"{path}: expected 'labels' as a list of ints in 0..9")
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+        raise ValueError(f"{path}: expected data [N, 3072] and N labels, got "
+                         f"{data.shape} and {len(labels)}")
+    return {"data": data, "labels": np.asarray(labels, dtype=np.int64)}
 
 
 def load_cifar10(root: str | os.PathLike, split: str, grey: bool = True
@@ -112,21 +188,9 @@ def load_cifar10(root: str | os.PathLike, split: str, grey: bool = True
         )
     xs, ys = [], []
     for name in names:
-        path = os.path.join(root, name)
-        with open(path, "rb") as f:
-            try:
-                batch = pickle.load(f, encoding="bytes")
-            except Exception as err:
-                raise ValueError(f"{path}: not a CIFAR-10 pickle batch ({err})") from err
-        batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-        if "data" not in batch or "labels" not in batch:
-            raise ValueError(f"{path}: expected keys 'data' and 'labels', got {sorted(batch)}")
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(batch["labels"]):
-            raise ValueError(f"{path}: expected data [N, 3072] and N labels, got "
-                             f"{data.shape} and {len(batch['labels'])}")
-        xs.append(data.reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch["labels"], dtype=np.int64))
+        batch = _read_cifar_batch(os.path.join(root, name))
+        xs.append(batch["data"].reshape(-1, 3, 32, 32))
+        ys.append(batch["labels"])
     x, y = np.concatenate(xs), np.concatenate(ys)
     return (to_grey(x), y) if grey else (np.moveaxis(x, 1, -1).copy(), y)
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bpsn_ext.core.atomic import atomic_open
+from bpsn_ext.data._files import lift_csv_field_limit, not_utf8
 
 __all__ = ["OPERATORS", "VOCAB", "generate", "evaluate", "write_tsv", "read_tsv", "ListOpsSample"]
 
@@ -152,14 +153,27 @@ def write_tsv(samples: list[ListOpsSample], path: str | os.PathLike) -> None:
 
 
 def read_tsv(path: str | os.PathLike) -> Iterator[ListOpsSample]:
-    """Rows of an LRA ListOps TSV; a malformed row raises ValueError naming file and line."""
+    """Rows of an LRA ListOps TSV (rows of any length); a malformed row (not UTF-8, wrong
+    fields) raises ValueError naming file and line."""
+    lift_csv_field_limit()
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header != ["Source", "Target"]:
-            raise ValueError(f"{path}: expected the header 'Source\\tTarget', got {header!r}")
-        for line, row in enumerate(reader, start=2):
-            if len(row) != 2 or not row[1].strip().isdigit() or not 0 <= int(row[1]) <= 9:
-                raise ValueError(f"{path}:{line}: expected 'expression<TAB>label 0-9', got {row!r}")
-            tokens = tuple(t for t in row[0].split() if t not in ("(", ")"))
-            yield ListOpsSample(tokens, int(row[1]))
+        try:
+            yield from _rows(reader, path)
+        except UnicodeDecodeError as err:
+            raise not_utf8(path, err) from err
+        except csv.Error as err:
+            raise ValueError(
+                f"{path}:{reader.line_num}: {err}; expected 'expression<TAB>label' rows"
+            ) from err
+
+
+def _rows(reader, path) -> Iterator[ListOpsSample]:
+    header = next(reader, None)
+    if header != ["Source", "Target"]:
+        raise ValueError(f"{path}: expected the header 'Source\\tTarget', got {header!r}")
+    for line, row in enumerate(reader, start=2):
+        if len(row) != 2 or not row[1].strip().isdigit() or not 0 <= int(row[1]) <= 9:
+            raise ValueError(f"{path}:{line}: expected 'expression<TAB>label 0-9', got {row!r}")
+        tokens = tuple(t for t in row[0].split() if t not in ("(", ")"))
+        yield ListOpsSample(tokens, int(row[1]))

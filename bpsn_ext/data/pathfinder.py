@@ -33,6 +33,7 @@ seeded 80/10/10 split (``torch.utils.data.random_split`` with seed 42).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -393,15 +394,22 @@ def _decode_png(data: bytes, path: str) -> np.ndarray:
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
-    """A PNG as a greyscale uint8 ``[H, W]`` array."""
+    """A PNG as a greyscale uint8 ``[H, W]`` array; a truncated or corrupt file raises
+    ValueError naming it."""
     path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        from PIL import Image
-    except ImportError:
-        with open(path, "rb") as f:
-            return _decode_png(f.read(), path)
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8)
+        try:
+            from PIL import Image
+        except ImportError:
+            return _decode_png(data, path)
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("L"), dtype=np.uint8)
+    except (OSError, SyntaxError, struct.error, zlib.error, IndexError) as err:
+        detail = "unreadable header" if "cannot identify" in str(err) else str(err)
+        raise ValueError(f"{path}: truncated or corrupt PNG ({len(data)} bytes; {detail}); "
+                         "expected a complete 8-bit greyscale PNG image") from err
 
 
 # ----------------------------------------------------------------------------- layout

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 
 import numpy as np
+
+from bpsn_ext.data._files import lift_csv_field_limit
 
 __all__ = ["BYTE_VOCAB", "encode_bytes", "read_imdb", "read_aan_tsv", "load_hf_text",
            "AAN_FILES"]
@@ -37,16 +38,6 @@ def encode_bytes(text: str, max_length: int | None = None) -> np.ndarray:
     if max_length is not None:
         data = data[:max_length]
     return data.astype(np.int16) + 1
-
-
-def _csv_field_limit() -> None:
-    limit = sys.maxsize
-    while True:
-        try:
-            csv.field_size_limit(limit)
-            return
-        except OverflowError:  # pragma: no cover - 32-bit C long
-            limit //= 10
 
 
 def _label(value: str, path: str, line: int) -> int:
@@ -87,7 +78,7 @@ def read_imdb(path: str | os.PathLike, split: str = "train", max_length: int | N
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no IMDB data at {os.path.abspath(path)!r} (an aclImdb folder "
                                 "or a CSV file with text and label columns)")
-    _csv_field_limit()
+    lift_csv_field_limit()
     seqs, labels = [], []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -112,7 +103,7 @@ def read_aan_tsv(path: str | os.PathLike, max_length: int | None = 4000
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no AAN file at {os.path.abspath(path)!r} (expected "
                                 f"lra_release/tsv_data/{{{','.join(AAN_FILES.values())}}})")
-    _csv_field_limit()
+    lift_csv_field_limit()
     docs1, docs2, labels = [], [], []
     with open(path, newline="", encoding="utf-8") as f:
         for line, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE),

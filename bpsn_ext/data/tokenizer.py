@@ -8,6 +8,13 @@
 
 Encoding follows BERT: ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]``, segment ids 0 / 1,
 truncation of the longer text first to ``max_length``.
+
+Long texts: only a prefix of each text is tokenised, so memory follows ``max_length``, not the
+longest line.  ``encode`` tokenises growing prefixes (whole words only) until it has the tokens
+it needs, which gives exactly the tokens of the whole text, up to ``MAX_CHARS_PER_TOKEN`` (64)
+characters per needed token; beyond that (a text whose first tokens are spread over more
+characters: long runs of spaces or control characters) the prefix of that length is used.
+``train(..., max_chars=N)`` learns the vocabulary from the first N characters of each text.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import Iterable
 __all__ = ["WordPieceTokenizer", "SPECIAL_TOKENS"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_CHARS_PER_TOKEN = 64  # the most characters tokenised per needed token
 
 
 def _require_tokenizers():
@@ -69,7 +77,8 @@ class WordPieceTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
-              min_frequency: int = 1, algorithm: str = "words") -> WordPieceTokenizer:
+              min_frequency: int = 1, algorithm: str = "words",
+              max_chars: int | None = None) -> WordPieceTokenizer:
         """Learn a vocabulary of at most ``vocab_size`` tokens from ``texts``.
 
         ``algorithm="words"`` (default, deterministic): the special tokens, every character
@@ -78,8 +87,11 @@ class WordPieceTokenizer:
         characters.  ``"wordpiece"``: HF ``tokenizers``' ``WordPieceTrainer`` (sub-word
         pieces), whose tie-breaking differs between runs, so two processes can get different
         vocabularies: use it with one process, or save it and pass the file.
+        ``max_chars``: learn from the first ``max_chars`` characters of each text only.
         """
         tk = _require_tokenizers()
+        if max_chars is not None:
+            texts = (t[:max_chars] for t in texts)
         if vocab_size < len(SPECIAL_TOKENS) + 1:
             raise ValueError(f"vocab_size must be > {len(SPECIAL_TOKENS)}, got {vocab_size}")
         if algorithm == "wordpiece":
@@ -139,9 +151,10 @@ class WordPieceTokenizer:
         """``(ids, segment_ids)`` of ``[CLS] a [SEP] (b [SEP])``, at most ``max_length`` long."""
         if max_length < (5 if text_b is not None else 3):
             raise ValueError(f"max_length={max_length} leaves no room for text")
-        a = self.tokenizer.encode(text_a, add_special_tokens=False).ids
-        b = [] if text_b is None else self.tokenizer.encode(text_b, add_special_tokens=False).ids
         budget = max_length - (3 if text_b is not None else 2)
+        # neither text can keep more than `budget` tokens: tokenise only that many of each
+        a = self._head(text_a, budget)
+        b = [] if text_b is None else self._head(text_b, budget)
         while len(a) + len(b) > budget:  # BERT's rule: shorten the longer text (b on a tie)
             if len(a) > len(b):
                 a.pop()
@@ -153,6 +166,22 @@ class WordPieceTokenizer:
             ids += [*b, self.sep_id]
             segments += [1] * (len(b) + 1)
         return ids, segments
+
+    def _head(self, text: str, n: int) -> list[int]:
+        """The ids of the first ``n`` tokens of ``text`` (fewer if it has fewer), tokenising
+        a prefix of at most ``MAX_CHARS_PER_TOKEN * n`` characters."""
+        limit = MAX_CHARS_PER_TOKEN * n
+        size = min(8 * n + 256, limit)
+        while size < len(text):
+            enc = self.tokenizer.encode(text[:size], add_special_tokens=False)
+            if size >= limit:
+                return enc.ids[:n]
+            last = enc.word_ids[-1] if enc.word_ids else None  # may be cut: not counted
+            ids = [i for i, w in zip(enc.ids, enc.word_ids) if w != last]
+            if len(ids) >= n:
+                return ids[:n]
+            size = min(4 * size, limit)
+        return self.tokenizer.encode(text, add_special_tokens=False).ids[:n]
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)

@@ -7,12 +7,21 @@ input, of both decays and of the threshold (and of the membrane output, as the t
 
 Build: the system C++ compiler (``$BPSN_EXT_CXX``, ``$CXX``, else ``c++``, ``g++``, ``clang++``)
 compiles the source once, without torch headers (about 2 s), into a cache folder
-(``$BPSN_EXT_CACHE`` or ``~/.cache/bpsn_ext``, subfolder ``cpu_kernels``).  The file name
-carries a hash of the source, the compiler, its version, the flags and the machine (CPU model
-and instruction-set flags, since ``-march=native`` is used), so a cache folder shared between
-machines never loads a library built for another CPU.  The library is written to a temporary
-file and renamed into place, so concurrent processes (pytest-xdist, DDP ranks) never see a
-half-written file.  ``BPSN_EXT_CPU_KERNEL_MARCH=0`` builds without ``-march=native``.
+(``$BPSN_EXT_CACHE`` or ``~/.cache/bpsn_ext``, subfolder ``cpu_kernels``, created mode 0700).  The
+file name carries a hash of the source, the compiler, its version, the flags and the machine (CPU
+model and instruction-set flags, since ``-march=native`` is used).  The library is written to a
+temporary file and renamed into place, so concurrent processes (pytest-xdist, DDP ranks) never
+see a half-written file; temporary files of builds killed midway are removed by the next build.
+``BPSN_EXT_CPU_KERNEL_MARCH=0`` builds without ``-march=native``.
+
+Trust: loading a library runs its code, so the cache is per user.  A cached library is loaded
+only when it is a regular file owned by this user, not writable by group or others, in a cache
+folder with the same properties whose parent folders belong to this user or root and are not
+writable by others (sticky folders such as /tmp excepted).  Otherwise (a shared or loose cache
+folder, a file planted by someone else) a warning is logged and the kernel is built in the
+per-user fallback ``<tmp>/bpsn_ext-<uid>/cpu_kernels``, under the same rules; only if that is
+unusable too does a process build in a temporary folder of its own, removed at exit.  No content
+hash is recorded: whoever could replace the library could replace a recorded hash as well.
 
 Threads: ``torch.get_num_threads()`` (or ``$BPSN_EXT_CPU_KERNEL_THREADS``) pthreads per call,
 one for small problems.  Every thread takes chunks of contiguous neurons (about 4 per thread)
@@ -23,6 +32,7 @@ the output is bit-identical for any thread count.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -30,8 +40,10 @@ import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
+import time
 from importlib.resources import files
 
 import torch
@@ -124,9 +136,111 @@ def _cache_dir() -> str:
     return os.path.join(root, "cpu_kernels")
 
 
+def _private_dir() -> str:
+    """The per-user fallback folder under the system temporary folder."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"bpsn_ext-{uid}", "cpu_kernels")
+
+
+def _untrusted(path: str, *, leaf_is_dir: bool) -> str | None:
+    """Why another user could plant or swap a file at ``path`` (None: they cannot).
+
+    ``path`` must be owned by this user and not writable by group or others; every folder above
+    it must be owned by this user or root and not writable by others (unless sticky, as /tmp).
+    """
+    if not hasattr(os, "geteuid"):
+        return None  # no POSIX owners here
+    uid, real = os.geteuid(), os.path.realpath(path)
+    st = os.stat(real)
+    if not (stat.S_ISDIR if leaf_is_dir else stat.S_ISREG)(st.st_mode):
+        return f"{real} is not a {'folder' if leaf_is_dir else 'regular file'}"
+    if st.st_uid != uid:
+        return f"{real} is owned by uid {st.st_uid}, not by this user (uid {uid})"
+    if st.st_mode & 0o022:
+        return f"{real} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    parent = os.path.dirname(real)
+    while True:
+        st = os.stat(parent)
+        loose = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+        if st.st_uid not in (uid, 0) or loose:
+            return f"{parent} (above {real}) can be changed by other users"
+        if os.path.dirname(parent) == parent:
+            return None
+        parent = os.path.dirname(parent)
+
+
+def _make_private_dirs(folder: str) -> None:
+    """Create the missing folders of ``folder``, each readable and writable by this user only."""
+    missing = []
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass  # a concurrent process made it
+
+
+def _writable(folder: str) -> bool:
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_builds(folder: str, older_than: float = 900.0) -> None:
+    """Delete ``.tmp-bpsn_cpu-*`` files of builds killed midway (a live build takes < 300 s)."""
+    now = time.time()
+    for name in os.listdir(folder):
+        if not name.startswith(".tmp-bpsn_cpu-"):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if now - os.stat(path).st_mtime > older_than:
+                os.unlink(path)
+        except OSError:
+            pass  # a concurrent process removed or renamed it
+
+
+def _scratch_dir() -> str:
+    """Last resort: a private temporary folder, removed when the process exits."""
+    folder = tempfile.mkdtemp(prefix="bpsn_ext-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _pick_folder(configured: str, name: str) -> tuple[str, bool]:
+    """``(folder, cached)``: where ``name`` is (cached) or should be built.
+
+    The configured folder first, then the per-user folder under the temporary folder, each
+    only when no other user can write into it; else a temporary folder removed at exit.
+    """
+    for folder in dict.fromkeys((configured, _private_dir())):
+        try:
+            _make_private_dirs(folder)
+            reason = _untrusted(folder, leaf_is_dir=True)
+            target = os.path.join(folder, name)
+            if reason is None and os.path.lexists(target):
+                reason = _untrusted(target, leaf_is_dir=False)
+                if reason is None:
+                    return folder, True
+        except OSError as exc:
+            reason = f"{folder} cannot be used ({exc})"
+        if reason is not None:
+            _log.warning("bpsn_ext: not using the kernel cache %s: %s", folder, reason)
+        elif _writable(folder):
+            return folder, False
+    return _scratch_dir(), False
+
+
 def compile_library(compiler: str | None = None, cache_dir: str | None = None) -> str:
     """Build (or find in the cache) the shared library; returns its path.
 
+    Only a library in a folder no other user can write to, owned by this user, is loaded;
+    otherwise the build goes to a private folder (see the module docstring).
     Raises :class:`NativeKernelUnavailable` when there is no compiler or the build fails.
     """
     cxx = compiler if compiler is not None else _find_compiler()
@@ -146,17 +260,16 @@ def compile_library(compiler: str | None = None, cache_dir: str | None = None) -
         [source, os.path.realpath(shutil.which(cxx)), version, " ".join(flags),
          _cpu_signature() if "-march=native" in flags else platform.machine()]
     ).encode()).hexdigest()[:20]
-    folder = cache_dir or _cache_dir()
-    target = os.path.join(folder, f"bpsn_cpu-{key}.so")
-    if os.path.exists(target):
+    name = f"bpsn_cpu-{key}.so"
+    folder, cached = _pick_folder(cache_dir or _cache_dir(), name)
+    target = os.path.join(folder, name)
+    if cached:
         return target
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-")
-        probe.close()
-    except OSError:  # read-only cache: build in a private temporary folder instead
-        folder = tempfile.mkdtemp(prefix="bpsn_ext-")
-        target = os.path.join(folder, f"bpsn_cpu-{key}.so")
+    _remove_stale_builds(folder)
+    return _build(cxx, flags, source, folder, target)
+
+
+def _build(cxx: str, flags: tuple[str, ...], source: str, folder: str, target: str) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-bpsn_cpu-", suffix=".so", dir=folder)
     os.close(fd)
     with tempfile.TemporaryDirectory() as work:

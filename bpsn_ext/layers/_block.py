@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bpsn_ext.core.masks import as_mask
+from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.core.ssm import check_sequence, check_step_input, check_step_mask
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model, check_dropout
 from bpsn_ext.layers.s4d import S4D
@@ -115,8 +115,8 @@ class SSMBlock(Streaming, nn.Module):
         if not self.prenorm:
             out = self.norm(out, valid)
         if valid is not None:
-            out = out * valid[..., None]
-            act = act * valid[..., None]
+            out = zero_padded(out, valid[..., None])
+            act = zero_padded(act, valid[..., None])
         return out, state, act
 
     def _prepare(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:

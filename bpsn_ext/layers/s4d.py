@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from bpsn_ext.core.masks import as_mask, broadcast_mask
+from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
 from bpsn_ext.core.ssm import (
     bidirectional_conv,
     causal_conv,
@@ -131,7 +131,7 @@ class S4D(Streaming, nn.Module):
         m = as_mask(mask, x.shape[0], x.shape[1], x.device)
         if m is not None:
             m = broadcast_mask(m, 3)
-            x = x * m
+            x = zero_padded(x, m)
         return x, m
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,7 +147,7 @@ class S4D(Streaming, nn.Module):
         else:
             y = causal_conv(u, self.kernel(u.shape[0]))
         y = y + u * self.D
-        return y if m is None else y * m
+        return y if m is None else zero_padded(y, m)
 
     def forward_with_state(
         self, x: torch.Tensor, state: State = None, mask: torch.Tensor | None = None
@@ -170,7 +170,7 @@ class S4D(Streaming, nn.Module):
             # free response of the carried state: 2 Re sum_p C A_bar^(t+1) x0
             y = y + 2.0 * vandermonde(C * state, dtA, T, offset=1).real.permute(2, 0, 1)
             new_state = new_state + torch.exp(dtA * T) * state
-        return (y if m is None else y * m), new_state
+        return (y if m is None else zero_padded(y, m)), new_state
 
     # -- recurrent (streaming) form --------------------------------------------------------
     def _refuse_bidirectional(self, what: str) -> None:
@@ -192,7 +192,7 @@ class S4D(Streaming, nn.Module):
         u = check_step_input(type(self).__name__, x_t, self.d_model, self.D.dtype)
         m = check_step_mask(mask_t, u.shape[0], u.device)
         if m is not None:
-            u = u * m[:, None]
+            u = zero_padded(u, m[:, None])
         _, A_bar, B_bar = self._discrete()
         if state is None:
             state = torch.zeros(
@@ -203,7 +203,7 @@ class S4D(Streaming, nn.Module):
                         complex_dtype(u.dtype))
         new_state = A_bar * state + B_bar * u[..., None]
         y = 2.0 * (self._C() * new_state).sum(-1).real + self.D * u
-        return (y if m is None else y * m[:, None]), new_state
+        return (y if m is None else zero_padded(y, m[:, None])), new_state
 
     # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
     def energy_ops(self, inputs, output, kwargs):

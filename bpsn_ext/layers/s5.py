@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.core.checks import check_float
-from bpsn_ext.core.masks import as_mask, broadcast_mask
+from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
 from bpsn_ext.core.ssm import (
     check_d_state,
     check_dt_range,
@@ -139,7 +139,7 @@ class SpikingS5(Streaming, nn.Module):
         check_sequence(type(self).__name__, x, self.d_model, self.D.dtype)
         m = as_mask(mask, x.shape[0], x.shape[1], x.device)
         m = None if m is None else broadcast_mask(m, 3)
-        u = x if m is None else x * m
+        u = x if m is None else zero_padded(x, m)
         A_bar, B_bar = self._discrete()
         b = self._input(u, B_bar)  # [T, N, P]
         if state is not None:
@@ -148,7 +148,7 @@ class SpikingS5(Streaming, nn.Module):
             b = torch.cat([(b[0] + A_bar * state)[None], b[1:]])
         xs = diagonal_scan(A_bar[None, None, :], b)
         y = self._output(xs, u)
-        return (y if m is None else y * m), xs[-1], m
+        return (y if m is None else zero_padded(y, m)), xs[-1], m
 
     def ssm_forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, state: torch.Tensor | None = None
@@ -166,7 +166,7 @@ class SpikingS5(Streaming, nn.Module):
         """``(out, y)``: the readout (spikes) and the pre-spike SSM output, both ``[T, N, H]``."""
         y, _, m = self._parallel(x, mask, None)
         out = self._readout(y)
-        return (out if m is None else out * m), y
+        return (out if m is None else zero_padded(out, m)), y
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Spikes ``[T, N, H]`` for ``x`` ``[T, N, H]`` from a zero state; ``mask`` is a bool

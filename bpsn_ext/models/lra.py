@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from bpsn_ext.bpsn import BPSN
-from bpsn_ext.core.masks import as_mask
+from bpsn_ext.core.checks import check_token_ids
+from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5
 from bpsn_ext.layers._block import NORMS, SequenceNorm
 
@@ -44,7 +45,7 @@ class _Residual(nn.Module):
         h = self.norm(x, valid) if self.prenorm else x
         out = x + self.dropout(self.inner(h, mask))
         out = out if self.prenorm else self.norm(out, valid)
-        return out if valid is None else out * valid[..., None]
+        return out if valid is None else zero_padded(out, valid[..., None])
 
 
 class _LinearBPSN(nn.Module):
@@ -135,8 +136,10 @@ class LRAClassifier(nn.Module):
                     f"with vocab_size the input is integer tokens [T, N], got {x.dtype} "
                     f"{list(x.shape)}"
                 )
-        elif x.dim() != 3:
-            raise ValueError(f"the input must be features [T, N, d_input], got {list(x.shape)}")
+            check_token_ids("x", x, self.vocab_size)
+        elif x.dim() != 3 or x.shape[-1] != self.encoder.in_features:
+            raise ValueError(f"the input must be features [T, N, d_input] with d_input = "
+                             f"{self.encoder.in_features}, got {list(x.shape)}")
         T, N = x.shape[:2]
         m = as_mask(mask, T, N, x.device)
         h = self.encoder(x)
@@ -146,7 +149,7 @@ class LRAClassifier(nn.Module):
             pooled = h.mean(0)
         else:
             w = m.to(h.dtype)[..., None]
-            pooled = (h * w).sum(0) / w.sum(0).clamp_min(1.0)
+            pooled = zero_padded(h, m[..., None]).sum(0) / w.sum(0).clamp_min(1.0)
         return pooled
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bpsn_ext.core.checks import check_token_ids
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.models.spiking_attention import ATTENTIONS, CODINGS, SpikingEncoderBlock
 
@@ -166,6 +167,9 @@ class SNNBert(nn.Module):
         if segment_ids is not None and segment_ids.shape != ids.shape:
             raise ValueError(f"segment_ids must have the shape of input_ids {list(ids.shape)}, "
                              f"got {list(segment_ids.shape)}")
+        check_token_ids("input_ids", ids, self.config.vocab_size)
+        if segment_ids is not None:
+            check_token_ids("segment_ids", segment_ids, self.config.type_vocab_size)
 
     def encode(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None,
                segment_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

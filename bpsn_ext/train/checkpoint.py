@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import Any
@@ -10,7 +11,12 @@ import torch
 
 from bpsn_ext.core.atomic import atomic_open
 
-__all__ = ["atomic_save", "load_checkpoint", "get_rng_state", "set_rng_state"]
+__all__ = ["atomic_save", "load_checkpoint", "get_rng_state", "set_rng_state", "claim_run_folder",
+           "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "METRICS_NAME"]
+
+CHECKPOINT_NAME = "last.pt"
+PREVIOUS_CHECKPOINT_NAME = "previous.pt"  # the checkpoint before last.pt, kept as a spare
+METRICS_NAME = "metrics.json"
 
 try:  # numpy is a dependency of bpsn_ext, but the trainer works without it
     import numpy as np
@@ -18,21 +24,70 @@ except ImportError:  # pragma: no cover
     np = None
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+def atomic_save(obj: Any, path: str | os.PathLike, keep_previous: str | None = None) -> None:
     """``torch.save`` ``obj`` to a temporary file in the folder of ``path``, then ``os.replace``.
 
-    The binary counterpart of :func:`bpsn_ext.core.atomic.atomic_open`: readers never see a
+    The binary counterpart of ``bpsn_ext.core.atomic.atomic_open``: readers never see a
     half-written file; on any error (a crash inside ``torch.save`` included) the temporary file
     is removed and the previous ``path`` is left as it was.  Missing folders are created.
+    ``keep_previous``: a file name in the same folder that receives the earlier ``path`` just
+    before the new one replaces it (``path`` exists at every moment).
     """
-    with atomic_open(path, binary=True) as f:
+    previous = None if keep_previous is None else os.path.join(
+        os.path.dirname(os.path.abspath(path)), keep_previous)
+    with atomic_open(path, binary=True, keep_previous=previous) as f:
         torch.save(obj, f)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint written by :func:`atomic_save` (``weights_only=True``: the trainer
-    stores only tensors, numbers, strings and containers of them)."""
-    return torch.load(os.fspath(path), map_location=map_location, weights_only=True)
+    """Load a checkpoint written by ``atomic_save`` (``weights_only=True``: the trainer
+    stores only tensors, numbers, strings and containers of them).
+
+    A missing file raises FileNotFoundError; an empty, truncated or foreign file ValueError
+    naming it (with ``previous.pt`` as the way out when it sits beside it).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {os.path.abspath(path)!r}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, OSError, UnpicklingError
+        spare = os.path.join(os.path.dirname(os.path.abspath(path)), PREVIOUS_CHECKPOINT_NAME)
+        hint = (f"; the checkpoint before it is kept in {spare!r}: copy it over "
+                f"{os.path.basename(path)!r} to resume from there"
+                if os.path.isfile(spare) and os.path.abspath(path) != spare else "")
+        raise ValueError(
+            f"{os.path.abspath(path)}: not a readable checkpoint ({os.path.getsize(path)} bytes; "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
+            f"expected a complete torch.save file written by bpsn_ext.train{hint}"
+        ) from err
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{os.path.abspath(path)}: expected a checkpoint dict, got "
+                         f"{type(ckpt).__name__}")
+    return ckpt
+
+
+def claim_run_folder(folder: str | os.PathLike, *, resume: bool, overwrite: bool,
+                     command: str, extra: tuple[str, ...] = ()) -> None:
+    """Refuse to start a new run (not ``resume``) in ``folder`` when it holds an earlier run's
+    checkpoint or metrics (or one of the ``extra`` file names), unless ``overwrite``; with
+    ``overwrite`` the earlier checkpoints are removed, so a later ``--resume`` cannot pick
+    them up.  ``command`` names the CLI command in the message."""
+    folder = os.fspath(folder)
+    if resume:
+        return
+    names = (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, METRICS_NAME, *extra)
+    found = [n for n in names if os.path.exists(os.path.join(folder, n))]
+    if not found:
+        return
+    if not overwrite:
+        raise SystemExit(
+            f"{command}: {os.path.abspath(folder)} already holds a run ({', '.join(found)}). "
+            "Pass --resume to continue it, --overwrite to replace it, or choose another folder."
+        )
+    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
+        with contextlib.suppress(FileNotFoundError):  # another DDP rank removed it first
+            os.unlink(os.path.join(folder, name))
 
 
 def get_rng_state() -> dict:

@@ -1,7 +1,8 @@
 """One small trainer for the GLUE (SNN-BERT) and LRA examples.
 
 tqdm progress, atomic checkpoints, exact mid-epoch resume, metrics JSON, an energy-report hook,
-and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU).
+and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU), where every BatchNorm
+becomes a ``GlobalBatchNorm`` (``bpsn_ext.train.sync_norm``) (statistics of the global batch).
 """
 
 from __future__ import annotations
@@ -23,14 +24,20 @@ from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from bpsn_ext.bench.measure import write_json_atomic
-from bpsn_ext.train.checkpoint import atomic_save, get_rng_state, load_checkpoint, set_rng_state
+from bpsn_ext.train.checkpoint import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    PREVIOUS_CHECKPOINT_NAME,
+    atomic_save,
+    get_rng_state,
+    load_checkpoint,
+    set_rng_state,
+)
+from bpsn_ext.train.sync_norm import convert_batch_norms
 
 __all__ = ["TrainConfig", "Trainer", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "last.pt"
-METRICS_NAME = "metrics.json"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -192,6 +199,9 @@ class Trainer:
             self.device = torch.device("cpu")
         self.model = model.to(self.device)
         if self.world_size > 1:
+            # each rank holds a shard of the global batch: BatchNorm must see all of it
+            self.model = convert_batch_norms(self.model)
+            model = self.model
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model: nn.Module = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         else:
@@ -302,7 +312,8 @@ class Trainer:
         return total, count
 
     def save_checkpoint(self) -> None:
-        """Write ``checkpoint_dir/last.pt`` atomically (rank 0; a collective under DDP)."""
+        """Write ``checkpoint_dir/last.pt`` atomically (rank 0; a collective under DDP); the
+        one before it is kept as ``previous.pt``."""
         if self.checkpoint_path is None:
             return
         self._reduce_loss_sums()
@@ -332,6 +343,7 @@ class Trainer:
                 "batches_per_epoch": self.batches_per_epoch,
             },
             self.checkpoint_path,
+            keep_previous=PREVIOUS_CHECKPOINT_NAME,
         )
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
