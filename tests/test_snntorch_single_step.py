@@ -2,7 +2,7 @@
 
 Reference: a freshly constructed ``snn.Leaky`` with the S2NN ``spike_grad`` called once (one step
 from a zero membrane), and the S3NN definition ``mem = x``, ``spk = Theta(x - threshold)`` with
-snnTorch's ``>`` tie rule (spec frameworks.md §3, §5c, §5e 16-20; papers.md §2, §6.1 item 4).
+snnTorch's ``>`` tie rule (snnTorch 1.0.0's ``Leaky``; Suetake et al. 2023).
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ def test_s2nn_gradient_equals_formula_at_input_minus_threshold():
 
 
 def test_s2nn_gradient_sample_values_and_continuity():
-    """papers.md §2.3 sample values of g' at -1, -0.5, 0, 0.5, 1, 3; g'(0) = 1 (continuous)."""
+    """S2NN (Suetake et al. 2023) sample values of g' at -1, -0.5, 0, 0.5, 1, 3; g'(0) = 1
+    (continuous)."""
     n = SingleStepLeaky(threshold=1.0)
     x = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 4.0], requires_grad=True)
     spk, _ = n(x)

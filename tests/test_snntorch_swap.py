@@ -1,7 +1,7 @@
 """``bpsn_ext.snntorch.swap_neurons`` / ``to_single_step`` / ``reset`` / ``detach``.
 
-Networks are written the way the snnTorch tutorials write them (spec frameworks.md §3.3, §5c,
-§5d, §5e 16-20): a ``Net`` class looping over ``num_steps`` with explicit ``mem``, and an
+Networks are written the way snnTorch tutorials 5 and 7 write them: a ``Net`` class looping
+over ``num_steps`` with explicit ``mem``, and an
 ``nn.Sequential`` of ``init_hidden=True`` neurons.
 """
 

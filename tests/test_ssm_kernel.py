@@ -1,6 +1,6 @@
 """S4D kernel and the diagonal-recurrence primitives (``bpsn_ext.core.ssm``, ``layers.S4D``).
 
-The references here are written from the equations (papers.md §3.2, s4d_check.py), not from
+The references here are written from the equations (S4D, Gu et al. 2022), not from
 the library code: a ZOH recurrence from the raw parameters and a direct Vandermonde sum.
 """
 

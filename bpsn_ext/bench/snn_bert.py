@@ -14,7 +14,7 @@ and the neuron.  Measured, per model:
   initialised weights (firing rates of a trained model differ).
 
 Ratios are repeat / individual; the paper reports 3.5x (training speed), 3.8x (training memory)
-and 6.46x (energy), papers.md §1.2.
+and 6.46x (energy) (Su et al., Neural Networks 2024).
 """
 
 from __future__ import annotations

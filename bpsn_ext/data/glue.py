@@ -1,6 +1,7 @@
 """GLUE readers: the TSV tree of ``download_glue_data.py`` and HF ``datasets`` the user has.
 
-TSV layout (``anchors.md`` §3): ``<root>/<TASK>/train.tsv`` and ``dev.tsv`` (MNLI:
+TSV layout (that of GLUE's ``download_glue_data.py``): ``<root>/<TASK>/train.tsv`` and
+``dev.tsv`` (MNLI:
 ``dev_matched.tsv`` and ``dev_mismatched.tsv``), with each task's own column schema (the
 header row's columns; then text a / text b / label):
 

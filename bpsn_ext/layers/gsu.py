@@ -8,7 +8,8 @@ Per token, for the real SSM output ``y`` ``[..., H]``::
 
 ``Tern(v) = sign(v) * 1[|v| >= 0.15 max|v|]`` (:mod:`bpsn_ext.core.ternary`).  How gradients
 pass the two ``Tern`` is not settled by the paper; ``grad_mode`` selects one of the two public
-re-implementations (NSA, PRF) or the recommended default of papers.md §3.4 (a reconstruction):
+re-implementations (NSA, PRF) or the recommended default (a reconstruction, see
+``docs/reconstruction.md``):
 
 =============== ========== ================== ================ ===============
 grad_mode       W and W'   Tern(W) backward   Tern(y) backward learnable scale

@@ -7,7 +7,8 @@
   ``AutoModelForSequenceClassification``) with ``local_files_only=True``.
 * :func:`distillation_loss` mixes the task loss with a logit-distillation term.
 
-Which of these SNN-BERT used is unknown (papers.md §1.6, [R]): all are optional.
+Which of these SNN-BERT used is unknown (a reconstruction, see ``docs/snn_bert.md``): all are
+optional.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """``LRAClassifier``: encoder -> residual sequence blocks -> masked pooling -> decoder.
 
-The backbone of state-spaces/s4's ``example.py`` (papers.md §3.5) with a choice of sequence
+The backbone of state-spaces/s4's ``example.py`` with a choice of sequence
 layer: ``"binary_s4d"``, ``"gsu"``, ``"s5"`` (spiking S5), ``"bpsn"`` or ``"s4d"`` (the
 non-spiking S4D block, the reference).  Inputs are time-first: token ids ``[T, N]`` (with
 ``vocab_size``) or features ``[T, N, d_input]``.
 
-Per-task settings: :data:`LRA_PRESETS` (the S4D-paper LRA table of papers.md §3.5, which
+Per-task settings: :data:`LRA_PRESETS` (the LRA table of the S4D paper, Gu et al. 2022, which
 Stan & Rhodes' own per-task settings most likely follow; theirs were not retrievable) and
 :func:`build_lra_model`.  AAN retrieval encodes its two documents with one shared backbone and
 classifies ``[a, b, a * b, a - b]`` (:class:`LRADualClassifier`, the LRA convention).
@@ -197,7 +197,7 @@ class LRAPreset:
         return asdict(self)
 
 
-#: S4D LRA settings (papers.md §3.5; the S4D paper's table, PRF Table 8 uses lr 0.005), plus
+#: S4D LRA settings (the S4D paper's table, Gu et al. 2022; PRF's Table 8 uses lr 0.005), plus
 #: the s4 ``example.py`` settings for sequential images.  Stan & Rhodes' own per-task values
 #: are not retrievable: these are the documented reconstruction.  Every value is a CLI flag.
 LRA_PRESETS: dict[str, LRAPreset] = {

@@ -1,5 +1,5 @@
 """``SNNBert``: a directly trained spiking BERT encoder (SNN-BERT, Su et al. 2024; a
-reconstruction, papers.md §1.5 and ``docs/snn_bert.md``).
+reconstruction, see ``docs/snn_bert.md``).
 
 ``embeddings -> coding -> spiking encoder blocks -> masked pooling -> head``:
 

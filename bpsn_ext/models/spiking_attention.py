@@ -128,7 +128,7 @@ class SpikingSelfAttention(nn.Module):
 
     then ``neuron -> Linear -> LayerNorm -> dropout``.  ``scale`` defaults to ``1/sqrt(d_head)``
     for softmax and 0.125 (Spikformer's constant) for spike-driven attention.  Which of the two
-    SNN-BERT used is not known (papers.md §1.5, [R]).
+    SNN-BERT used is not known (a reconstruction, see ``docs/snn_bert.md``).
     """
 
     def __init__(self, width: int, heads: int, *, coding: str, attention: str, dropout: float,
@@ -182,7 +182,7 @@ class SpikingEncoderBlock(nn.Module):
         x = x + dropout(LN(fc2(neuron(LN(fc1(neuron(x)))))))
 
     Every Linear sees spikes; the residual stream stays real-valued (added before the next
-    neuron), as in the Spike-driven Transformer (papers.md §1.5, [R]).
+    neuron), as in the Spike-driven Transformer (Yao et al. 2023; a reconstruction).
     """
 
     def __init__(self, width: int, heads: int, ffn_width: int, *, coding: str, attention: str,
