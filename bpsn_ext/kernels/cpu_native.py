@@ -372,21 +372,12 @@ def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
     from bpsn_ext.kernels.provider import native_config
 
     cfg = native_config(module, x)
-    if x.dim() < 3:
-        raise ValueError(
-            f"fusion='split' needs x_seq of shape [T, N, C, *] with channels, got "
-            f"{list(x.shape)}"
-        )
     cd = module._check_channels(x)  # ValueError for a bad or ambiguous channel_dim
+    module.fusion_gate(x)  # ValueError: the split needs a channel axis with >= 2 channels
     T, N = x.shape[:2]
     if T == 0:
         raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
     C = x.shape[cd]
-    if C < 2:
-        raise ValueError(
-            f"fusion='split' needs at least 2 channels in dimension {cd} (channel_dim="
-            f"{module.channel_dim}), got input of shape {list(x.shape)}"
-        )
     m = as_mask(mask, T, N, x.device)
     mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
     M = x[0].numel()

@@ -127,12 +127,9 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
         )
 
     # -- forward --------------------------------------------------------------------------
-    def _membrane_and_spikes(self, x_seq, mask):
-        return self._compute(x_seq, mask, self._backend)  # the provider honours `backend`
-
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         self._check_step_mode(x_seq)
-        spikes, membrane = self._membrane_and_spikes(x_seq, mask)
+        spikes, membrane = self._compute(x_seq, mask, self._backend)  # provider honours it
         self.v = membrane[-1].detach().clone()  # nothing reads it back: no graph, no [T] copy
         if self.store_v_seq:
             self.v_seq = membrane
@@ -141,7 +138,7 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
     def multi_step_functional_forward(self, inputs, states, **kwargs):
         """SpikingJelly 2.0's pure forward: ``(x_seq[, mask])`` -> ``((spikes,), (v,))``."""
         mask = inputs[1] if len(inputs) > 1 else None
-        spikes, membrane = self._membrane_and_spikes(inputs[0], mask)
+        spikes, membrane = self._compute(inputs[0], mask, self._backend)
         return (spikes,), (membrane[-1],)
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
