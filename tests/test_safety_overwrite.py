@@ -156,3 +156,57 @@ def test_checkpoint_with_torch_save_of_a_non_dict_is_refused(tmp_path):
     torch.save([1, 2], path)
     with pytest.raises(ValueError, match="expected a checkpoint dict, got list"):
         load_checkpoint(path)
+
+
+def _claim_worker(rank: int, port: int, folder: str, results: str) -> None:
+    import torch.distributed as dist
+
+    from bpsn_ext.train import claim_run_folder
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    try:
+        if rank == 1:  # rank 1 looks later than rank 0 and sees this run's own files
+            dist.barrier()
+        try:
+            claim_run_folder(folder, resume=False, overwrite=False, command="train x")
+            verdict = "free"
+        except SystemExit as e:
+            verdict = str(e)
+        if rank == 0:
+            open(os.path.join(folder, "metrics.json"), "w").write("{}")  # this run's file
+            dist.barrier()
+        open(os.path.join(results, f"rank{rank}"), "w").write(verdict)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("earlier_run", [False, True])
+def test_claim_under_ddp_every_rank_follows_rank_0(tmp_path, earlier_run):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    folder, results = tmp_path / "run", tmp_path / "results"
+    folder.mkdir()
+    results.mkdir()
+    if earlier_run:
+        (folder / CHECKPOINT_NAME).write_bytes(b"x")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_claim_worker, args=(port, str(folder), str(results)), nprocs=2)
+    verdicts = {(results / f"rank{r}").read_text() for r in (0, 1)}
+    assert len(verdicts) == 1  # both ranks refuse alike, or both start
+    assert ("already holds a run (last.pt)" in verdicts.pop()) == earlier_run
+
+
+def test_claim_without_a_process_group_leaves_the_check_to_rank_0(tmp_path, monkeypatch):
+    from bpsn_ext.train import claim_run_folder
+
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"x")
+    monkeypatch.setenv("RANK", "1")  # torchrun before the Trainer starts the group
+    claim_run_folder(tmp_path, resume=False, overwrite=False, command="train x")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit, match=r"train x: .* already holds a run \(last\.pt\)"):
+        claim_run_folder(tmp_path, resume=False, overwrite=False, command="train x")

@@ -278,7 +278,7 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     task = get_task(args.task)
     out = args.out
     claim_run_folder(out, resume=args.resume, overwrite=args.overwrite, command="train glue",
-                     extra=(MODEL_FILE,))  # every rank: all refuse alike
+                     extra=(MODEL_FILE,))
     os.makedirs(out, exist_ok=True)
     model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     train_ex = load_examples(args, task.name, "train")

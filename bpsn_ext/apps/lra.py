@@ -335,7 +335,7 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = _resolve(args)
     if cfg["resume"] and not cfg.get("checkpoint_dir"):
         raise SystemExit("train lra --resume needs --checkpoint-dir")
-    if cfg.get("checkpoint_dir"):  # every rank: all refuse alike
+    if cfg.get("checkpoint_dir"):
         claim_run_folder(cfg["checkpoint_dir"], resume=bool(cfg["resume"]),
                          overwrite=bool(cfg.get("overwrite")), command="train lra",
                          extra=(RUN_CONFIG,))

@@ -72,22 +72,38 @@ def claim_run_folder(folder: str | os.PathLike, *, resume: bool, overwrite: bool
     """Refuse to start a new run (not ``resume``) in ``folder`` when it holds an earlier run's
     checkpoint or metrics (or one of the ``extra`` file names), unless ``overwrite``; with
     ``overwrite`` the earlier checkpoints are removed, so a later ``--resume`` cannot pick
-    them up.  ``command`` names the CLI command in the message."""
-    folder = os.fspath(folder)
+    them up.  ``command`` names the CLI command in the message.
+
+    Under DDP only rank 0 looks (another rank could otherwise see the files rank 0 has just
+    written for this run); with an initialised process group its verdict is broadcast, so
+    every rank refuses alike.  Without one (torchrun before the Trainer starts the group) the
+    other ranks return and the launcher stops them when rank 0 exits."""
+    import torch.distributed as dist
+
     if resume:
         return
+    group = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if group else int(os.environ.get("RANK", "0"))
+    verdict = [_claim_verdict(os.fspath(folder), overwrite, command, extra) if rank == 0
+               else None]
+    if group:
+        dist.broadcast_object_list(verdict, src=0)
+    if verdict[0]:
+        raise SystemExit(verdict[0])
+
+
+def _claim_verdict(folder: str, overwrite: bool, command: str, extra: tuple[str, ...]) -> str:
+    """Rank 0's part of `claim_run_folder`: the refusal message, or "" once the folder is free."""
     names = (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, METRICS_NAME, *extra)
     found = [n for n in names if os.path.exists(os.path.join(folder, n))]
-    if not found:
-        return
-    if not overwrite:
-        raise SystemExit(
-            f"{command}: {os.path.abspath(folder)} already holds a run ({', '.join(found)}). "
-            "Pass --resume to continue it, --overwrite to replace it, or choose another folder."
-        )
-    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
-        with contextlib.suppress(FileNotFoundError):  # another DDP rank removed it first
+    if found and not overwrite:
+        return (f"{command}: {os.path.abspath(folder)} already holds a run ({', '.join(found)}). "
+                "Pass --resume to continue it, --overwrite to replace it, or choose another "
+                "folder.")
+    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME) if found else ():
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(folder, name))
+    return ""
 
 
 def get_rng_state() -> dict:
