@@ -32,7 +32,8 @@ BENCHMARKS = ("single-step", "bpsn", "ssm", "snn-bert")
 APPS = {
     "train": {"lra": "lra", "glue": "glue"},
     "evaluate": {"lra": "lra", "glue": "glue"},
-    "generate": {"listops": "generate", "pathfinder": "generate"},
+    "generate": {"listops": "generate", "pathfinder": "generate",
+                 "wordnet-glosses": "generate"},
 }
 
 
@@ -146,7 +147,8 @@ def _add_apps(sub) -> None:
     helps = {
         "train": "train an example model (LRA / sequential images, or SNN-BERT on GLUE)",
         "evaluate": "evaluate a checkpoint written by `train`",
-        "generate": "write a generated data set (ListOps TSV, Pathfinder images)",
+        "generate": "write a generated data set (ListOps TSV, Pathfinder images, WordNet "
+                    "glosses)",
     }
     for verb, choices in APPS.items():
         parser = sub.add_parser(verb, help=helps[verb])

@@ -73,8 +73,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--heads", type=positive_int, default=4, help="attention heads (4)")
     g.add_argument("--ffn-width", type=positive_int, default=1024, help="FFN width (1024)")
     g.add_argument("--max-length", type=positive_int, default=128, help="tokens per sample (128)")
-    g.add_argument("--coding", choices=("individual", "repeat"), default="individual",
-                   help="individual: BPSN over tokens; repeat: LIF over T repeats (individual)")
+    g.add_argument("--coding", choices=("individual", "repeat", "ann"), default="individual",
+                   help="individual: BPSN over tokens; repeat: LIF over T repeats; ann: the ANN "
+                   "twin, real-valued activations instead of neurons (individual)")
+    g.add_argument("--ann-activation", choices=("relu", "gelu", "identity"), default="relu",
+                   help="the ANN twin's activation under --coding ann (relu)")
     g.add_argument("--T", type=positive_int, default=4, help="repeats under --coding repeat (4)")
     g.add_argument("--attention", choices=("softmax", "spike_driven"), default="softmax",
                    help="attention variant (softmax)")
@@ -231,9 +234,10 @@ def energy_report(model, dataset, collate, batch_size: int = 8):
     kwargs = {"mask": batch["lengths"].to(device), "segment_ids": batch["segment_ids"].to(device)}
     cfg = model.config
     with torch.no_grad():
-        if cfg.coding == "individual":
+        if cfg.coding != "repeat":
+            name = "ANN twin" if cfg.coding == "ann" else "SNN-BERT individual coding"
             return estimate(model, ids, coding="individual", forward_kwargs=kwargs,
-                            title=f"SNN-BERT individual coding, L={ids.shape[0]}")
+                            title=f"{name}, L={ids.shape[0]}")
         return estimate(model, ids, T=cfg.T, coding="repeat", batch_size=ids.shape[1],
                         forward_kwargs=kwargs,
                         title=f"SNN-BERT repeat coding T={cfg.T}, L={ids.shape[0]}")
@@ -306,6 +310,7 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
             max_length=args.max_length, coding=args.coding, T=args.T, attention=args.attention,
             pooling=args.pooling, dropout=float(args.dropout),
             bpsn_options=dict(args.bpsn_option), lif_options=dict(args.lif_option),
+            ann_activation=args.ann_activation,
         )
     torch.manual_seed(args.seed)
     model = SNNBert(config)
