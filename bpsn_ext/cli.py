@@ -1,5 +1,6 @@
 """Command line (``bpsn-ext`` or ``python -m bpsn_ext``): ``demo``, ``bench {single-step,bpsn,ssm,
-snn-bert}``, ``train {lra,glue}``, ``evaluate {lra,glue}`` and ``generate {listops,pathfinder}``.
+snn-bert}``, ``train {lra,glue}``, ``evaluate {lra,glue}``, ``pretrain`` (masked LM) and
+``generate {listops,pathfinder,wordnet-glosses}``.
 Each subcommand has its own flags, given after its name.
 
 The ``train``/``evaluate``/``generate`` subcommands live in :mod:`bpsn_ext.apps` (``lra``,
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "training and evaluation of the example models, data generators.",
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{demo,bench,train,evaluate,generate}")
+                                metavar="{demo,bench,train,evaluate,pretrain,generate}")
 
     demo = sub.add_parser("demo", help="train S3NN vs a T=4 LIF network on the 8x8 digits")
     demo.add_argument("--epochs", type=positive_int, default=20, help="training epochs (20)")
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
         "snn-bert", help="SNN-BERT: individual coding vs repeat coding (time, memory, energy)"))
     bench.set_defaults(handler=_bench)
     _add_apps(sub)
+    pretrain = _app_module("pretrain")
+    child = sub.add_parser("pretrain", help=pretrain.PRETRAIN_HELP)
+    pretrain.add_pretrain_arguments(child)
+    child.set_defaults(handler=pretrain.run_pretrain)
     return parser
 
 
