@@ -105,3 +105,35 @@ def test_train_glue_and_bench_take_the_twin(tmp_path):
     assert report["ratios"]["ann_energy_vs_individual"] == pytest.approx(
         ann["energy"]["synaptic_energy_pJ"] / ind["energy"]["synaptic_energy_pJ"])
     assert "ANN twin / individual" in format_report(report)
+
+
+def test_norm_options_add_layernorms_and_keep_padding_invariance():
+    base = tiny()
+    normed = tiny(input_norm=True, attn_out_norm=True)
+    extra = set(normed.state_dict()) - set(base.state_dict())
+    assert {k.rsplit(".", 1)[0] for k in extra} == {
+        f"blocks.{i}.{n}" for i in range(2) for n in ("attn_in_norm", "ffn_in_norm",
+                                                       "attn.out_norm")}
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(5, 40, (9, 2), generator=g)
+    lengths = torch.tensor([9, 4])
+    for coding in ("individual", "ann", "repeat"):
+        model = tiny(coding=coding, T=2, input_norm=True, attn_out_norm=True)
+        padded = torch.cat([ids, torch.randint(5, 40, (3, 2), generator=g)])
+        torch.testing.assert_close(model(padded, lengths), model(ids, lengths))
+
+
+def test_named_neuron_options_and_surrogate_width():
+    from bpsn_ext.apps.glue import _option
+    from bpsn_ext.surrogate import resolve
+
+    assert _option("runaway=none") == ("runaway", "none")
+    assert _option("v_threshold=none") == ("v_threshold", None)
+    assert _option("refractory_steps=2") == ("refractory_steps", 2)
+    assert tiny(bpsn_options={"runaway": "none"}).blocks[0].attn_in.runaway == "none"
+    assert resolve("atan:4").alpha == 4.0 and resolve("atan").alpha == 2.0
+    assert resolve("sigmoid:8").alpha == 8.0
+    with pytest.raises(ValueError, match="alpha"):
+        resolve("atan:wide")
+    neuron = tiny(bpsn_options={"surrogate": "atan:0.5"}).blocks[0].ffn_neuron
+    assert neuron.surrogate_function.alpha == 0.5

@@ -25,14 +25,20 @@ MODEL_FILE, TOKENIZER_FILE, ENERGY_FILE = "model.json", "tokenizer.json", "energ
 
 # the integer-valued neuron options; every other number is a hyper-parameter, passed as a float
 _INT_OPTIONS = frozenset({"channels", "window", "refractory_steps", "channel_dim"})
+# options whose values are names, kept as given (runaway=none is the string "none")
+_NAME_OPTIONS = frozenset({"kernel", "fusion", "runaway", "method", "reset", "surrogate"})
 
 
 def _option(text: str) -> tuple[str, object]:
     """``KEY=VALUE``: true/false/none, a number (an int for the integer options such as
-    ``refractory_steps``, else a float, so ``tau=3`` gives 3.0), or a string."""
+    ``refractory_steps``, else a float, so ``tau=3`` gives 3.0), or a string; the named
+    options (``runaway``, ``fusion``, ``kernel``, ``method``, ``reset``, ``surrogate``) keep
+    their value as given, so ``runaway=none`` is the rule ``"none"``."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if key in _NAME_OPTIONS:
+        return key, raw
     low = raw.lower()
     if low in ("true", "false"):
         return key, low == "true"
@@ -112,6 +118,10 @@ def add_model_arguments(g) -> None:
     g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
                    help="mean over real tokens, or the first token (mean)")
     g.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
+    g.add_argument("--attn-out-norm", action=argparse.BooleanOptionalAction, default=False,
+                   help="a LayerNorm before the attention-output neuron (off)")
+    g.add_argument("--input-norm", action=argparse.BooleanOptionalAction, default=False,
+                   help="a LayerNorm before each block's input neurons, pre-norm (off)")
     g.add_argument("--bpsn-option", action="append", type=_option, default=[], metavar="K=V",
                    help="a BPSN argument; repeat the flag for several (--bpsn-option "
                    "fusion=gate --bpsn-option runaway=soft_reset)")
@@ -311,6 +321,7 @@ def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
         coding=args.coding, T=args.T, attention=args.attention, pooling=args.pooling,
         dropout=float(args.dropout), bpsn_options=dict(args.bpsn_option),
         lif_options=dict(args.lif_option), ann_activation=args.ann_activation,
+        attn_out_norm=args.attn_out_norm, input_norm=args.input_norm,
     )
 
 

@@ -52,6 +52,8 @@ class SNNBertConfig:
     :class:`MultiStepLIF` (repeat coding): ``tau``, ``v_threshold``, ``reset``.
     ``attention_scale=None`` picks the variant's default.  ``ann_activation`` is the twin's
     activation under ``coding="ann"`` (``"relu"``, ``"gelu"`` or ``"identity"``).
+    ``attn_out_norm`` / ``input_norm``: LayerNorms before the attention-output neuron / before
+    the blocks' two input neurons (see ``SpikingEncoderBlock``).
     """
 
     vocab_size: int = 30522
@@ -71,6 +73,8 @@ class SNNBertConfig:
     bpsn_options: dict = dataclasses.field(default_factory=dict)
     lif_options: dict = dataclasses.field(default_factory=dict)
     ann_activation: str = "relu"
+    attn_out_norm: bool = False
+    input_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "num_labels", "layers", "width", "heads", "ffn_width",
@@ -150,7 +154,8 @@ class SNNBert(nn.Module):
                 cfg.width, cfg.heads, cfg.ffn_width, coding=cfg.coding, attention=cfg.attention,
                 dropout=cfg.dropout, scale=cfg.attention_scale,
                 bpsn_options=dict(cfg.bpsn_options), lif_options=dict(cfg.lif_options),
-                ann_activation=cfg.ann_activation,
+                ann_activation=cfg.ann_activation, attn_out_norm=cfg.attn_out_norm,
+                input_norm=cfg.input_norm,
             )
             for _ in range(cfg.layers)
         )

@@ -167,14 +167,14 @@ class SpikingSelfAttention(nn.Module):
     * ``"spike_driven"`` (Spikformer-style, no softmax): ``(Q K^T with padded keys zeroed) V *
       scale``;
 
-    then ``neuron -> Linear -> LayerNorm -> dropout``.  ``scale`` defaults to ``1/sqrt(d_head)``
-    for softmax and 0.125 (Spikformer's constant) for spike-driven attention.  Which of the two
-    SNN-BERT used is not known (papers.md §1.5, [R]).
+    then (``out_norm``: LayerNorm ->) ``neuron -> Linear -> LayerNorm -> dropout``.  ``scale``
+    defaults to ``1/sqrt(d_head)`` for softmax and 0.125 (Spikformer's constant) for
+    spike-driven attention.  Which of the two SNN-BERT used is not known (papers.md §1.5, [R]).
     """
 
     def __init__(self, width: int, heads: int, *, coding: str, attention: str, dropout: float,
                  scale: float | None, bpsn_options: dict, lif_options: dict,
-                 ann_activation: str = "relu") -> None:
+                 ann_activation: str = "relu", out_norm: bool = False) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
@@ -192,6 +192,7 @@ class SpikingSelfAttention(nn.Module):
         self.q_neuron, self.k_neuron, self.v_neuron = neuron(), neuron(), neuron()
         self.softmax = nn.Softmax(dim=-1)
         self.attn_dropout = nn.Dropout(dropout)
+        self.out_norm = nn.LayerNorm(width) if out_norm else None
         self.attn_neuron = neuron()
         self.proj = nn.Linear(width, width)
         self.proj_norm = nn.LayerNorm(width)
@@ -213,7 +214,10 @@ class SpikingSelfAttention(nn.Module):
             if km is not None:
                 scores = scores.masked_fill(~km, 0.0)
             out = (self.attn_dropout(scores) @ v) * self.scale
-        out = self.attn_neuron(_merge_heads(out, c), mask)
+        out = _merge_heads(out, c)
+        if self.out_norm is not None:
+            out = self.out_norm(out)
+        out = self.attn_neuron(out, mask)
         return self.dropout(self.proj_norm(self.proj(out)))
 
 
@@ -225,18 +229,24 @@ class SpikingEncoderBlock(nn.Module):
 
     Every Linear sees spikes; the residual stream stays real-valued (added before the next
     neuron), as in the Spike-driven Transformer (papers.md §1.5, [R]).  Under ``coding="ann"``
-    every neuron is a :class:`RealActivation` (the ANN twin).
+    every neuron is a :class:`RealActivation` (the ANN twin).  ``input_norm`` puts a LayerNorm
+    before the two input neurons (``neuron(LN(x))``, pre-norm); ``attn_out_norm`` one before
+    the attention-output neuron.
     """
 
     def __init__(self, width: int, heads: int, ffn_width: int, *, coding: str, attention: str,
                  dropout: float, scale: float | None, bpsn_options: dict,
-                 lif_options: dict, ann_activation: str = "relu") -> None:
+                 lif_options: dict, ann_activation: str = "relu", attn_out_norm: bool = False,
+                 input_norm: bool = False) -> None:
         super().__init__()
         neurons = (bpsn_options, lif_options, ann_activation)
+        self.attn_in_norm = nn.LayerNorm(width) if input_norm else None
         self.attn_in = make_neuron(coding, width, *neurons)
         self.attn = SpikingSelfAttention(width, heads, coding=coding, attention=attention,
                                          dropout=dropout, scale=scale, bpsn_options=bpsn_options,
-                                         lif_options=lif_options, ann_activation=ann_activation)
+                                         lif_options=lif_options, ann_activation=ann_activation,
+                                         out_norm=attn_out_norm)
+        self.ffn_in_norm = nn.LayerNorm(width) if input_norm else None
         self.ffn_in = make_neuron(coding, width, *neurons)
         self.fc1 = nn.Linear(width, ffn_width)
         self.fc1_norm = nn.LayerNorm(ffn_width)
@@ -246,6 +256,8 @@ class SpikingEncoderBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.attn_in(x, mask), mask)
-        h = self.ffn_neuron(self.fc1_norm(self.fc1(self.ffn_in(x, mask))), mask)
+        a = x if self.attn_in_norm is None else self.attn_in_norm(x)
+        x = x + self.attn(self.attn_in(a, mask), mask)
+        f = x if self.ffn_in_norm is None else self.ffn_in_norm(x)
+        h = self.ffn_neuron(self.fc1_norm(self.fc1(self.ffn_in(f, mask))), mask)
         return x + self.dropout(self.fc2_norm(self.fc2(h)))
