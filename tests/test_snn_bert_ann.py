@@ -137,3 +137,15 @@ def test_named_neuron_options_and_surrogate_width():
         resolve("atan:wide")
     neuron = tiny(bpsn_options={"surrogate": "atan:0.5"}).blocks[0].ffn_neuron
     assert neuron.surrogate_function.alpha == 0.5
+
+
+def test_snn_bert_bpsn_defaults_and_old_configs():
+    from bpsn_ext.models import SNNBertConfig
+    from bpsn_ext.models.snn_bert import BPSN_DEFAULTS
+
+    assert BPSN_DEFAULTS == {"runaway": "none"}
+    assert tiny().blocks[0].ffn_neuron.runaway == "none"
+    # a saved config with explicit options (an older run's {}) keeps exactly those
+    old = SNNBert(SNNBertConfig.from_dict({**TINY, "bpsn_options": {}}))
+    assert old.blocks[0].ffn_neuron.runaway == "refractory"
+    assert SNNBertConfig().bpsn_options is not SNNBertConfig().bpsn_options  # no shared dict

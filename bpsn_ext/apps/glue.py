@@ -123,8 +123,9 @@ def add_model_arguments(g) -> None:
     g.add_argument("--input-norm", action=argparse.BooleanOptionalAction, default=False,
                    help="a LayerNorm before each block's input neurons, pre-norm (off)")
     g.add_argument("--bpsn-option", action="append", type=_option, default=[], metavar="K=V",
-                   help="a BPSN argument; repeat the flag for several (--bpsn-option "
-                   "fusion=gate --bpsn-option runaway=soft_reset)")
+                   help="a BPSN argument, over SNN-BERT's default runaway=none; repeat the "
+                   "flag for several (--bpsn-option fusion=gate --bpsn-option "
+                   "runaway=refractory)")
     g.add_argument("--lif-option", action="append", type=_option, default=[], metavar="K=V",
                    help="MultiStepLIF argument for --coding repeat (tau, v_threshold, reset)")
 
@@ -314,12 +315,13 @@ def is_run_dir(path: str | None) -> bool:
 def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
     """The :class:`SNNBertConfig` of the model flags."""
     from bpsn_ext.models import SNNBertConfig
+    from bpsn_ext.models.snn_bert import BPSN_DEFAULTS
 
     return SNNBertConfig(
         vocab_size=vocab_size, num_labels=num_labels, layers=args.layers, width=args.width,
         heads=args.heads, ffn_width=args.ffn_width, max_length=args.max_length,
         coding=args.coding, T=args.T, attention=args.attention, pooling=args.pooling,
-        dropout=float(args.dropout), bpsn_options=dict(args.bpsn_option),
+        dropout=float(args.dropout), bpsn_options={**BPSN_DEFAULTS, **dict(args.bpsn_option)},
         lif_options=dict(args.lif_option), ann_activation=args.ann_activation,
         attn_out_norm=args.attn_out_norm, input_norm=args.input_norm,
     )

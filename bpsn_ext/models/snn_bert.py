@@ -37,9 +37,12 @@ from bpsn_ext.models.spiking_attention import (
     SpikingEncoderBlock,
 )
 
-__all__ = ["SNNBert", "SNNBertConfig", "POOLINGS"]
+__all__ = ["SNNBert", "SNNBertConfig", "POOLINGS", "BPSN_DEFAULTS"]
 
 POOLINGS = ("mean", "cls")
+# SNN-BERT's own BPSN defaults (over BPSN's): no refractory rule, which under individual coding
+# forbids a channel to fire on two neighbouring tokens (docs/snn_bert_recipe.md)
+BPSN_DEFAULTS = {"runaway": "none"}
 
 
 @dataclasses.dataclass
@@ -48,7 +51,9 @@ class SNNBertConfig:
     ``layers=12, width=768, heads=12, ffn_width=3072``).
 
     ``bpsn_options`` go to every :class:`bpsn_ext.BPSN` (individual coding), e.g.
-    ``{"fusion": "gate", "runaway": "soft_reset"}``; ``lif_options`` to every
+    ``{"fusion": "gate", "runaway": "soft_reset"}``; the default is :data:`BPSN_DEFAULTS`
+    (``{"runaway": "none"}``), and a dict given replaces it (the CLI merges its
+    ``--bpsn-option`` flags into it); ``lif_options`` to every
     :class:`MultiStepLIF` (repeat coding): ``tau``, ``v_threshold``, ``reset``.
     ``attention_scale=None`` picks the variant's default.  ``ann_activation`` is the twin's
     activation under ``coding="ann"`` (``"relu"``, ``"gelu"`` or ``"identity"``).
@@ -70,7 +75,7 @@ class SNNBertConfig:
     attention_scale: float | None = None
     pooling: str = "mean"
     dropout: float = 0.1
-    bpsn_options: dict = dataclasses.field(default_factory=dict)
+    bpsn_options: dict = dataclasses.field(default_factory=lambda: dict(BPSN_DEFAULTS))
     lif_options: dict = dataclasses.field(default_factory=dict)
     ann_activation: str = "relu"
     attn_out_norm: bool = False
