@@ -200,3 +200,13 @@ def test_hf_dataset_on_disk(corpus, tmp_path):
     with pytest.raises(ValueError, match="not 'validation'"):
         app.run_pretrain(parse(*common, "--hf-split", "validation", "--out",
                                str(tmp_path / "c")))
+
+
+def test_initial_mlm_loss_is_near_log_vocabulary():
+    torch.manual_seed(0)
+    model = SNNBertForMaskedLM(SNNBertConfig(vocab_size=500, layers=1, width=64, heads=2,
+                                             ffn_width=64, dropout=0.0))
+    ids = torch.randint(5, 500, (12, 8))
+    loss = torch.nn.functional.cross_entropy(model(ids).reshape(-1, 500), ids.reshape(-1))
+    assert abs(loss.item() - torch.log(torch.tensor(500.0)).item()) < 0.5
+    assert model.bert.embeddings.tokens.weight.std() < 0.03

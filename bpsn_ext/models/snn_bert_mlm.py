@@ -2,7 +2,9 @@
 
 ``SNNBertForMaskedLM``: the SNNBert encoder (embeddings, blocks, final LayerNorm; no pooling
 or classifier) and BERT's MLM head (``Linear -> GELU -> LayerNorm -> Linear`` to the
-vocabulary, the output weights tied to the token embeddings).  :func:`mask_tokens` applies
+vocabulary, the output weights tied to the token embeddings).  The embedding tables start
+from BERT's N(0, 0.02) (``nn.Embedding``'s N(0, 1) would make the tied logits start with a
+standard deviation of about sqrt(width), and the loss far above log(vocabulary)).  :func:`mask_tokens` applies
 BERT's corruption (of ``mask_prob`` of the real, non-special tokens: 80 % ``[MASK]``, 10 % a
 random token, 10 % unchanged).  :func:`encoder_state` / :func:`load_encoder` move the encoder
 weights between an MLM run and a classifier (``train glue --init-from RUN_DIR``).
@@ -38,6 +40,9 @@ class SNNBertForMaskedLM(nn.Module):
         self.config = config
         self.bert = SNNBert(config)
         self.bert.classifier = nn.Identity()  # unused here (DDP needs every parameter used)
+        for table in (self.bert.embeddings.tokens, self.bert.embeddings.positions,
+                      self.bert.embeddings.segments):
+            nn.init.normal_(table.weight, std=0.02)  # BERT's init: tied logits start small
         D = config.width
         self.transform = nn.Linear(D, D)
         self.transform_norm = nn.LayerNorm(D)
