@@ -10,7 +10,7 @@ layout, so that ``train lra --data OUT`` (and S4's own loaders) read it.
   ``wordnet-base``), ``DIR/SST-2/{train,dev}.tsv`` (a two-category gloss classification task in
   the SST-2 layout, for ``train glue --task sst2 --data DIR``) and ``DIR/corpus.txt`` (every
   other gloss, one a line, for ``pretrain --text DIR/corpus.txt``); see
-  :mod:`bpsn_ext.data.wordnet`.
+  ``bpsn_ext.data.wordnet``.
 """
 
 from __future__ import annotations

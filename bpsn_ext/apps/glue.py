@@ -313,7 +313,7 @@ def is_run_dir(path: str | None) -> bool:
 
 
 def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
-    """The :class:`SNNBertConfig` of the model flags."""
+    """The ``SNNBertConfig`` of the model flags."""
     from bpsn_ext.models import SNNBertConfig
     from bpsn_ext.models.snn_bert import BPSN_DEFAULTS
 

@@ -3,8 +3,8 @@
 Reads local plain-text files (one text a line; blank lines skipped) or a HF dataset the user
 already has (a ``load_from_disk`` folder or a cached name, loaded offline), holds out
 ``--eval-samples`` lines (seeded), trains a WordPiece vocabulary on the rest (or takes
-``--vocab``), and trains :class:`~bpsn_ext.models.snn_bert_mlm.SNNBertForMaskedLM` on the shared
-:class:`bpsn_ext.train.Trainer` (progress, atomic checkpoints, exact ``--resume``, DDP under
+``--vocab``), and trains ``bpsn_ext.models.snn_bert_mlm.SNNBertForMaskedLM`` on the shared
+``bpsn_ext.train.Trainer`` (progress, atomic checkpoints, exact ``--resume``, DDP under
 ``torchrun``).  The output folder holds ``last.pt``, ``metrics.json`` (eval MLM loss and
 masked-token accuracy per epoch), ``model.json`` and ``tokenizer.json``; ``train glue
 --init-from OUT`` fine-tunes its encoder.

@@ -6,13 +6,13 @@ Princeton WordNet's database files (Debian: ``apt-get install wordnet-base``, wh
     00015388 05 n 01 animal 0 ... | a living organism characterized by voluntary movement
 
 field 1 is the byte offset, field 2 the lexicographer file number (``05`` = ``noun.animal``, see
-:data:`LEXNAMES`), field 3 the part of speech, then the words and pointers; the gloss (the
+``LEXNAMES``), field 3 the part of speech, then the words and pointers; the gloss (the
 definition and any quoted examples) follows ``" | "``.  Lines starting with two spaces are the
 licence header.
 
-* :func:`read_wordnet_data`: the synsets of one ``data.*`` file.
-* :func:`gloss_split`: a seeded, balanced two-category train/dev split of the glosses.
-* :func:`write_gloss_data`: ``OUT/SST-2/{train,dev}.tsv`` (the SST-2 / GLUE layout, so that
+* ``read_wordnet_data``: the synsets of one ``data.*`` file.
+* ``gloss_split``: a seeded, balanced two-category train/dev split of the glosses.
+* ``write_gloss_data``: ``OUT/SST-2/{train,dev}.tsv`` (the SST-2 / GLUE layout, so that
   ``train glue --task sst2 --data OUT`` reads it), ``OUT/corpus.txt`` (one gloss a line, the
   dev glosses left out) and ``OUT/labels.json``.
 

@@ -51,7 +51,7 @@ class SNNBertConfig:
     ``layers=12, width=768, heads=12, ffn_width=3072``).
 
     ``bpsn_options`` go to every :class:`bpsn_ext.BPSN` (individual coding), e.g.
-    ``{"fusion": "gate", "runaway": "soft_reset"}``; the default is :data:`BPSN_DEFAULTS`
+    ``{"fusion": "gate", "runaway": "soft_reset"}``; the default is ``BPSN_DEFAULTS``
     (``{"runaway": "none"}``), and a dict given replaces it (the CLI merges its
     ``--bpsn-option`` flags into it); ``lif_options`` to every
     :class:`MultiStepLIF` (repeat coding): ``tau``, ``v_threshold``, ``reset``.

@@ -1,13 +1,13 @@
-"""Masked-language-model pretraining of :class:`~bpsn_ext.models.SNNBert` (and its ANN twin).
+"""Masked-language-model pretraining of ``bpsn_ext.models.SNNBert`` (and its ANN twin).
 
 ``SNNBertForMaskedLM``: the SNNBert encoder (embeddings, blocks, final LayerNorm; no pooling
 or classifier) and BERT's MLM head (``Linear -> GELU -> LayerNorm -> Linear`` to the
 vocabulary, the output weights tied to the token embeddings).  The embedding tables start
 from BERT's N(0, 0.02) (``nn.Embedding``'s N(0, 1) would make the tied logits start with a
-standard deviation of about sqrt(width), and the loss far above log(vocabulary)).  :func:`mask_tokens` applies
-BERT's corruption (of ``mask_prob`` of the real, non-special tokens: 80 % ``[MASK]``, 10 % a
-random token, 10 % unchanged).  :func:`encoder_state` / :func:`load_encoder` move the encoder
-weights between an MLM run and a classifier (``train glue --init-from RUN_DIR``).
+standard deviation of about sqrt(width), and the loss far above log(vocabulary)).
+``mask_tokens`` applies BERT's corruption (of ``mask_prob`` of the real, non-special tokens:
+80 % ``[MASK]``, 10 % a random token, 10 % unchanged).  ``encoder_state`` / ``load_encoder``
+move the encoder weights between an MLM run and a classifier (``train glue --init-from RUN_DIR``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class SNNBertForMaskedLM(nn.Module):
 
     ``forward(input_ids, mask=None, segment_ids=None, positions=None)``: logits over the
     vocabulary ``[L, B, V]``, or ``[M, V]`` at the bool ``positions`` ``[L, B]`` only (the
-    masked tokens; cheaper).  Time-first inputs as in :class:`SNNBert`.
+    masked tokens; cheaper).  Time-first inputs as in ``SNNBert``.
 
     Example: ``SNNBertForMaskedLM(SNNBertConfig(vocab_size=100, layers=1, width=16, heads=2,
     ffn_width=32))(torch.randint(5, 100, (7, 2))).shape == (7, 2, 100)``.

@@ -229,7 +229,7 @@ class SpikingEncoderBlock(nn.Module):
 
     Every Linear sees spikes; the residual stream stays real-valued (added before the next
     neuron), as in the Spike-driven Transformer (papers.md §1.5, [R]).  Under ``coding="ann"``
-    every neuron is a :class:`RealActivation` (the ANN twin).  ``input_norm`` puts a LayerNorm
+    every neuron is a ``RealActivation`` (the ANN twin).  ``input_norm`` puts a LayerNorm
     before the two input neurons (``neuron(LN(x))``, pre-norm); ``attn_out_norm`` one before
     the attention-output neuron.
     """
