@@ -1,5 +1,6 @@
 """Command line (``bpsn-ext`` or ``python -m bpsn_ext``): ``demo``, ``bench {single-step,bpsn,ssm,
-snn-bert}``, ``train {lra,glue}``, ``evaluate {lra,glue}`` and ``generate {listops,pathfinder}``.
+snn-bert}``, ``train {lra,glue}``, ``evaluate {lra,glue}``, ``pretrain`` (masked LM) and
+``generate {listops,pathfinder,wordnet-glosses}``.
 Each subcommand has its own flags, given after its name.
 
 The ``train``/``evaluate``/``generate`` subcommands live in :mod:`bpsn_ext.apps` (``lra``,
@@ -32,7 +33,8 @@ BENCHMARKS = ("single-step", "bpsn", "ssm", "snn-bert")
 APPS = {
     "train": {"lra": "lra", "glue": "glue"},
     "evaluate": {"lra": "lra", "glue": "glue"},
-    "generate": {"listops": "generate", "pathfinder": "generate"},
+    "generate": {"listops": "generate", "pathfinder": "generate",
+                 "wordnet-glosses": "generate"},
 }
 
 
@@ -149,7 +151,8 @@ def _add_apps(sub) -> None:
     helps = {
         "train": "train an example model (LRA / sequential images, or SNN-BERT on GLUE)",
         "evaluate": "evaluate a checkpoint written by `train`",
-        "generate": "write a generated data set (ListOps TSV, Pathfinder images)",
+        "generate": "write a generated data set (ListOps TSV, Pathfinder images, WordNet "
+                    "glosses)",
     }
     for verb, choices in APPS.items():
         parser = sub.add_parser(verb, help=helps[verb])
@@ -173,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "training and evaluation of the example models, data generators.",
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{demo,bench,train,evaluate,generate}")
+                                metavar="{demo,bench,train,evaluate,pretrain,generate}")
 
     demo = sub.add_parser("demo", help="train S3NN vs a T=4 LIF network on the 8x8 digits")
     demo.add_argument("--epochs", type=positive_int, default=20, help="training epochs (20)")
@@ -199,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         "snn-bert", help="SNN-BERT: individual coding vs repeat coding (time, memory, energy)"))
     bench.set_defaults(handler=_bench)
     _add_apps(sub)
+    pretrain = _app_module("pretrain")
+    child = sub.add_parser("pretrain", help=pretrain.PRETRAIN_HELP)
+    pretrain.add_pretrain_arguments(child)
+    child.set_defaults(handler=pretrain.run_pretrain)
     return parser
 
 

@@ -236,7 +236,8 @@ def resolve(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Turn a user's surrogate argument into a callable ``x -> spikes``.
 
-    Accepts ``None`` (``default()``), a name from :func:`available` (built with ``fire_ge``),
+    Accepts ``None`` (``default()``), a name from :func:`available` (built with ``fire_ge``;
+    ``"atan:4"`` sets the first parameter, alpha, to 4),
     any of our :class:`SurrogateFunction` objects, a SpikingJelly ``SurrogateFunctionBase``
     object or an snnTorch ``spike_grad`` callable (used as given, with its own tie rule).
     """
@@ -246,13 +247,20 @@ def resolve(
             made.fire_ge = fire_ge
         return made
     if isinstance(surrogate, str):
-        key = surrogate.lower().replace("-", "_")
+        key, _, alpha = surrogate.lower().replace("-", "_").partition(":")
         if key not in _REGISTRY:
             raise ValueError(
                 f"unknown surrogate name {surrogate!r}; expected one of {', '.join(available())} "
                 "or a callable such as a SpikingJelly surrogate object or an snnTorch spike_grad"
             )
-        return _REGISTRY[key](fire_ge=fire_ge)
+        if not alpha:
+            return _REGISTRY[key](fire_ge=fire_ge)
+        try:
+            value = float(alpha)
+        except ValueError:
+            raise ValueError(f"surrogate {surrogate!r}: the part after ':' is the first "
+                             f"parameter (alpha), a number; got {alpha!r}") from None
+        return _REGISTRY[key](value, fire_ge=fire_ge)
     if isinstance(surrogate, type):
         raise TypeError(
             f"surrogate must be an instance or callable, got the class {surrogate.__name__}; "

@@ -67,7 +67,7 @@ def test_cli_page_shows_the_live_help(site: Path):
     page = _page(site, "cli")
     assert "bpsn-ext-help" not in page  # every marker was replaced by the hook
     for words in ("demo", "bench single-step", "bench bpsn", "bench ssm", "train lra",
-                  "evaluate glue", "generate listops"):
+                  "evaluate glue", "generate listops", "pretrain", "generate wordnet-glosses"):
         assert f"usage: bpsn-ext {words}" in page, words
 
 

@@ -99,7 +99,7 @@ def test_regression_mnli_and_errors(glue_root, tmp_path):
                         "--attention", "spike_driven", "--bpsn-option", "fusion=gate", *tiny))
     saved = json.loads((tmp_path / "m" / "model.json").read_text())
     assert saved["config"]["coding"] == "repeat" and saved["config"]["num_labels"] == 3
-    assert saved["config"]["bpsn_options"] == {"fusion": "gate"}
+    assert saved["config"]["bpsn_options"] == {"runaway": "none", "fusion": "gate"}
     assert "eval_accuracy" in json.loads((tmp_path / "m" / "metrics.json").read_text())["final"]
 
     with pytest.raises(FileNotFoundError, match="run without --resume first"):

@@ -6,6 +6,11 @@ layout, so that ``train lra --data OUT`` (and S4's own loaders) read it.
 * ``generate pathfinder --out DIR``: ``DIR/pathfinder32/curv_contour_length_14/{imgs,metadata}``
   (``--resolution 128`` for Path-X parameters, ``--contour-length 6|9|14`` for the
   difficulty).  Images go in folders of ``--per-folder`` (1000) like the release.
+* ``generate wordnet-glosses --out DIR``: from WordNet's ``data.noun`` (Debian's
+  ``wordnet-base``), ``DIR/SST-2/{train,dev}.tsv`` (a two-category gloss classification task in
+  the SST-2 layout, for ``train glue --task sst2 --data DIR``) and ``DIR/corpus.txt`` (every
+  other gloss, one a line, for ``pretrain --text DIR/corpus.txt``); see
+  ``bpsn_ext.data.wordnet``.
 
 Both refuse to replace an existing data set unless ``--overwrite`` is given.  The new data set is
 written into a hidden folder beside the target (``.<name>.partial``) and swapped in only when
@@ -23,6 +28,7 @@ from bpsn_ext.cli import positive_int
 GENERATE_HELP = {
     "listops": "write ListOps train/val/test TSV files (lra_release layout)",
     "pathfinder": "write Pathfinder images and metadata (lra_release layout)",
+    "wordnet-glosses": "write a WordNet gloss-category task (SST-2 layout) and a gloss corpus",
 }
 
 
@@ -34,7 +40,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing data set (otherwise refused); the new one is "
                         "written beside it and swapped in when complete")
-    if which == "listops":
+    if which == "wordnet-glosses":
+        _wordnet_arguments(parser)
+    elif which == "listops":
         parser.add_argument("--n-train", type=positive_int, default=96_000)
         parser.add_argument("--n-val", type=positive_int, default=2_000)
         parser.add_argument("--n-test", type=positive_int, default=2_000)
@@ -96,10 +104,42 @@ def _swap_in(staging: str, target: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _wordnet_arguments(parser: argparse.ArgumentParser) -> None:
+    from bpsn_ext.data.wordnet import DEFAULT_CATEGORIES
+
+    parser.add_argument("--wordnet", nargs="+", default=["/usr/share/wordnet/data.noun"],
+                        metavar="DATA_FILE", help="WordNet data.* files; the corpus takes "
+                        "every gloss of all of them (/usr/share/wordnet/data.noun)")
+    parser.add_argument("--categories", nargs=2, default=list(DEFAULT_CATEGORIES),
+                        metavar=("LABEL0", "LABEL1"),
+                        help=f"the two lexicographer categories ({' '.join(DEFAULT_CATEGORIES)})")
+    parser.add_argument("--max-per-class", type=positive_int,
+                        help="glosses per category (default: all of the smaller one)")
+    parser.add_argument("--dev-fraction", type=float, default=0.1, help="(0.1)")
+
+
 def run_generate(args: argparse.Namespace) -> int:
     if args.task_kind == "listops":
         return _listops(args)
+    if args.task_kind == "wordnet-glosses":
+        return _wordnet(args)
     return _pathfinder(args)
+
+
+def _wordnet(args: argparse.Namespace) -> int:
+    from bpsn_ext.data.wordnet import write_gloss_data
+
+    try:
+        info = write_gloss_data(args.wordnet, args.out, args.categories,
+                                dev_fraction=args.dev_fraction,
+                                max_per_class=args.max_per_class, seed=args.seed,
+                                overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise SystemExit(f"generate wordnet-glosses: {exc}") from None
+    print(f"wrote {info['train']} train / {info['dev']} dev glosses ({info['labels']}) to "
+          f"{os.path.dirname(info['paths']['train'])} and {info['corpus_lines']} corpus lines "
+          f"to {info['paths']['corpus']}", flush=True)
+    return 0
 
 
 def _listops(args: argparse.Namespace) -> int:

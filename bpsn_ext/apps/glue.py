@@ -25,14 +25,20 @@ MODEL_FILE, TOKENIZER_FILE, ENERGY_FILE = "model.json", "tokenizer.json", "energ
 
 # the integer-valued neuron options; every other number is a hyper-parameter, passed as a float
 _INT_OPTIONS = frozenset({"channels", "window", "refractory_steps", "channel_dim"})
+# options whose values are names, kept as given (runaway=none is the string "none")
+_NAME_OPTIONS = frozenset({"kernel", "fusion", "runaway", "method", "reset", "surrogate"})
 
 
 def _option(text: str) -> tuple[str, object]:
     """``KEY=VALUE``: true/false/none, a number (an int for the integer options such as
-    ``refractory_steps``, else a float, so ``tau=3`` gives 3.0), or a string."""
+    ``refractory_steps``, else a float, so ``tau=3`` gives 3.0), or a string; the named
+    options (``runaway``, ``fusion``, ``kernel``, ``method``, ``reset``, ``surrogate``) keep
+    their value as given, so ``runaway=none`` is the rule ``"none"``."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if key in _NAME_OPTIONS:
+        return key, raw
     low = raw.lower()
     if low in ("true", "false"):
         return key, low == "true"
@@ -69,40 +75,75 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in OUT (otherwise refused)")
-    g = parser.add_argument_group("model")
-    g.add_argument("--layers", type=positive_int, default=4, help="encoder blocks (4)")
-    g.add_argument("--width", type=positive_int, default=256, help="model width D (256)")
-    g.add_argument("--heads", type=positive_int, default=4, help="attention heads (4)")
-    g.add_argument("--ffn-width", type=positive_int, default=1024, help="FFN width (1024)")
-    g.add_argument("--max-length", type=positive_int, default=128, help="tokens per sample (128)")
-    g.add_argument("--coding", choices=("individual", "repeat"), default="individual",
-                   help="individual: BPSN over tokens; repeat: LIF over T repeats (individual)")
-    g.add_argument("--T", type=positive_int, default=4, help="repeats under --coding repeat (4)")
-    g.add_argument("--attention", choices=("softmax", "spike_driven"), default="softmax",
-                   help="attention variant (softmax)")
-    g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
-                   help="mean over real tokens, or the first token (mean)")
-    g.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
-    g.add_argument("--bpsn-option", action="append", type=_option, default=[], metavar="K=V",
-                   help="a BPSN argument; repeat the flag for several (--bpsn-option "
-                   "fusion=gate --bpsn-option runaway=soft_reset)")
-    g.add_argument("--lif-option", action="append", type=_option, default=[], metavar="K=V",
-                   help="MultiStepLIF argument for --coding repeat (tau, v_threshold, reset)")
+    add_model_arguments(parser.add_argument_group("model"))
     g = parser.add_argument_group("tokenizer and initialisation (all local, never downloaded)")
-    g.add_argument("--vocab", help="WordPiece vocab.txt (or a BERT folder holding one); "
-                   "default: train one on the training split")
-    g.add_argument("--vocab-size", type=positive_int, default=8000,
-                   help="size of the trained vocabulary (8000)")
-    g.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
-    g.add_argument("--init-from", help="local HF BERT folder: copy the matching weights")
-    g.add_argument("--teacher", help="local fine-tuned HF model folder: logit distillation "
+    add_vocab_arguments(g)
+    g.add_argument("--init-from", metavar="DIR",
+                   help="a `bpsn-ext pretrain` (or `train glue`) run folder: its encoder "
+                   "weights, tokenizer and architecture (the model flags are ignored); or a "
+                   "local HF BERT folder: copy the matching weights")
+    g.add_argument("--teacher", metavar="DIR",
+                   help="logit distillation from a `train glue` run folder of the same task "
+                   "(e.g. the ANN twin; its tokenizer is used unless --vocab/--init-from give "
+                   "one, which must then be the same), or a local fine-tuned HF model folder "
                    "(needs the same vocabulary: use its vocab.txt with --vocab)")
     g.add_argument("--distill-alpha", type=float, default=0.5,
                    help="weight of the distillation term (0.5)")
     g.add_argument("--distill-temperature", type=float, default=2.0,
                    help="softmax temperature of the distillation (2.0)")
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=3, help="(3)")
+    add_optim_arguments(g, epochs=3)
+    g.add_argument("--eval-split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
+    g.add_argument("--max-train-samples", type=positive_int, help="use the first N training rows")
+    g.add_argument("--max-eval-samples", type=positive_int, help="use the first N eval rows")
+    g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    g.add_argument("--no-energy", action="store_true", help="skip the final energy report")
+
+
+def add_model_arguments(g) -> None:
+    """The SNN-BERT architecture flags (shared with ``pretrain``)."""
+    g.add_argument("--layers", type=positive_int, default=4, help="encoder blocks (4)")
+    g.add_argument("--width", type=positive_int, default=256, help="model width D (256)")
+    g.add_argument("--heads", type=positive_int, default=4, help="attention heads (4)")
+    g.add_argument("--ffn-width", type=positive_int, default=1024, help="FFN width (1024)")
+    g.add_argument("--max-length", type=positive_int, default=128, help="tokens per sample (128)")
+    g.add_argument("--coding", choices=("individual", "repeat", "ann"), default="individual",
+                   help="individual: BPSN over tokens; repeat: LIF over T repeats; ann: the ANN "
+                   "twin, real-valued activations instead of neurons (individual)")
+    g.add_argument("--ann-activation", choices=("relu", "gelu", "identity"), default="relu",
+                   help="the ANN twin's activation under --coding ann (relu)")
+    g.add_argument("--T", type=positive_int, default=4, help="repeats under --coding repeat (4)")
+    g.add_argument("--attention", choices=("softmax", "spike_driven"), default="softmax",
+                   help="attention variant (softmax)")
+    g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
+                   help="mean over real tokens, or the first token (mean)")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
+    g.add_argument("--attn-out-norm", action=argparse.BooleanOptionalAction, default=False,
+                   help="a LayerNorm before the attention-output neuron (off)")
+    g.add_argument("--input-norm", action=argparse.BooleanOptionalAction, default=False,
+                   help="a LayerNorm before each block's input neurons, pre-norm (off)")
+    g.add_argument("--bpsn-option", action="append", type=_option, default=[], metavar="K=V",
+                   help="a BPSN argument, over SNN-BERT's default runaway=none; repeat the "
+                   "flag for several (--bpsn-option fusion=gate --bpsn-option "
+                   "runaway=refractory)")
+    g.add_argument("--lif-option", action="append", type=_option, default=[], metavar="K=V",
+                   help="MultiStepLIF argument for --coding repeat (tau, v_threshold, reset)")
+
+
+def add_vocab_arguments(g) -> None:
+    """``--vocab``, ``--vocab-size``, ``--cased`` (shared with ``pretrain``)."""
+    g.add_argument("--vocab", help="WordPiece vocab.txt (or a BERT folder holding one); "
+                   "default: train one on the training split")
+    g.add_argument("--vocab-size", type=positive_int, default=8000,
+                   help="size of the trained vocabulary (8000)")
+    g.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
+
+
+def add_optim_arguments(g, epochs: int) -> None:
+    """Optimiser, schedule and checkpoint flags (shared with ``pretrain``)."""
+    g.add_argument("--epochs", type=positive_int, default=epochs, help=f"({epochs})")
     g.add_argument("--batch-size", type=positive_int, default=32, help="global batch (32)")
     g.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
     g.add_argument("--neuron-lr-mult", type=float, default=10.0,
@@ -116,13 +157,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="weights, batches, dropout (0)")
     g.add_argument("--checkpoint-every", type=int, default=0,
                    help="optimizer steps between checkpoints (0: each epoch end)")
-    g.add_argument("--eval-split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
-    g.add_argument("--max-train-samples", type=positive_int, help="use the first N training rows")
-    g.add_argument("--max-eval-samples", type=positive_int, help="use the first N eval rows")
-    g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
-    g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    g.add_argument("--no-energy", action="store_true", help="skip the final energy report")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,12 +191,19 @@ def _loss(model, batch, regression: bool, teacher=None, alpha=0.5, temperature=2
     else:
         loss = F.cross_entropy(logits, batch["labels"])
     if teacher is not None:
+        import torch
+
         from bpsn_ext.core.masks import as_mask
+        from bpsn_ext.models import SNNBert
         from bpsn_ext.models.hf_bert import distillation_loss, teacher_logits
 
         ids = batch["input_ids"]
-        mask = as_mask(batch["lengths"], ids.shape[0], ids.shape[1], ids.device)
-        t = teacher_logits(teacher, ids, mask, batch["segment_ids"])
+        if isinstance(teacher, SNNBert):  # a run of this project
+            with torch.no_grad():
+                t = teacher(ids, batch["lengths"], batch["segment_ids"])
+        else:
+            mask = as_mask(batch["lengths"], ids.shape[0], ids.shape[1], ids.device)
+            t = teacher_logits(teacher, ids, mask, batch["segment_ids"])
         loss = distillation_loss(logits, t, loss, alpha=alpha, temperature=temperature)
     return logits, loss
 
@@ -233,9 +274,10 @@ def energy_report(model, dataset, collate, batch_size: int = 8):
     kwargs = {"mask": batch["lengths"].to(device), "segment_ids": batch["segment_ids"].to(device)}
     cfg = model.config
     with torch.no_grad():
-        if cfg.coding == "individual":
+        if cfg.coding != "repeat":
+            name = "ANN twin" if cfg.coding == "ann" else "SNN-BERT individual coding"
             return estimate(model, ids, coding="individual", forward_kwargs=kwargs,
-                            title=f"SNN-BERT individual coding, L={ids.shape[0]}")
+                            title=f"{name}, L={ids.shape[0]}")
         return estimate(model, ids, T=cfg.T, coding="repeat", batch_size=ids.shape[1],
                         forward_kwargs=kwargs,
                         title=f"SNN-BERT repeat coding T={cfg.T}, L={ids.shape[0]}")
@@ -263,13 +305,102 @@ def _write_json(path: str, data) -> None:
     write_json_atomic(path, data)
 
 
+def is_run_dir(path: str | None) -> bool:
+    """Whether ``path`` is a run folder of this project (``model.json`` + ``tokenizer.json``
+    + ``last.pt``), as opposed to an HF checkpoint folder."""
+    from bpsn_ext.train import CHECKPOINT_NAME
+
+    return bool(path) and all(os.path.isfile(os.path.join(path, f)) for f in
+                              (MODEL_FILE, TOKENIZER_FILE, CHECKPOINT_NAME))
+
+
+def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
+    """The ``SNNBertConfig`` of the model flags."""
+    from bpsn_ext.models import SNNBertConfig
+    from bpsn_ext.models.snn_bert import BPSN_DEFAULTS
+
+    return SNNBertConfig(
+        vocab_size=vocab_size, num_labels=num_labels, layers=args.layers, width=args.width,
+        heads=args.heads, ffn_width=args.ffn_width, max_length=args.max_length,
+        coding=args.coding, T=args.T, attention=args.attention, pooling=args.pooling,
+        dropout=float(args.dropout), bpsn_options={**BPSN_DEFAULTS, **dict(args.bpsn_option)},
+        lif_options=dict(args.lif_option), ann_activation=args.ann_activation,
+        attn_out_norm=args.attn_out_norm, input_norm=args.input_norm,
+    )
+
+
+def make_tokenizer(args: argparse.Namespace, texts):
+    """``--vocab`` (a local vocab.txt), or a vocabulary trained on ``texts`` (a callable
+    returning them, called only then)."""
+    from bpsn_ext.data.tokenizer import MAX_CHARS_PER_TOKEN, WordPieceTokenizer
+
+    if args.vocab:
+        return WordPieceTokenizer.from_vocab(args.vocab, lowercase=not args.cased)
+    return WordPieceTokenizer.train(  # memory bounded by max_length, not by a line's length
+        texts(), args.vocab_size, lowercase=not args.cased,
+        max_chars=MAX_CHARS_PER_TOKEN * args.max_length)
+
+
+def _run_files(folder: str):
+    """``(saved model.json, tokenizer, model state dict)`` of a run folder."""
+    from bpsn_ext.data.tokenizer import WordPieceTokenizer
+    from bpsn_ext.train import CHECKPOINT_NAME, load_checkpoint
+
+    with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
+        saved = json.load(f)
+    tokenizer = WordPieceTokenizer.load(os.path.join(folder, TOKENIZER_FILE))
+    state = load_checkpoint(os.path.join(folder, CHECKPOINT_NAME), map_location="cpu")["model"]
+    return saved, tokenizer, state
+
+
+def _new_model_setup(args: argparse.Namespace, task, train_ex):
+    """``(config, tokenizer, encoder state or None)`` of a new run: from ``--init-from RUN``
+    (its architecture, tokenizer and weights), the teacher run's tokenizer, or the flags."""
+    import dataclasses
+
+    from bpsn_ext.models import SNNBertConfig
+
+    if is_run_dir(args.init_from):
+        if args.vocab:
+            raise ValueError("--vocab and --init-from RUN_DIR both give the tokenizer; the run's "
+                             "is used, drop --vocab")
+        saved, tokenizer, state = _run_files(args.init_from)
+        config = dataclasses.replace(SNNBertConfig.from_dict(saved["config"]),
+                                     num_labels=task.num_labels, pooling=args.pooling,
+                                     dropout=float(args.dropout))
+        return config, tokenizer, state
+    if is_run_dir(args.teacher) and not args.vocab:
+        tokenizer = _run_files(args.teacher)[1]
+    else:
+        tokenizer = make_tokenizer(
+            args, lambda: [x for e in train_ex for x in (e.text_a, e.text_b) if x])
+    return model_config(args, tokenizer.vocab_size, task.num_labels), tokenizer, None
+
+
+def _load_teacher(path: str, task: str, tokenizer):
+    """A ``train glue`` run of ``task`` (same vocabulary as ``tokenizer``) or an HF model."""
+    if not is_run_dir(path):
+        from bpsn_ext.models.hf_bert import load_teacher
+
+        return load_teacher(path)
+    teacher, teacher_tok, teacher_task = load_trained(path)
+    if teacher_task != task:
+        raise ValueError(f"--teacher {path!r} was trained on {teacher_task}, not {task}")
+    if teacher_tok.tokenizer.get_vocab() != tokenizer.tokenizer.get_vocab():
+        raise ValueError(f"--teacher {path!r} has another vocabulary than the student: drop "
+                         "--vocab (the teacher's tokenizer is then used) or pass the same one")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
 # ---------------------------------------------------------------------------- train
 def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     """Train (or ``--resume``) SNN-BERT; ``callbacks`` go to the Trainer (tests)."""
     import torch
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
-    from bpsn_ext.data.tokenizer import MAX_CHARS_PER_TOKEN, WordPieceTokenizer
+    from bpsn_ext.data.tokenizer import WordPieceTokenizer
     from bpsn_ext.models import SNNBert, SNNBertConfig
     from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
 
@@ -294,29 +425,23 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
             saved = json.load(f)
         if saved["task"] != task.name:
             raise ValueError(f"--resume: {out!r} holds a {saved['task']} run, not {task.name}")
-        config = SNNBertConfig.from_dict(saved["config"])
+        config, init_state = SNNBertConfig.from_dict(saved["config"]), None
     else:
         if args.resume:
             raise FileNotFoundError(f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
                                     f"{os.path.abspath(out)!r}; run without --resume first")
-        if args.vocab:
-            tokenizer = WordPieceTokenizer.from_vocab(args.vocab, lowercase=not args.cased)
-        else:
-            texts = [x for e in train_ex for x in (e.text_a, e.text_b) if x]
-            tokenizer = WordPieceTokenizer.train(  # memory bounded by max_length, not a line
-                texts, args.vocab_size, lowercase=not args.cased,
-                max_chars=MAX_CHARS_PER_TOKEN * args.max_length)
-        config = SNNBertConfig(
-            vocab_size=tokenizer.vocab_size, num_labels=task.num_labels, layers=args.layers,
-            width=args.width, heads=args.heads, ffn_width=args.ffn_width,
-            max_length=args.max_length, coding=args.coding, T=args.T, attention=args.attention,
-            pooling=args.pooling, dropout=float(args.dropout),
-            bpsn_options=dict(args.bpsn_option), lif_options=dict(args.lif_option),
-        )
+        config, tokenizer, init_state = _new_model_setup(args, task, train_ex)
     torch.manual_seed(args.seed)
     model = SNNBert(config)
     rank0 = _rank() == 0
-    if args.init_from and not args.resume:
+    if init_state is not None:
+        from bpsn_ext.models.snn_bert_mlm import load_encoder
+
+        names = load_encoder(model, init_state)
+        if rank0:
+            print(f"initialised the encoder ({len(names)} tensors) from the run "
+                  f"{args.init_from}", file=sys.stderr)
+    elif args.init_from and not args.resume:
         from bpsn_ext.models.hf_bert import load_bert_weights
 
         info = load_bert_weights(model, args.init_from)
@@ -327,11 +452,7 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
         tokenizer.save(tok_path)
         _write_json(model_path, {"task": task.name, "config": config.to_dict(),
                                  "eval_split": args.eval_split})
-    teacher = None
-    if args.teacher:
-        from bpsn_ext.models.hf_bert import load_teacher
-
-        teacher = load_teacher(args.teacher)
+    teacher = _load_teacher(args.teacher, task.name, tokenizer) if args.teacher else None
 
     train_ds = GlueDataset(train_ex, tokenizer, config.max_length)
     eval_ds = GlueDataset(eval_ex, tokenizer, config.max_length)
@@ -388,6 +509,9 @@ def load_trained(checkpoint: str, device: str = "cpu"):
                                     "`bpsn-ext train glue` output folder (or its last.pt)")
     with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
         saved = json.load(f)
+    if "task" not in saved:
+        raise ValueError(f"{os.path.abspath(folder)!r} is not a `train glue` run (a `pretrain` "
+                         "run? fine-tune it with `train glue --init-from` first)")
     model = SNNBert(SNNBertConfig.from_dict(saved["config"]))
     model.load_state_dict(load_checkpoint(ckpt, map_location=device)["model"])
     model.to(device).eval()

@@ -46,6 +46,7 @@ __all__ = [
     "GlueTask",
     "GlueExample",
     "GlueFormatError",
+    "load_hf_split",
     "read_glue_tsv",
     "load_glue",
     "load_glue_hf",
@@ -251,24 +252,12 @@ def load_glue_hf(source: str | os.PathLike, task: str | GlueTask, split: str = "
     ``DatasetDict`` with the GLUE split names, or one ``Dataset``), or a name
     ``glue:sst2`` / ``nyu-mll/glue:sst2`` / ``glue`` (config = the task) that is already in the
     local cache.  Names are loaded offline unless ``allow_download=True``."""
-    try:
-        import datasets
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("--hf needs the 'datasets' package") from exc
     t = get_task(task)
     if split not in t.hf_splits:
         raise ValueError(f"{t.name} has the splits {sorted(t.hf_splits)}, got {split!r}")
     hf_split = t.hf_splits[split]
     source = os.fspath(source)
-    if os.path.isdir(source):
-        ds = datasets.load_from_disk(source)
-        if isinstance(ds, datasets.DatasetDict):
-            if hf_split not in ds:
-                raise ValueError(f"{source!r} has the splits {sorted(ds)}, not {hf_split!r}")
-            ds = ds[hf_split]
-    else:
-        name, _, config = source.partition(":")
-        ds = _load_named(datasets, name, config or t.name, hf_split, allow_download)
+    ds = load_hf_split(source, hf_split, t.name, allow_download=allow_download)
     a_col, b_col = t.hf_columns
     missing = [c for c in (a_col, b_col, "label") if c is not None and c not in ds.column_names]
     if missing:
@@ -287,7 +276,28 @@ def load_glue_hf(source: str | os.PathLike, task: str | GlueTask, split: str = "
     return out
 
 
-def _load_named(datasets, name: str, config: str, split: str, allow_download: bool):
+def load_hf_split(source: str | os.PathLike, split: str, config: str | None = None, *,
+                  allow_download: bool = False):
+    """One split of a HF dataset: a ``save_to_disk`` folder (a ``DatasetDict``, or one
+    ``Dataset`` taken as it is) or a cached name ``name[:config]`` (``config`` fills in a
+    missing one), loaded offline unless ``allow_download=True``."""
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("--hf needs the 'datasets' package") from exc
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        ds = datasets.load_from_disk(source)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise ValueError(f"{source!r} has the splits {sorted(ds)}, not {split!r}")
+            ds = ds[split]
+        return ds
+    name, _, named_config = source.partition(":")
+    return _load_named(datasets, name, named_config or config, split, allow_download)
+
+
+def _load_named(datasets, name: str, config: str | None, split: str, allow_download: bool):
     if allow_download:
         return datasets.load_dataset(name, config, split=split)
     saved = {k: os.environ.get(k) for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")}

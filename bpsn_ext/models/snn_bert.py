@@ -9,6 +9,9 @@ reconstruction, see ``docs/snn_bert.md``).
 * coding ``"repeat"`` (the baseline): ``[T, B, L, D]``, the embedded sequence repeated at each
   of ``T`` steps; the neurons are :class:`MultiStepLIF` over ``T`` (one state per token and
   feature); attention runs at every step.
+* coding ``"ann"`` (the ANN twin): the individual layout ``[L, B, D]`` with every neuron
+  replaced by a real-valued activation (``ann_activation``: ReLU by default); the same
+  embeddings, Linear layers, LayerNorms, attention, pooling and head, no neuron at all.
 * blocks: :class:`~bpsn_ext.models.spiking_attention.SpikingEncoderBlock` (spiking
   self-attention with ``"softmax"`` or ``"spike_driven"`` attention, spiking FFN).
 * pooling ``"mean"`` over real tokens (and over the T steps) or ``"cls"`` (the first token);
@@ -28,11 +31,19 @@ from torch import nn
 
 from bpsn_ext.core.checks import check_token_ids
 from bpsn_ext.core.masks import as_mask
-from bpsn_ext.models.spiking_attention import ATTENTIONS, CODINGS, SpikingEncoderBlock
+from bpsn_ext.models.spiking_attention import (
+    ANN_ACTIVATIONS,
+    ATTENTIONS,
+    CODINGS,
+    SpikingEncoderBlock,
+)
 
-__all__ = ["SNNBert", "SNNBertConfig", "POOLINGS"]
+__all__ = ["SNNBert", "SNNBertConfig", "POOLINGS", "BPSN_DEFAULTS"]
 
 POOLINGS = ("mean", "cls")
+# SNN-BERT's own BPSN defaults (over BPSN's): no refractory rule, which under individual coding
+# forbids a channel to fire on two neighbouring tokens (docs/snn_bert_recipe.md)
+BPSN_DEFAULTS = {"runaway": "none"}
 
 
 @dataclasses.dataclass
@@ -41,9 +52,14 @@ class SNNBertConfig:
     ``layers=12, width=768, heads=12, ffn_width=3072``).
 
     ``bpsn_options`` go to every :class:`bpsn_ext.BPSN` (individual coding), e.g.
-    ``{"fusion": "gate", "runaway": "soft_reset"}``; ``lif_options`` to every
+    ``{"fusion": "gate", "runaway": "soft_reset"}``; the default is ``BPSN_DEFAULTS``
+    (``{"runaway": "none"}``), and a dict given replaces it (the CLI merges its
+    ``--bpsn-option`` flags into it); ``lif_options`` to every
     :class:`MultiStepLIF` (repeat coding): ``tau``, ``v_threshold``, ``reset``.
-    ``attention_scale=None`` picks the variant's default.
+    ``attention_scale=None`` picks the variant's default.  ``ann_activation`` is the twin's
+    activation under ``coding="ann"`` (``"relu"``, ``"gelu"`` or ``"identity"``).
+    ``attn_out_norm`` / ``input_norm``: LayerNorms before the attention-output neuron / before
+    the blocks' two input neurons (see ``SpikingEncoderBlock``).
     """
 
     vocab_size: int = 30522
@@ -60,8 +76,11 @@ class SNNBertConfig:
     attention_scale: float | None = None
     pooling: str = "mean"
     dropout: float = 0.1
-    bpsn_options: dict = dataclasses.field(default_factory=dict)
+    bpsn_options: dict = dataclasses.field(default_factory=lambda: dict(BPSN_DEFAULTS))
     lif_options: dict = dataclasses.field(default_factory=dict)
+    ann_activation: str = "relu"
+    attn_out_norm: bool = False
+    input_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "num_labels", "layers", "width", "heads", "ffn_width",
@@ -73,7 +92,8 @@ class SNNBertConfig:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
         for name, value, options in (("coding", self.coding, CODINGS),
                                      ("attention", self.attention, ATTENTIONS),
-                                     ("pooling", self.pooling, POOLINGS)):
+                                     ("pooling", self.pooling, POOLINGS),
+                                     ("ann_activation", self.ann_activation, ANN_ACTIVATIONS)):
             if value not in options:
                 raise ValueError(f"{name} must be one of {options}, got {value!r}")
         if not isinstance(self.dropout, float) or not 0.0 <= self.dropout < 1.0:
@@ -140,6 +160,8 @@ class SNNBert(nn.Module):
                 cfg.width, cfg.heads, cfg.ffn_width, coding=cfg.coding, attention=cfg.attention,
                 dropout=cfg.dropout, scale=cfg.attention_scale,
                 bpsn_options=dict(cfg.bpsn_options), lif_options=dict(cfg.lif_options),
+                ann_activation=cfg.ann_activation, attn_out_norm=cfg.attn_out_norm,
+                input_norm=cfg.input_norm,
             )
             for _ in range(cfg.layers)
         )
@@ -174,7 +196,7 @@ class SNNBert(nn.Module):
     def encode(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None,
                segment_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The last block's residual stream and the bool token mask ``[L, B]``: ``[L, B, D]``
-        (individual) or ``[T, B, L, D]`` (repeat)."""
+        (individual, ann) or ``[T, B, L, D]`` (repeat)."""
         self._check(input_ids, segment_ids)
         L, B = input_ids.shape
         m = as_mask(mask, L, B, input_ids.device)
@@ -183,7 +205,7 @@ class SNNBert(nn.Module):
         if B and not bool(m.any(0).all()):
             raise ValueError("every sample needs at least one real token (a length of 0 found)")
         x = self.embeddings(input_ids, segment_ids)  # [L, B, D]
-        if self.coding == "individual":
+        if self.coding != "repeat":
             neuron_mask = m
         else:
             x = x.permute(1, 0, 2).unsqueeze(0).expand(self.config.T, -1, -1, -1)  # [T,B,L,D]

@@ -1,0 +1,207 @@
+"""``bpsn-ext pretrain``: masked-language-model pretraining of SNN-BERT (or its ANN twin).
+
+Reads local plain-text files (one text a line; blank lines skipped) or a HF dataset the user
+already has (a ``load_from_disk`` folder or a cached name, loaded offline), holds out
+``--eval-samples`` lines (seeded), trains a WordPiece vocabulary on the rest (or takes
+``--vocab``), and trains ``bpsn_ext.models.snn_bert_mlm.SNNBertForMaskedLM`` on the shared
+``bpsn_ext.train.Trainer`` (progress, atomic checkpoints, exact ``--resume``, DDP under
+``torchrun``).  The output folder holds ``last.pt``, ``metrics.json`` (eval MLM loss and
+masked-token accuracy per epoch), ``model.json`` and ``tokenizer.json``; ``train glue
+--init-from OUT`` fine-tunes its encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+
+from bpsn_ext.apps.glue import (
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    _rank,
+    _write_json,
+    add_model_arguments,
+    add_optim_arguments,
+    add_vocab_arguments,
+    make_tokenizer,
+    model_config,
+    param_groups_for,
+)
+from bpsn_ext.cli import positive_int
+
+PRETRAIN_HELP = "masked-LM pretraining of SNN-BERT (or its ANN twin) on local text"
+
+
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``pretrain``."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", nargs="+", metavar="FILE",
+                     help="plain-text files, one text a line (e.g. generate wordnet-glosses' "
+                     "corpus.txt)")
+    src.add_argument("--hf", help="HF datasets: a load_from_disk folder or a cached name "
+                     "(name or name:config; loaded offline, never downloaded)")
+    parser.add_argument("--hf-split", default="train", help="split of --hf (train)")
+    parser.add_argument("--hf-column", default="text", help="text column of --hf (text)")
+    parser.add_argument("--out", required=True, help="output folder (checkpoints, metrics)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in OUT (otherwise refused)")
+    add_model_arguments(parser.add_argument_group("model"))
+    add_vocab_arguments(parser.add_argument_group("tokenizer (local, never downloaded)"))
+    g = parser.add_argument_group("masked LM")
+    g.add_argument("--mask-prob", type=float, default=0.15,
+                   help="share of the tokens chosen (80%% [MASK], 10%% random, 10%% kept) (0.15)")
+    g.add_argument("--eval-samples", type=positive_int, default=500,
+                   help="lines held out for the eval loss (500)")
+    g.add_argument("--max-train-samples", type=positive_int, help="use N training lines")
+    g = parser.add_argument_group("training")
+    add_optim_arguments(g, epochs=1)
+    g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+
+
+def read_lines(paths) -> list[str]:
+    """The non-blank lines of the text files, stripped."""
+    out = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--text: no file at {os.path.abspath(path)!r}")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            out += [line.strip() for line in f if line.strip()]
+    if not out:
+        raise ValueError(f"--text {' '.join(paths)}: no non-blank line to train on")
+    return out
+
+
+def read_hf_lines(source: str, split: str, column: str) -> list[str]:
+    """The ``column`` texts of a local HF dataset (offline)."""
+    from bpsn_ext.data.glue import load_hf_split
+
+    ds = load_hf_split(source, split)
+    if column not in ds.column_names:
+        raise ValueError(f"--hf-column {column!r} is not a column of {source!r}: "
+                         f"{ds.column_names}")
+    return [t.strip() for t in ds[column] if isinstance(t, str) and t.strip()]
+
+
+def split_lines(lines: list[str], n_eval: int, seed: int) -> tuple[list[str], list[str]]:
+    """``(train, eval)``: a seeded choice of ``n_eval`` held-out lines (order kept)."""
+    if n_eval >= len(lines):
+        raise ValueError(f"--eval-samples {n_eval} leaves nothing to train on ({len(lines)} "
+                         "lines)")
+    held = set(random.Random(seed).sample(range(len(lines)), n_eval))
+    train = [x for i, x in enumerate(lines) if i not in held]
+    return train, [x for i, x in enumerate(lines) if i in held]
+
+
+def make_mlm_fns(tokenizer, mask_prob: float):
+    """``(loss_fn, metrics_fn)`` for the Trainer.  Training masks with the global RNG (saved
+    and restored by the checkpoints, so resuming is exact); evaluation with a generator
+    seeded from the batch, so every evaluation masks the same tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    from bpsn_ext.core.masks import as_mask
+    from bpsn_ext.models.snn_bert_mlm import mask_tokens
+
+    mask_id = tokenizer.tokenizer.token_to_id("[MASK]")
+    if mask_id is None:
+        raise ValueError("the vocabulary lacks [MASK], which masked-LM pretraining needs")
+    special = (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id)
+
+    def run(model, batch, generator):
+        ids = batch["input_ids"]
+        real = as_mask(batch["lengths"], ids.shape[0], ids.shape[1], ids.device)
+        corrupted, pos = mask_tokens(ids, real, mask_id=mask_id, vocab_size=tokenizer.vocab_size,
+                                     special_ids=special, mask_prob=mask_prob,
+                                     generator=generator)
+        logits = model(corrupted, batch["lengths"], batch["segment_ids"], positions=pos)
+        return logits, ids[pos]
+
+    def loss_fn(model, batch):
+        logits, target = run(model, batch, None)
+        return F.cross_entropy(logits, target)
+
+    def metrics_fn(model, batch):
+        g = torch.Generator().manual_seed(int(batch["input_ids"].sum()) % 2**31)
+        logits, target = run(model, batch, g)
+        return {"mlm_loss": F.cross_entropy(logits, target).item(),
+                "masked_accuracy": (logits.argmax(-1) == target).float().mean().item()}
+
+    return loss_fn, metrics_fn
+
+
+def _setup(args: argparse.Namespace, out: str, train_lines: list[str]):
+    """``(config, tokenizer)``: from ``OUT`` under ``--resume``, else from the flags (and
+    written there)."""
+    from bpsn_ext.data.tokenizer import WordPieceTokenizer
+    from bpsn_ext.models import SNNBertConfig
+
+    model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
+    if args.resume:
+        if not (os.path.isfile(model_path) and os.path.isfile(tok_path)):
+            raise FileNotFoundError(f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
+                                    f"{os.path.abspath(out)!r}; run without --resume first")
+        with open(model_path, encoding="utf-8") as f:
+            saved = json.load(f)
+        return SNNBertConfig.from_dict(saved["config"]), WordPieceTokenizer.load(tok_path)
+    tokenizer = make_tokenizer(args, lambda: train_lines)
+    config = model_config(args, tokenizer.vocab_size, num_labels=1)
+    if _rank() == 0:
+        tokenizer.save(tok_path)
+        _write_json(model_path, {"kind": "mlm", "config": config.to_dict(),
+                                 "mask_prob": args.mask_prob})
+    return config, tokenizer
+
+
+def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
+    """Pretrain (or ``--resume``); ``callbacks`` go to the Trainer (tests)."""
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset, GlueExample
+    from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM
+    from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite, command="pretrain",
+                     extra=(MODEL_FILE,))
+    if not 0.0 < args.mask_prob < 1.0:
+        raise ValueError(f"--mask-prob must be in (0, 1), got {args.mask_prob}")
+    lines = (read_lines(args.text) if args.text
+             else read_hf_lines(args.hf, args.hf_split, args.hf_column))
+    train_lines, eval_lines = split_lines(lines, args.eval_samples, args.seed)
+    if args.max_train_samples:
+        train_lines = train_lines[: args.max_train_samples]
+    os.makedirs(args.out, exist_ok=True)
+    config, tokenizer = _setup(args, args.out, train_lines)
+    torch.manual_seed(args.seed)
+    model = SNNBertForMaskedLM(config)
+
+    def dataset(texts):
+        return GlueDataset([GlueExample(t, None, 0) for t in texts], tokenizer,
+                           config.max_length)
+
+    train_ds, eval_ds = dataset(train_lines), dataset(eval_lines)
+    loss_fn, metrics_fn = make_mlm_fns(tokenizer, float(args.mask_prob))
+    steps = -(-len(train_ds) // args.batch_size) * args.epochs
+    tc = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=float(args.lr),
+        weight_decay=float(args.weight_decay), seed=args.seed,
+        grad_clip=float(args.grad_clip) if args.grad_clip else None, checkpoint_dir=args.out,
+        checkpoint_every=args.checkpoint_every, device=args.device,
+        param_groups=param_groups_for(float(args.neuron_lr_mult)), scheduler=args.scheduler,
+        warmup_steps=int(args.warmup_ratio * steps), progress=not args.no_progress,
+    )
+    trainer = Trainer(model, train_ds, eval_ds, loss_fn, metrics_fn, tc,
+                      collate_fn=GlueCollator(tokenizer.pad_id), callbacks=callbacks)
+    try:
+        final = trainer.fit(resume=args.resume)
+    finally:
+        trainer.release()
+    if trainer.rank == 0:
+        print(json.dumps(final))
+    return 0
