@@ -3,9 +3,14 @@
 The SSM's own parameters (eigenvalues ``log_A_real``/``A_imag``, step sizes ``log_dt`` and, for
 S5, the input matrix ``B``) train with a small learning rate ``min(ssm_lr, lr)`` and no weight
 decay; everything else (``C``, ``D``, linear layers, norms) uses the base ``lr`` and
-``weight_decay``.  Example::
+``weight_decay``.  Other parameters with a state-spaces ``_optim`` hint (for example the
+learnable scale of a GSU ternarisation, ``{"lr": 0.001, "weight_decay": 0.0}`` as in the PRF
+code) get the hint's values.  Example::
 
     opt = torch.optim.AdamW(ssm_param_groups(model, lr=0.01, weight_decay=0.01))
+
+The same hints also drive state-spaces/s4's own ``setup_optimizer`` (one group per distinct
+hint): bpsn_ext's SSM parameters carry ``{"lr": 0.001, "weight_decay": 0.0}``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,17 @@ from bpsn_ext.core.checks import check_float
 __all__ = ["ssm_parameters", "ssm_param_groups"]
 
 
+def _declared(model: nn.Module) -> dict[int, nn.Parameter]:
+    """Parameters named in a module's ``ssm_parameter_names``, each once, in module order."""
+    found: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        for name in getattr(module, "ssm_parameter_names", ()):
+            p = module._parameters.get(name)
+            if p is not None:
+                found.setdefault(id(p), p)
+    return found
+
+
 def ssm_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The SSM parameters of ``model`` (each once, in module order).
 
@@ -24,16 +40,18 @@ def ssm_parameters(model: nn.Module) -> list[nn.Parameter]:
     ``SpikingS5``); a parameter that carries an ``_optim`` attribute (the state-spaces/s4
     convention) counts as well.
     """
-    found: dict[int, nn.Parameter] = {}
-    for module in model.modules():
-        for name in getattr(module, "ssm_parameter_names", ()):
-            p = module._parameters.get(name)
-            if p is not None:
-                found.setdefault(id(p), p)
+    found = _declared(model)
     for p in model.parameters():
         if hasattr(p, "_optim"):
             found.setdefault(id(p), p)
     return list(found.values())
+
+
+def _hint(p: nn.Parameter, default_lr: float) -> tuple[float, float]:
+    hint = getattr(p, "_optim", None)
+    if not isinstance(hint, dict):
+        raise TypeError(f"a parameter's _optim hint must be a dict, got {type(hint).__name__}")
+    return float(hint.get("lr", default_lr)), float(hint.get("weight_decay", 0.0))
 
 
 def ssm_param_groups(
@@ -42,8 +60,12 @@ def ssm_param_groups(
     """Parameter groups for ``torch.optim`` (AdamW in the S4 recipe).
 
     Returns ``[{"params": others, "lr": lr, "weight_decay": weight_decay},
-    {"params": ssm, "lr": min(ssm_lr, lr), "weight_decay": 0.0}]``; a group without parameters
-    is left out, and parameters with ``requires_grad=False`` are skipped.
+    {"params": ssm, "lr": min(ssm_lr, lr), "weight_decay": 0.0}, ...]``.  ``ssm`` holds the
+    parameters declared in ``ssm_parameter_names`` (their own ``_optim`` hint is overruled by
+    ``ssm_lr``); any other parameter with an ``_optim`` hint gets the hint's ``lr`` (default
+    ``min(ssm_lr, lr)``) and ``weight_decay`` (default 0), in a further group unless those
+    equal the SSM group's.  Groups without parameters are left out; parameters with
+    ``requires_grad=False`` are skipped.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -52,12 +74,21 @@ def ssm_param_groups(
     check_float("weight_decay", weight_decay)
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    ssm = [p for p in ssm_parameters(model) if p.requires_grad]
-    ssm_ids = {id(p) for p in ssm}
-    others = [p for p in model.parameters() if p.requires_grad and id(p) not in ssm_ids]
-    groups = []
-    if others:
-        groups.append({"params": others, "lr": lr, "weight_decay": weight_decay})
-    if ssm:
-        groups.append({"params": ssm, "lr": min(ssm_lr, lr), "weight_decay": 0.0})
+    small = min(ssm_lr, lr)
+    declared = _declared(model)
+    hinted: dict[tuple[float, float], list[nn.Parameter]] = {(small, 0.0): []}
+    others = []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in declared:
+            hinted[(small, 0.0)].append(p)
+        elif hasattr(p, "_optim"):
+            hinted.setdefault(_hint(p, small), []).append(p)
+        else:
+            others.append(p)
+    groups = [{"params": others, "lr": lr, "weight_decay": weight_decay}] if others else []
+    for (g_lr, g_wd), params in hinted.items():
+        if params:
+            groups.append({"params": params, "lr": g_lr, "weight_decay": g_wd})
     return groups

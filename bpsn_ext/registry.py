@@ -6,7 +6,7 @@ neurons up by name (``getattr(neuron, cfg["neuron"])``) finds ours:
 * ``spikingjelly.activation_based.neuron.<Name>`` for our SpikingJelly neurons (and, on
   SpikingJelly 2.0, ``distributed.vision.config.register_neuron_class`` for serialised configs);
 * ``spikingjelly.activation_based.layer.<Name>`` for our SpikingJelly layers;
-* ``snntorch.<Name>`` for our snnTorch neurons.
+* ``snntorch.<Name>`` for our snnTorch neurons and SSM layers.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ REGISTRY: list[tuple[str, str, str, str]] = [
     ("snntorch", "SingleStepLeaky", "bpsn_ext.snntorch", "SingleStepLeaky"),
     ("snntorch", "BPSNLeaky", "bpsn_ext.snntorch", "BPSNLeaky"),
     ("snntorch", "BPSN", "bpsn_ext.snntorch", "BPSN"),
+    *(
+        ("snntorch", name, "bpsn_ext.snntorch", name)
+        for name in ("S4DLeaky", "BinaryS4DLeaky", "GSULeaky", "SpikingS5Leaky")
+    ),
 ]
 
 

@@ -37,11 +37,24 @@ def test_quick_run_writes_a_complete_report(tmp_path):
     assert "s4d_sequential" in saved["results"]["64"]
     assert "s4d_sequential" not in saved["results"]["256"]
     assert saved["skipped"]["s5_sequential"] == [256]
-    assert set(saved["scaling"]) == {"s4d", "binary_s4d", "gsu", "spiking_s5"}
+    assert set(saved["scaling"]) == {"s4d", "s4d_block", "binary_s4d", "gsu", "spiking_s5"}
+    # same-run comparison with the non-spiking block, and the streaming (step) form per token
+    for key in ("binary_s4d", "gsu"):
+        for L in ("64", "256"):
+            ratio = saved["spiking_cost"][key][L]
+            assert ratio == pytest.approx(saved["results"][L][key]["median_ms"]
+                                          / saved["results"][L]["s4d_block"]["median_ms"])
+    assert set(saved["streaming"]) == {"s4d", "s4d_block", "binary_s4d", "gsu", "spiking_s5"}
+    for v in saved["streaming"].values():
+        assert v["step_us_per_token"] > 0 and v["parallel_us_per_token"] > 0
+        assert v["step_over_parallel"] == pytest.approx(
+            v["step_us_per_token"] / v["parallel_us_per_token"])
+    assert saved["config"]["stream_tokens"] == 16
     assert saved["reference_ratios"]["L"] == 4.0
     assert saved["reference_ratios"]["L_log2_L"] == pytest.approx(4 * 8 / 6)
     text = bench.format_report(report)
     assert "S4D recurrence (loop): not run for L = 256" in text and "L log L 5.3x" in text
+    assert "cost of spiking" in text and "step us/token" in text
 
 
 def test_arguments_and_script(tmp_path, capsys, monkeypatch):
@@ -62,6 +75,12 @@ def test_arguments_and_script(tmp_path, capsys, monkeypatch):
         runpy.run_path(str(SCRIPT), run_name="__main__")
     assert exit_info.value.code == 0
     assert "SpikingS5 (scan)" in capsys.readouterr().out
-    assert set(json.loads(out.read_text())["results"]["32"]) == {"s4d", "spiking_s5"}
+    saved = json.loads(out.read_text())
+    assert set(saved["results"]["32"]) == {"s4d", "spiking_s5"}
+    assert saved["spiking_cost"] == {} and set(saved["streaming"]) == {"s4d", "spiking_s5"}
+    args = parser.parse_args(["--stream-tokens", "0"])
+    assert args.stream_tokens == 0
+    with pytest.raises(ValueError, match="stream_tokens must be"):
+        bench.run(stream_tokens=-1, json_path=None, verbose=False)
     with pytest.raises(ValueError, match="unknown layers"):
         bench.run(layers=("s6",), json_path=None, verbose=False)

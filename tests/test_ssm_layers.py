@@ -28,10 +28,11 @@ LAYERS = [
     (BinaryS4D, {"activation": "gelu", "norm": "batch", "prenorm": True}),
     (GSU, {}),
     (GSU, {"grad_mode": "nsa_shared", "norm": "none"}),
-    (GSU, {"grad_mode": "prf_surrogate"}),
+    (GSU, {"grad_mode": "surrogate"}),
+    (GSU, {"grad_mode": "prf_surrogate", "act_delta": "token"}),
     (SpikingS5, {}),
 ]
-IDS = ["s4d", "binary", "gelu-bn-pre", "gsu", "gsu-nsa", "gsu-prf", "s5"]
+IDS = ["s4d", "binary", "gelu-bn-pre", "gsu", "gsu-nsa", "gsu-surrogate", "gsu-prf-token", "s5"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,15 +140,16 @@ def _tern(v, dim=None):
     return torch.sign(v) * (v.abs() >= d)
 
 
-@pytest.mark.parametrize("mode", ["default", "nsa_shared", "prf_surrogate"])
+@pytest.mark.parametrize("mode", ["default", "nsa_shared", "surrogate", "prf_surrogate"])
 def test_gsu_mixer_forward_equation(mode):
     torch.manual_seed(0)
     mix = GSUMixer(6, grad_mode=mode).double()
     y = torch.randn(5, 4, 6, dtype=F64)
     W2 = mix.weight1 if mode == "nsa_shared" else mix.weight2
     n = y @ _tern(mix.weight1).T + mix.bias1
-    m = _tern(y, -1) @ W2.T + mix.bias2
-    assert torch.allclose(mix(y), F.gelu(n * m), atol=1e-12)
+    prf = mode == "prf_surrogate"  # PRF: one threshold over the whole tensor, no GELU
+    m = _tern(y, None if prf else -1) @ W2.T + mix.bias2
+    assert torch.allclose(mix(y), n * m if prf else F.gelu(n * m), atol=1e-12)
     assert (mix.weight2 is None) == (mode == "nsa_shared")
 
 
@@ -178,7 +180,7 @@ def test_gsu_nsa_shared_gradients_follow_the_detached_reference():
     assert [n for n, _ in mix.named_parameters()] == ["weight1", "bias1", "bias2"]
 
 
-@pytest.mark.parametrize("mode", ["default", "nsa_shared", "prf_surrogate"])
+@pytest.mark.parametrize("mode", ["default", "nsa_shared", "surrogate", "prf_surrogate"])
 @pytest.mark.parametrize("where", ["mixer", "block"])
 def test_every_weight_receives_gradient_in_every_grad_mode(mode, where):
     torch.manual_seed(0)
@@ -187,7 +189,7 @@ def test_every_weight_receives_gradient_in_every_grad_mode(mode, where):
     (model(x) * torch.randn(12, 3, 6)).sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{mode}: {name} has no gradient"
-    if mode == "prf_surrogate":
+    if mode in ("surrogate", "prf_surrogate"):
         mixer = model if where == "mixer" else model.mixer
         assert mixer.tern_act.log_scale is not None and mixer.tern_weight.log_scale is not None
 
@@ -199,9 +201,9 @@ def test_gsu_refuses_the_w_never_trains_configuration():
     GSUMixer(6, weight_grad="none", ternary=False)  # no Tern(W): fine
 
 
-def test_gsu_prf_surrogate_gradient_through_both_ternarisations():
+def test_gsu_surrogate_rule_gradient_through_both_ternarisations():
     torch.manual_seed(0)
-    mix = GSUMixer(6, grad_mode="prf_surrogate", learn_scale=False).double()
+    mix = GSUMixer(6, grad_mode="surrogate", learn_scale=False).double()
     y = torch.randn(9, 6, dtype=F64, requires_grad=True)
     mix(y).sum().backward()
     # the same with both Tern() straight from explicit ATan surrogates

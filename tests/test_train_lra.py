@@ -179,8 +179,13 @@ def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
     neuron = model_for("--layer", "bpsn", "--surrogate", "fast_sigmoid").blocks[0].inner.neuron
     assert type(neuron.surrogate_function).__name__ == "FastSigmoid"
     assert model_for("--layer", "gsu", "--bidirectional").blocks[0].ssm.bidirectional
+    s4 = model_for("--layer", "gsu", "--bidirectional", "--bidirectional-convention", "s4")
+    assert s4.blocks[0].ssm.bidirectional_convention == "s4"
+    assert model_for("--layer", "s5", "--bidirectional").blocks[0].inner.bidirectional
     with pytest.raises(SystemExit, match="--bidirectional applies to"):
-        model_for("--layer", "s5", "--bidirectional")
+        model_for("--layer", "bpsn", "--bidirectional")
+    with pytest.raises(SystemExit, match="--bidirectional-convention s4 applies"):
+        model_for("--layer", "gsu", "--bidirectional-convention", "s4")
     with pytest.raises(SystemExit, match="--surrogate applies to the spiking layers"):
         model_for("--layer", "s4d", "--surrogate", "atan")
 

@@ -35,7 +35,7 @@ _DATA_KEYS = ("task", "data", "hf", "generate", "seed", "n_train", "n_val", "n_t
               "resolution", "permute", "permutation_seed", "truncate", "limit_train",
               "limit_eval")
 _MODEL_KEYS = ("layer", "d_model", "n_layers", "d_state", "dropout", "norm", "prenorm",
-               "dt_min", "dt_max", "bidirectional", "surrogate")
+               "dt_min", "dt_max", "bidirectional", "bidirectional_convention", "surrogate")
 
 
 def _data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> None:
@@ -96,7 +96,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--dt-min", type=float, default=S, help="SSM step size range, lower")
     m.add_argument("--dt-max", type=float, default=S, help="SSM step size range, upper")
     m.add_argument("--bidirectional", action="store_true", default=S,
-                   help="bidirectional S4D kernels (SSM layers)")
+                   help="bidirectional SSM (binary_s4d, s4d, gsu: two kernels; s5: a backward "
+                        "scan)")
+    m.add_argument("--bidirectional-convention", choices=("lag0", "s4"), default=S,
+                   help="S4D backward kernel: lag0 (default, includes the current step) or s4 "
+                        "(state-spaces/s4's FFTConv, shifted by one step)")
     m.add_argument("--surrogate", default=S,
                    help="surrogate of the spiking layers, e.g. atan (default) or fast_sigmoid")
     t = parser.add_argument_group("training (defaults: the task preset)")
@@ -151,6 +155,7 @@ def _resolve(args: argparse.Namespace) -> dict:
             continue
         cfg[key] = value
     cfg.setdefault("bidirectional", False)
+    cfg.setdefault("bidirectional_convention", "lag0")  # run configs of earlier versions
     cfg.setdefault("surrogate", None)
     cfg.setdefault("generate", False)
     if cfg.get("data"):  # stored in run_config.json: `evaluate` may run from another folder
@@ -166,11 +171,17 @@ def _build_model(cfg: dict, td):
     opts: dict = {}
     if cfg["layer"] in ("binary_s4d", "s4d", "gsu", "s5"):
         opts.update(dt_min=float(cfg["dt_min"]), dt_max=float(cfg["dt_max"]))
+    convention = cfg.get("bidirectional_convention") or "lag0"
     if cfg.get("bidirectional"):
-        if cfg["layer"] not in ("binary_s4d", "s4d", "gsu"):
-            raise SystemExit(f"--bidirectional applies to binary_s4d, s4d and gsu, not "
+        if cfg["layer"] not in ("binary_s4d", "s4d", "gsu", "s5"):
+            raise SystemExit(f"--bidirectional applies to binary_s4d, s4d, gsu and s5, not "
                              f"--layer {cfg['layer']}")
         opts["bidirectional"] = True
+        if cfg["layer"] != "s5":
+            opts["bidirectional_convention"] = convention
+    if convention != "lag0" and (not cfg.get("bidirectional") or cfg["layer"] == "s5"):
+        raise SystemExit("--bidirectional-convention s4 applies to --bidirectional with "
+                         "binary_s4d, s4d or gsu")
     if cfg.get("surrogate"):
         if cfg["layer"] == "s4d":
             raise SystemExit("--surrogate applies to the spiking layers, not --layer s4d")

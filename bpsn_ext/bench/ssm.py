@@ -5,11 +5,19 @@ For each L, one forward + backward pass (loss ``sum(out * g)`` with a fixed rand
 * ``s4d``: :class:`bpsn_ext.layers.S4D` (Vandermonde kernel + FFT convolution);
 * ``binary_s4d``: :class:`bpsn_ext.layers.BinaryS4D` (S4D, spike, GLU, residual, LayerNorm);
 * ``gsu``: :class:`bpsn_ext.layers.GSU` (S4D, ternary GSU mixer, residual, LayerNorm);
+* ``s4d_block``: the non-spiking reference, the same block as ``binary_s4d`` with GELU in
+  place of the spike (``BinaryS4D(activation="gelu")``); ``spiking_cost`` gives
+  ``t(binary_s4d) / t(s4d_block)`` and ``t(gsu) / t(s4d_block)`` per L, measured in the same
+  rotation;
 * ``spiking_s5``: :class:`bpsn_ext.layers.SpikingS5` (associative scan, ``d_state`` states);
 * ``s4d_sequential`` / ``s5_sequential``: the same S4D / S5 linear SSMs with the recurrence
   ``x_t = A_bar x_{t-1} + B_bar u_t`` run as a Python loop over the L steps (discretisation
   and input projection done once), only for ``L <= seq_max_len``: one interpreter round trip
   and a few small kernels per step, forward and backward.
+
+Streaming (``stream_tokens > 0``): inference (``no_grad``) of ``stream_tokens`` tokens with the
+step form (``layer.step`` per token, state carried) and with the parallel form over the same
+tokens, both in microseconds per token, interleaved in one rotation.
 
 Input ``[L, batch, d_model]`` standard normal, fixed seed.  The functions are timed in
 rotation (:func:`bpsn_ext.bench.measure.time_fns`); the peak memory of one pass is measured
@@ -42,9 +50,12 @@ from bpsn_ext.core.ssm import sequential_scan
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]
 
 DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "ssm.json"))
-LAYERS = ("s4d", "binary_s4d", "gsu", "spiking_s5", "s4d_sequential", "s5_sequential")
+LAYERS = ("s4d", "s4d_block", "binary_s4d", "gsu", "spiking_s5", "s4d_sequential",
+          "s5_sequential")
+SPIKING = ("binary_s4d", "gsu")  # compared with s4d_block
 LABELS = {
     "s4d": "S4D (FFT)",
+    "s4d_block": "S4D block, GELU (FFT, non-spiking)",
     "binary_s4d": "BinaryS4D block (FFT)",
     "gsu": "GSU block (FFT)",
     "spiking_s5": "SpikingS5 (scan)",
@@ -52,7 +63,7 @@ LABELS = {
     "s5_sequential": "S5 recurrence (loop)",
 }
 QUICK = {"lengths": (64, 256), "batch": 2, "d_model": 16, "d_state": 8, "repeats": 1,
-         "warmup": 1, "seq_max_len": 64}
+         "warmup": 1, "seq_max_len": 64, "stream_tokens": 16}
 
 
 def _build(key: str, d_model: int, d_state: int) -> nn.Module:
@@ -62,6 +73,8 @@ def _build(key: str, d_model: int, d_state: int) -> nn.Module:
         return S4D(d_model, d_state)
     if key == "binary_s4d":
         return BinaryS4D(d_model, d_state)
+    if key == "s4d_block":
+        return BinaryS4D(d_model, d_state, activation="gelu")
     if key == "gsu":
         return GSU(d_model, d_state)
     return SpikingS5(d_model, d_state)
@@ -101,6 +114,7 @@ def run(
     repeats: int = 5,
     warmup: int = 1,
     seq_max_len: int = 1024,
+    stream_tokens: int = 256,
     layers: Sequence[str] = LAYERS,
     device: str = "cpu",
     json_path: str | os.PathLike | None = DEFAULT_JSON,
@@ -112,18 +126,22 @@ def run(
 ) -> dict:
     """Time forward+backward of the SSM layers for each L; print a table, write JSON.
 
-    ``quick=True`` replaces the sizes by tiny ones (for tests).  ``threads`` sets
+    ``quick=True`` replaces the sizes by tiny ones (for tests).  ``stream_tokens`` tokens are
+    streamed per layer for the step-form timing (0: skip it).  ``threads`` sets
     ``torch.set_num_threads`` for the run (restored afterwards); one thread is the steadier
     choice on a busy shared machine.  Returns
     ``{"benchmark", "config", "environment", "results", "scaling", "reference_ratios"}`` where
     ``results[str(L)][key]`` holds the timing statistics (ms) and ``peak_memory_bytes``,
     ``scaling[key]`` is ``median_ms(L_max) / median_ms(L_min)`` and ``reference_ratios`` the
-    ratios of ``L`` and ``L log2 L``.  ``json_path=None`` skips the file.
+    ratios of ``L`` and ``L log2 L``; ``spiking_cost[key][str(L)]`` the time of a spiking block
+    over the non-spiking ``s4d_block``; ``streaming[key]`` the step and parallel inference cost
+    per token.  ``json_path=None`` skips the file.
     """
     if quick:
         lengths, batch, d_model, d_state = (QUICK[k] for k in ("lengths", "batch", "d_model",
                                                               "d_state"))
         repeats, warmup, seq_max_len = QUICK["repeats"], QUICK["warmup"], QUICK["seq_max_len"]
+        stream_tokens = QUICK["stream_tokens"]
     lengths = sorted(set(int(v) for v in lengths))
     for name, value in (("batch", batch), ("d_model", d_model), ("d_state", d_state),
                         ("repeats", repeats), ("min length", lengths[0] if lengths else 0)):
@@ -132,11 +150,14 @@ def run(
     unknown = [k for k in layers if k not in LAYERS]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; expected some of {LAYERS}")
+    if not isinstance(stream_tokens, int) or stream_tokens < 0:
+        raise ValueError(f"stream_tokens must be an int >= 0, got {stream_tokens!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     config = {
         "lengths": lengths, "batch": batch, "d_model": d_model, "d_state": d_state,
         "repeats": repeats, "warmup": warmup, "seq_max_len": seq_max_len,
+        "stream_tokens": stream_tokens,
         "layers": list(layers), "device": str(torch.device(device)), "seed": seed,
         "quick": quick, "threads": threads or torch.get_num_threads(),
         "pass": "forward + backward of sum(out * g)",
@@ -203,7 +224,57 @@ def _measure(config: dict, memory: bool) -> dict:
         "skipped": skipped,
         "scaling": scaling,
         "reference_ratios": reference,
+        "spiking_cost": _spiking_cost(results),
+        "streaming": _measure_stream(config, models, dev),
     }
+
+
+def _spiking_cost(results: dict) -> dict:
+    """``t(spiking block) / t(s4d_block)`` per L, for the blocks measured with the reference."""
+    cost: dict[str, dict[str, float]] = {}
+    for L, row in results.items():
+        if "s4d_block" not in row:
+            continue
+        for key in SPIKING:
+            if key in row:
+                cost.setdefault(key, {})[L] = row[key]["median_ms"] / row["s4d_block"]["median_ms"]
+    return cost
+
+
+def _measure_stream(config: dict, models: dict, dev: torch.device) -> dict:
+    """Inference per token: the step form (state carried) and the parallel form over the same
+    ``stream_tokens`` tokens, all layers interleaved in one rotation."""
+    T = config["stream_tokens"]
+    keys = [k for k in models if not k.endswith("_sequential")]
+    if T == 0 or not keys:
+        return {}
+    gen = torch.Generator().manual_seed(config["seed"] - 1)
+    x = torch.randn(T, config["batch"], config["d_model"], generator=gen).to(dev)
+
+    def step_fn(model):
+        def fn():
+            with torch.no_grad():
+                model.reset_state()
+                model.stream(x)
+        return fn
+
+    def parallel_fn(model):
+        def fn():
+            with torch.no_grad():
+                model(x)
+        return fn
+
+    fns = {}
+    for key in keys:
+        fns[f"step/{key}"] = step_fn(models[key])
+        fns[f"parallel/{key}"] = parallel_fn(models[key])
+    timings = time_fns(fns, repeats=config["repeats"], warmup=config["warmup"], device=dev)
+    out = {}
+    for key in keys:
+        step, par = (timings[f"{f}/{key}"]["median_ms"] * 1e3 / T for f in ("step", "parallel"))
+        out[key] = {"label": LABELS[key], "step_us_per_token": step,
+                    "parallel_us_per_token": par, "step_over_parallel": step / par}
+    return out
 
 
 def format_report(report: dict) -> str:
@@ -237,7 +308,28 @@ def format_report(report: dict) -> str:
     for key, Ls in report["skipped"].items():
         lines.append(f"{LABELS[key]}: not run for L = {', '.join(map(str, Ls))} "
                      f"(> seq_max_len = {cfg['seq_max_len']}; linear in L, slow)")
+    lines += _format_extras(report, lengths)
     return "\n".join(lines)
+
+
+def _format_extras(report: dict, lengths: list[str]) -> list[str]:
+    """The spiking-cost table (vs the non-spiking block) and the streaming table."""
+    lines = []
+    cost = report.get("spiking_cost") or {}
+    if cost:
+        rows = [[LABELS[k]] + [cost[k].get(L) for L in lengths] for k in cost]
+        lines += ["", "cost of spiking: time / time of the non-spiking S4D block (same run)",
+                  format_table(["block"] + [f"L={L}" for L in lengths], rows)]
+    stream = report.get("streaming") or {}
+    if stream:
+        cfg = report["config"]
+        rows = [[v["label"], v["step_us_per_token"], v["parallel_us_per_token"],
+                 v["step_over_parallel"]] for v in stream.values()]
+        lines += ["", f"inference per token, {cfg['stream_tokens']} tokens, batch "
+                  f"{cfg['batch']} (step: state carried token by token)",
+                  format_table(["layer", "step us/token", "parallel us/token", "step/parallel"],
+                               rows)]
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,6 +344,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int_at_least(0), default=S, help="untimed passes (1)")
     parser.add_argument("--seq-max-len", dest="seq_max_len", type=int_at_least(0), default=S,
                         help="longest L for the sequential loops (1024)")
+    parser.add_argument("--stream-tokens", dest="stream_tokens", type=int_at_least(0),
+                        default=S, help="tokens streamed per layer for the step form (256; 0: "
+                                        "skip)")
     parser.add_argument("--layers", nargs="+", choices=LAYERS, default=S,
                         help="which layers (all)")
     parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
@@ -268,5 +363,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> dict:
     """:func:`run` with the flags that :func:`add_arguments` parsed into ``args``."""
     names = ("lengths", "batch", "d_model", "d_state", "repeats", "warmup", "seq_max_len",
-             "layers", "device", "seed", "memory", "threads", "quick", "json_path")
+             "stream_tokens", "layers", "device", "seed", "memory", "threads", "quick", "json_path")
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

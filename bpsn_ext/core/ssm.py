@@ -254,12 +254,21 @@ def causal_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return _fft_conv(u, K)
 
 
-def bidirectional_conv(u: torch.Tensor, K_f: torch.Tensor, K_b: torch.Tensor) -> torch.Tensor:
-    """``y = K_f * u + flip(K_b * flip(u))`` (both kernels include lag 0), one FFT pair.
+def bidirectional_conv(
+    u: torch.Tensor, K_f: torch.Tensor, K_b: torch.Tensor, shift: int = 0
+) -> torch.Tensor:
+    """A causal plus an anti-causal convolution of ``u`` ``[T, N, H]``, one FFT pair.
 
-    ``y[t] = sum_{s <= t} K_f[t-s] u[s] + sum_{s >= t} K_b[s-t] u[s]``.  The anti-causal
-    kernel sits at the negative lags ``2T - j`` of one length-``2T`` circular kernel.
+    ``shift=0``: ``y = K_f * u + flip(K_b * flip(u))``, both kernels include lag 0:
+    ``y[t] = sum_{s <= t} K_f[t-s] u[s] + sum_{s >= t} K_b[s-t] u[s]``.
+    ``shift=1`` (state-spaces/s4's ``FFTConv``): the backward kernel starts one step later,
+    ``y[t] = sum_{s <= t} K_f[t-s] u[s] + sum_{s > t} K_b[s-t-1] u[s]``.
+    The anti-causal kernel sits at the negative lags of one length-``2T`` circular kernel.
     """
+    if shift not in (0, 1):
+        raise ValueError(f"shift must be 0 or 1, got {shift!r}")
+    if shift == 1:  # lag -m (m = 1..T) at index 2T - m holds K_b[m - 1]
+        return _fft_conv(u, torch.cat([K_f, K_b.flip(-1)], dim=-1))
     H = K_f.shape[0]
     k = torch.cat(
         [

@@ -9,7 +9,14 @@ factor 0.15 is common to the public re-implementations.  Forward values are exac
 * ``"surrogate"``: ``Tern(x) = Theta(x - delta) - Theta(-x - delta)`` with a surrogate spike
   for each Heaviside, so ``d/dx = g'(x - delta) + g'(-x - delta)`` (ATan(2) by default).
 
-The threshold ``delta`` is treated as a constant (detached).
+The threshold ``delta`` is a constant (detached) by default.  With ``detach=False`` it stays
+in the graph, as in the PRF code: ``d delta / dx`` is ``factor * sign(x)`` at the element of
+largest magnitude (ties: the one ``amax`` routes the gradient to), so that element also receives
+``-(dTern/d delta) * factor``.
+
+A learnable scale carries the optimiser hint ``_optim = {"lr": 0.001, "weight_decay": 0.0}``
+(the state-spaces/s4 convention, PRF's values), honoured by
+:func:`bpsn_ext.optim.ssm_param_groups` and by state-spaces' own ``setup_optimizer``.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from torch import nn
 from bpsn_ext.core.checks import check_float
 from bpsn_ext.surrogate import ATan, resolve
 
-__all__ = ["TERNARY_GRADS", "ternary_delta", "ternarize", "Ternary"]
+__all__ = ["TERNARY_GRADS", "SCALE_OPTIM", "ternary_delta", "ternarize", "Ternary"]
 
 TERNARY_GRADS = ("none", "ste", "surrogate")
+SCALE_OPTIM = {"lr": 0.001, "weight_decay": 0.0}  # the learnable scale's optimiser hint
 
 
 def ternary_delta(
@@ -32,11 +40,13 @@ def ternary_delta(
     factor: float = 0.15,
     dim: int | None = None,
     valid: torch.Tensor | None = None,
+    detach: bool = True,
 ) -> torch.Tensor:
-    """``factor * max|x|`` (detached): over the whole tensor (``dim=None``, a 0-dim result) or
-    along ``dim`` (kept as a size-1 dim).  ``valid`` (bool, broadcastable to ``x``) restricts
-    the maximum to real positions, so padding cannot move the threshold."""
-    mag = x.detach().abs()
+    """``factor * max|x|``: over the whole tensor (``dim=None``, a 0-dim result) or along
+    ``dim`` (kept as a size-1 dim).  ``valid`` (bool, broadcastable to ``x``) restricts the
+    maximum to real positions, so padding cannot move the threshold.  ``detach=False`` keeps
+    the threshold in the autograd graph (PRF)."""
+    mag = (x.detach() if detach else x).abs()
     if valid is not None:
         mag = torch.where(valid, mag, 0.0)  # NaN padding cannot move it either
     if dim is None:
@@ -74,7 +84,14 @@ class Ternary(nn.Module):
         grad: ``"none"``, ``"ste"`` or ``"surrogate"``.
         surrogate: for ``grad="surrogate"``: a name, bpsn_ext / SpikingJelly surrogate object or
             snnTorch ``spike_grad``; default ``ATan(alpha=2)``.
-        learn_scale: multiply by ``exp(log_scale)``, a learnable scalar.
+        learn_scale: multiply by ``exp(log_scale)``, a learnable scalar (optimiser hint
+            ``_optim = SCALE_OPTIM``).
+        detach: treat the threshold as a constant (default) or keep it in the graph (PRF).
+
+    Example::
+
+        t = Ternary(0.15, grad="surrogate", learn_scale=True, detach=False)  # PRF's spikeGate
+        out = t(torch.randn(8, 4))   # values in {-1, 0, +1} * exp(log_scale)
     """
 
     def __init__(
@@ -85,19 +102,32 @@ class Ternary(nn.Module):
         grad: str = "none",
         surrogate: Callable | str | None = None,
         learn_scale: bool = False,
+        detach: bool = True,
     ) -> None:
         super().__init__()
         check_float("factor", factor, positive=True)
         if grad not in TERNARY_GRADS:
             raise ValueError(f"grad must be one of {TERNARY_GRADS}, got {grad!r}")
-        if not isinstance(learn_scale, bool):
-            raise TypeError(f"learn_scale must be bool, got {type(learn_scale).__name__}")
-        self.factor, self.dim, self.grad = factor, dim, grad
+        for name, flag in (("learn_scale", learn_scale), ("detach", detach)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be bool, got {type(flag).__name__}")
+        self.factor, self.dim, self.grad, self.detach = factor, dim, grad, detach
         self.surrogate_function = resolve(surrogate, default=ATan) if grad == "surrogate" else None
         if learn_scale:
             self.log_scale = nn.Parameter(torch.zeros(()))
         else:
             self.register_parameter("log_scale", None)
+        self._tag_optim()
+
+    def _tag_optim(self) -> None:
+        if self.log_scale is not None:
+            self.log_scale._optim = dict(SCALE_OPTIM)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling and ``copy.deepcopy`` (which drops parameter attributes) keep the hint."""
+        super().__setstate__(state)
+        self.__dict__.setdefault("detach", True)  # pickled before the option existed
+        self._tag_optim()
 
     @property
     def scale(self) -> torch.Tensor | None:
@@ -105,12 +135,12 @@ class Ternary(nn.Module):
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Ternary values of ``x`` (same shape); ``valid`` as in :func:`ternary_delta`."""
-        delta = ternary_delta(x, self.factor, self.dim, valid)
+        delta = ternary_delta(x, self.factor, self.dim, valid, self.detach)
         out = ternarize(x, delta, self.grad, self.surrogate_function)
         return out if self.log_scale is None else out * self.scale.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
             f"factor={self.factor}, dim={self.dim}, grad={self.grad!r}, "
-            f"learn_scale={self.log_scale is not None}"
+            f"learn_scale={self.log_scale is not None}, detach={self.detach}"
         )

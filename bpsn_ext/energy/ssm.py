@@ -120,9 +120,11 @@ def spiking_s5(m, inputs, output, kwargs=None) -> list[Ops]:
     valid = valid_mask(x, _mask_arg(inputs, kwargs))
     u = rows(x, valid)
     M, P, H = u.shape[0], m.d_state, m.d_model
+    k = 2 if getattr(m, "bidirectional", False) else 1  # a backward scan: states + readout again
     ops = [
-        Ops(mac=M * (4 * P + 2 * P * H),
-            label=f"S5 state A_bar x (4P) + readout 2Re(Cx) (2PH): {4 * P + 2 * P * H} MAC"),
+        Ops(mac=M * k * (4 * P + 2 * P * H),
+            label=f"S5 state A_bar x (4P) + readout 2Re(Cx) (2PH), x{k} directions: "
+                  f"{k * (4 * P + 2 * P * H)} MAC"),
         synaptic(u, u.numel() * 2 * P, label="S5 B_bar u"),
         synaptic(u, u.numel(), label="S5 D u"),
     ]
@@ -213,9 +215,9 @@ def _gsu_mix(m, valid, M: int) -> list[Ops]:
     mixer = m.mixer
     if mixer.ternary:
         (y, *_), _, ty = _need(mixer.tern_act, "mixer.tern_act")
-        return mixer_ops(mixer, rows(y, valid), rows(ty, valid), gelu=True)
+        return mixer_ops(mixer, rows(y, valid), rows(ty, valid), gelu=mixer.gelu)
     y = _need(m.inner_dropout, "inner_dropout")[2]
-    return mixer_ops(mixer, rows(y, valid), None, gelu=True)
+    return mixer_ops(mixer, rows(y, valid), None, gelu=mixer.gelu)
 
 
 def gsu(m, inputs, output, kwargs=None) -> list[Ops]:

@@ -3,15 +3,17 @@
 * :class:`S4D`: diagonal SSM token mixer (FFT convolution / recurrence), optionally bidirectional;
 * :class:`BinaryS4D`: S4D block whose nonlinearity is a Heaviside spike (or GELU);
 * :class:`GSU`: S4D block with the ternary Gated Spiking Unit mixer (:class:`GSUMixer`);
-* :class:`SpikingS5`: MIMO complex-diagonal SSM (parallel scan) with a spike readout.
+* :class:`SpikingS5`: MIMO complex-diagonal SSM (parallel scan) with a spike readout;
+* :class:`TiedDropout`: dropout of whole channels for the whole sequence (the blocks' default).
 
 Each has ``forward(x, mask=None)`` (parallel), ``step(x_t)`` / ``stream(x)`` (recurrent, state
 in ``ssm_state``) and ``reset_state()``.  SpikingJelly versions: ``bpsn_ext.spikingjelly.layers``.
 """
 
 from bpsn_ext.layers.binary_s4d import BinaryS4D
+from bpsn_ext.layers.dropout import TiedDropout
 from bpsn_ext.layers.gsu import GSU, GSUMixer
 from bpsn_ext.layers.s4d import S4D
 from bpsn_ext.layers.s5 import SpikingS5
 
-__all__ = ["S4D", "BinaryS4D", "GSU", "GSUMixer", "SpikingS5"]
+__all__ = ["S4D", "BinaryS4D", "GSU", "GSUMixer", "SpikingS5", "TiedDropout"]

@@ -9,7 +9,9 @@
     out = norm(out) if not prenorm else out
 
 ``norm`` is ``"layer"`` (LayerNorm), ``"batch"`` (BatchNorm over the real tokens only) or
-``"none"``.  Padded steps enter the SSM as zeros and output zeros.
+``"none"``.  Padded steps enter the SSM as zeros and output zeros.  Dropout is tied over time
+by default (whole channels for the whole sequence, like state-spaces/s4's ``DropoutNd`` and
+``example.py``'s ``Dropout1d``); ``tied_dropout=False`` gives element-wise ``nn.Dropout``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.core.ssm import check_sequence, check_step_input, check_step_mask
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model, check_dropout
+from bpsn_ext.layers.dropout import make_dropout
 from bpsn_ext.layers.s4d import S4D
 
 __all__ = ["NORMS", "SequenceNorm", "SSMBlock"]
@@ -76,7 +79,9 @@ class SSMBlock(Streaming, nn.Module):
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         bidirectional: bool = False,
+        bidirectional_convention: str = "lag0",
         dropout: float = 0.0,
+        tied_dropout: bool = True,
         norm: str = "layer",
         prenorm: bool = False,
         residual: bool = True,
@@ -88,9 +93,12 @@ class SSMBlock(Streaming, nn.Module):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be bool, got {type(flag).__name__}")
         self.d_model, self.prenorm, self.residual = d_model, prenorm, residual
-        self.ssm = S4D(d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional)
+        self.ssm = S4D(d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional,
+                       bidirectional_convention=bidirectional_convention)
         self.norm = SequenceNorm(norm, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.tied_dropout = tied_dropout
+        self.dropout = make_dropout(dropout, tied_dropout)
+        self.inner_dropout = make_dropout(dropout, tied_dropout)
         self._init_state()
 
     # -- state ---------------------------------------------------------------------------

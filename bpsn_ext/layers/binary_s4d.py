@@ -41,10 +41,13 @@ class BinaryS4D(SSMBlock):
         v_threshold: spike threshold (Python float), default 0.0.
         glu: GLU feature mixing (Linear H -> 2H, ``a * sigmoid(b)``); ``False``: Linear H -> H.
         dropout: dropout after the nonlinearity and after the feature mixing (default 0.0).
+        tied_dropout: drop whole channels for the whole sequence (default, as s4's
+            ``DropoutNd``/``Dropout1d``) or single elements (``False``).
         norm: ``"layer"`` (default), ``"batch"`` or ``"none"``.
         prenorm: normalise the block input (``True``) or the block output (``False``, default).
         residual: add the block input to the output (default ``True``).
-        dt_min, dt_max, bidirectional: passed to :class:`~bpsn_ext.layers.S4D`.
+        dt_min, dt_max, bidirectional, bidirectional_convention: passed to
+            :class:`~bpsn_ext.layers.S4D`.
 
     :meth:`forward_with_activation` also returns the spikes ``[T, N, H]`` (firing rates).
     """
@@ -59,16 +62,19 @@ class BinaryS4D(SSMBlock):
         v_threshold: float = 0.0,
         glu: bool = True,
         dropout: float = 0.0,
+        tied_dropout: bool = True,
         norm: str = "layer",
         prenorm: bool = False,
         residual: bool = True,
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         bidirectional: bool = False,
+        bidirectional_convention: str = "lag0",
     ) -> None:
         super().__init__(
             d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional,
-            dropout=dropout, norm=norm, prenorm=prenorm, residual=residual,
+            bidirectional_convention=bidirectional_convention, dropout=dropout,
+            tied_dropout=tied_dropout, norm=norm, prenorm=prenorm, residual=residual,
         )
         self.activation_kind = check_choice("activation", activation, ACTIVATIONS)
         self.v_threshold = check_float("v_threshold", v_threshold)
@@ -81,7 +87,6 @@ class BinaryS4D(SSMBlock):
             if surrogate is not None:
                 raise ValueError("surrogate only applies to activation='spike'")
             self.activation = nn.GELU()
-        self.inner_dropout = nn.Dropout(dropout)
         self.output_linear = nn.Linear(d_model, 2 * d_model if glu else d_model)
 
     def _mix(self, y, valid):

@@ -8,21 +8,33 @@ Per token, for the real SSM output ``y`` ``[..., H]``::
 
 ``Tern(v) = sign(v) * 1[|v| >= 0.15 max|v|]`` (:mod:`bpsn_ext.core.ternary`).  How gradients
 pass the two ``Tern`` is not settled by the paper; ``grad_mode`` selects one of the two public
-re-implementations (NSA, PRF) or the recommended default (a reconstruction, see
-``docs/reconstruction.md``):
+re-implementations (NSA, PRF), our own surrogate rule, or the recommended default (a
+reconstruction, see ``docs/reconstruction.md``):
 
-=============== ========== ================== ================ ===============
-grad_mode       W and W'   Tern(W) backward   Tern(y) backward learnable scale
-=============== ========== ================== ================ ===============
-"default"       separate   straight-through   none             no
-"nsa_shared"    one W      none               none             no
-"prf_surrogate" separate   ATan at +-delta    ATan at +-delta  yes (both Tern)
-=============== ========== ================== ================ ===============
+=============== ======== ============ ============ ===== ========= ========= =====
+grad_mode       W, W'    Tern(W) bwd  Tern(y) bwd  scale act_delta threshold GELU
+=============== ======== ============ ============ ===== ========= ========= =====
+"default"       separate STE          none         no    token     detached  yes
+"nsa_shared"    one W    none         none         no    token     detached  yes
+"surrogate"     separate ATan at +-d  ATan at +-d  yes   token     detached  yes
+"prf_surrogate" separate ATan at +-d  ATan at +-d  yes   tensor    in graph  no
+=============== ======== ============ ============ ===== ========= ========= =====
 
-(``weight_grad``, ``act_grad`` and ``learn_scale`` override single entries.)  In every mode each
+``"prf_surrogate"`` reproduces the PRF code's ``GSU``/``spikeGate`` in forward and gradients:
+one threshold ``0.15 max|y|`` over the whole input tensor, not detached (the element of largest
+magnitude gets the threshold's gradient), a learnable scale ``exp(log_scale)`` on each
+``Tern`` (init 1, optimiser hint lr 1e-3 and no weight decay) and no output GELU
+(``o = n * m``).  ``"surrogate"`` is our own rule with the same surrogates but a detached
+per-token threshold, so it streams exactly.  (``weight_grad``, ``act_grad``, ``learn_scale``,
+``act_delta``, ``detach_delta`` and ``gelu`` override single entries.)  In every mode each
 weight receives a gradient: with one shared ``W`` it learns through the ``W Tern(y)`` route;
 separate matrices need a gradient through ``Tern(W)``, so ``weight_grad="none"`` with separate
 matrices is refused.  ``ternary=False`` gives the bilinear GLU ``GELU((W y + b1) * (W' y + b2))``.
+
+Name map to the PRF code: its ``pro_linear2`` (ternarised weight, real input) is our
+``weight1``/``bias1``; its ``pro_linear1`` (real weight, ternary input) is our
+``weight2``/``bias2``; its ``ternay1.log_w``/``ternay2.log_w`` are our
+``tern_act.log_scale``/``tern_weight.log_scale``.
 """
 
 from __future__ import annotations
@@ -41,13 +53,34 @@ from bpsn_ext.layers._common import check_choice, check_d_model
 
 __all__ = ["GSU", "GSUMixer", "GRAD_MODES", "ACT_DELTAS"]
 
-GRAD_MODES = ("default", "nsa_shared", "prf_surrogate")
+GRAD_MODES = ("default", "nsa_shared", "surrogate", "prf_surrogate")
 ACT_DELTAS = ("token", "tensor")
-_MODE_DEFAULTS = {  # (shared W, weight_grad, act_grad, learn_scale)
-    "default": (False, "ste", "none", False),
-    "nsa_shared": (True, "none", "none", False),
-    "prf_surrogate": (False, "surrogate", "surrogate", True),
+# shared W, weight_grad, act_grad, learn_scale, act_delta, detach_delta, gelu
+_MODE_DEFAULTS = {
+    "default": (False, "ste", "none", False, "token", True, True),
+    "nsa_shared": (True, "none", "none", False, "token", True, True),
+    "surrogate": (False, "surrogate", "surrogate", True, "token", True, True),
+    "prf_surrogate": (False, "surrogate", "surrogate", True, "tensor", False, False),
 }
+_OVERRIDES = ("weight_grad", "act_grad", "learn_scale", "act_delta", "detach_delta", "gelu")
+
+
+def _settings(grad_mode: str, overrides: dict) -> dict:
+    """The preset of ``grad_mode`` with the non-``None`` overrides applied (and checked)."""
+    check_choice("grad_mode", grad_mode, GRAD_MODES)
+    shared, *values = _MODE_DEFAULTS[grad_mode]
+    out = {"shared": shared, **dict(zip(_OVERRIDES, values))}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name in ("weight_grad", "act_grad"):
+            check_choice(name, value, TERNARY_GRADS)
+        elif name == "act_delta":
+            check_choice(name, value, ACT_DELTAS)
+        elif not isinstance(value, bool):
+            raise TypeError(f"{name} must be bool or None, got {type(value).__name__}")
+        out[name] = value
+    return out
 
 
 def _linear_init(weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -62,16 +95,23 @@ class GSUMixer(nn.Module):
 
     Args:
         d_model: channels H (W, W' are H x H).
-        grad_mode: ``"default"``, ``"nsa_shared"`` or ``"prf_surrogate"`` (module docstring).
+        grad_mode: ``"default"``, ``"nsa_shared"``, ``"surrogate"`` or ``"prf_surrogate"``
+            (module docstring); it sets the defaults of the overrides below.
         ternary: ``False`` replaces both ``Tern`` by the identity (bilinear GLU).
         factor: ternarisation threshold factor (``delta = factor * max|.|``), default 0.15.
-        act_delta: ``"token"`` (one ``max|y|`` per token's feature vector, default) or
-            ``"tensor"`` (one ``max|y|`` over the real tokens of the whole input).
+        act_delta: ``"token"`` (one ``max|y|`` per token's feature vector) or ``"tensor"``
+            (one ``max|y|`` over the real tokens of the whole input).
         weight_grad / act_grad: override the backward of ``Tern(W)`` / ``Tern(y)``
             (``"none"``, ``"ste"``, ``"surrogate"``).
         learn_scale: override whether each ``Tern`` is multiplied by a learnable positive scale.
+        detach_delta: override whether the thresholds are constants to autograd.
         surrogate: surrogate of the ``"surrogate"`` backward, default ``ATan(alpha=2)``.
-        gelu: apply the output GELU (default ``True``).
+        gelu: override whether the output GELU is applied (``o = n * m`` without it).
+
+    Example::
+
+        mix = GSUMixer(64, grad_mode="prf_surrogate")   # the PRF code's GSU
+        o = mix(torch.randn(100, 8, 64))
     """
 
     def __init__(
@@ -81,26 +121,23 @@ class GSUMixer(nn.Module):
         grad_mode: str = "default",
         ternary: bool = True,
         factor: float = 0.15,
-        act_delta: str = "token",
+        act_delta: str | None = None,
         weight_grad: str | None = None,
         act_grad: str | None = None,
         learn_scale: bool | None = None,
+        detach_delta: bool | None = None,
         surrogate: Callable | str | None = None,
-        gelu: bool = True,
+        gelu: bool | None = None,
     ) -> None:
         super().__init__()
         check_d_model(d_model)
-        check_choice("grad_mode", grad_mode, GRAD_MODES)
-        check_choice("act_delta", act_delta, ACT_DELTAS)
         check_float("factor", factor, positive=True)
-        for name, flag in (("ternary", ternary), ("gelu", gelu)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be bool, got {type(flag).__name__}")
-        shared, w_grad, a_grad, scale = _MODE_DEFAULTS[grad_mode]
-        w_grad = w_grad if weight_grad is None else check_choice(
-            "weight_grad", weight_grad, TERNARY_GRADS)
-        a_grad = a_grad if act_grad is None else check_choice("act_grad", act_grad, TERNARY_GRADS)
-        scale = scale if learn_scale is None else learn_scale
+        if not isinstance(ternary, bool):
+            raise TypeError(f"ternary must be bool, got {type(ternary).__name__}")
+        cfg = _settings(grad_mode, dict(
+            weight_grad=weight_grad, act_grad=act_grad, learn_scale=learn_scale,
+            act_delta=act_delta, detach_delta=detach_delta, gelu=gelu))
+        shared, w_grad, act_delta = cfg["shared"], cfg["weight_grad"], cfg["act_delta"]
         if ternary and not shared and w_grad == "none":
             raise ValueError(
                 f"grad_mode={grad_mode!r} uses separate W and W', so weight_grad='none' would "
@@ -108,7 +145,7 @@ class GSUMixer(nn.Module):
                 "'surrogate', or grad_mode='nsa_shared' (one W that learns through W Tern(y))"
             )
         self.d_model, self.grad_mode, self.ternary = d_model, grad_mode, ternary
-        self.shared, self.act_delta, self.gelu = shared, act_delta, gelu
+        self.shared, self.act_delta, self.gelu = shared, act_delta, cfg["gelu"]
         self.weight1 = nn.Parameter(torch.empty(d_model, d_model))
         self.bias1 = nn.Parameter(torch.empty(d_model))
         _linear_init(self.weight1, self.bias1)
@@ -121,13 +158,11 @@ class GSUMixer(nn.Module):
             self.weight2 = nn.Parameter(torch.empty(d_model, d_model))
             _linear_init(self.weight2, self.bias2)
         if ternary:
-            self.tern_weight = Ternary(
-                factor, dim=None, grad=w_grad, surrogate=surrogate, learn_scale=scale
-            )
-            self.tern_act = Ternary(
-                factor, dim=-1 if act_delta == "token" else None, grad=a_grad,
-                surrogate=surrogate, learn_scale=scale,
-            )
+            common = dict(surrogate=surrogate, learn_scale=cfg["learn_scale"],
+                          detach=cfg["detach_delta"])
+            self.tern_weight = Ternary(factor, dim=None, grad=w_grad, **common)
+            self.tern_act = Ternary(factor, dim=-1 if act_delta == "token" else None,
+                                    grad=cfg["act_grad"], **common)
 
     def routes(
         self, y: torch.Tensor, valid: torch.Tensor | None = None
@@ -147,9 +182,13 @@ class GSUMixer(nn.Module):
         m = F.linear(ty, W2, self.bias2)
         return n, m, ty
 
+    def combine(self, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The output ``GELU(n * m)`` (``n * m`` with ``gelu=False``)."""
+        return F.gelu(n * m) if self.gelu else n * m
+
     def forward(self, y: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         n, m, _ = self.routes(y, valid)
-        return F.gelu(n * m) if self.gelu else n * m
+        return self.combine(n, m)
 
     # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
     energy_exclusive = True  # covers the two Ternary modules
@@ -175,12 +214,15 @@ class GSU(SSMBlock):
 
     The SSM output stays real (no Heaviside); the ternary ``Tern(y)`` of the mixer is the
     quantised activation.  Arguments: those of :class:`GSUMixer` (``grad_mode``, ``ternary``,
-    ``factor``, ``act_delta``, ``weight_grad``, ``act_grad``, ``learn_scale``, ``surrogate``)
-    and of the block (``d_state``, ``dropout``, ``norm``, ``prenorm``, ``residual``, ``dt_min``,
-    ``dt_max``, ``bidirectional``; see :class:`~bpsn_ext.layers.BinaryS4D`).
+    ``factor``, ``act_delta``, ``weight_grad``, ``act_grad``, ``learn_scale``,
+    ``detach_delta``, ``gelu``, ``surrogate``) and of the block (``d_state``, ``dropout``,
+    ``tied_dropout``, ``norm``, ``prenorm``, ``residual``, ``dt_min``, ``dt_max``,
+    ``bidirectional``, ``bidirectional_convention``; see :class:`~bpsn_ext.layers.BinaryS4D`).
+    ``gelu=False`` (the default of ``grad_mode="prf_surrogate"``) gives ``o = n * m``.
 
-    With ``act_delta="tensor"`` the threshold depends on the whole sequence, so the
-    step-by-step form equals the parallel form only with the default ``act_delta="token"``.
+    With ``act_delta="tensor"`` (the default of ``"prf_surrogate"``) the threshold depends on
+    the whole sequence, so the step-by-step form equals the parallel form only with a per-token
+    threshold.
     :meth:`forward_with_activation` also returns ``Tern(y)``.
     """
 
@@ -192,33 +234,37 @@ class GSU(SSMBlock):
         grad_mode: str = "default",
         ternary: bool = True,
         factor: float = 0.15,
-        act_delta: str = "token",
+        act_delta: str | None = None,
         weight_grad: str | None = None,
         act_grad: str | None = None,
         learn_scale: bool | None = None,
+        detach_delta: bool | None = None,
+        gelu: bool | None = None,
         surrogate: Callable | str | None = None,
         dropout: float = 0.0,
+        tied_dropout: bool = True,
         norm: str = "layer",
         prenorm: bool = False,
         residual: bool = True,
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         bidirectional: bool = False,
+        bidirectional_convention: str = "lag0",
     ) -> None:
         super().__init__(
             d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional,
-            dropout=dropout, norm=norm, prenorm=prenorm, residual=residual,
+            bidirectional_convention=bidirectional_convention, dropout=dropout,
+            tied_dropout=tied_dropout, norm=norm, prenorm=prenorm, residual=residual,
         )
-        self.inner_dropout = nn.Dropout(dropout)
         self.mixer = GSUMixer(
             d_model, grad_mode=grad_mode, ternary=ternary, factor=factor, act_delta=act_delta,
             weight_grad=weight_grad, act_grad=act_grad, learn_scale=learn_scale,
-            surrogate=surrogate,
+            detach_delta=detach_delta, surrogate=surrogate, gelu=gelu,
         )
 
     def _mix(self, y, valid):
         n, m, ty = self.mixer.routes(self.inner_dropout(y), valid)
-        return F.gelu(n * m), ty
+        return self.mixer.combine(n, m), ty
 
     # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
     energy_exclusive = True  # covers the S4D, norm and the mixer's Ternary modules

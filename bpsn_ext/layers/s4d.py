@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
+from bpsn_ext.core.optim_hints import OptimHints
 from bpsn_ext.core.ssm import (
     bidirectional_conv,
     causal_conv,
@@ -40,14 +41,16 @@ from bpsn_ext.core.ssm import (
     vandermonde_transpose,
     zoh,
 )
-from bpsn_ext.layers._common import Streaming, check_d_model
+from bpsn_ext.layers._common import Streaming, check_choice, check_d_model
 
-__all__ = ["S4D"]
+__all__ = ["S4D", "BIDIRECTIONAL_CONVENTIONS"]
+
+BIDIRECTIONAL_CONVENTIONS = ("lag0", "s4")
 
 State = torch.Tensor | None
 
 
-class S4D(Streaming, nn.Module):
+class S4D(OptimHints, Streaming, nn.Module):
     """Diagonal SSM token mixer: ``[T, N, H]`` -> ``[T, N, H]`` (linear, real-valued).
 
     Args:
@@ -56,11 +59,16 @@ class S4D(Streaming, nn.Module):
         dt_min / dt_max: range of the initial step size (Python floats, ``dt_min <= dt_max``).
         bidirectional: add an anti-causal kernel with its own ``C``:
             ``y = K_f * u + flip(K_b * flip(u)) + D u``.  No streaming form then.
+        bidirectional_convention: ``"lag0"`` (default: both kernels include lag 0, so the
+            backward half is exactly an S4D run on the reversed sequence) or ``"s4"``
+            (state-spaces/s4's ``FFTConv``: the backward kernel is shifted by one step and
+            covers only later steps, so s4's bidirectional weights and results carry over).
 
     Parameters: ``log_dt`` [H], ``log_A_real`` [H, P], ``A_imag`` [H, P], ``C`` [H, P, 2]
     (real view of a complex tensor; also ``C_backward`` when bidirectional), ``D`` [H].
     ``ssm_parameter_names`` lists those that :func:`bpsn_ext.optim.ssm_param_groups` trains
-    with the small SSM learning rate and no weight decay.
+    with the small SSM learning rate and no weight decay; they also carry state-spaces'
+    ``_optim`` hint ``{"lr": 0.001, "weight_decay": 0.0}`` for its ``setup_optimizer``.
 
     Streaming: :meth:`step` consumes one step ``[N, H]`` and keeps the state ``x`` (complex
     ``[N, H, P]``) in the plain attribute ``ssm_state`` (``None`` until the first step, never in
@@ -77,6 +85,7 @@ class S4D(Streaming, nn.Module):
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         bidirectional: bool = False,
+        bidirectional_convention: str = "lag0",
     ) -> None:
         super().__init__()
         check_d_model(d_model)
@@ -84,8 +93,11 @@ class S4D(Streaming, nn.Module):
         check_dt_range(dt_min, dt_max)
         if not isinstance(bidirectional, bool):
             raise TypeError(f"bidirectional must be bool, got {type(bidirectional).__name__}")
+        check_choice("bidirectional_convention", bidirectional_convention,
+                     BIDIRECTIONAL_CONVENTIONS)
         H, P = d_model, d_state // 2
         self.d_model, self.d_state, self.bidirectional = d_model, d_state, bidirectional
+        self.bidirectional_convention = bidirectional_convention
         self.dt_min, self.dt_max = dt_min, dt_max
         self.log_dt = nn.Parameter(log_dt_init(H, dt_min, dt_max))
         self.log_A_real = nn.Parameter(torch.full((H, P), math.log(0.5)))
@@ -97,6 +109,7 @@ class S4D(Streaming, nn.Module):
             )
         self.D = nn.Parameter(torch.randn(H))
         self._init_state()
+        self._tag_optim()
 
     # -- state (overridden by the SpikingJelly adapter to use a registered memory) -----------
     def _init_state(self) -> None:
@@ -143,7 +156,8 @@ class S4D(Streaming, nn.Module):
         u, m = self._masked_input(x, mask)
         if self.bidirectional:
             K_f, K_b = self.kernel(u.shape[0])
-            y = bidirectional_conv(u, K_f, K_b)
+            shift = 1 if self.bidirectional_convention == "s4" else 0
+            y = bidirectional_conv(u, K_f, K_b, shift)
         else:
             y = causal_conv(u, self.kernel(u.shape[0]))
         y = y + u * self.D
@@ -218,5 +232,7 @@ class S4D(Streaming, nn.Module):
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, dt_min={self.dt_min}, "
             f"dt_max={self.dt_max}, bidirectional={self.bidirectional}"
+            + (f", bidirectional_convention={self.bidirectional_convention!r}"
+               if self.bidirectional else "")
         )
 

@@ -10,6 +10,17 @@ One system shared by all channels: ``P = d_state`` complex states, ``u_t`` ``[H]
 ``A = diag(-exp(log_A_real) + i A_imag)`` ``[P]``, one step size per state
 (``log_dt`` ``[P]``), ``B`` ``[P, H]`` and ``C`` ``[H, P]`` complex, ``D`` ``[H]``.
 
+Options that follow S5 itself:
+
+* ``real_part="free"``: ``Re A`` is a free parameter ``A_real`` (init -0.5), as in S5, clipped
+  from above by ``clip_real`` when given (S5's ``clip_eigs`` uses -1e-4; the clip passes no
+  gradient where it is active).  The default ``"exp"`` keeps ``Re A = -exp(log_A_real) < 0``.
+* ``discretization="bilinear"``: ``A_bar = (1 + dt A / 2) / (1 - dt A / 2)``,
+  ``B_bar = dt / (1 - dt A / 2) * B`` (S5's other choice; ``"zoh"`` is the default).
+* ``bidirectional=True``: a second scan runs backwards over time with the same ``A_bar``,
+  ``B_bar`` and its own ``C_backward``; ``y_t = 2 Re(C x_t + C_b x'_t) + D u_t`` where both
+  ``x_t`` and ``x'_t`` include step ``t`` (S5's convention).  No streaming form then.
+
 The parallel form computes all states with :func:`bpsn_ext.core.ssm.diagonal_scan` (a
 log-depth associative scan: no Python loop over T, memory linear in T); :meth:`step` is the
 recurrence itself.  Initialisation (S5's HiPPO-N eigenvalues are replaced by S4D-Lin):
@@ -27,6 +38,7 @@ from torch import nn
 
 from bpsn_ext.core.checks import check_float
 from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
+from bpsn_ext.core.optim_hints import OptimHints
 from bpsn_ext.core.ssm import (
     check_d_state,
     check_dt_range,
@@ -42,12 +54,20 @@ from bpsn_ext.core.ssm import (
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model
 from bpsn_ext.surrogate import ATan, resolve
 
-__all__ = ["SpikingS5", "S5_ACTIVATIONS"]
+__all__ = ["SpikingS5", "S5_ACTIVATIONS", "S5_REAL_PARTS", "S5_DISCRETIZATIONS"]
 
 S5_ACTIVATIONS = ("spike", "gelu", "none")
+S5_REAL_PARTS = ("exp", "free")
+S5_DISCRETIZATIONS = ("zoh", "bilinear")
 
 
-class SpikingS5(Streaming, nn.Module):
+def _bilinear(A: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A_bar = (1 + dt A/2) / (1 - dt A/2)`` and the factor ``dt / (1 - dt A/2)`` of B."""
+    inv = 1.0 / (1.0 - 0.5 * dt * A)
+    return (1.0 + 0.5 * dt * A) * inv, dt * inv
+
+
+class SpikingS5(OptimHints, Streaming, nn.Module):
     """Spiking S5 layer ``[T, N, H]`` -> spikes ``[T, N, H]``.
 
     Args:
@@ -58,12 +78,23 @@ class SpikingS5(Streaming, nn.Module):
         surrogate: for ``"spike"``: name, surrogate object or snnTorch ``spike_grad``; default
             ``ATan(alpha=2)`` firing at ``y >= v_threshold``.
         v_threshold: spike threshold (Python float), default 0.0.
+        real_part: ``"exp"`` (default, ``Re A = -exp(log_A_real)``) or ``"free"`` (parameter
+            ``A_real``, S5's choice).
+        clip_real: with ``real_part="free"``: clip ``Re A`` to at most this value (S5 uses
+            -1e-4); ``None`` (default) leaves it free.
+        discretization: ``"zoh"`` (default) or ``"bilinear"``.
+        bidirectional: add a backward-in-time scan with its own ``C_backward`` (default off).
+
+    Example::
+
+        s5 = SpikingS5(64, 32, real_part="free", clip_real=-1e-4, discretization="bilinear")
+        spikes = s5(torch.randn(784, 8, 64))
 
     Streaming: :meth:`step` keeps the complex state ``[N, P]`` in ``ssm_state`` (``None`` until
     the first step, never in ``state_dict``); :meth:`reset_state` clears it.
     """
 
-    ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_imag", "B")
+    ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_real", "A_imag", "B")
 
     def __init__(
         self,
@@ -75,6 +106,10 @@ class SpikingS5(Streaming, nn.Module):
         activation: str = "spike",
         surrogate: Callable | str | None = None,
         v_threshold: float = 0.0,
+        real_part: str = "exp",
+        clip_real: float | None = None,
+        discretization: str = "zoh",
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
         check_d_model(d_model)
@@ -82,15 +117,30 @@ class SpikingS5(Streaming, nn.Module):
         check_dt_range(dt_min, dt_max)
         self.activation_kind = check_choice("activation", activation, S5_ACTIVATIONS)
         self.v_threshold = check_float("v_threshold", v_threshold)
+        self.real_part = check_choice("real_part", real_part, S5_REAL_PARTS)
+        self.discretization = check_choice("discretization", discretization, S5_DISCRETIZATIONS)
+        if clip_real is not None:
+            check_float("clip_real", clip_real)
+            if real_part != "free":
+                raise ValueError("clip_real applies to real_part='free' only")
+        if not isinstance(bidirectional, bool):
+            raise TypeError(f"bidirectional must be bool, got {type(bidirectional).__name__}")
+        self.clip_real, self.bidirectional = clip_real, bidirectional
         H, P = d_model, d_state
         self.d_model, self.d_state, self.dt_min, self.dt_max = d_model, d_state, dt_min, dt_max
         self.log_dt = nn.Parameter(log_dt_init(P, dt_min, dt_max))
-        self.log_A_real = nn.Parameter(torch.full((P,), math.log(0.5)))
+        if real_part == "exp":
+            self.log_A_real = nn.Parameter(torch.full((P,), math.log(0.5)))
+        else:
+            self.A_real = nn.Parameter(torch.full((P,), -0.5))
         self.A_imag = nn.Parameter(math.pi * torch.arange(P, dtype=torch.float32))
         self.B = nn.Parameter(
             torch.view_as_real(torch.randn(P, H, dtype=torch.cfloat) / math.sqrt(H))
         )
         self.C = nn.Parameter(torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat)))
+        if bidirectional:
+            self.C_backward = nn.Parameter(
+                torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat)))
         self.D = nn.Parameter(torch.randn(H))
         if activation == "spike":
             self.activation = resolve(surrogate, default=ATan, fire_ge=True)
@@ -99,6 +149,7 @@ class SpikingS5(Streaming, nn.Module):
                 raise ValueError("surrogate only applies to activation='spike'")
             self.activation = nn.GELU() if activation == "gelu" else nn.Identity()
         self._init_state()
+        self._tag_optim()
 
     # -- state -----------------------------------------------------------------------------
     def _init_state(self) -> None:
@@ -107,11 +158,18 @@ class SpikingS5(Streaming, nn.Module):
     # -- pieces ----------------------------------------------------------------------------
     @property
     def A(self) -> torch.Tensor:
-        return torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+        """Continuous-time eigenvalues, complex ``[P]``."""
+        if self.real_part == "exp":
+            return torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+        re = self.A_real if self.clip_real is None else self.A_real.clamp(max=self.clip_real)
+        return torch.complex(re, self.A_imag)
 
     def _discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``A_bar`` ``[P]`` and ``B_bar`` ``[P, H]`` (complex)."""
-        _, A_bar, factor = zoh(self.A, torch.exp(self.log_dt))
+        if self.discretization == "zoh":
+            _, A_bar, factor = zoh(self.A, torch.exp(self.log_dt))
+        else:
+            A_bar, factor = _bilinear(self.A, torch.exp(self.log_dt))
         return A_bar, factor[:, None] * torch.view_as_complex(self.B)
 
     def _input(self, u: torch.Tensor, B_bar: torch.Tensor) -> torch.Tensor:
@@ -120,11 +178,20 @@ class SpikingS5(Streaming, nn.Module):
         W = torch.view_as_real(B_bar).permute(1, 0, 2).reshape(self.d_model, 2 * self.d_state)
         return torch.view_as_complex((u @ W).unflatten(-1, (self.d_state, 2)))
 
-    def _output(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """``y = 2 Re(C x) + D u`` ``[..., H]``: ``Re(C x) = [Re x, Im x] @ [Re C, -Im C]``."""
-        C = torch.view_as_complex(self.C)
-        W = torch.stack([C.real, -C.imag], dim=-1).reshape(self.d_model, 2 * self.d_state)
-        return 2.0 * (torch.view_as_real(x).flatten(-2) @ W.T) + self.D * u
+    def _readout_matrix(self, C_real: torch.Tensor) -> torch.Tensor:
+        C = torch.view_as_complex(C_real)
+        return torch.stack([C.real, -C.imag], dim=-1).reshape(self.d_model, 2 * self.d_state)
+
+    def _output(
+        self, x: torch.Tensor, u: torch.Tensor, x_back: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``y = 2 Re(C x) + D u`` ``[..., H]``: ``Re(C x) = [Re x, Im x] @ [Re C, -Im C]``
+        (plus ``2 Re(C_b x_back)`` for the backward states)."""
+        y = 2.0 * (torch.view_as_real(x).flatten(-2) @ self._readout_matrix(self.C).T)
+        if x_back is not None:
+            W_b = self._readout_matrix(self.C_backward)
+            y = y + 2.0 * (torch.view_as_real(x_back).flatten(-2) @ W_b.T)
+        return y + self.D * u
 
     def _readout(self, y: torch.Tensor) -> torch.Tensor:
         if self.activation_kind == "spike":
@@ -143,12 +210,22 @@ class SpikingS5(Streaming, nn.Module):
         A_bar, B_bar = self._discrete()
         b = self._input(u, B_bar)  # [T, N, P]
         if state is not None:
+            self._refuse_bidirectional("a carried state")
             check_state(type(self).__name__, state, (x.shape[1], self.d_state),
                         complex_dtype(x.dtype))
             b = torch.cat([(b[0] + A_bar * state)[None], b[1:]])
         xs = diagonal_scan(A_bar[None, None, :], b)
-        y = self._output(xs, u)
+        back = diagonal_scan(A_bar[None, None, :], b.flip(0)).flip(0) if self.bidirectional \
+            else None
+        y = self._output(xs, u, back)
         return (y if m is None else zero_padded(y, m)), xs[-1], m
+
+    def _refuse_bidirectional(self, what: str) -> None:
+        if self.bidirectional:
+            raise RuntimeError(
+                f"SpikingS5(bidirectional=True) has no {what}: its backward scan needs the "
+                "whole sequence; use forward() on complete sequences"
+            )
 
     def ssm_forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, state: torch.Tensor | None = None
@@ -187,6 +264,7 @@ class SpikingS5(Streaming, nn.Module):
         mask_t: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step, pure: ``(out_t [N, H], new_state [N, P])``."""
+        self._refuse_bidirectional("streaming form")
         u = check_step_input(type(self).__name__, x_t, self.d_model, self.D.dtype)
         m = check_step_mask(mask_t, u.shape[0], u.device)
         if m is not None:
@@ -215,5 +293,7 @@ class SpikingS5(Streaming, nn.Module):
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, dt_min={self.dt_min}, "
             f"dt_max={self.dt_max}, activation={self.activation_kind!r}, "
-            f"v_threshold={self.v_threshold}"
+            f"v_threshold={self.v_threshold}, real_part={self.real_part!r}, "
+            f"clip_real={self.clip_real}, discretization={self.discretization!r}, "
+            f"bidirectional={self.bidirectional}"
         )

@@ -21,7 +21,7 @@ from torch import nn
 from bpsn_ext.bpsn import BPSN
 from bpsn_ext.core.checks import check_token_ids
 from bpsn_ext.core.masks import as_mask, zero_padded
-from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5
+from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5, TiedDropout
 from bpsn_ext.layers._block import NORMS, SequenceNorm
 
 __all__ = ["LRAClassifier", "LRADualClassifier", "LAYERS", "LRAPreset", "LRA_PRESETS",
@@ -31,14 +31,15 @@ LAYERS = ("binary_s4d", "gsu", "s5", "bpsn", "s4d")
 
 
 class _Residual(nn.Module):
-    """``x + dropout(f(norm?(x)))`` then the norm (post-norm default), masks passed through."""
+    """``x + dropout(f(norm?(x)))`` then the norm (post-norm default), masks passed through.
+    The dropout is tied over time (whole channels), like s4 ``example.py``'s ``Dropout1d``."""
 
     def __init__(self, inner: nn.Module, d_model: int, dropout: float, prenorm: bool,
                  norm: str = "layer") -> None:
         super().__init__()
         self.inner, self.prenorm = inner, prenorm
         self.norm = SequenceNorm(norm, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = TiedDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         valid = as_mask(mask, x.shape[0], x.shape[1], x.device)

@@ -1,6 +1,12 @@
-"""snnTorch-native classes (imports ``snntorch``). Works with snnTorch 1.0.0 and 0.9.4."""
+"""snnTorch-native classes (imports ``snntorch``). Works with snnTorch 1.0.0 and 0.9.4.
+
+The SSM layers' snnTorch faces (``S4DLeaky``, ``BinaryS4DLeaky``, ``GSULeaky``,
+``SpikingS5Leaky``) take ``[T, B, D]`` sequences like ``StateLeaky`` or one step ``[B, D]`` like
+``Leaky``, and ``snntorch.utils.reset`` clears their state (see :mod:`bpsn_ext.snntorch.layers`).
+"""
 
 from bpsn_ext.snntorch.bpsn import BPSN, BPSNLeaky
+from bpsn_ext.snntorch.layers import BinaryS4DLeaky, GSULeaky, S4DLeaky, SpikingS5Leaky
 from bpsn_ext.snntorch.sequence import StepLoop, TimeFolded, to_sequence
 from bpsn_ext.snntorch.single_step import SingleStepLeaky
 from bpsn_ext.snntorch.swap import detach, reset, swap_neurons, to_single_step
@@ -9,6 +15,10 @@ __all__ = [
     "BPSNLeaky",
     "BPSN",
     "SingleStepLeaky",
+    "S4DLeaky",
+    "BinaryS4DLeaky",
+    "GSULeaky",
+    "SpikingS5Leaky",
     "TimeFolded",
     "StepLoop",
     "to_sequence",

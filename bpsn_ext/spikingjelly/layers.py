@@ -222,7 +222,7 @@ class BinaryS4DLayer(_SSMMemoryModule, BinaryS4D, base.MemoryModule):
 
 class GSULayer(_SSMMemoryModule, GSU, base.MemoryModule):
     """:class:`bpsn_ext.layers.GSU` as a SpikingJelly memory module (``surrogate_function`` is
-    the surrogate of ``grad_mode='prf_surrogate'``)."""
+    the surrogate of ``grad_mode='surrogate'`` and ``'prf_surrogate'``)."""
 
     def __init__(
         self,
