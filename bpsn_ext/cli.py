@@ -120,7 +120,8 @@ def run_bpsn(args: argparse.Namespace) -> dict:
 def _demo(args: argparse.Namespace) -> int:
     from bpsn_ext.apps.demo import run_demo
 
-    run_demo(epochs=args.epochs, seed=args.seed, hidden=args.hidden, device=args.device)
+    run_demo(epochs=args.epochs, seed=args.seed, hidden=args.hidden, framework=args.framework,
+             parts=args.parts, out=args.out, progress=args.progress)
     return 0
 
 
@@ -178,11 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True,
                                 metavar="{demo,bench,train,evaluate,pretrain,generate}")
 
-    demo = sub.add_parser("demo", help="train S3NN vs a T=4 LIF network on the 8x8 digits")
-    demo.add_argument("--epochs", type=positive_int, default=20, help="training epochs (20)")
+    demo = sub.add_parser("demo", help="single-step, BPSN and spiking-SSM networks against "
+                          "their baselines on the 8x8 digits (about a minute)")
+    demo.add_argument("--epochs", type=positive_int, default=None,
+                      help="training epochs of every part (default: 20, 30 and 20)")
     demo.add_argument("--seed", type=int, default=0, help="split, weight and order seed (0)")
-    demo.add_argument("--hidden", type=positive_int, default=128, help="hidden width (128)")
-    demo.add_argument("--device", default="cpu", help="torch device (cpu)")
+    demo.add_argument("--hidden", type=positive_int, default=128,
+                      help="hidden width (128; BPSN part /2, SSM part /4)")
+    demo.add_argument("--framework", choices=("auto", "spikingjelly", "snntorch"),
+                      default="auto", help="whose neurons (auto: SpikingJelly, else snnTorch)")
+    demo.add_argument("--parts", nargs="+", choices=("single_step", "bpsn", "ssm"),
+                      default=["single_step", "bpsn", "ssm"], help="which experiments (all)")
+    demo.add_argument("--out", default="bpsn-demo",
+                      help="report folder (bpsn-demo; taken: bpsn-demo-2, ...)")
+    demo.add_argument("--no-progress", dest="progress", action="store_false")
     demo.set_defaults(handler=_demo)
 
     bench = sub.add_parser("bench", help="run a benchmark")

@@ -10,6 +10,8 @@
 #   BPSN_TORCH_SPEC   what pip installs first (default torch==2.13.0, the CPU wheel here);
 #                     GPU users set e.g. BPSN_TORCH_SPEC="torch==2.13.0 --index-url <their index>"
 #   BPSN_ENVS         which environments `test` uses (default "sj2 sj014")
+#   BPSN_INSTALL_CHECK=0  skips `test`'s last stage, scripts/check_install.sh (the README's
+#                     install lines in clean venvs from a built wheel, for the same generations)
 #   PYTHON            the interpreter that creates the venvs (default python3, needs >= 3.11)
 set -euo pipefail
 
@@ -70,6 +72,10 @@ case "$cmd" in
       echo "[dev.sh] pytest in .envs/$name: $(framework_spec "$name")" >&2
       (cd "$ROOT" && "$ENVS_DIR/$name/bin/python" -m pytest "$@") || status=1
     done
+    if [[ ${BPSN_INSTALL_CHECK:-1} != 0 ]]; then
+      # shellcheck disable=SC2086
+      bash "$ROOT/scripts/check_install.sh" ${BPSN_ENVS:-sj2 sj014} || status=1
+    fi
     exit $status
     ;;
   env)

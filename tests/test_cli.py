@@ -43,23 +43,59 @@ def test_bench_no_json_writes_nothing(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_runs_and_prints_accuracies(capsys):
-    assert main(["demo", "--epochs", "1", "--hidden", "16", "--seed", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "test acc %" in out and "peak mem/step" in out
-    assert "S3NN SingleStepNode" in out and "SpikingJelly LIFNode" in out
+def test_demo_prints_three_parts_without_third_party_noise_and_never_overwrites(capfd, tmp_path):
+    out = tmp_path / "demo"
+    argv = ["demo", "--epochs", "1", "--hidden", "32", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    text = "".join(capfd.readouterr())  # file-descriptor level: C++ prints too
+    for title in ("1. single-step", "2. BPSN", "3. spiking SSMs", "test acc %", "energy/sample"):
+        assert title in text
+    for noise in ("USDT", "profiler_start", "Triton", "CPUAllocator"):
+        assert noise not in text
+    report = json.loads((out / "summary.json").read_text())
+    assert set(report["parts"]) == {"single_step", "bpsn", "ssm"}
+    assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    before = (out / "summary.json").read_bytes()
+    assert main(argv) == 0  # a second run goes to a new folder
+    assert (out / "summary.json").read_bytes() == before
+    assert (tmp_path / "demo-2" / "summary.png").exists()
 
 
 def test_run_demo_is_seeded_and_learns():
     from bpsn_ext.apps import run_demo
 
-    kwargs = dict(epochs=3, hidden=64, lr=2e-2, batch_size=256, progress=False, verbose=False)
+    kwargs = dict(epochs=3, hidden=64, parts=("single_step",), out=None,
+                  progress=False, verbose=False)
     a, b = run_demo(**kwargs), run_demo(**kwargs)
-    for key in ("s3nn", "sj_lif"):
-        assert a["results"][key]["test_accuracy"] == b["results"][key]["test_accuracy"]
-        assert a["results"][key]["test_accuracy"] > 0.5  # chance is 0.1
-        assert a["results"][key]["peak_memory_bytes"] > 0
-        assert a["results"][key]["energy"]["energy_pJ"] > 0
+    for key in ("s3nn", "lif"):
+        ra, rb = a["parts"]["single_step"]["rows"][key], b["parts"]["single_step"]["rows"][key]
+        assert ra["test_accuracy"] == rb["test_accuracy"] > 0.5  # chance is 0.1
+        assert ra["peak_memory_bytes"] > 0 and ra["energy"]["energy_pJ"] > 0
+
+
+def test_demo_bpsn_reads_the_whole_sequence_at_the_first_token():
+    """Direction matters: at the first token a forward-only LIF has seen one row of eight."""
+    from bpsn_ext.apps import run_demo
+
+    rows = run_demo(epochs=8, hidden=64, parts=("bpsn",), out=None, progress=False,
+                    verbose=False)["parts"]["bpsn"]["rows"]
+    assert rows["bpsn_first"]["test_accuracy"] > rows["lif_first"]["test_accuracy"] + 0.2
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "auto"])
+def test_demo_for_snntorch_only_users(framework, monkeypatch):
+    from bpsn_ext.apps import run_demo
+    from bpsn_ext.apps.demo_tasks import neurons_for
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "spikingjelly"
+                 or m.startswith("bpsn_ext.spikingjelly")] + ["spikingjelly"]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing SpikingJelly fails
+    with pytest.raises(ImportError):
+        neurons_for("spikingjelly")
+    report = run_demo(epochs=1, hidden=32, parts=("single_step", "bpsn"), framework=framework,
+                      out=None, progress=False, verbose=False)
+    assert report["config"]["framework"] == "snntorch"
+    assert "snntorch" in report["parts"]["single_step"]["rows"]["s3nn"]["label"]
 
 
 @pytest.mark.parametrize(

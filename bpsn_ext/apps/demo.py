@@ -1,15 +1,17 @@
-"""Digits demo: a single-step S3NN MLP against a T-step SpikingJelly LIF MLP.
+"""`bpsn-ext demo`: the package's three ideas side by side on scikit-learn's 8x8 digits.
 
-Both networks are ``64 -> hidden -> hidden -> 10`` and are trained the same way (Adam,
-cross-entropy, same seed and batch order) on scikit-learn's 8x8 digits:
-
-* ``s3nn``: Linear -> ``SingleStepNode`` (S2NN surrogate) twice, real-valued readout logits;
-* ``sj_lif``: the same layers with ``neuron.LIFNode(tau=2.0, step_mode='m')`` over T steps
-  of the repeated (direct-coded) input, logits averaged over T.
+Each experiment of `bpsn_ext.apps.demo_tasks` trains its networks the same way (Adam,
+cross-entropy, same seed and batch order) and reports test accuracy, training time, the peak
+memory of one training step and the energy per test sample (45 nm fp32 model, against the ANN
+of the same layers).  The report goes to ``OUT/summary.json`` and a figure to
+``OUT/summary.png``; ``OUT`` is a new folder (``bpsn-demo``, else ``bpsn-demo-2``, ...).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -17,47 +19,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bpsn_ext.apps import demo_tasks as tasks
 from bpsn_ext.bench.measure import format_bytes, format_table, peak_memory_bytes
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "PARTS"]
 
-NUM_CLASSES = 10
+PARTS = ("single_step", "bpsn", "ssm")
+TITLES = {
+    "single_step": "1. single-step (S3NN) neurons: one pass instead of T steps (64 inputs)",
+    "bpsn": "2. BPSN, individual coding: 8 rows = 8 tokens, read at the first token ([CLS])",
+    "ssm": "3. spiking SSMs: sequential digits, one pixel a step (L = 64)",
+}
+EPOCHS = {"single_step": 20, "bpsn": 30, "ssm": 20}
+OURS = ("s3nn", "bpsn_first", "binary_s4d", "gsu")  # the rest are baselines
+LR = {"single_step": 3e-3, "bpsn": 3e-3, "ssm": 1e-2}
+VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "single_step": lambda x: x,                                         # [N, 64]
+    "bpsn": lambda x: x.view(-1, 8, 8).transpose(0, 1).contiguous(),    # [8, N, 8]
+    "ssm": lambda x: x.t().unsqueeze(-1).contiguous(),                  # [64, N, 1]
+}
 
 
-def _accuracy(model: nn.Module, reset: Callable | None, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        if reset is not None:
-            reset(model)
-        pred = model(x).argmax(-1)
-    model.train()
-    return (pred == y).float().mean().item()
-
-
-def _train(
-    model: nn.Module,
-    reset: Callable | None,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    label: str,
-    progress: bool,
-) -> tuple[float, Callable[[], None]]:
-    """Train in place; return the wall time (s) and a closure doing one more training step."""
+def _train(model: nn.Module, reset, x: torch.Tensor, y: torch.Tensor, view, *, epochs: int,
+           lr: float, batch_size: int, seed: int, label: str, progress: bool):
+    """Train in place; ``(seconds, one_more_step)``."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed)
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
+    def step(idx: torch.Tensor) -> float:
         if reset is not None:
             reset(model)
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(xb), yb)
+        loss = F.cross_entropy(model(view(x[idx])), y[idx])
         loss.backward()
         opt.step()
         return loss.item()
@@ -66,97 +61,132 @@ def _train(
     start = time.perf_counter()
     bar = tqdm(range(epochs), desc=label, disable=not progress, leave=False)
     for _ in bar:
-        perm = torch.randperm(len(x), generator=order).to(x.device)
-        losses = [step(x[idx], y[idx]) for idx in perm.split(batch_size)]
+        losses = [step(idx) for idx in torch.randperm(len(x), generator=order).split(batch_size)]
         bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
-    seconds = time.perf_counter() - start
-    return seconds, lambda: step(x[:batch_size], y[:batch_size])
+    return time.perf_counter() - start, lambda: step(torch.arange(min(batch_size, len(x))))
 
 
-def run_demo(
-    epochs: int = 20,
-    seed: int = 0,
-    hidden: int = 128,
-    device: str = "cpu",
-    T: int = 4,
-    lr: float = 3e-3,
-    batch_size: int = 64,
-    progress: bool = True,
-    verbose: bool = True,
-) -> dict:
-    """Train both networks on the digits; print and return accuracy, time and memory.
+def _evaluate(model: nn.Module, reset, x: torch.Tensor, y: torch.Tensor, part: str,
+              steps: int) -> tuple[float, dict]:
+    """``(test accuracy, energy per sample)``."""
+    from bpsn_ext.energy import demo_energy, estimate
 
-    Returns ``{"config": {...}, "results": {"s3nn": r, "sj_lif": r}}`` where ``r`` has
-    ``test_accuracy`` (0..1), ``train_time_s`` (all epochs), ``peak_memory_bytes`` (one
-    training step of ``batch_size`` samples, see ``bench.measure.peak_memory_bytes``),
-    ``T``, ``parameters`` and ``energy`` (per test sample, from
-    :func:`bpsn_ext.energy.demo_energy`; its ``.report`` holds the per-layer table).
-    """
-    from spikingjelly.activation_based import functional
+    model.eval()
+    with torch.no_grad():
+        if reset is not None:
+            reset(model)
+        accuracy = (model(VIEWS[part](x)).argmax(-1) == y).float().mean().item()
+        if part == "single_step":  # the model repeats the image itself: `steps` passes
+            energy = dict(demo_energy(model, x, T=steps))
+        else:
+            energy = estimate(model, VIEWS[part](x), coding="individual").per_sample()
+    model.train()
+    keys = ("energy_pJ", "ann_energy_pJ", "ratio", "mean_output_rate")
+    return accuracy, {k: energy.get(k) for k in keys}
 
-    from bpsn_ext.bench.single_step import build_s3nn, build_sj_lif
-    from bpsn_ext.data import load_digits
-    from bpsn_ext.energy import demo_energy
 
-    dev = torch.device(device)
-    data = load_digits(seed=seed)
-    x_train, y_train, x_test, y_test = (t.to(dev) for t in data)
-    in_features = x_train.shape[1]
-    dims = (in_features, hidden, 2, NUM_CLASSES)
-    networks = {
-        "s3nn": ("S3NN SingleStepNode", 1, lambda: build_s3nn(*dims), None),
-        "sj_lif": ("SpikingJelly LIFNode", T, lambda: build_sj_lif(*dims, T), functional.reset_net),
-    }
-    results: dict[str, dict] = {}
-    for key, (label, steps, build, reset) in networks.items():
+def _models(part: str, neurons: tasks.Neurons, hidden: int, T: int) -> dict:
+    if part == "single_step":
+        return tasks.single_step_models(neurons, hidden, T)
+    if part == "bpsn":
+        return tasks.bpsn_models(neurons, hidden // 2)
+    return tasks.ssm_models(hidden // 4, 16)
+
+
+def _run_part(part: str, data, neurons: tasks.Neurons, *, epochs: int, hidden: int, T: int,
+              batch_size: int, seed: int, progress: bool) -> dict:
+    x_train, y_train, x_test, y_test = data
+    reset = None if part == "ssm" else neurons.reset
+    rows = {}
+    for key, (label, steps, build) in _models(part, neurons, hidden, T).items():
         torch.manual_seed(seed)
-        model = build().to(dev)
-        seconds, one_step = _train(
-            model, reset, x_train, y_train, epochs=epochs, batch_size=batch_size, lr=lr,
-            seed=seed, label=label, progress=progress,
-        )
-        results[key] = {
-            "label": label,
-            "T": steps,
-            "test_accuracy": _accuracy(model, reset, x_test, y_test),
-            "train_time_s": seconds,
-            # measured after evaluation: this extra step does not change the accuracy above
-            "peak_memory_bytes": peak_memory_bytes(one_step, device=dev),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "energy": demo_energy(model, x_test, T=steps),
-        }
-    report = {
-        "config": {
-            "epochs": epochs, "seed": seed, "hidden": hidden, "device": str(dev), "T": T,
-            "lr": lr, "batch_size": batch_size, "optimizer": "Adam",
-            "train_size": len(x_train), "test_size": len(x_test),
-        },
-        "results": results,
-    }
-    if verbose:
-        print(_format(report))
+        model = build()
+        seconds, one_step = _train(model, reset, x_train, y_train, VIEWS[part], epochs=epochs,
+                                   lr=LR[part], batch_size=batch_size, seed=seed, label=label,
+                                   progress=progress)
+        accuracy, energy = _evaluate(model, reset, x_test, y_test, part, steps)
+        rows[key] = {"label": label, "ours": key in OURS, "steps": steps, "test_accuracy": accuracy,
+                     "train_time_s": seconds, "peak_memory_bytes": peak_memory_bytes(one_step),
+                     "parameters": sum(p.numel() for p in model.parameters()),
+                     "energy": energy}
+    return {"title": TITLES[part], "epochs": epochs, "lr": LR[part], "rows": rows}
+
+
+def run_demo(epochs: int | None = None, seed: int = 0, hidden: int = 128, T: int = 4,
+             batch_size: int = 64, framework: str = "auto", parts=PARTS,
+             out: str | None = "bpsn-demo", progress: bool = True, verbose: bool = True) -> dict:
+    """Run the experiments ``parts``; print, save (``out``, None: nothing written) and return
+    ``{"config": {...}, "parts": {part: {"title", "epochs", "lr", "rows": {key: row}}}}``;
+    a row has ``label``, ``steps``, ``test_accuracy`` (0..1), ``train_time_s``,
+    ``peak_memory_bytes``, ``parameters`` and ``energy`` (per test sample: ``energy_pJ``,
+    ``ann_energy_pJ``, ``ratio`` ANN/SNN, ``mean_output_rate``).  ``epochs`` None: each
+    part's default (`EPOCHS`)."""
+    from bpsn_ext.data import load_digits
+
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"parts must come from {PARTS}, got {unknown}")
+    logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # SpikingJelly's import
+    neurons = tasks.neurons_for(framework)
+    data = load_digits(seed=seed)
+    start = time.perf_counter()
+    report = {"config": {"framework": neurons.framework, "seed": seed, "hidden": hidden,
+                         "T": T, "batch_size": batch_size, "optimizer": "Adam",
+                         "train_size": len(data[0]), "test_size": len(data[2])},
+              "parts": {}}
+    for part in parts:
+        report["parts"][part] = _run_part(part, data, neurons, epochs=epochs or EPOCHS[part],
+                                          hidden=hidden, T=T, batch_size=batch_size, seed=seed,
+                                          progress=progress)
+        if verbose:
+            print(format_part(report["parts"][part]) + "\n", flush=True)
+    report["config"]["total_time_s"] = time.perf_counter() - start
+    if out is not None:
+        folder = save_report(report, out)
+        report["config"]["out"] = folder
+        if verbose:
+            print(f"report and figure: {folder}/summary.json, {folder}/summary.png "
+                  f"({report['config']['total_time_s']:.0f} s in all)")
     return report
 
 
-def _format(report: dict) -> str:
-    cfg = report["config"]
-    headers = ["network", "T", "test acc %", "train time s", "peak mem/step"]
-    rows = [
-        [r["label"], r["T"], 100.0 * r["test_accuracy"], r["train_time_s"],
-         format_bytes(r["peak_memory_bytes"])]
-        for r in report["results"].values()
-    ]
-    title = (
-        f"digits 8x8 ({cfg['train_size']} train / {cfg['test_size']} test), MLP 64-"
-        f"{cfg['hidden']}-{cfg['hidden']}-10, {cfg['epochs']} epochs, Adam lr {cfg['lr']}, "
-        f"batch {cfg['batch_size']}, seed {cfg['seed']}, device {cfg['device']}"
-    )
-    lines = [title, format_table(headers, rows)]
-    for r in report["results"].values():
-        if r["energy"] is not None:
-            lines.append("")
-            lines.append(f"{r['label']}: energy {r['energy']}")
-            table = getattr(r["energy"], "report", None)
-            if table is not None:  # per-layer ops, firing rates and energy (all test samples)
-                lines.append(str(table))
-    return "\n".join(lines)
+def format_part(part: dict) -> str:
+    """One experiment as a title line and a table."""
+    headers = ["network", "steps", "test acc %", "train s", "peak mem/step", "energy/sample",
+               "ANN/SNN"]
+    rows = [[r["label"], r["steps"], 100.0 * r["test_accuracy"], r["train_time_s"],
+             format_bytes(r["peak_memory_bytes"]), _nj(r["energy"]["energy_pJ"]),
+             "n/a" if r["energy"]["ratio"] is None else f"{r['energy']['ratio']:.2f}x"]
+            for r in part["rows"].values()]
+    return f"{part['title']}; {part['epochs']} epochs\n{format_table(headers, rows)}"
+
+
+def _nj(pj: float | None) -> str:
+    return "n/a" if pj is None else f"{pj / 1000:.1f} nJ"
+
+
+def _free_folder(base: str) -> str:
+    """``base`` if absent or empty, else the first ``base-2``, ``base-3``, ... that is."""
+    k, folder = 1, base
+    while os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
+        k += 1
+        folder = f"{base}-{k}"
+    return folder
+
+
+def save_report(report: dict, base: str) -> str:
+    """Write ``summary.json`` and ``summary.png`` (when matplotlib is installed) into a new
+    folder next to ``base`` (never over an earlier run); returns the folder."""
+    from bpsn_ext.core.atomic import atomic_open
+
+    folder = _free_folder(base)
+    os.makedirs(folder, exist_ok=True)
+    with atomic_open(os.path.join(folder, "summary.json")) as f:
+        json.dump(report, f, indent=2)
+    try:
+        from bpsn_ext.apps.demo_figure import draw_summary
+    except ImportError as exc:  # matplotlib missing
+        print(f"no figure ({exc}); pip install matplotlib for summary.png")
+    else:
+        draw_summary(report, os.path.join(folder, "summary.png"))
+    return folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -136,9 +137,31 @@ def peak_memory_bytes(fn: Callable[[], Any], device: Device = "cpu") -> int:
         _sync(device)
         return max(0, torch.cuda.max_memory_allocated(device) - base)
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+    # the profiler's start/stop lines and allocator warnings are printed from C++
+    with _native_output_silenced(), torch.profiler.profile(
+            activities=activities, profile_memory=True) as prof:
         fn()
     return _running_peak(_cpu_memory_events(prof))
+
+
+@contextlib.contextmanager
+def _native_output_silenced():
+    """File descriptors 1 and 2 go to /dev/null inside (C++ prints that Python cannot catch)."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
