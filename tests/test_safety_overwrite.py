@@ -158,7 +158,7 @@ def test_checkpoint_with_torch_save_of_a_non_dict_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def _claim_worker(rank: int, port: int, folder: str, results: str) -> None:
+def _claim_worker(rank: int, port: int, folders: list, results: str) -> None:
     import torch.distributed as dist
 
     from bpsn_ext.train import claim_run_folder
@@ -166,39 +166,36 @@ def _claim_worker(rank: int, port: int, folder: str, results: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)
     try:
-        if rank == 1:  # rank 1 looks later than rank 0 and sees this run's own files
-            dist.barrier()
-        try:
-            claim_run_folder(folder, resume=False, overwrite=False, command="train x")
+        try:  # each rank is shown its own folder: only rank 0's may decide
+            claim_run_folder(folders[rank], resume=False, overwrite=False, command="train x")
             verdict = "free"
         except SystemExit as e:
             verdict = str(e)
-        if rank == 0:
-            open(os.path.join(folder, "metrics.json"), "w").write("{}")  # this run's file
-            dist.barrier()
         open(os.path.join(results, f"rank{rank}"), "w").write(verdict)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("earlier_run", [False, True])
-def test_claim_under_ddp_every_rank_follows_rank_0(tmp_path, earlier_run):
+@pytest.mark.parametrize("earlier_run_at", [0, 1])
+def test_claim_under_ddp_every_rank_follows_rank_0(tmp_path, earlier_run_at):
+    """A rank that looked itself could see files rank 0 has just written for this very run;
+    so only rank 0 looks, and its verdict reaches every rank."""
     import socket
 
     import torch.multiprocessing as mp
 
-    folder, results = tmp_path / "run", tmp_path / "results"
-    folder.mkdir()
-    results.mkdir()
-    if earlier_run:
-        (folder / CHECKPOINT_NAME).write_bytes(b"x")
+    folders, results = [tmp_path / "rank0", tmp_path / "rank1"], tmp_path / "results"
+    for folder in (*folders, results):
+        folder.mkdir()
+    (folders[earlier_run_at] / "metrics.json").write_text("{}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_claim_worker, args=(port, str(folder), str(results)), nprocs=2)
+    mp.spawn(_claim_worker, args=(port, [str(f) for f in folders], str(results)), nprocs=2)
     verdicts = {(results / f"rank{r}").read_text() for r in (0, 1)}
     assert len(verdicts) == 1  # both ranks refuse alike, or both start
-    assert ("already holds a run (last.pt)" in verdicts.pop()) == earlier_run
+    refused = "already holds a run (metrics.json)" in verdicts.pop()
+    assert refused == (earlier_run_at == 0)
 
 
 def test_claim_without_a_process_group_leaves_the_check_to_rank_0(tmp_path, monkeypatch):
