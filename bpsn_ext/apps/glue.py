@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bpsn_ext.cli import positive_int
+from bpsn_ext.util.cli_args import positive_int
 
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
 EVALUATE_HELP = "evaluate an SNN-BERT checkpoint on a GLUE task"
@@ -300,7 +300,7 @@ def _rank() -> int:
 
 
 def _write_json(path: str, data) -> None:
-    from bpsn_ext.bench.measure import write_json_atomic
+    from bpsn_ext.util.files import write_json_atomic
 
     write_json_atomic(path, data)
 

@@ -18,8 +18,8 @@ import argparse
 import json
 import os
 
-from bpsn_ext.cli import positive_int
 from bpsn_ext.data.lra_release import TASKS
+from bpsn_ext.util.cli_args import positive_int
 
 TRAIN_HELP = "train an LRAClassifier on an LRA task or sequential images"
 EVALUATE_HELP = "evaluate an LRA checkpoint"
@@ -339,9 +339,9 @@ class _EpochPrinter:
 
 # ----------------------------------------------------------------------------- train
 def run_train(args: argparse.Namespace) -> int:
-    from bpsn_ext.bench.measure import write_json_atomic
     from bpsn_ext.optim import ssm_param_groups
     from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
+    from bpsn_ext.util.files import write_json_atomic
 
     cfg = _resolve(args)
     if cfg["resume"] and not cfg.get("checkpoint_dir"):
@@ -431,8 +431,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from bpsn_ext.bench.measure import write_json_atomic
     from bpsn_ext.train import TrainConfig, Trainer, load_checkpoint
+    from bpsn_ext.util.files import write_json_atomic
 
     folder = args.checkpoint_dir
     path = os.path.join(folder, RUN_CONFIG)

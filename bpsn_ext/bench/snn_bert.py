@@ -37,7 +37,7 @@ from bpsn_ext.bench.measure import (
     publish_report,
     time_fns,
 )
-from bpsn_ext.cli import positive_int
+from bpsn_ext.util.cli_args import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
 

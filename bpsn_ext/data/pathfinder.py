@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from bpsn_ext.core.atomic import atomic_open
+from bpsn_ext.util.files import atomic_open
 
 __all__ = [
     "PathfinderConfig", "PathfinderSample", "PRESETS", "DIFFICULTIES", "generate_sample",

@@ -133,7 +133,7 @@ class WordPieceTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the ``tokenizers`` JSON (atomically)."""
-        from bpsn_ext.core.atomic import atomic_open
+        from bpsn_ext.util.files import atomic_open
 
         with atomic_open(path) as f:
             f.write(self.tokenizer.to_str())

@@ -203,7 +203,7 @@ class EnergyReport:
         }
 
     def to_json(self, path: str | os.PathLike) -> None:
-        from bpsn_ext.bench.measure import write_json_atomic
+        from bpsn_ext.util.files import write_json_atomic
 
         write_json_atomic(path, self.to_dict())
 
@@ -239,7 +239,7 @@ class EnergyReport:
 
     # -- text -----------------------------------------------------------------------------
     def table(self) -> str:
-        from bpsn_ext.bench.measure import format_table
+        from bpsn_ext.util.tables import format_table
 
         em = self.energy_model
         headers = ["layer", "type", "calls", "input", "in rate", "out rate", "MAC", "AC",

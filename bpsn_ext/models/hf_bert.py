@@ -14,7 +14,6 @@ optional.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -190,9 +189,3 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, task_loss: t
                       F.log_softmax(teacher / temperature, -1), log_target=True,
                       reduction="batchmean") * temperature**2
     return (1 - alpha) * task_loss + alpha * kd
-
-
-def read_bert_config(path: str | os.PathLike) -> dict:
-    """``config.json`` of a local checkpoint directory (for sizing an SNNBert to match)."""
-    with open(os.path.join(os.fspath(path), "config.json"), encoding="utf-8") as f:
-        return json.load(f)
