@@ -1,6 +1,6 @@
 """``bpsn-ext train glue`` / ``bpsn-ext evaluate glue``: SNN-BERT on a GLUE task.
 
-Training runs on the shared :class:`bpsn_ext.train.Trainer` (tqdm, atomic checkpoints,
+Training runs on the shared `bpsn_ext.train.Trainer` (tqdm, atomic checkpoints,
 ``--resume`` mid-epoch, ``metrics.json``, DDP under ``torchrun``).  The output folder holds
 ``last.pt`` (trainer checkpoint), ``metrics.json``, ``model.json`` (task + model config),
 ``tokenizer.json`` and ``energy.json`` (the energy report of one dev batch, at the end).

@@ -1,13 +1,13 @@
 """``bpsn-ext train lra`` / ``bpsn-ext evaluate lra``: LRA tasks and sequential images.
 
-Training runs on :class:`bpsn_ext.train.Trainer` (tqdm progress, atomic checkpoints in
+Training runs on `bpsn_ext.train.Trainer` (tqdm progress, atomic checkpoints in
 ``--checkpoint-dir``, exact ``--resume``, ``metrics.json``, DDP under ``torchrun``).  The run's
 settings go to ``<checkpoint-dir>/run_config.json`` so that ``evaluate lra --checkpoint-dir``
 rebuilds the same model and data.  At the end the test split is evaluated and an energy report
-(:func:`bpsn_ext.energy.estimate`, per test sample, with per-layer firing rates) is printed
+(`bpsn_ext.energy.estimate`, per test sample, with per-layer firing rates) is printed
 and stored in ``metrics.json`` (``"test"``, ``"energy"``).
 
-Model and optimiser defaults come from :data:`bpsn_ext.models.lra.LRA_PRESETS` (S4D LRA
+Model and optimiser defaults come from `bpsn_ext.models.lra.LRA_PRESETS` (S4D LRA
 settings; ``digits`` a small CPU preset, ``mnist``/``fashion-mnist`` the s4 ``example.py``
 settings); every value is a flag.
 """

@@ -1,4 +1,4 @@
-"""The result of :func:`bpsn_ext.energy.estimate`: per-layer rows, totals, ANN baseline.
+"""The result of `bpsn_ext.energy.estimate`: per-layer rows, totals, ANN baseline.
 
 ``str(report)`` is a plain-text table; ``to_dict()`` / ``to_json(path)`` / ``to_csv(path)``
 export it; ``plot_firing_rates(path)`` and ``plot_raster(layer, path)`` draw PNGs (needs the
@@ -121,9 +121,9 @@ class LayerStats:
 
 
 class EnergyReport:
-    """Per-layer operation counts and energy of one run (see :func:`estimate`).
+    """Per-layer operation counts and energy of one run (see `estimate`).
 
-    Attributes: ``layers`` (list of :class:`LayerStats`, in call order), ``energy_model``,
+    Attributes: ``layers`` (list of `LayerStats`, in call order), ``energy_model``,
     ``T``, ``coding``, ``passes`` (T under repeat coding, 1 under individual coding),
     ``batch_size``, ``notes`` (warnings such as uncounted layers).
 

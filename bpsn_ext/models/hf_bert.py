@@ -1,11 +1,11 @@
 """Optional links to Hugging Face BERT checkpoints on local disk (never downloads).
 
-* :func:`load_bert_weights` copies the matching weights of a local BERT checkpoint directory
+* `load_bert_weights` copies the matching weights of a local BERT checkpoint directory
   (``save_pretrained`` output: ``model.safetensors`` or ``pytorch_model.bin``) into an
-  :class:`~bpsn_ext.models.SNNBert`.
-* :func:`load_teacher` loads a local fine-tuned ``BertForSequenceClassification`` (or any
+  `SNNBert`.
+* `load_teacher` loads a local fine-tuned ``BertForSequenceClassification`` (or any
   ``AutoModelForSequenceClassification``) with ``local_files_only=True``.
-* :func:`distillation_loss` mixes the task loss with a logit-distillation term.
+* `distillation_loss` mixes the task loss with a logit-distillation term.
 
 Which of these SNN-BERT used is unknown (a reconstruction, see ``docs/snn_bert.md``): all are
 optional.

@@ -1,4 +1,4 @@
-"""Atomic binary checkpoints and RNG-state capture for :mod:`bpsn_ext.train`."""
+"""Atomic binary checkpoints and RNG-state capture for `bpsn_ext.train`."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Inverse of :func:`get_rng_state`."""
+    """Inverse of `get_rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
