@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-from bpsn_ext.cli import add_bpsn_arguments, run_bpsn
+from bpsn_ext.bench.bpsn import add_arguments, run_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_bpsn_arguments(parser)
-    run_bpsn(parser.parse_args(argv))
+    add_arguments(parser)
+    run_from_args(parser.parse_args(argv))
     return 0
 
 

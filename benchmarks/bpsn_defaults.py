@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bpsn_ext import BPSN
-from bpsn_ext.bench.measure import format_table, write_json_atomic
+from bpsn_ext.util.files import write_json_atomic
+from bpsn_ext.util.tables import format_table
 
 RUNAWAY_CODES = {
     "none": ("none", 1),

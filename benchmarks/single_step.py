@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from bpsn_ext.cli import add_single_step_arguments, run_single_step
+from bpsn_ext.bench.single_step import add_arguments, run_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_single_step_arguments(parser)
-    run_single_step(parser.parse_args(argv))
+    add_arguments(parser)
+    run_from_args(parser.parse_args(argv))
     return 0
 
 

@@ -1,7 +1,7 @@
 """bpsn_ext: parallel, single-step and state-space spiking neurons for SpikingJelly and snnTorch.
 
 ``import bpsn_ext`` imports neither framework; the adapters live in ``bpsn_ext.spikingjelly``
-and ``bpsn_ext.snntorch``, and :func:`register` exposes them in the frameworks' namespaces.
+and ``bpsn_ext.snntorch``, and `register` exposes them in the frameworks' namespaces.
 """
 
 from bpsn_ext import surrogate

@@ -1,11 +1,12 @@
-"""Command line (``bpsn-ext`` or ``python -m bpsn_ext``): ``demo``, ``bench {single-step,bpsn,ssm,
-snn-bert}``, ``train {lra,glue}``, ``evaluate {lra,glue}``, ``pretrain`` (masked LM) and
-``generate {listops,pathfinder,wordnet-glosses}``.
+"""Command line (`bpsn-ext` or `python -m bpsn_ext`): `demo`, `bench {single-step,bpsn,ssm,
+snn-bert}`, `train {lra,glue}`, `evaluate {lra,glue}`, `pretrain` (masked LM) and
+`generate {listops,pathfinder,wordnet-glosses}`.
 Each subcommand has its own flags, given after its name.
 
-The ``train``/``evaluate``/``generate`` subcommands live in :mod:`bpsn_ext.apps` (``lra``,
-``glue``, ``generate``); each module offers ``add_<verb>_arguments(parser)`` and
-``run_<verb>(args) -> int``.
+Every subcommand is registered one way: a module offers `add_<verb>_arguments(parser)` (the
+benchmarks in `bpsn_ext.bench`: `add_arguments`) and `run_<verb>(args)` (`run_from_args`),
+and this file only wires the names (`BENCHMARKS`, `APPS`). The argument types the commands
+share live in `bpsn_ext.util.cli_args`.
 
 Heavy modules (SpikingJelly, snnTorch, scikit-learn) are imported only by the handlers.
 """
@@ -13,9 +14,15 @@ Heavy modules (SpikingJelly, snnTorch, scikit-learn) are imported only by the ha
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Sequence
 
 from bpsn_ext.bench.bpsn import NEURON_KEYS as BPSN_NEURONS  # (re-exported for the flags)
+from bpsn_ext.bench.bpsn import add_arguments as add_bpsn_arguments
+from bpsn_ext.bench.bpsn import run_from_args as run_bpsn
+from bpsn_ext.bench.single_step import add_arguments as add_single_step_arguments
+from bpsn_ext.bench.single_step import run_from_args as run_single_step
+from bpsn_ext.util.cli_args import int_at_least, positive_int
 
 __all__ = [
     "main",
@@ -26,9 +33,17 @@ __all__ = [
     "run_single_step",
     "add_bpsn_arguments",
     "run_bpsn",
+    "BPSN_NEURONS",
 ]
 
-BENCHMARKS = ("single-step", "bpsn", "ssm", "snn-bert")
+# benchmark -> (module of bpsn_ext.bench, help)
+BENCHMARKS = {
+    "single-step": ("single_step", "training step: single-step S3NN MLP vs T=4 LIF MLPs"),
+    "bpsn": ("bpsn", "BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"),
+    "ssm": ("ssm", "S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"),
+    "snn-bert": ("snn_bert",
+                 "SNN-BERT: individual coding vs repeat coding (time, memory, energy)"),
+}
 # (subcommand, choice) -> module of bpsn_ext.apps that implements it
 APPS = {
     "train": {"lra": "lra", "glue": "glue"},
@@ -36,85 +51,6 @@ APPS = {
     "generate": {"listops": "generate", "pathfinder": "generate",
                  "wordnet-glosses": "generate"},
 }
-
-
-def int_at_least(low: int):
-    """An argparse ``type``: an int >= ``low`` (shared by every subcommand's flags)."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
-        return value
-
-    parse.__name__ = "int"  # argparse names the type in its 'invalid int value' message
-    return parse
-
-
-positive_int = int_at_least(1)
-
-
-def add_single_step_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the single-step benchmark (unset flags keep ``run``'s defaults)."""
-    from bpsn_ext.bench.measure import add_json_arguments  # (imports torch)
-
-    S = argparse.SUPPRESS
-    parser.add_argument("--width", type=positive_int, default=S, help="hidden width (1024)")
-    parser.add_argument("--depth", type=positive_int, default=S, help="hidden layers (3)")
-    parser.add_argument("--batch", type=positive_int, default=S, help="batch size (256)")
-    parser.add_argument("--T", type=positive_int, default=S, help="steps of the LIF nets (4)")
-    parser.add_argument("--repeats", type=positive_int, default=S, help="timed steps (10)")
-    parser.add_argument("--warmup", type=int_at_least(0), default=S, help="untimed steps (2)")
-    parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
-    parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
-    add_json_arguments(parser, "benchmarks/results/single_step.json")
-
-
-def run_single_step(args: argparse.Namespace) -> dict:
-    """Run the single-step benchmark with the flags in ``args``."""
-    from bpsn_ext.bench.single_step import run
-
-    names = ("width", "depth", "batch", "T", "repeats", "warmup", "device", "seed", "json_path")
-    return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})
-
-
-def add_bpsn_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the BPSN sequence-length benchmark (unset flags keep ``run``'s defaults)."""
-    from bpsn_ext.bench.measure import add_json_arguments  # (imports torch)
-
-    S = argparse.SUPPRESS
-    parser.add_argument("--T", nargs="+", type=positive_int, default=S, metavar="T",
-                        help="sequence lengths (128 512 2048 8192; --quick: 128 512)")
-    parser.add_argument("--batch", type=positive_int, default=S, help="batch size (8)")
-    parser.add_argument("--features", type=positive_int, default=S,
-                        help="features = channels (256)")
-    parser.add_argument("--spatial", type=int_at_least(0), default=S, metavar="S",
-                        help="conv-shaped input [T, batch, features, S, S] (0: [T, batch, "
-                             "features])")
-    parser.add_argument("--repeats", type=positive_int, default=S,
-                        help="timed rounds up to T=256, fewer for larger T (10; --quick: 2)")
-    parser.add_argument("--warmup", type=int_at_least(0), default=S,
-                        help="untimed rounds up to T=256 (1; --quick: 0)")
-    parser.add_argument("--quick", action="store_true", default=S,
-                        help="a quick run: T 128 512, 2 repeats, matmul row up to T=128 (tests)")
-    parser.add_argument("--neurons", nargs="+", choices=BPSN_NEURONS, default=S,
-                        metavar="NEURON", help=f"subset of {', '.join(BPSN_NEURONS)} (all)")
-    parser.add_argument("--matmul-max-T", dest="matmul_max_T", type=positive_int, default=S,
-                        help="largest T of the BPSN method=matmul row (512; --quick: 128)")
-    parser.add_argument("--threads", type=positive_int, default=S,
-                        help="torch.set_num_threads for the run (default: unchanged)")
-    parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
-    parser.add_argument("--seed", type=int, default=S, help="input and weight seed (0)")
-    add_json_arguments(parser, "benchmarks/results/bpsn.json")
-
-
-def run_bpsn(args: argparse.Namespace) -> dict:
-    """Run the BPSN sequence-length benchmark with the flags in ``args``."""
-    from bpsn_ext.bench.bpsn import run
-
-    names = ("T", "batch", "features", "spatial", "repeats", "warmup", "quick", "neurons",
-             "matmul_max_T", "threads", "device", "seed", "json_path")
-    return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -125,30 +61,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    if args.benchmark == "single-step":
-        run_single_step(args)
-    elif args.benchmark == "bpsn":
-        run_bpsn(args)
-    elif args.benchmark == "ssm":
-        from bpsn_ext.bench.ssm import run_from_args
+def _returns_zero(run):
+    def handler(args: argparse.Namespace) -> int:
+        run(args)
+        return 0
 
-        run_from_args(args)
-    elif args.benchmark == "snn-bert":
-        from bpsn_ext.bench.snn_bert import run_from_args
+    return handler
 
-        run_from_args(args)
-    return 0
+
+def _add_benchmarks(sub) -> None:
+    """`bench <name>` with one sub-parser per benchmark (see `BENCHMARKS`)."""
+    bench = sub.add_parser("bench", help="run a benchmark")
+    which = bench.add_subparsers(dest="benchmark", required=True,
+                                 metavar="{" + ",".join(BENCHMARKS) + "}", help="which benchmark")
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        module = importlib.import_module(f"bpsn_ext.bench.{module_name}")
+        child = which.add_parser(name, help=help_text)
+        module.add_arguments(child)
+        child.set_defaults(handler=_returns_zero(module.run_from_args))
 
 
 def _app_module(name: str):
-    import importlib
-
     return importlib.import_module(f"bpsn_ext.apps.{name}")
 
 
 def _add_apps(sub) -> None:
-    """``train``/``evaluate``/``generate`` with one sub-parser per task (see ``APPS``)."""
+    """`train`/`evaluate`/`generate` with one sub-parser per task (see `APPS`)."""
     helps = {
         "train": "train an example model (LRA / sequential images, or SNN-BERT on GLUE)",
         "evaluate": "evaluate a checkpoint written by `train`",
@@ -195,22 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", dest="progress", action="store_false")
     demo.set_defaults(handler=_demo)
 
-    bench = sub.add_parser("bench", help="run a benchmark")
-    which = bench.add_subparsers(dest="benchmark", required=True,
-                                 metavar="{" + ",".join(BENCHMARKS) + "}", help="which benchmark")
-    add_single_step_arguments(which.add_parser(
-        "single-step", help="training step: single-step S3NN MLP vs T=4 LIF MLPs"))
-    add_bpsn_arguments(which.add_parser(
-        "bpsn", help="BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"))
-    from bpsn_ext.bench.ssm import add_arguments as add_ssm_arguments  # (imports torch)
-
-    add_ssm_arguments(which.add_parser(
-        "ssm", help="S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"))
-    from bpsn_ext.bench.snn_bert import add_arguments as add_snn_bert_arguments
-
-    add_snn_bert_arguments(which.add_parser(
-        "snn-bert", help="SNN-BERT: individual coding vs repeat coding (time, memory, energy)"))
-    bench.set_defaults(handler=_bench)
+    _add_benchmarks(sub)
     _add_apps(sub)
     pretrain = _app_module("pretrain")
     child = sub.add_parser("pretrain", help=pretrain.PRETRAIN_HELP)
@@ -220,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit code."""
+    """Parse `argv` (default `sys.argv[1:]`), run the subcommand, return the exit code."""
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -224,7 +224,7 @@ _REGISTRY: dict[str, type[SurrogateFunction]] = {
 
 
 def available() -> tuple[str, ...]:
-    """Names accepted by :func:`resolve`."""
+    """Names accepted by `resolve`."""
     return tuple(sorted(_REGISTRY))
 
 
@@ -236,9 +236,9 @@ def resolve(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Turn a user's surrogate argument into a callable ``x -> spikes``.
 
-    Accepts ``None`` (``default()``), a name from :func:`available` (built with ``fire_ge``;
+    Accepts ``None`` (``default()``), a name from `available` (built with ``fire_ge``;
     ``"atan:4"`` sets the first parameter, alpha, to 4),
-    any of our :class:`SurrogateFunction` objects, a SpikingJelly ``SurrogateFunctionBase``
+    any of our `SurrogateFunction` objects, a SpikingJelly ``SurrogateFunctionBase``
     object or an snnTorch ``spike_grad`` callable (used as given, with its own tie rule).
     """
     if surrogate is None:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bpsn_ext.apps import demo_tasks as tasks
-from bpsn_ext.bench.measure import format_bytes, format_table, peak_memory_bytes
+from bpsn_ext.bench.measure import peak_memory_bytes
+from bpsn_ext.util.tables import format_bytes, format_table
 
 __all__ = ["run_demo", "PARTS"]
 
@@ -177,7 +178,7 @@ def _free_folder(base: str) -> str:
 def save_report(report: dict, base: str) -> str:
     """Write ``summary.json`` and ``summary.png`` (when matplotlib is installed) into a new
     folder next to ``base`` (never over an earlier run); returns the folder."""
-    from bpsn_ext.core.atomic import atomic_open
+    from bpsn_ext.util.files import atomic_open
 
     folder = _free_folder(base)
     os.makedirs(folder, exist_ok=True)

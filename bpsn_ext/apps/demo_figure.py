@@ -16,7 +16,7 @@ def draw_summary(report: dict, path: str | os.PathLike) -> str:
     """Two bar rows (test accuracy %, energy per sample in nJ) with one group per experiment of
     a `bpsn_ext.apps.demo.run_demo` report, this package's networks in blue and the baselines
     in grey; the PNG is written atomically."""
-    from bpsn_ext.core.atomic import atomic_open
+    from bpsn_ext.util.files import atomic_open
 
     parts = list(report["parts"].values())
     fig, axes = plt.subplots(2, len(parts), figsize=(4.2 * len(parts), 6), squeeze=False)

@@ -23,7 +23,7 @@ import argparse
 import os
 import shutil
 
-from bpsn_ext.cli import positive_int
+from bpsn_ext.util.cli_args import positive_int
 
 GENERATE_HELP = {
     "listops": "write ListOps train/val/test TSV files (lra_release layout)",

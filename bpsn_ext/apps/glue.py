@@ -1,6 +1,6 @@
 """``bpsn-ext train glue`` / ``bpsn-ext evaluate glue``: SNN-BERT on a GLUE task.
 
-Training runs on the shared :class:`bpsn_ext.train.Trainer` (tqdm, atomic checkpoints,
+Training runs on the shared `bpsn_ext.train.Trainer` (tqdm, atomic checkpoints,
 ``--resume`` mid-epoch, ``metrics.json``, DDP under ``torchrun``).  The output folder holds
 ``last.pt`` (trainer checkpoint), ``metrics.json``, ``model.json`` (task + model config),
 ``tokenizer.json`` and ``energy.json`` (the energy report of one dev batch, at the end).
@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bpsn_ext.cli import positive_int
+from bpsn_ext.util.cli_args import positive_int
 
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
 EVALUATE_HELP = "evaluate an SNN-BERT checkpoint on a GLUE task"
@@ -300,7 +300,7 @@ def _rank() -> int:
 
 
 def _write_json(path: str, data) -> None:
-    from bpsn_ext.bench.measure import write_json_atomic
+    from bpsn_ext.util.files import write_json_atomic
 
     write_json_atomic(path, data)
 

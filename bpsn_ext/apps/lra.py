@@ -1,13 +1,13 @@
 """``bpsn-ext train lra`` / ``bpsn-ext evaluate lra``: LRA tasks and sequential images.
 
-Training runs on :class:`bpsn_ext.train.Trainer` (tqdm progress, atomic checkpoints in
+Training runs on `bpsn_ext.train.Trainer` (tqdm progress, atomic checkpoints in
 ``--checkpoint-dir``, exact ``--resume``, ``metrics.json``, DDP under ``torchrun``).  The run's
 settings go to ``<checkpoint-dir>/run_config.json`` so that ``evaluate lra --checkpoint-dir``
 rebuilds the same model and data.  At the end the test split is evaluated and an energy report
-(:func:`bpsn_ext.energy.estimate`, per test sample, with per-layer firing rates) is printed
+(`bpsn_ext.energy.estimate`, per test sample, with per-layer firing rates) is printed
 and stored in ``metrics.json`` (``"test"``, ``"energy"``).
 
-Model and optimiser defaults come from :data:`bpsn_ext.models.lra.LRA_PRESETS` (S4D LRA
+Model and optimiser defaults come from `bpsn_ext.models.lra.LRA_PRESETS` (S4D LRA
 settings; ``digits`` a small CPU preset, ``mnist``/``fashion-mnist`` the s4 ``example.py``
 settings); every value is a flag.
 """
@@ -18,8 +18,8 @@ import argparse
 import json
 import os
 
-from bpsn_ext.cli import positive_int
 from bpsn_ext.data.lra_release import TASKS
+from bpsn_ext.util.cli_args import positive_int
 
 TRAIN_HELP = "train an LRAClassifier on an LRA task or sequential images"
 EVALUATE_HELP = "evaluate an LRA checkpoint"
@@ -339,9 +339,9 @@ class _EpochPrinter:
 
 # ----------------------------------------------------------------------------- train
 def run_train(args: argparse.Namespace) -> int:
-    from bpsn_ext.bench.measure import write_json_atomic
     from bpsn_ext.optim import ssm_param_groups
     from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
+    from bpsn_ext.util.files import write_json_atomic
 
     cfg = _resolve(args)
     if cfg["resume"] and not cfg.get("checkpoint_dir"):
@@ -431,8 +431,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from bpsn_ext.bench.measure import write_json_atomic
     from bpsn_ext.train import TrainConfig, Trainer, load_checkpoint
+    from bpsn_ext.util.files import write_json_atomic
 
     folder = args.checkpoint_dir
     path = os.path.join(folder, RUN_CONFIG)

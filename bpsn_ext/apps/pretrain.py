@@ -29,7 +29,7 @@ from bpsn_ext.apps.glue import (
     model_config,
     param_groups_for,
 )
-from bpsn_ext.cli import positive_int
+from bpsn_ext.util.cli_args import positive_int
 
 PRETRAIN_HELP = "masked-LM pretraining of SNN-BERT (or its ANN twin) on local text"
 

@@ -50,6 +50,7 @@ per neuron replace the full warm-up rounds (``warmup_for``).
 
 from __future__ import annotations
 
+import argparse
 import gc
 import math
 import os
@@ -63,6 +64,7 @@ from torch import nn
 
 from bpsn_ext.bench.measure import (
     DefaultJson,
+    add_json_arguments,
     environment,
     format_table,
     package_version,
@@ -70,8 +72,11 @@ from bpsn_ext.bench.measure import (
     publish_report,
     time_fns,
 )
+from bpsn_ext.util.cli_args import int_at_least, positive_int
 
 __all__ = [
+    "add_arguments",
+    "run_from_args",
     "run",
     "format_report",
     "repeats_for",
@@ -606,3 +611,38 @@ def format_report(report: dict) -> str:
         f"~{head['memory_ratio_if_linear']:g}x, quadratic ~{head['memory_ratio_if_quadratic']:g}x)"
     )
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the BPSN sequence-length benchmark (unset flags keep `run`'s defaults)."""
+    S = argparse.SUPPRESS
+    parser.add_argument("--T", nargs="+", type=positive_int, default=S, metavar="T",
+                        help="sequence lengths (128 512 2048 8192; --quick: 128 512)")
+    parser.add_argument("--batch", type=positive_int, default=S, help="batch size (8)")
+    parser.add_argument("--features", type=positive_int, default=S,
+                        help="features = channels (256)")
+    parser.add_argument("--spatial", type=int_at_least(0), default=S, metavar="S",
+                        help="conv-shaped input [T, batch, features, S, S] (0: [T, batch, "
+                             "features])")
+    parser.add_argument("--repeats", type=positive_int, default=S,
+                        help="timed rounds up to T=256, fewer for larger T (10; --quick: 2)")
+    parser.add_argument("--warmup", type=int_at_least(0), default=S,
+                        help="untimed rounds up to T=256 (1; --quick: 0)")
+    parser.add_argument("--quick", action="store_true", default=S,
+                        help="a quick run: T 128 512, 2 repeats, matmul row up to T=128 (tests)")
+    parser.add_argument("--neurons", nargs="+", choices=NEURON_KEYS, default=S,
+                        metavar="NEURON", help=f"subset of {', '.join(NEURON_KEYS)} (all)")
+    parser.add_argument("--matmul-max-T", dest="matmul_max_T", type=positive_int, default=S,
+                        help="largest T of the BPSN method=matmul row (512; --quick: 128)")
+    parser.add_argument("--threads", type=positive_int, default=S,
+                        help="torch.set_num_threads for the run (default: unchanged)")
+    parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
+    parser.add_argument("--seed", type=int, default=S, help="input and weight seed (0)")
+    add_json_arguments(parser, "benchmarks/results/bpsn.json")
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    """`run` with the flags that `add_arguments` parsed into `args`."""
+    names = ("T", "batch", "features", "spatial", "repeats", "warmup", "quick", "neurons",
+             "matmul_max_T", "threads", "device", "seed", "json_path")
+    return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

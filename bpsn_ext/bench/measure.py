@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import os
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
 import torch
 
-from bpsn_ext.core.atomic import atomic_open
+from bpsn_ext.util.files import write_json_atomic
+from bpsn_ext.util.tables import format_bytes, format_table
 
 __all__ = [
     "DefaultJson",
@@ -162,51 +161,6 @@ def _native_output_silenced():
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON: a temporary file in the same folder, then
-    ``os.replace``, so readers never see a half-written file.  Creates missing folders."""
-    with atomic_open(path) as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-
-
-def format_bytes(n: float) -> str:
-    """``1536 -> '1.5 KiB'`` (binary units)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        return f"{value:.3g}" if abs(value) < 1e3 else f"{value:.0f}"
-    return "-" if value is None else str(value)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Plain-text table: columns padded to their widest cell, numbers right-aligned."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [
-        all(isinstance(row[i], (int, float)) for row in rows) if rows else False
-        for i in range(len(headers))
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(list(headers)), line(["-" * w for w in widths])]
-    out.extend(line(r) for r in cells)
-    return "\n".join(out)
 
 
 def add_json_arguments(parser: argparse.ArgumentParser, default_path: str) -> None:

@@ -15,6 +15,7 @@ synthetic data with a fixed seed; the peak memory of one step is measured as wel
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from torch import nn
 
 from bpsn_ext.bench.measure import (
     DefaultJson,
+    add_json_arguments,
     environment,
     format_bytes,
     format_table,
@@ -32,8 +34,10 @@ from bpsn_ext.bench.measure import (
     publish_report,
     time_fns,
 )
+from bpsn_ext.util.cli_args import int_at_least, positive_int
 
-__all__ = ["run", "build_s3nn", "build_sj_lif", "SnnTorchLeakyMLP", "DEFAULT_JSON"]
+__all__ = ["run", "add_arguments", "run_from_args", "build_s3nn", "build_sj_lif",
+           "SnnTorchLeakyMLP", "DEFAULT_JSON"]
 
 DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "single_step.json"))
 IN_FEATURES = 784
@@ -235,3 +239,23 @@ def format_report(report: dict) -> str:
             f"(median), {report['speedup_min'][key]:.2f}x (min)"
         )
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the single-step benchmark (unset flags keep `run`'s defaults)."""
+    S = argparse.SUPPRESS
+    parser.add_argument("--width", type=positive_int, default=S, help="hidden width (1024)")
+    parser.add_argument("--depth", type=positive_int, default=S, help="hidden layers (3)")
+    parser.add_argument("--batch", type=positive_int, default=S, help="batch size (256)")
+    parser.add_argument("--T", type=positive_int, default=S, help="steps of the LIF nets (4)")
+    parser.add_argument("--repeats", type=positive_int, default=S, help="timed steps (10)")
+    parser.add_argument("--warmup", type=int_at_least(0), default=S, help="untimed steps (2)")
+    parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
+    parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
+    add_json_arguments(parser, "benchmarks/results/single_step.json")
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    """`run` with the flags that `add_arguments` parsed into `args`."""
+    names = ("width", "depth", "batch", "T", "repeats", "warmup", "device", "seed", "json_path")
+    return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

@@ -7,10 +7,10 @@ coding and the neuron.  Measured, per model:
 
 * training step time: forward + cross-entropy + backward + AdamW step on random tokens (all
   samples of full length L), the two models timed in rotation
-  (:func:`bpsn_ext.bench.measure.time_fns`);
-* peak memory of one training step (:func:`bpsn_ext.bench.measure.peak_memory_bytes`; on CPU
+  (`bpsn_ext.bench.measure.time_fns`);
+* peak memory of one training step (`bpsn_ext.bench.measure.peak_memory_bytes`; on CPU
   the profiler's allocation events);
-* energy of one forward pass from :func:`bpsn_ext.energy.estimate` (synaptic MAC/AC energy,
+* energy of one forward pass from `bpsn_ext.energy.estimate` (synaptic MAC/AC energy,
   the papers' E_SNN, and the total with neuron/norm elementwise ops), with the freshly
   initialised weights (firing rates of a trained model differ).
 
@@ -37,7 +37,7 @@ from bpsn_ext.bench.measure import (
     publish_report,
     time_fns,
 )
-from bpsn_ext.cli import positive_int
+from bpsn_ext.util.cli_args import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
 
@@ -228,7 +228,7 @@ def format_report(report: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the SNN-BERT benchmark (unset flags keep :func:`run`'s defaults)."""
+    """Flags of the SNN-BERT benchmark (unset flags keep `run`'s defaults)."""
     S = argparse.SUPPRESS
     parser.add_argument("--layers", type=positive_int, default=S, help="encoder blocks (4)")
     parser.add_argument("--width", type=positive_int, default=S, help="model width D (256)")
@@ -255,7 +255,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> dict:
-    """:func:`run` with the flags that :func:`add_arguments` parsed into ``args``."""
+    """`run` with the flags that `add_arguments` parsed into ``args``."""
     names = ("layers", "width", "heads", "ffn_width", "length", "batch", "T", "vocab_size",
              "attention", "repeats", "warmup", "device", "threads", "seed", "memory", "quick",
              "json_path")

@@ -2,14 +2,14 @@
 
 For each L, one forward + backward pass (loss ``sum(out * g)`` with a fixed random ``g``) of
 
-* ``s4d``: :class:`bpsn_ext.layers.S4D` (Vandermonde kernel + FFT convolution);
-* ``binary_s4d``: :class:`bpsn_ext.layers.BinaryS4D` (S4D, spike, GLU, residual, LayerNorm);
-* ``gsu``: :class:`bpsn_ext.layers.GSU` (S4D, ternary GSU mixer, residual, LayerNorm);
+* ``s4d``: `bpsn_ext.layers.S4D` (Vandermonde kernel + FFT convolution);
+* ``binary_s4d``: `bpsn_ext.layers.BinaryS4D` (S4D, spike, GLU, residual, LayerNorm);
+* ``gsu``: `bpsn_ext.layers.GSU` (S4D, ternary GSU mixer, residual, LayerNorm);
 * ``s4d_block``: the non-spiking reference, the same block as ``binary_s4d`` with GELU in
   place of the spike (``BinaryS4D(activation="gelu")``); ``spiking_cost`` gives
   ``t(binary_s4d) / t(s4d_block)`` and ``t(gsu) / t(s4d_block)`` per L, measured in the same
   rotation;
-* ``spiking_s5``: :class:`bpsn_ext.layers.SpikingS5` (associative scan, ``d_state`` states);
+* ``spiking_s5``: `bpsn_ext.layers.SpikingS5` (associative scan, ``d_state`` states);
 * ``s4d_sequential`` / ``s5_sequential``: the same S4D / S5 linear SSMs with the recurrence
   ``x_t = A_bar x_{t-1} + B_bar u_t`` run as a Python loop over the L steps (discretisation
   and input projection done once), only for ``L <= seq_max_len``: one interpreter round trip
@@ -20,7 +20,7 @@ step form (``layer.step`` per token, state carried) and with the parallel form o
 tokens, both in microseconds per token, interleaved in one rotation.
 
 Input ``[L, batch, d_model]`` standard normal, fixed seed.  The functions are timed in
-rotation (:func:`bpsn_ext.bench.measure.time_fns`); the peak memory of one pass is measured
+rotation (`bpsn_ext.bench.measure.time_fns`); the peak memory of one pass is measured
 too.  ``scaling[key] = t(L_max) / t(L_min)`` is compared with ``L log L`` and ``L`` ratios.
 """
 
@@ -44,8 +44,8 @@ from bpsn_ext.bench.measure import (
     publish_report,
     time_fns,
 )
-from bpsn_ext.cli import int_at_least
 from bpsn_ext.core.ssm import sequential_scan
+from bpsn_ext.util.cli_args import int_at_least
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]
 
@@ -82,7 +82,7 @@ def _build(key: str, d_model: int, d_state: int) -> nn.Module:
 
 def _sequential(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The recurrent form with the per-step work kept minimal: discretise once, then
-    ``x_t = A_bar x_{t-1} + b_t`` in a Python loop over L (:func:`sequential_scan`)."""
+    ``x_t = A_bar x_{t-1} + b_t`` in a Python loop over L (`sequential_scan`)."""
     from bpsn_ext.layers import S4D
 
     if isinstance(model, S4D):
@@ -333,7 +333,7 @@ def _format_extras(report: dict, lengths: list[str]) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of this benchmark (unset flags keep :func:`run`'s defaults)."""
+    """Flags of this benchmark (unset flags keep `run`'s defaults)."""
     S, pos = argparse.SUPPRESS, int_at_least(1)
     parser.add_argument("--lengths", type=pos, nargs="+", default=S,
                         help="sequence lengths L (1024 4096 16384)")
@@ -361,7 +361,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> dict:
-    """:func:`run` with the flags that :func:`add_arguments` parsed into ``args``."""
+    """`run` with the flags that `add_arguments` parsed into ``args``."""
     names = ("lengths", "batch", "d_model", "d_state", "repeats", "warmup", "seq_max_len",
              "stream_tokens", "layers", "device", "seed", "memory", "threads", "quick", "json_path")
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

@@ -132,6 +132,74 @@ def _fire(
     return s, h
 
 
+def _check_options(
+    x_seq: torch.Tensor, kernel: str, fusion: str, runaway: str, refractory_steps: int
+) -> None:
+    """ValueError/TypeError naming the first bad argument of `bpsn`."""
+    check_floating("x_seq", x_seq)
+    check_rank("x_seq", x_seq, 2, "[T, N, *]")
+    if x_seq.shape[0] == 0:
+        raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
+    if kernel not in KERNELS or fusion not in FUSIONS or runaway not in RUNAWAY:
+        raise ValueError(
+            f"kernel/fusion/runaway must be in {KERNELS}/{FUSIONS}/{RUNAWAY}, "
+            f"got {kernel!r}/{fusion!r}/{runaway!r}"
+        )
+    if isinstance(refractory_steps, bool) or not isinstance(refractory_steps, int) or (
+        refractory_steps < 1
+    ):
+        raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
+    if runaway == "soft_reset" and kernel != "leak":
+        raise ValueError("runaway='soft_reset' needs kernel='leak' (a reset decays like the leak)")
+
+
+def _integrate_split(x, decay_f, decay_b, cd: int, method: str) -> torch.Tensor:
+    """`fusion="split"`: the first half of the channels integrates forward, the rest backward."""
+    C = x.shape[cd]
+    half = (C + 1) // 2
+
+    def part(p, start, n):  # the per-channel decays of that half (a scalar stays)
+        return p.narrow(0, start, n) if isinstance(p, torch.Tensor) and p.dim() else p
+
+    hf = leaky_integrate(x.narrow(cd, 0, half), part(decay_f, 0, half), channel_dim=cd,
+                         method=method)
+    hb = leaky_integrate(x.narrow(cd, half, C - half), part(decay_b, half, C - half),
+                         channel_dim=cd, reverse=True, method=method)
+    return torch.cat([hf, hb], dim=cd % x.dim())
+
+
+def _integrate(x, kernel: str, decay_f, decay_b, taps_f, taps_b, cd: int, method: str):
+    """`(h_forward, h_backward, k0)`: both no-reset membranes and the kernel's weight at lag 0."""
+    if kernel == "leak":
+        hf = leaky_integrate(x, decay_f, channel_dim=cd, method=method)
+        hb = leaky_integrate(x, decay_b, channel_dim=cd, reverse=True, method=method)
+        return hf, hb, 1.0
+    return window_integrate(x, taps_f), window_integrate(x, taps_b, reverse=True), taps_f[0]
+
+
+def _fuse(fusion: str, hf, hb, x, gate, k0, cd: int) -> torch.Tensor:
+    """One membrane from the two directions (`gate`/`split`, `avg` or `sum`)."""
+    if fusion in ("gate", "split"):
+        g = _at_channel(gate, x.dim(), cd)
+        return g * hf + (1 - g) * hb
+    if fusion == "avg":
+        return 0.5 * (hf + hb)
+    return hf + hb - k0 * x  # sum: the lag-0 input is in both directions once too often
+
+
+def _fire_concat(hf, hb, thr, surrogate, runaway, mb, decays, detach_reset, period, cd):
+    """`fusion="concat"`: each direction fires on its own; channels concatenated."""
+    ndim = hf.dim()
+    reset_f, reset_b = ((_at_channel(d, ndim, cd), detach_reset) if runaway == "soft_reset"
+                        else None for d in decays)
+    sf, mf = _fire(hf, thr, surrogate, runaway, mb, reset_f, period)
+    mb_rev = None if mb is None else mb.flip(0)
+    sb, mbr = _fire(hb.flip(0), thr, surrogate, runaway, mb_rev, reset_b, period)
+    sb, mbr = sb.flip(0), mbr.flip(0)  # the backward stream resets backwards in time
+    dim = cd % ndim
+    return torch.cat([sf, sb], dim=dim), torch.cat([mf, mbr], dim=dim)
+
+
 def bpsn(
     x_seq: torch.Tensor,
     mask: torch.Tensor | None = None,
@@ -151,83 +219,38 @@ def bpsn(
     detach_reset: bool = False,
     method: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BPSN spikes and fused membrane for ``x_seq`` ``[T, N, *]``; see the module docstring.
+    """BPSN spikes and fused membrane for `x_seq` `[T, N, *]`; see the module docstring.
 
-    ``decay_*`` are decays in (0, 1) (scalar or ``[C]``), ``taps_*`` window kernels ``[k]``,
-    ``gate`` the fusion weight of the forward branch in [0, 1] (scalar or ``[C]``),
-    ``v_threshold`` a float or tensor (scalar or ``[C]``).  Returns ``(spikes, membrane)``
-    in ``x_seq.dtype``, both zero at padded steps.
+    `decay_*` are decays in (0, 1) (scalar or `[C]`), `taps_*` window kernels `[k]`,
+    `gate` the fusion weight of the forward branch in [0, 1] (scalar or `[C]`),
+    `v_threshold` a float or tensor (scalar or `[C]`).  Returns `(spikes, membrane)`
+    in `x_seq.dtype`, both zero at padded steps.
     """
-    check_floating("x_seq", x_seq)
-    check_rank("x_seq", x_seq, 2, "[T, N, *]")
-    T, N = x_seq.shape[:2]
-    if T == 0:
-        raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
-    if kernel not in KERNELS or fusion not in FUSIONS or runaway not in RUNAWAY:
-        raise ValueError(
-            f"kernel/fusion/runaway must be in {KERNELS}/{FUSIONS}/{RUNAWAY}, "
-            f"got {kernel!r}/{fusion!r}/{runaway!r}"
-        )
-    if isinstance(refractory_steps, bool) or not isinstance(refractory_steps, int) or (
-        refractory_steps < 1
-    ):
-        raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
-    if runaway == "soft_reset" and kernel != "leak":
-        raise ValueError("runaway='soft_reset' needs kernel='leak' (a reset decays like the leak)")
-    m = as_mask(mask, T, N, x_seq.device)
-    out_dtype = x_seq.dtype
+    _check_options(x_seq, kernel, fusion, runaway, refractory_steps)
+    # mask: padded steps become 0 (NaN padding too) before anything integrates them
+    m = as_mask(mask, *x_seq.shape[:2], x_seq.device)
     x = x_seq.float() if x_seq.dtype in (torch.float16, torch.bfloat16) else x_seq
-    mb = None if m is None else broadcast_mask(m, x.dim())  # bool: NaN padding becomes 0
+    mb = None if m is None else broadcast_mask(m, x.dim())
     if mb is not None:
         x = zero_padded(x, mb)
-    ndim, cd = x.dim(), channel_dim
-
+    cd = channel_dim
+    thr = _at_channel(v_threshold, x.dim(), cd)
     if kernel == "leak" and fusion == "split" and runaway != "soft_reset":
-        # each half of the channels needs one direction only: integrate just that half
-        C = x.shape[cd]
-        half = (C + 1) // 2
-
-        def part(p, start, n):  # the per-channel decays of that half (a scalar stays)
-            return p.narrow(0, start, n) if isinstance(p, torch.Tensor) and p.dim() else p
-
-        hf = leaky_integrate(x.narrow(cd, 0, half), part(decay_f, 0, half), channel_dim=cd,
-                             method=method)
-        hb = leaky_integrate(x.narrow(cd, half, C - half), part(decay_b, half, C - half),
-                             channel_dim=cd, reverse=True, method=method)
-        h = torch.cat([hf, hb], dim=cd % x.dim())
-        thr = _at_channel(v_threshold, x.dim(), cd)
+        # integrate forward and backward, each on its half of the channels (fused by the cat)
+        h = _integrate_split(x, decay_f, decay_b, cd, method)
         spikes, membrane = _fire(h, thr, surrogate, runaway, mb, None, refractory_steps)
-        if mb is not None:
-            membrane = zero_padded(membrane, mb)
-        return spikes.to(out_dtype), membrane.to(out_dtype)
-    if kernel == "leak":
-        hf = leaky_integrate(x, decay_f, channel_dim=cd, method=method)
-        hb = leaky_integrate(x, decay_b, channel_dim=cd, reverse=True, method=method)
-        k0 = 1.0
     else:
-        hf = window_integrate(x, taps_f)
-        hb = window_integrate(x, taps_b, reverse=True)
-        k0 = taps_f[0]
-    thr = _at_channel(v_threshold, ndim, cd)
-    reset = (_at_channel(decay_f, ndim, cd), detach_reset) if runaway == "soft_reset" else None
-
-    if fusion == "concat":
-        sf, mf = _fire(hf, thr, surrogate, runaway, mb, reset, refractory_steps)
-        lam_b = (_at_channel(decay_b, ndim, cd), detach_reset) if runaway == "soft_reset" else None
-        mb_rev = None if mb is None else mb.flip(0)
-        sb, mbr = _fire(hb.flip(0), thr, surrogate, runaway, mb_rev, lam_b, refractory_steps)
-        sb, mbr = sb.flip(0), mbr.flip(0)  # the backward stream resets backwards in time
-        dim = cd % ndim
-        spikes, membrane = torch.cat([sf, sb], dim=dim), torch.cat([mf, mbr], dim=dim)
-    else:
-        if fusion in ("gate", "split"):
-            g = _at_channel(gate, ndim, cd)
-            h = g * hf + (1 - g) * hb
-        elif fusion == "avg":
-            h = 0.5 * (hf + hb)
-        else:
-            h = hf + hb - k0 * x
-        spikes, membrane = _fire(h, thr, surrogate, runaway, mb, reset, refractory_steps)
+        # integrate forward and backward in time
+        hf, hb, k0 = _integrate(x, kernel, decay_f, decay_b, taps_f, taps_b, cd, method)
+        if fusion == "concat":  # fire each direction, then concatenate
+            spikes, membrane = _fire_concat(hf, hb, thr, surrogate, runaway, mb,
+                                            (decay_f, decay_b), detach_reset,
+                                            refractory_steps, cd)
+        else:  # fuse, then fire under the runaway rule
+            reset = ((_at_channel(decay_f, x.dim(), cd), detach_reset)
+                     if runaway == "soft_reset" else None)
+            h = _fuse(fusion, hf, hb, x, gate, k0, cd)
+            spikes, membrane = _fire(h, thr, surrogate, runaway, mb, reset, refractory_steps)
     if mb is not None:
         membrane = zero_padded(membrane, mb)  # [T, N, 1, ...]: every feature dimension
-    return spikes.to(out_dtype), membrane.to(out_dtype)
+    return spikes.to(x_seq.dtype), membrane.to(x_seq.dtype)

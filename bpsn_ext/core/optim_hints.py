@@ -2,10 +2,10 @@
 
 state-spaces/s4 marks a parameter with ``p._optim = {"lr": ..., "weight_decay": ...}`` and its
 ``setup_optimizer`` puts every distinct hint in its own parameter group.  A module using
-:class:`OptimHints` lists its hinted parameters in ``ssm_parameter_names`` and calls
+`OptimHints` lists its hinted parameters in ``ssm_parameter_names`` and calls
 ``self._tag_optim()`` at the end of ``__init__``; the hints survive ``copy.deepcopy`` and
 pickling (``deepcopy`` of a parameter drops its attributes, so ``__setstate__`` re-applies
-them).  :func:`bpsn_ext.optim.ssm_param_groups` reads the same hints.
+them).  `bpsn_ext.optim.ssm_param_groups` reads the same hints.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ Time-first layout throughout: sequences are ``[T, N, H]`` (steps, batch, channel
 
 * ZOH discretisation of a complex diagonal system: ``A_bar = exp(dt A)``,
   ``B_bar = (exp(dt A) - 1) / A``.
-* :func:`vandermonde` / :func:`vandermonde_transpose`: ``sum_p c_p z_p^l`` over ``l`` and its
+* `vandermonde` / `vandermonde_transpose`: ``sum_p c_p z_p^l`` over ``l`` and its
   adjoint ``sum_l z_p^(L-1-l) v_l``.  ``z^l`` is split as ``z^(hi*c) * z^lo`` with
   ``c = ceil(sqrt(L))``, so only two ``[H, P, ~sqrt(L)]`` tables and one batched matmul are
   needed instead of an ``[H, P, L]`` tensor (which is 0.5 GB at H=128, P=32, L=16384).
-* :func:`causal_conv` / :func:`bidirectional_conv`: FFT convolutions, zero-padded to ``2T``
+* `causal_conv` / `bidirectional_conv`: FFT convolutions, zero-padded to ``2T``
   so that nothing wraps around.
-* :func:`diagonal_scan`: the linear recurrence ``x_t = a_t x_{t-1} + b_t`` as a parallel
+* `diagonal_scan`: the linear recurrence ``x_t = a_t x_{t-1} + b_t`` as a parallel
   associative scan (pairwise reduction, recursion over ``log2(T)`` levels, memory linear in
-  ``T``); :func:`sequential_scan` is the step-by-step reference.
+  ``T``); `sequential_scan` is the step-by-step reference.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def vandermonde(coef: torch.Tensor, log_z: torch.Tensor, L: int, offset: int = 0
 
 
 def vandermonde_transpose(v: torch.Tensor, log_z: torch.Tensor) -> torch.Tensor:
-    """``S[..., h, p] = sum_l z[h, p]^(L-1-l) * v[..., h, l]``: the adjoint of :func:`vandermonde`.
+    """``S[..., h, p] = sum_l z[h, p]^(L-1-l) * v[..., h, l]``: the adjoint of `vandermonde`.
 
     ``v`` ``[..., H, L]`` (real or complex), ``log_z`` ``[H, P]``.  Returns complex
     ``[..., H, P]``.  With ``v`` = an input sequence this is the final state of the recurrence
@@ -314,7 +314,7 @@ def diagonal_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def sequential_scan(
     a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Reference for :func:`diagonal_scan`: a Python loop over T (optionally from ``x0``)."""
+    """Reference for `diagonal_scan`: a Python loop over T (optionally from ``x0``)."""
     x = torch.zeros_like(b[0]) if x0 is None else x0
     # unbind, not b[t]: the backward of T separate selects would build T full-size zero tensors
     a_steps = a.unbind(0) if a.shape[0] > 1 else (a[0],) * b.shape[0]

@@ -16,7 +16,7 @@ largest magnitude (ties: the one ``amax`` routes the gradient to), so that eleme
 
 A learnable scale carries the optimiser hint ``_optim = {"lr": 0.001, "weight_decay": 0.0}``
 (the state-spaces/s4 convention, PRF's values), honoured by
-:func:`bpsn_ext.optim.ssm_param_groups` and by state-spaces' own ``setup_optimizer``.
+`bpsn_ext.optim.ssm_param_groups` and by state-spaces' own ``setup_optimizer``.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class Ternary(nn.Module):
         return None if self.log_scale is None else self.log_scale.exp()
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Ternary values of ``x`` (same shape); ``valid`` as in :func:`ternary_delta`."""
+        """Ternary values of ``x`` (same shape); ``valid`` as in `ternary_delta`."""
         delta = ternary_delta(x, self.factor, self.dim, valid, self.detach)
         out = ternarize(x, delta, self.grad, self.surrogate_function)
         return out if self.log_scale is None else out * self.scale.to(x.dtype)

@@ -1,14 +1,14 @@
 """Data for the examples, read from local files or generated (no downloads).
 
-* bundled: :func:`load_digits` (scikit-learn's 8x8 digits), :func:`sequential_digits`;
-* generated: :mod:`~bpsn_ext.data.listops`, :mod:`~bpsn_ext.data.pathfinder` (LRA procedures);
-* readers: the ``lra_release`` layout (:func:`read_listops_dir`, :func:`read_pathfinder`,
-  :func:`read_aan_tsv`), IMDB (:func:`read_imdb`), IDX / MNIST-format (:func:`read_idx`,
-  :func:`load_idx_dataset`), CIFAR-10 python batches (:func:`load_cifar10`);
-* :func:`load_task`: train / val / test datasets of an LRA or sequential-image task;
-* GLUE: :func:`read_glue_tsv` / :func:`load_glue` (the GLUE TSV layout), :func:`load_glue_hf`
-  (a HF datasets name or ``save_to_disk`` folder you already have), :class:`WordPieceTokenizer`,
-  :func:`glue_metrics`, and :func:`write_glue_fixture` (small made-up files in the GLUE layout).
+* bundled: `load_digits` (scikit-learn's 8x8 digits), `sequential_digits`;
+* generated: `listops`, `pathfinder` (LRA procedures);
+* readers: the ``lra_release`` layout (`read_listops_dir`, `read_pathfinder`,
+  `read_aan_tsv`), IMDB (`read_imdb`), IDX / MNIST-format (`read_idx`,
+  `load_idx_dataset`), CIFAR-10 python batches (`load_cifar10`);
+* `load_task`: train / val / test datasets of an LRA or sequential-image task;
+* GLUE: `read_glue_tsv` / `load_glue` (the GLUE TSV layout), `load_glue_hf`
+  (a HF datasets name or ``save_to_disk`` folder you already have), `WordPieceTokenizer`,
+  `glue_metrics`, and `write_glue_fixture` (small made-up files in the GLUE layout).
 
 Importing this package needs only torch; scikit-learn, tokenizers and datasets are imported when
 used.

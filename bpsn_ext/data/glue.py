@@ -22,10 +22,10 @@ header row's columns; then text a / text b / label):
 
 Label ids follow HF ``datasets``' ``glue`` configs (MNLI: entailment 0, neutral 1,
 contradiction 2; QNLI/RTE: entailment 0, not_entailment 1), so both readers agree.  A malformed
-row raises :class:`GlueFormatError` naming the file and line (``skip_bad_rows=True`` skips it
+row raises `GlueFormatError` naming the file and line (``skip_bad_rows=True`` skips it
 instead; some QQP copies have a few broken rows).
 
-:func:`write_glue_fixture` writes small synthetic files in this layout (made-up words, not GLUE
+`write_glue_fixture` writes small synthetic files in this layout (made-up words, not GLUE
 text) for tests, examples and docs.
 """
 
@@ -136,7 +136,7 @@ _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": 
 
 
 def get_task(task: str | GlueTask) -> GlueTask:
-    """The :class:`GlueTask` for a name (``sst2``, ``SST-2``, ``sts-b``, ...)."""
+    """The `GlueTask` for a name (``sst2``, ``SST-2``, ``sts-b``, ...)."""
     if isinstance(task, GlueTask):
         return task
     key = str(task).lower()

@@ -21,8 +21,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bpsn_ext.core.atomic import atomic_open
 from bpsn_ext.data._files import lift_csv_field_limit, not_utf8
+from bpsn_ext.util.files import atomic_open
 
 __all__ = ["OPERATORS", "VOCAB", "generate", "evaluate", "write_tsv", "read_tsv", "ListOpsSample"]
 

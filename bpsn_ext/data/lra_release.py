@@ -1,7 +1,7 @@
 """LRA and sequential-image tasks as torch datasets: readers for the ``lra_release`` layout,
 local generators, and the padding collate functions used by ``bpsn-ext train lra``.
 
-``load_task(task, ...)`` returns a :class:`TaskData` with train / val / test datasets.  Sources:
+``load_task(task, ...)`` returns a `TaskData` with train / val / test datasets.  Sources:
 ``hf=NAME`` (``datasets.load_dataset``, only when asked; text, image, mnist, fashion-mnist; it
 wins over ``data``), ``data=PATH`` (a local file tree), ``generate=True`` (ListOps, Pathfinder;
 not together with ``data``/``hf``), else the task's default.
@@ -23,7 +23,7 @@ mnist``
 =============== ========================================================================
 
 Image tasks take ``permute`` (``none``/``bitreversal``/``random``, seeded by
-``permutation_seed``; see :mod:`bpsn_ext.data.sequential`).
+``permutation_seed``; see `bpsn_ext.data.sequential`).
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def _listops_tokens(sample: listops.ListOpsSample, path: str, max_length: int | 
 def read_listops_dir(root: str | os.PathLike, max_length: int | None = 2048
                      ) -> dict[str, SequenceDataset]:
     """The three ListOps TSV files of ``root`` (``lra_release``, or ``listops-1000``, or the
-    folder holding ``basic_*.tsv``) as token datasets (ids: :data:`listops.VOCAB`)."""
+    folder holding ``basic_*.tsv``) as token datasets (ids: `listops.VOCAB`)."""
     root = os.fspath(root)
     folder = root if os.path.isfile(os.path.join(root, LISTOPS_FILES["train"])) \
         else _find_dir(root, "listops-1000", "listops")

@@ -27,7 +27,7 @@ sources (``paddle_length`` of the 128 set, ``clearance``) are reconstructions, m
 Layout (``write_pathfinder``/``read_pathfinder``): ``pathfinder32/curv_contour_length_14/
 imgs/<k>/sample_<n>.png`` and ``metadata/<k>.npy``; as in the release, the ``.npy`` files are
 text, one line per image: ``imgs/<k> sample_<n>.png <n> <label> <continuity> <contour_length>
-<distractor_length> <paddle_length> <thickness> <margin> 1``.  :func:`split_indices` is S4's
+<distractor_length> <paddle_length> <thickness> <margin> 1``.  `split_indices` is S4's
 seeded 80/10/10 split (``torch.utils.data.random_split`` with seed 42).
 """
 
@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from bpsn_ext.core.atomic import atomic_open
+from bpsn_ext.util.files import atomic_open
 
 __all__ = [
     "PathfinderConfig", "PathfinderSample", "PRESETS", "DIFFICULTIES", "generate_sample",

@@ -4,7 +4,7 @@ Permutations (documented, seeded): ``"random"`` uses ``torch.randperm`` with a g
 by ``permutation_seed``; ``"bitreversal"`` is the bit-reversal permutation that
 state-spaces/s4 uses for psMNIST.  For a length that is not a power of two (784) s4 bit-reverses
 the indices of the next power of two (1024) and keeps those below the length, in order:
-``bitreversal_permutation(784, pad=True)``.  :func:`permutation` builds either by name.
+``bitreversal_permutation(784, pad=True)``.  `permutation` builds either by name.
 """
 
 from __future__ import annotations

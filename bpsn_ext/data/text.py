@@ -1,7 +1,7 @@
 """Byte-level text for LRA Text (IMDB) and LRA Retrieval (AAN), read from local files.
 
 Tokens are UTF-8 bytes shifted by one (``0`` is padding), so the vocabulary has
-:data:`BYTE_VOCAB` = 257 entries, truncated to ``max_length`` bytes (LRA: 4096 for Text,
+`BYTE_VOCAB` = 257 entries, truncated to ``max_length`` bytes (LRA: 4096 for Text,
 4000 per document for Retrieval).  (S4 builds a character vocabulary from the corpus instead;
 on ASCII text both are one token per character.)
 

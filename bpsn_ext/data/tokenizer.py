@@ -1,10 +1,10 @@
 """WordPiece tokenisation for GLUE, offline (HF ``tokenizers``; nothing is downloaded).
 
-* :meth:`WordPieceTokenizer.from_vocab`: a local BERT ``vocab.txt`` (or a directory holding
+* `WordPieceTokenizer.from_vocab`: a local BERT ``vocab.txt`` (or a directory holding
   one, e.g. a ``save_pretrained`` BERT checkpoint);
-* :meth:`WordPieceTokenizer.train`: a vocabulary learned from the training texts
+* `WordPieceTokenizer.train`: a vocabulary learned from the training texts
   (deterministic: characters + frequent words; or HF's WordPiece trainer);
-* :meth:`WordPieceTokenizer.load` / :meth:`save`: the ``tokenizers`` JSON file.
+* `WordPieceTokenizer.load` / `save`: the ``tokenizers`` JSON file.
 
 Encoding follows BERT: ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]``, segment ids 0 / 1,
 truncation of the longer text first to ``max_length``.
@@ -125,7 +125,7 @@ class WordPieceTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WordPieceTokenizer:
-        """From a file written by :meth:`save`."""
+        """From a file written by `save`."""
         tk = _require_tokenizers()
         tok = tk.Tokenizer.from_file(os.fspath(path))
         lowercase = bool(getattr(tok.normalizer, "lowercase", True))
@@ -133,7 +133,7 @@ class WordPieceTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the ``tokenizers`` JSON (atomically)."""
-        from bpsn_ext.core.atomic import atomic_open
+        from bpsn_ext.util.files import atomic_open
 
         with atomic_open(path) as f:
             f.write(self.tokenizer.to_str())

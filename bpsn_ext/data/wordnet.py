@@ -30,7 +30,7 @@ import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from bpsn_ext.core.atomic import atomic_open
+from bpsn_ext.util.files import atomic_open
 
 __all__ = ["LEXNAMES", "Synset", "read_wordnet_data", "gloss_split", "write_gloss_data",
            "DEFAULT_CATEGORIES"]

@@ -6,7 +6,7 @@ export it and ``report.plot_firing_rates(path)`` / ``plot_raster(layer, path)`` 
 Conventions and caveats: ``docs/energy.md``.
 
 Layers declare their own cost with an ``energy_ops(inputs, output)`` method returning
-:class:`Ops` records (helper: :func:`synaptic`), or with :func:`register_counter`.
+`Ops` records (helper: `synaptic`), or with `register_counter`.
 """
 
 from bpsn_ext.energy.costs import PRESETS, EnergyModel

@@ -1,4 +1,4 @@
-"""Energy per operation: :class:`EnergyModel` and the 45 nm presets (Horowitz, ISSCC 2014).
+"""Energy per operation: `EnergyModel` and the 45 nm presets (Horowitz, ISSCC 2014).
 
 | preset | MAC (mult + add) | AC (add) | elementwise mult | elementwise add |
 |---|---|---|---|---|
@@ -70,7 +70,7 @@ PRESETS: Mapping[str, EnergyModel] = {
 
 
 def resolve_energy_model(energy: str | EnergyModel | Mapping) -> EnergyModel:
-    """A preset name, an :class:`EnergyModel`, or a dict of its fields."""
+    """A preset name, an `EnergyModel`, or a dict of its fields."""
     if isinstance(energy, EnergyModel):
         return energy
     if isinstance(energy, str):

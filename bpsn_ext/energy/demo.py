@@ -55,7 +55,7 @@ def demo_energy(
     step_mode: str | None = None,
     energy: str | EnergyModel | Mapping = "fp32",
 ) -> EnergySummary:
-    """Energy per test sample of ``model(x)`` (see :func:`bpsn_ext.energy.estimate`).
+    """Energy per test sample of ``model(x)`` (see `bpsn_ext.energy.estimate`).
 
     For the demo: ``demo_energy(model, x_test, T=steps)``, where the model handles time
     itself (the S3NN MLP with T = 1; the LIF MLP repeats its input T times, so it makes T

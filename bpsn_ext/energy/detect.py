@@ -61,7 +61,7 @@ def kind_of(x: torch.Tensor) -> str:
 
 
 class override_kind:
-    """Context manager forcing :func:`kind_of` to return ``kind`` (``None``: detect)."""
+    """Context manager forcing `kind_of` to return ``kind`` (``None``: detect)."""
 
     def __init__(self, kind: str | None) -> None:
         if kind is not None and kind not in KINDS:

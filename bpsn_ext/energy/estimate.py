@@ -1,8 +1,8 @@
 """``estimate(model, *inputs, ...)``: run the model once with hooks and count its operations.
 
 Forward pre/post hooks on every submodule keep a stack of the modules being executed.  When a
-module returns, its counter (see :mod:`bpsn_ext.energy.registry`) turns the call's inputs and
-output into :class:`~bpsn_ext.energy.Ops`; a :class:`~bpsn_ext.energy.matmul.MatmulCapture`
+module returns, its counter (see `bpsn_ext.energy.registry`) turns the call's inputs and
+output into `Ops`; a `MatmulCapture`
 function mode attributes matrix products made outside counted modules to the innermost
 module.  Nothing is changed in the model: hooks are removed, train/eval flags restored, and
 stateful neurons reset before and after the run (``reset="auto"``).
@@ -241,7 +241,7 @@ def last_call(module: nn.Module) -> tuple[tuple, dict, object] | None:
 
     For a counter that needs what a child module received or returned (an exclusive SSM
     block reads its S4D's output).  A module's record is dropped when its parent returns, so
-    it is available to the parent's counter; None outside :func:`estimate` or if ``module``
+    it is available to the parent's counter; None outside `estimate` or if ``module``
     was not called (a method called directly, e.g. ``layer.step(x)``, is not a call).
     """
     rec = _RUN.get()
@@ -253,7 +253,7 @@ def count_call(module: nn.Module, args, output=None, kwargs=None) -> list[Ops] |
     with ``args`` / ``kwargs`` returning ``output``; None if ``module`` has no counter.
 
     For an exclusive counter that delegates parts of its subtree, e.g. restricted to the real
-    (unpadded) steps.  Inside :func:`estimate` the run's options and the ``input_kind`` forced
+    (unpadded) steps.  Inside `estimate` the run's options and the ``input_kind`` forced
     for ``module`` apply.
     """
     rec = _RUN.get()
@@ -350,7 +350,7 @@ def estimate(
     processes the input once: its MACs are the dense ops divided by the number of passes.
 
     Options: ``energy`` a preset (``"fp32"``/``"45nm"``, ``"fp16"``, ``"int8"``), an
-    :class:`EnergyModel` or a dict of its fields; ``input_kind`` forces the input kind
+    `EnergyModel` or a dict of its fields; ``input_kind`` forces the input kind
     (``"real"``, ``"spike"``, ``"ternary"``) of every layer, or of the layers named in a dict
     (names as in ``model.named_modules()``; ``"<model>"`` is the model itself);
     ``conv_ac="exact"`` counts the accumulates of spike-input convolutions exactly (borders

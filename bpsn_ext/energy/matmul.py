@@ -1,8 +1,8 @@
 """Capture of matrix products made outside counted layers (attention: ``q @ k.T``, ``a @ v``).
 
-:class:`MatmulCapture` is a :class:`torch.overrides.TorchFunctionMode` active while
+`MatmulCapture` is a `torch.overrides.TorchFunctionMode` active while
 ``estimate`` runs the model.  It sees ``torch.matmul`` / ``@`` / ``mm`` / ``bmm`` /
-``addmm`` / ``baddbmm`` and ``F.linear`` and reports each call's :class:`Ops` to a callback,
+``addmm`` / ``baddbmm`` and ``F.linear`` and reports each call's `Ops` to a callback,
 which attributes them to the innermost module being executed (or drops them when a counted
 module owns them).  ``einsum`` and convolutions called as functions are not captured.
 
@@ -71,7 +71,7 @@ def operands(func, args, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def matmul_ops(func, args, kwargs, out) -> list[Ops]:
-    """The :class:`Ops` of one captured call (see the module docstring)."""
+    """The `Ops` of one captured call (see the module docstring)."""
     name = _NAMES.get(func, "matmul")
     a, b = operands(func, args, kwargs)
     ops = [_product(a, b, out, name)]

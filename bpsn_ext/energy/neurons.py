@@ -52,7 +52,7 @@ def _per_neuron(x: torch.Tensor, mul: int, add: int, label: str) -> Ops:
 
 
 def bpsn_costs(m) -> tuple[int, int, str]:
-    """(mul, add, description) per neuron and real step of a :class:`bpsn_ext.BPSN`."""
+    """(mul, add, description) per neuron and real step of a `bpsn_ext.BPSN`."""
     # under "split" each neuron runs one branch only (half forward, half backward)
     branches = 1 if m.fusion == "split" else 2
     if m.kernel == "leak":

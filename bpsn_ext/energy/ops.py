@@ -1,7 +1,7 @@
 """Operation records: what a layer reports for one call, and the helper for synaptic ops.
 
-A counter (built in, registered with :func:`bpsn_ext.energy.register_counter`, or a module's
-own ``energy_ops(inputs, output)`` method) returns one :class:`Ops` or a list of them.  The
+A counter (built in, registered with `bpsn_ext.energy.register_counter`, or a module's
+own ``energy_ops(inputs, output)`` method) returns one `Ops` or a list of them.  The
 counts are totals over the whole call (every sample, every time step in the tensor).
 
 * ``mac``: multiply-accumulates with real-valued operands (synaptic or state updates);

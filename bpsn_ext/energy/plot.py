@@ -1,4 +1,4 @@
-"""PNG plots of an :class:`~bpsn_ext.energy.EnergyReport` (needs matplotlib: the ``plot``
+"""PNG plots of an `EnergyReport` (needs matplotlib: the ``plot``
 extra).  matplotlib is imported only here, with the Agg canvas (no display, no pyplot state).
 """
 

@@ -1,4 +1,4 @@
-"""How a module declares its cost: :func:`register_counter`, or an ``energy_ops`` method.
+"""How a module declares its cost: `register_counter`, or an ``energy_ops`` method.
 
 Lookup order for a module ``m`` (the first hit wins):
 
@@ -7,7 +7,7 @@ Lookup order for a module ``m`` (the first hit wins):
 2. the protocol method ``m.energy_ops(inputs, output)``;
 3. the built-in counters (PyTorch layers, BPSN, single-step, SpikingJelly, snnTorch neurons).
 
-A counter returns an :class:`~bpsn_ext.energy.Ops`, a list of them, or None (nothing to
+A counter returns an `Ops`, a list of them, or None (nothing to
 count), with totals for the whole call.  A counter that also wants the call's keyword
 arguments (e.g. ``mask=``) declares a parameter ``kwargs``: ``energy_ops(self, inputs,
 output, kwargs)`` / ``fn(module, inputs, output, kwargs)``; they are passed as ``kwargs=``.
@@ -52,7 +52,7 @@ def register_counter(cls: type, fn: Callable | None = None, *, exclusive: bool =
 
     ``inputs`` is the tuple of positional arguments of the call, ``output`` what it returned.
     Usable as a decorator: ``@register_counter(MyLayer)``.  Registering again replaces the
-    previous counter; :func:`unregister_counter` removes it.
+    previous counter; `unregister_counter` removes it.
     """
     if not isinstance(cls, type) or not issubclass(cls, nn.Module):
         raise TypeError(f"register_counter needs an nn.Module subclass, got {cls!r}")
@@ -98,7 +98,7 @@ def _protocol(module, args, kwargs, output, options):
 
 
 def find_counter(module: nn.Module) -> Counter | None:
-    """The :class:`Counter` for ``module``, or None."""
+    """The `Counter` for ``module``, or None."""
     for cls in type(module).__mro__:
         if cls in _REGISTRY:
             fn, exclusive = _REGISTRY[cls]
@@ -120,7 +120,7 @@ def find_counter(module: nn.Module) -> Counter | None:
 
 
 def as_ops_list(result) -> list[Ops]:
-    """Normalise a counter's return value to a list of :class:`Ops`."""
+    """Normalise a counter's return value to a list of `Ops`."""
     if result is None:
         return []
     if isinstance(result, Ops):

@@ -1,4 +1,4 @@
-"""The result of :func:`bpsn_ext.energy.estimate`: per-layer rows, totals, ANN baseline.
+"""The result of `bpsn_ext.energy.estimate`: per-layer rows, totals, ANN baseline.
 
 ``str(report)`` is a plain-text table; ``to_dict()`` / ``to_json(path)`` / ``to_csv(path)``
 export it; ``plot_firing_rates(path)`` and ``plot_raster(layer, path)`` draw PNGs (needs the
@@ -121,9 +121,9 @@ class LayerStats:
 
 
 class EnergyReport:
-    """Per-layer operation counts and energy of one run (see :func:`estimate`).
+    """Per-layer operation counts and energy of one run (see `estimate`).
 
-    Attributes: ``layers`` (list of :class:`LayerStats`, in call order), ``energy_model``,
+    Attributes: ``layers`` (list of `LayerStats`, in call order), ``energy_model``,
     ``T``, ``coding``, ``passes`` (T under repeat coding, 1 under individual coding),
     ``batch_size``, ``notes`` (warnings such as uncounted layers).
 
@@ -203,7 +203,7 @@ class EnergyReport:
         }
 
     def to_json(self, path: str | os.PathLike) -> None:
-        from bpsn_ext.bench.measure import write_json_atomic
+        from bpsn_ext.util.files import write_json_atomic
 
         write_json_atomic(path, self.to_dict())
 
@@ -239,7 +239,7 @@ class EnergyReport:
 
     # -- text -----------------------------------------------------------------------------
     def table(self) -> str:
-        from bpsn_ext.bench.measure import format_table
+        from bpsn_ext.util.tables import format_table
 
         em = self.energy_model
         headers = ["layer", "type", "calls", "input", "in rate", "out rate", "MAC", "AC",

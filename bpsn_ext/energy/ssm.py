@@ -1,28 +1,28 @@
-"""Counters for the state-space layers of :mod:`bpsn_ext.layers`: the recurrent form.
+"""Counters for the state-space layers of `bpsn_ext.layers`: the recurrent form.
 
 The layers call these from their ``energy_ops`` methods.  What is counted is the cost of the
 recurrent (inference) form on the real steps (``mask`` True), whatever form ran: the Vandermonde
 kernel, the FFT convolution and the parallel scan are training/GPU artefacts and are not
 counted.  Per real token, with H channels (``d_model``):
 
-* :class:`~bpsn_ext.layers.S4D` (P = ``d_state / 2`` complex modes per channel), per channel:
+* `S4D` (P = ``d_state / 2`` complex modes per channel), per channel:
   ``A_bar x`` 4P MAC (complex x complex), ``B_bar u`` 2P (complex x real u), readout
   ``2 Re(C x) = Re(2C) Re(x) - Im(2C) Im(x)`` 2P MAC (the factor 2 folded into C), ``D u`` 1:
   ``8P + 1 = 4 d_state + 1`` MAC.  Bidirectional: a second recurrence with its own C
   (``16P + 1``).  ``B_bar u`` and ``D u`` are spike-driven projections: AC (nonzero inputs x
   2P, resp. x 1) when ``u`` is a spike/ternary tensor; the state update always costs MAC.
-* :class:`~bpsn_ext.layers.SpikingS5` (P = ``d_state`` complex states, MIMO): ``A_bar x`` 4P
+* `SpikingS5` (P = ``d_state`` complex states, MIMO): ``A_bar x`` 4P
   MAC, ``B_bar u`` (B_bar P x H complex) 2PH, readout ``2 Re(C x)`` (C H x P) 2PH MAC, ``D u``
   H; ``B_bar u`` and ``D u`` are AC for spike input.  Readout: 1 compare (add) per channel for
   spikes, 1 nonlin for GELU, nothing for ``"none"``.
-* :class:`~bpsn_ext.layers.BinaryS4D` (exclusive: covers its children): its S4D; 1 compare per
+* `BinaryS4D` (exclusive: covers its children): its S4D; 1 compare per
   channel (Heaviside) or 1 GELU; the mixing ``nn.Linear`` (H -> 2H, or H) by the built-in
   Linear counter on the real steps (AC on spikes, MAC after GELU; bias 1 add per output); GLU
   ``a * sigmoid(b)``: H sigmoid (nonlin) + H mul; residual H add; the norm by its built-in
   counter (LayerNorm: 3 mul + 4 add per element and 1 rsqrt per token).
-* :class:`~bpsn_ext.layers.GSU` (exclusive): its S4D; the :class:`~bpsn_ext.layers.GSUMixer`
+* `GSU` (exclusive): its S4D; the `GSUMixer`
   ops below with the GELU; residual; norm.
-* :class:`~bpsn_ext.layers.GSUMixer` (exclusive): ``Tern(W) y`` = ``(1 - z_W) H^2`` AC (real y;
+* `GSUMixer` (exclusive): ``Tern(W) y`` = ``(1 - z_W) H^2`` AC (real y;
   z_W the fraction of zero ternary weights; ``Tern(W)`` is precomputed at inference, free);
   ``W' Tern(y)`` = ``nnz(Tern(y)) x H`` AC (= R_t H^2, R_t the nonzero fraction of Tern(y));
   ``Tern(y)`` itself: 2 compares (adds) per element, plus ``max|y|`` and ``delta`` per
@@ -31,9 +31,9 @@ counted.  Per real token, with H channels (``d_model``):
   Learnable ``Tern`` scales fold into ``W'`` and ``b2``: free.  ``ternary=False``: both routes
   ``H^2`` MAC.
 
-Children are read with :func:`~bpsn_ext.energy.last_call` (what the block's S4D, spike
+Children are read with `last_call` (what the block's S4D, spike
 function, linear and ``Tern(y)`` actually received and returned in this call) and counted on
-the real steps with :func:`~bpsn_ext.energy.count_call` (so a registered counter for the child
+the real steps with `count_call` (so a registered counter for the child
 still applies).  A block driven through ``step_with_state``/``forward_with_state`` (SpikingJelly
 ``'s'`` mode, ``carry_state=True``) does not call its S4D as a module: the S4D is then counted
 from the block's input.
@@ -183,7 +183,7 @@ def binary_s4d(m, inputs, output, kwargs=None) -> list[Ops]:
 
 
 def mixer_ops(mixer, y: torch.Tensor, ty: torch.Tensor | None, gelu: bool) -> list[Ops]:
-    """Ops of :class:`GSUMixer` ``mixer`` on the real tokens ``y`` ``[M, H]`` (``ty``: their
+    """Ops of `GSUMixer` ``mixer`` on the real tokens ``y`` ``[M, H]`` (``ty``: their
     ``Tern(y)``, recomputed when None)."""
     M, H = y.shape
     n, dense = M * H, M * H * H

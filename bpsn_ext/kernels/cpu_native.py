@@ -241,7 +241,7 @@ def compile_library(compiler: str | None = None, cache_dir: str | None = None) -
 
     Only a library in a folder no other user can write to, owned by this user, is loaded;
     otherwise the build goes to a private folder (see the module docstring).
-    Raises :class:`NativeKernelUnavailable` when there is no compiler or the build fails.
+    Raises `NativeKernelUnavailable` when there is no compiler or the build fails.
     """
     cxx = compiler if compiler is not None else _find_compiler()
     if shutil.which(cxx) is None:
@@ -312,7 +312,7 @@ def _load_default() -> ctypes.CDLL:
 def load(compiler: str | None = None) -> ctypes.CDLL:
     """The loaded library (built on first use).  ``compiler`` overrides the search (tests).
 
-    Raises :class:`NativeKernelUnavailable` with the reason when it cannot be built.
+    Raises `NativeKernelUnavailable` with the reason when it cannot be built.
     """
     if compiler is not None:
         return _bind(ctypes.CDLL(compile_library(compiler)))
@@ -362,12 +362,12 @@ def _check(status: int, what: str) -> None:
 
 
 def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
-    """``(spikes, membrane)`` ``[T, N, *]`` of a :class:`bpsn_ext.BPSN` ``module`` for a CPU
+    """``(spikes, membrane)`` ``[T, N, *]`` of a `bpsn_ext.BPSN` ``module`` for a CPU
     ``x``, computed by the native kernel (same values as ``module.forward_with_membrane`` on
     the torch path; gradients flow to ``x``, the decays and the threshold).
 
     Raises ValueError for configurations the kernel does not cover and
-    :class:`NativeKernelUnavailable` when it cannot be built here.
+    `NativeKernelUnavailable` when it cannot be built here.
     """
     from bpsn_ext.kernels.provider import native_config
 

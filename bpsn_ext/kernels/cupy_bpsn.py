@@ -96,7 +96,7 @@ class _BPSNFunction(torch.autograd.Function):
 
 
 def bpsn_cupy(module, x: torch.Tensor, mask: torch.Tensor | None):
-    """``(spikes, membrane)`` of a :class:`bpsn_ext.BPSN` ``module`` for CUDA ``x`` [T, N, *]."""
+    """``(spikes, membrane)`` of a `bpsn_ext.BPSN` ``module`` for CUDA ``x`` [T, N, *]."""
     if x.dtype not in _TYPES:
         raise TypeError(f"the cupy BPSN kernel takes float32, float16 or bfloat16, got {x.dtype}")
     a = prepare(module, x, mask)

@@ -3,7 +3,7 @@
 Compiled once per device with NVRTC (no fused multiply-add, as the host build the tests check
 against the torch S4D), launched on torch's current CUDA stream, outputs allocated by torch.
 Causal S4D, float32 parameters and input; the autograd function and the torch-side
-discretisation and reductions are in :mod:`bpsn_ext.kernels.ssm_launch_args`.
+discretisation and reductions are in `bpsn_ext.kernels.ssm_launch_args`.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class KernelArgs:
 
 
 def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
-    """Validate and lay out the inputs of a :class:`bpsn_ext.BPSN` for the fused kernel."""
+    """Validate and lay out the inputs of a `bpsn_ext.BPSN` for the fused kernel."""
     from bpsn_ext.kernels.provider import cupy_config
 
     cfg = cupy_config(module, x)  # ValueError for configurations without a kernel

@@ -43,7 +43,7 @@ def unsupported_reason(ssm, x: torch.Tensor) -> str | None:
 def prepare_scan(
     ssm, x: torch.Tensor, state: torch.Tensor | None, mask: torch.Tensor | None
 ) -> ScanArgs:
-    """Validate ``x`` ``[T, N, H]`` for the causal :class:`bpsn_ext.layers.S4D` ``ssm`` and lay
+    """Validate ``x`` ``[T, N, H]`` for the causal `bpsn_ext.layers.S4D` ``ssm`` and lay
     out the kernel's inputs (discretised in torch)."""
     reason = unsupported_reason(ssm, x)
     if reason is not None:

@@ -1,10 +1,10 @@
 """State-space sequence layers, framework-agnostic (plain torch), time-first ``[T, N, D]``.
 
-* :class:`S4D`: diagonal SSM token mixer (FFT convolution / recurrence), optionally bidirectional;
-* :class:`BinaryS4D`: S4D block whose nonlinearity is a Heaviside spike (or GELU);
-* :class:`GSU`: S4D block with the ternary Gated Spiking Unit mixer (:class:`GSUMixer`);
-* :class:`SpikingS5`: MIMO complex-diagonal SSM (parallel scan) with a spike readout;
-* :class:`TiedDropout`: dropout of whole channels for the whole sequence (the blocks' default).
+* `S4D`: diagonal SSM token mixer (FFT convolution / recurrence), optionally bidirectional;
+* `BinaryS4D`: S4D block whose nonlinearity is a Heaviside spike (or GELU);
+* `GSU`: S4D block with the ternary Gated Spiking Unit mixer (`GSUMixer`);
+* `SpikingS5`: MIMO complex-diagonal SSM (parallel scan) with a spike readout;
+* `TiedDropout`: dropout of whole channels for the whole sequence (the blocks' default).
 
 Each has ``forward(x, mask=None)`` (parallel), ``step(x_t)`` / ``stream(x)`` (recurrent, state
 in ``ssm_state``) and ``reset_state()``.  SpikingJelly versions: ``bpsn_ext.spikingjelly.layers``.

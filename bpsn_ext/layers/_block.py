@@ -65,9 +65,9 @@ class SequenceNorm(nn.Module):
 class SSMBlock(Streaming, nn.Module):
     """Base class: S4D token mixing, a per-token ``_mix`` (subclass), dropout, residual, norm.
 
-    Streaming: :meth:`step` keeps the S4D state in ``ssm_state`` (a plain attribute, ``None``
-    until the first step); :meth:`reset_state` clears it.  Step-by-step output equals
-    :meth:`forward` (in eval mode, or with ``dropout=0`` and a norm other than training-mode
+    Streaming: `step` keeps the S4D state in ``ssm_state`` (a plain attribute, ``None``
+    until the first step); `reset_state` clears it.  Step-by-step output equals
+    `forward` (in eval mode, or with ``dropout=0`` and a norm other than training-mode
     BatchNorm).
     """
 

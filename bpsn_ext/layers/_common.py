@@ -46,7 +46,7 @@ class Streaming:
     lives in ``ssm_state`` (set by the layer's ``__init__``; never in ``state_dict``)."""
 
     def reset_state(self) -> None:
-        """Forget the streaming state (the next :meth:`step` starts from zero)."""
+        """Forget the streaming state (the next `step` starts from zero)."""
         self.ssm_state = None
 
     def step(self, x_t: torch.Tensor, mask_t: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,5 +55,5 @@ class Streaming:
         return out
 
     def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
+        """`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
         return stream_steps(self, x, mask)

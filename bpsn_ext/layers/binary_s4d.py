@@ -6,7 +6,7 @@ Per block (the state-spaces/s4 S4D block with the GELU swapped for a spike)::
     s = Theta(y - v_threshold)        threshold 0; surrogate gradient, ATan(alpha=2) default
     z = GLU(W s + b)                  Linear(H, 2H), o = a * sigmoid(b)  (feature mixing)
 
-inside the residual block of :mod:`bpsn_ext.layers._block` (dropout after ``s`` and after the
+inside the residual block of `bpsn_ext.layers._block` (dropout after ``s`` and after the
 mixing, residual, post-norm LayerNorm by default).  ``activation="gelu"`` replaces the spike by
 GELU and gives back the plain S4D block, with the same parameters.
 """
@@ -47,9 +47,9 @@ class BinaryS4D(SSMBlock):
         prenorm: normalise the block input (``True``) or the block output (``False``, default).
         residual: add the block input to the output (default ``True``).
         dt_min, dt_max, bidirectional, bidirectional_convention: passed to
-            :class:`~bpsn_ext.layers.S4D`.
+            `S4D`.
 
-    :meth:`forward_with_activation` also returns the spikes ``[T, N, H]`` (firing rates).
+    `forward_with_activation` also returns the spikes ``[T, N, H]`` (firing rates).
     """
 
     def __init__(
@@ -102,7 +102,7 @@ class BinaryS4D(SSMBlock):
 
     def energy_ops(self, inputs, output, kwargs):
         """S4D + compare (or GELU) + mixing linear + GLU + residual + norm, on the real steps.
-        See :mod:`bpsn_ext.energy.ssm`."""
+        See `bpsn_ext.energy.ssm`."""
         from bpsn_ext.energy.ssm import binary_s4d
 
         return binary_s4d(self, inputs, output, kwargs)

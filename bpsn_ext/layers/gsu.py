@@ -6,7 +6,7 @@ Per token, for the real SSM output ``y`` ``[..., H]``::
     m = W' Tern(y) + b2         quantised route: ternary activations, full-precision weights
     o = GELU(n * m)
 
-``Tern(v) = sign(v) * 1[|v| >= 0.15 max|v|]`` (:mod:`bpsn_ext.core.ternary`).  How gradients
+``Tern(v) = sign(v) * 1[|v| >= 0.15 max|v|]`` (`bpsn_ext.core.ternary`).  How gradients
 pass the two ``Tern`` is not settled by the paper; ``grad_mode`` selects one of the two public
 re-implementations (NSA, PRF), our own surrogate rule, or the recommended default (a
 reconstruction, see ``docs/reconstruction.md``):
@@ -195,7 +195,7 @@ class GSUMixer(nn.Module):
 
     def energy_ops(self, inputs, output, kwargs):
         """``Tern(W) y`` (1 - z_W) H^2 AC + ``W' Tern(y)`` R_t H^2 AC + Tern(y) compares +
-        biases + product + GELU, per real token.  See :mod:`bpsn_ext.energy.ssm`."""
+        biases + product + GELU, per real token.  See `bpsn_ext.energy.ssm`."""
         from bpsn_ext.energy.ssm import gsu_mixer
 
         return gsu_mixer(self, inputs, output, kwargs)
@@ -213,17 +213,17 @@ class GSU(SSMBlock):
         y = S4D(u);  o = GSUMixer(dropout(y));  out = norm(dropout(o) + u)   (post-norm default)
 
     The SSM output stays real (no Heaviside); the ternary ``Tern(y)`` of the mixer is the
-    quantised activation.  Arguments: those of :class:`GSUMixer` (``grad_mode``, ``ternary``,
+    quantised activation.  Arguments: those of `GSUMixer` (``grad_mode``, ``ternary``,
     ``factor``, ``act_delta``, ``weight_grad``, ``act_grad``, ``learn_scale``,
     ``detach_delta``, ``gelu``, ``surrogate``) and of the block (``d_state``, ``dropout``,
     ``tied_dropout``, ``norm``, ``prenorm``, ``residual``, ``dt_min``, ``dt_max``,
-    ``bidirectional``, ``bidirectional_convention``; see :class:`~bpsn_ext.layers.BinaryS4D`).
+    ``bidirectional``, ``bidirectional_convention``; see `BinaryS4D`).
     ``gelu=False`` (the default of ``grad_mode="prf_surrogate"``) gives ``o = n * m``.
 
     With ``act_delta="tensor"`` (the default of ``"prf_surrogate"``) the threshold depends on
     the whole sequence, so the step-by-step form equals the parallel form only with a per-token
     threshold.
-    :meth:`forward_with_activation` also returns ``Tern(y)``.
+    `forward_with_activation` also returns ``Tern(y)``.
     """
 
     def __init__(
@@ -271,7 +271,7 @@ class GSU(SSMBlock):
 
     def energy_ops(self, inputs, output, kwargs):
         """S4D + the mixer's ops (with the GELU) + residual + norm, on the real steps.  See
-        :mod:`bpsn_ext.energy.ssm`."""
+        `bpsn_ext.energy.ssm`."""
         from bpsn_ext.energy.ssm import gsu
 
         return gsu(self, inputs, output, kwargs)

@@ -7,10 +7,10 @@ complex modes (their conjugates are implied, hence the factor 2 in the output)::
 
 discretised by zero-order hold (``A_bar = exp(dt A)``, ``B_bar = (exp(dt A) - 1) / A``).
 
-* parallel form (:meth:`S4D.forward`): the kernel
+* parallel form (`S4D.forward`): the kernel
   ``K[h, l] = 2 Re sum_p C[h,p] B_bar[h,p] A_bar[h,p]^l`` (Vandermonde) and an FFT convolution
   zero-padded to ``2T``, plus ``D u``;
-* recurrent form (:meth:`S4D.step`): ``x_t = A_bar x_{t-1} + B_bar u_t``,
+* recurrent form (`S4D.step`): ``x_t = A_bar x_{t-1} + B_bar u_t``,
   ``y_t = 2 Re(C x_t) + D u_t``; the same numbers as the parallel form.
 
 S4D-Lin initialisation: ``log_A_real = log 0.5``, ``A_imag[p] = pi p``,
@@ -66,13 +66,13 @@ class S4D(OptimHints, Streaming, nn.Module):
 
     Parameters: ``log_dt`` [H], ``log_A_real`` [H, P], ``A_imag`` [H, P], ``C`` [H, P, 2]
     (real view of a complex tensor; also ``C_backward`` when bidirectional), ``D`` [H].
-    ``ssm_parameter_names`` lists those that :func:`bpsn_ext.optim.ssm_param_groups` trains
+    ``ssm_parameter_names`` lists those that `bpsn_ext.optim.ssm_param_groups` trains
     with the small SSM learning rate and no weight decay; they also carry state-spaces'
     ``_optim`` hint ``{"lr": 0.001, "weight_decay": 0.0}`` for its ``setup_optimizer``.
 
-    Streaming: :meth:`step` consumes one step ``[N, H]`` and keeps the state ``x`` (complex
+    Streaming: `step` consumes one step ``[N, H]`` and keeps the state ``x`` (complex
     ``[N, H, P]``) in the plain attribute ``ssm_state`` (``None`` until the first step, never in
-    ``state_dict``); :meth:`reset_state` clears it.
+    ``state_dict``); `reset_state` clears it.
     """
 
     ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_imag")
@@ -200,7 +200,7 @@ class S4D(OptimHints, Streaming, nn.Module):
         """One recurrent step, pure: ``(y_t [N, H], new_state [N, H, P])``.
 
         ``state`` None means zero.  ``mask_t`` bool ``[N]``: where False the input counts as
-        zero and the output is zero (the state still decays, exactly as in :meth:`forward`).
+        zero and the output is zero (the state still decays, exactly as in `forward`).
         """
         self._refuse_bidirectional("streaming form")
         u = check_step_input(type(self).__name__, x_t, self.d_model, self.D.dtype)
@@ -223,7 +223,7 @@ class S4D(OptimHints, Streaming, nn.Module):
     def energy_ops(self, inputs, output, kwargs):
         """Recurrent-form cost on the real steps: ``8P + 1`` MAC per token and channel (P =
         d_state/2 modes; ``16P + 1`` bidirectional); ``B_bar u`` and ``D u`` are AC on spike
-        input.  See :mod:`bpsn_ext.energy.ssm`."""
+        input.  See `bpsn_ext.energy.ssm`."""
         from bpsn_ext.energy.ssm import s4d
 
         return s4d(self, inputs, output, kwargs)

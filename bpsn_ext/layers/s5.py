@@ -21,8 +21,8 @@ Options that follow S5 itself:
   ``B_bar`` and its own ``C_backward``; ``y_t = 2 Re(C x_t + C_b x'_t) + D u_t`` where both
   ``x_t`` and ``x'_t`` include step ``t`` (S5's convention).  No streaming form then.
 
-The parallel form computes all states with :func:`bpsn_ext.core.ssm.diagonal_scan` (a
-log-depth associative scan: no Python loop over T, memory linear in T); :meth:`step` is the
+The parallel form computes all states with `bpsn_ext.core.ssm.diagonal_scan` (a
+log-depth associative scan: no Python loop over T, memory linear in T); `step` is the
 recurrence itself.  Initialisation (S5's HiPPO-N eigenvalues are replaced by S4D-Lin):
 ``log_A_real = log 0.5``, ``A_imag[p] = pi p``, ``log_dt ~ U[log dt_min, log dt_max]``,
 ``B ~ CN(0, 1/H)``, ``C ~ CN(0, 1)``, ``D ~ N(0, 1)``.
@@ -90,8 +90,8 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
         s5 = SpikingS5(64, 32, real_part="free", clip_real=-1e-4, discretization="bilinear")
         spikes = s5(torch.randn(784, 8, 64))
 
-    Streaming: :meth:`step` keeps the complex state ``[N, P]`` in ``ssm_state`` (``None`` until
-    the first step, never in ``state_dict``); :meth:`reset_state` clears it.
+    Streaming: `step` keeps the complex state ``[N, P]`` in ``ssm_state`` (``None`` until
+    the first step, never in ``state_dict``); `reset_state` clears it.
     """
 
     ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_real", "A_imag", "B")
@@ -284,7 +284,7 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
 
     def energy_ops(self, inputs, output, kwargs):
         """Recurrent-form cost on the real steps: ``4P + 4PH + H`` MAC per token (``B_bar u``
-        and ``D u`` AC on spike input) + the readout.  See :mod:`bpsn_ext.energy.ssm`."""
+        and ``D u`` AC on spike input) + the readout.  See `bpsn_ext.energy.ssm`."""
         from bpsn_ext.energy.ssm import spiking_s5
 
         return spiking_s5(self, inputs, output, kwargs)

@@ -1,11 +1,11 @@
 """Optional links to Hugging Face BERT checkpoints on local disk (never downloads).
 
-* :func:`load_bert_weights` copies the matching weights of a local BERT checkpoint directory
+* `load_bert_weights` copies the matching weights of a local BERT checkpoint directory
   (``save_pretrained`` output: ``model.safetensors`` or ``pytorch_model.bin``) into an
-  :class:`~bpsn_ext.models.SNNBert`.
-* :func:`load_teacher` loads a local fine-tuned ``BertForSequenceClassification`` (or any
+  `SNNBert`.
+* `load_teacher` loads a local fine-tuned ``BertForSequenceClassification`` (or any
   ``AutoModelForSequenceClassification``) with ``local_files_only=True``.
-* :func:`distillation_loss` mixes the task loss with a logit-distillation term.
+* `distillation_loss` mixes the task loss with a logit-distillation term.
 
 Which of these SNN-BERT used is unknown (a reconstruction, see ``docs/snn_bert.md``): all are
 optional.
@@ -14,7 +14,6 @@ optional.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -190,9 +189,3 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, task_loss: t
                       F.log_softmax(teacher / temperature, -1), log_target=True,
                       reduction="batchmean") * temperature**2
     return (1 - alpha) * task_loss + alpha * kd
-
-
-def read_bert_config(path: str | os.PathLike) -> dict:
-    """``config.json`` of a local checkpoint directory (for sizing an SNNBert to match)."""
-    with open(os.path.join(os.fspath(path), "config.json"), encoding="utf-8") as f:
-        return json.load(f)

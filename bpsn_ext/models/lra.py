@@ -5,10 +5,10 @@ layer: ``"binary_s4d"``, ``"gsu"``, ``"s5"`` (spiking S5), ``"bpsn"`` or ``"s4d"
 non-spiking S4D block, the reference).  Inputs are time-first: token ids ``[T, N]`` (with
 ``vocab_size``) or features ``[T, N, d_input]``.
 
-Per-task settings: :data:`LRA_PRESETS` (the LRA table of the S4D paper, Gu et al. 2022, which
+Per-task settings: `LRA_PRESETS` (the LRA table of the S4D paper, Gu et al. 2022, which
 Stan & Rhodes' own per-task settings most likely follow; theirs were not retrievable) and
-:func:`build_lra_model`.  AAN retrieval encodes its two documents with one shared backbone and
-classifies ``[a, b, a * b, a - b]`` (:class:`LRADualClassifier`, the LRA convention).
+`build_lra_model`.  AAN retrieval encodes its two documents with one shared backbone and
+classifies ``[a, b, a * b, a - b]`` (`LRADualClassifier`, the LRA convention).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class LRAClassifier(nn.Module):
     Args:
         d_input: features per step (ignored with ``vocab_size``).
         n_classes: output classes.
-        layer: one of :data:`LAYERS`.
+        layer: one of `LAYERS`.
         d_model, n_layers, d_state, dropout, prenorm: backbone size (s4 ``example.py``
             defaults: 128, 4, 64, 0.1 / 0.0, post-norm).
         norm: ``"layer"`` (default), ``"batch"`` (over real steps only) or ``"none"``.
@@ -155,11 +155,11 @@ class LRAClassifier(nn.Module):
 
 
 class LRADualClassifier(nn.Module):
-    """Two-document classifier (LRA retrieval): one shared :class:`LRAClassifier` backbone
+    """Two-document classifier (LRA retrieval): one shared `LRAClassifier` backbone
     encodes each document; an MLP classifies ``[a, b, a * b, a - b]`` (``[N, 4 d_model]``).
 
     ``forward(x1, mask1, x2, mask2) -> logits [N, n_classes]``; ``x1 [T1, N]``, ``x2 [T2, N]``.
-    Keyword arguments are those of :class:`LRAClassifier`.
+    Keyword arguments are those of `LRAClassifier`.
     """
 
     def __init__(self, d_input: int, n_classes: int, **kwargs) -> None:
@@ -178,7 +178,7 @@ class LRADualClassifier(nn.Module):
 
 @dataclass(frozen=True)
 class LRAPreset:
-    """Backbone and training settings of one task (see :data:`LRA_PRESETS`)."""
+    """Backbone and training settings of one task (see `LRA_PRESETS`)."""
 
     n_layers: int
     d_model: int
@@ -225,7 +225,7 @@ def build_lra_model(
     layer_options: dict | None = None,
     **overrides,
 ) -> nn.Module:
-    """An :class:`LRAClassifier` (or :class:`LRADualClassifier` with ``dual``) with the
+    """An `LRAClassifier` (or `LRADualClassifier` with ``dual``) with the
     backbone of ``LRA_PRESETS[task]``; ``overrides`` replace preset fields (``d_model``,
     ``n_layers``, ``norm``, ``prenorm``, ``dropout``, ``d_state``, ``dt_min``, ``dt_max``).
     ``dt_min``/``dt_max`` go to the SSM layers (not to ``bpsn``)."""

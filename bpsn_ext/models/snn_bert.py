@@ -5,14 +5,14 @@ reconstruction, see ``docs/snn_bert.md``).
 
 * embeddings: WordPiece token + position + segment embeddings, LayerNorm, dropout (real).
 * coding ``"individual"`` (the paper's proposal): ``[L, B, D]``, token t at time step t; the
-  neurons are :class:`bpsn_ext.BPSN`, parallel over the tokens, with the padding mask.
+  neurons are `bpsn_ext.BPSN`, parallel over the tokens, with the padding mask.
 * coding ``"repeat"`` (the baseline): ``[T, B, L, D]``, the embedded sequence repeated at each
-  of ``T`` steps; the neurons are :class:`MultiStepLIF` over ``T`` (one state per token and
+  of ``T`` steps; the neurons are `MultiStepLIF` over ``T`` (one state per token and
   feature); attention runs at every step.
 * coding ``"ann"`` (the ANN twin): the individual layout ``[L, B, D]`` with every neuron
   replaced by a real-valued activation (``ann_activation``: ReLU by default); the same
   embeddings, Linear layers, LayerNorms, attention, pooling and head, no neuron at all.
-* blocks: :class:`~bpsn_ext.models.spiking_attention.SpikingEncoderBlock` (spiking
+* blocks: `SpikingEncoderBlock` (spiking
   self-attention with ``"softmax"`` or ``"spike_driven"`` attention, spiking FFN).
 * pooling ``"mean"`` over real tokens (and over the T steps) or ``"cls"`` (the first token);
   then dropout and ``Linear(D, num_labels)``; ``num_labels == 1`` is regression (STS-B).
@@ -48,14 +48,14 @@ BPSN_DEFAULTS = {"runaway": "none"}
 
 @dataclasses.dataclass
 class SNNBertConfig:
-    """Settings of :class:`SNNBert` (defaults: a small 4-layer model; BERT-base is
+    """Settings of `SNNBert` (defaults: a small 4-layer model; BERT-base is
     ``layers=12, width=768, heads=12, ffn_width=3072``).
 
-    ``bpsn_options`` go to every :class:`bpsn_ext.BPSN` (individual coding), e.g.
+    ``bpsn_options`` go to every `bpsn_ext.BPSN` (individual coding), e.g.
     ``{"fusion": "gate", "runaway": "soft_reset"}``; the default is ``BPSN_DEFAULTS``
     (``{"runaway": "none"}``), and a dict given replaces it (the CLI merges its
     ``--bpsn-option`` flags into it); ``lif_options`` to every
-    :class:`MultiStepLIF` (repeat coding): ``tau``, ``v_threshold``, ``reset``.
+    `MultiStepLIF` (repeat coding): ``tau``, ``v_threshold``, ``reset``.
     ``attention_scale=None`` picks the variant's default.  ``ann_activation`` is the twin's
     activation under ``coding="ann"`` (``"relu"``, ``"gelu"`` or ``"identity"``).
     ``attn_out_norm`` / ``input_norm``: LayerNorms before the attention-output neuron / before

@@ -1,12 +1,12 @@
-"""Building blocks of :class:`bpsn_ext.models.SNNBert`: neurons per coding, spiking
+"""Building blocks of `bpsn_ext.models.SNNBert`: neurons per coding, spiking
 self-attention and the spiking encoder block.
 
 Two tensor layouts run through the same blocks (``D`` features last in both):
 
 * individual coding: ``[L, B, D]``, the time axis *is* the token axis; padding mask ``[L, B]``
-  (bool, True = real token); the neuron is :class:`bpsn_ext.BPSN` (parallel over tokens).
+  (bool, True = real token); the neuron is `bpsn_ext.BPSN` (parallel over tokens).
 * repeat coding: ``[T, B, L, D]``, the whole sequence is shown at each of ``T`` steps; padding
-  mask ``[B, L]``; the neuron is :class:`MultiStepLIF` (a loop over ``T``), one state per
+  mask ``[B, L]``; the neuron is `MultiStepLIF` (a loop over ``T``), one state per
   ``(b, l, d)``.
 
 Linear layers and LayerNorms act on the last dimension, so they are shared by both layouts;
@@ -141,7 +141,7 @@ def _split_heads(x: torch.Tensor, heads: int, coding: str) -> torch.Tensor:
 
 
 def _merge_heads(x: torch.Tensor, coding: str) -> torch.Tensor:
-    """Inverse of :func:`_split_heads`."""
+    """Inverse of `_split_heads`."""
     if _layout(coding) == "individual":
         B, H, L, d = x.shape
         return x.permute(2, 0, 1, 3).reshape(L, B, H * d)

@@ -2,7 +2,7 @@
 
 The SSM layers' snnTorch faces (``S4DLeaky``, ``BinaryS4DLeaky``, ``GSULeaky``,
 ``SpikingS5Leaky``) take ``[T, B, D]`` sequences like ``StateLeaky`` or one step ``[B, D]`` like
-``Leaky``, and ``snntorch.utils.reset`` clears their state (see :mod:`bpsn_ext.snntorch.layers`).
+``Leaky``, and ``snntorch.utils.reset`` clears their state (see `bpsn_ext.snntorch.layers`).
 """
 
 from bpsn_ext.snntorch.bpsn import BPSN, BPSNLeaky

@@ -1,7 +1,7 @@
 """snnTorch faces of the SSM layers: ``S4DLeaky``, ``BinaryS4DLeaky``, ``GSULeaky``,
 ``SpikingS5Leaky``.
 
-Each takes the arguments of its core layer (:mod:`bpsn_ext.layers`; the surrogate is named
+Each takes the arguments of its core layer (`bpsn_ext.layers`; the surrogate is named
 ``spike_grad``, snnTorch's name, and defaults to a picklable ATan(2) firing at ``> 0``,
 snnTorch's tie rule) and has the same ``state_dict``.  Conventions follow snnTorch:
 
@@ -121,7 +121,7 @@ class _SnnTorchSSM:
 
 
 class S4DLeaky(_SnnTorchSSM, S4D, _LeakyBase):
-    """:class:`bpsn_ext.layers.S4D` for snnTorch (module docstring); returns ``y`` (no spikes).
+    """`bpsn_ext.layers.S4D` for snnTorch (module docstring); returns ``y`` (no spikes).
 
     Example::
 
@@ -137,7 +137,7 @@ class S4DLeaky(_SnnTorchSSM, S4D, _LeakyBase):
 
 
 class BinaryS4DLeaky(_SnnTorchSSM, BinaryS4D, _LeakyBase):
-    """:class:`bpsn_ext.layers.BinaryS4D` for snnTorch (module docstring).
+    """`bpsn_ext.layers.BinaryS4D` for snnTorch (module docstring).
 
     Example::
 
@@ -147,7 +147,7 @@ class BinaryS4DLeaky(_SnnTorchSSM, BinaryS4D, _LeakyBase):
 
 
 class GSULeaky(_SnnTorchSSM, GSU, _LeakyBase):
-    """:class:`bpsn_ext.layers.GSU` for snnTorch (module docstring); ``spike_grad`` is the
+    """`bpsn_ext.layers.GSU` for snnTorch (module docstring); ``spike_grad`` is the
     surrogate of the ``"surrogate"`` / ``"prf_surrogate"`` ternarisations.
 
     Example::
@@ -160,7 +160,7 @@ class GSULeaky(_SnnTorchSSM, GSU, _LeakyBase):
 
 
 class SpikingS5Leaky(_SnnTorchSSM, SpikingS5, _LeakyBase):
-    """:class:`bpsn_ext.layers.SpikingS5` for snnTorch (module docstring); ``output=True``
+    """`bpsn_ext.layers.SpikingS5` for snnTorch (module docstring); ``output=True``
     returns ``(spk, mem)`` with ``mem`` the pre-spike SSM output, as ``StateLeaky`` does.
 
     Example::

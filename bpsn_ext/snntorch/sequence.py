@@ -53,7 +53,7 @@ class StepLoop(nn.Module):
         self.neuron = neuron
 
     def forward(self, x_seq: torch.Tensor):
-        from bpsn_ext.snntorch.swap import reset
+        from bpsn_ext.snntorch.state import reset
 
         reset(self.neuron)
         outs = [self.neuron(x_t) for x_t in x_seq.unbind(0)]

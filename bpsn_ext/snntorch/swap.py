@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import snntorch as snn
-import torch
 from torch import nn
 
 from bpsn_ext.core.swap import Rules, Swap, SwapReport, apply_swaps
 from bpsn_ext.snntorch.sequence import StepLoop
+from bpsn_ext.snntorch.state import detach, reset
 
 __all__ = ["swap_neurons", "to_single_step", "reset", "detach"]
-
-# state attributes of snnTorch neurons (Leaky: mem; Synaptic: syn, mem; RLeaky: spk, mem; ...)
-_STATE_NAMES = ("mem", "syn", "spk", "syn_exc", "syn_inh", "c", "mem_prev", "prev_input")
-
 
 def _forget_instance(old: nn.Module) -> None:
     """Remove ``old`` from snnTorch's global instance list (global resets, garbage collection)."""
@@ -87,32 +83,3 @@ def to_single_step(model: nn.Module, *, spike_grad=None, inplace: bool = True) -
         {snn.Leaky: lambda old: SingleStepLeaky.from_neuron(old, spike_grad=spike_grad)},
         inplace=inplace,
     )
-
-
-def reset(net: nn.Module) -> nn.Module:
-    """Zero and detach the state of every snnTorch neuron inside ``net`` (recursively), and
-    call ``reset_state()`` on every module that has one (the bpsn_ext SSM layers).
-
-    Unlike ``snntorch.utils.reset`` it reaches nested neurons and touches no other model.
-    """
-    for m in net.modules():
-        if isinstance(m, snn.SpikingNeuron):
-            for name in _STATE_NAMES:
-                value = getattr(m, name, None)
-                if isinstance(value, torch.Tensor):
-                    setattr(m, name, torch.zeros_like(value))
-        reset_state = getattr(m, "reset_state", None)
-        if callable(reset_state):
-            reset_state()
-    return net
-
-
-def detach(net: nn.Module) -> nn.Module:
-    """Detach (in place) the state of every snnTorch neuron inside ``net`` from the graph."""
-    for m in net.modules():
-        if isinstance(m, snn.SpikingNeuron):
-            for name in _STATE_NAMES:
-                value = getattr(m, name, None)
-                if isinstance(value, torch.Tensor):
-                    value.detach_()
-    return net

@@ -1,7 +1,7 @@
 """The SSM layers as SpikingJelly ``base.MemoryModule`` s (SpikingJelly 2.0.0 and 0.0.0.0.14).
 
 ``S4DLayer``, ``BinaryS4DLayer``, ``GSULayer`` and ``SpikingS5Layer`` are the
-:mod:`bpsn_ext.layers` modules (same arguments, same ``state_dict``) with SpikingJelly's
+`bpsn_ext.layers` modules (same arguments, same ``state_dict``) with SpikingJelly's
 step modes:
 
 * ``step_mode='m'``: the parallel form on ``[T, N, D]`` (FFT convolution / associative scan).
@@ -12,14 +12,14 @@ step modes:
 
 The recurrent state is the registered memory ``ssm_state`` (reset value ``None``, never in
 ``state_dict``); ``functional.reset_net`` clears it.  ``forward(x, mask=None)`` takes the padding
-mask as in :mod:`bpsn_ext.layers` (bool ``[T, N]`` or lengths ``[N]`` in ``'m'``; bool ``[N]``
+mask as in `bpsn_ext.layers` (bool ``[T, N]`` or lengths ``[N]`` in ``'m'``; bool ``[N]``
 in ``'s'``).  Bidirectional S4D layers are ``'m'`` only.
 
 ``backend``: ``'torch'``, ``'cupy'`` or ``'auto'`` (``supported_backends = ('torch', 'cupy')``,
 so SpikingJelly 0.0.0.0.14's ``functional.set_backend`` works).  ``'cupy'`` needs CuPy and CUDA
 tensors and raises a clear error otherwise.  With ``'cupy'`` (or ``'auto'`` when CuPy and a CUDA
 tensor are there) the S4D of ``S4DLayer``, ``BinaryS4DLayer`` and ``GSULayer`` runs in ``'m'``
-mode as a fused CUDA scan over time (:mod:`bpsn_ext.kernels.cupy_ssm`; causal, float32).
+mode as a fused CUDA scan over time (`bpsn_ext.kernels.cupy_ssm`; causal, float32).
 Everything else runs the torch code: ``'s'`` mode, ``SpikingS5Layer`` and, under ``'auto'``,
 bidirectional or non-float32 layers (an explicit ``'cupy'`` refuses those with a clear error).
 """
@@ -178,7 +178,7 @@ class _SSMMemoryModule(BackendMixin):
 
 
 class S4DLayer(_SSMMemoryModule, S4D, base.MemoryModule):
-    """:class:`bpsn_ext.layers.S4D` as a SpikingJelly memory module (see the module docstring).
+    """`bpsn_ext.layers.S4D` as a SpikingJelly memory module (see the module docstring).
 
     ``S4DLayer(d_model, d_state=64, *, step_mode='s', backend='torch', carry_state=False,
     dt_min=0.001, dt_max=0.1, bidirectional=False)``.
@@ -199,7 +199,7 @@ class S4DLayer(_SSMMemoryModule, S4D, base.MemoryModule):
 
 
 class BinaryS4DLayer(_SSMMemoryModule, BinaryS4D, base.MemoryModule):
-    """:class:`bpsn_ext.layers.BinaryS4D` as a SpikingJelly memory module.
+    """`bpsn_ext.layers.BinaryS4D` as a SpikingJelly memory module.
 
     Takes every ``BinaryS4D`` option; the surrogate is ``surrogate_function`` (SpikingJelly's
     name; any SpikingJelly surrogate object, default ``ATan(alpha=2)``).
@@ -221,7 +221,7 @@ class BinaryS4DLayer(_SSMMemoryModule, BinaryS4D, base.MemoryModule):
 
 
 class GSULayer(_SSMMemoryModule, GSU, base.MemoryModule):
-    """:class:`bpsn_ext.layers.GSU` as a SpikingJelly memory module (``surrogate_function`` is
+    """`bpsn_ext.layers.GSU` as a SpikingJelly memory module (``surrogate_function`` is
     the surrogate of ``grad_mode='surrogate'`` and ``'prf_surrogate'``)."""
 
     def __init__(
@@ -240,7 +240,7 @@ class GSULayer(_SSMMemoryModule, GSU, base.MemoryModule):
 
 
 class SpikingS5Layer(_SSMMemoryModule, SpikingS5, base.MemoryModule):
-    """:class:`bpsn_ext.layers.SpikingS5` as a SpikingJelly memory module (``surrogate_function``
+    """`bpsn_ext.layers.SpikingS5` as a SpikingJelly memory module (``surrogate_function``
     default ``ATan(alpha=2)``)."""
 
     def __init__(

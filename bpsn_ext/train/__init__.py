@@ -1,4 +1,4 @@
-"""The trainer shared by the GLUE (SNN-BERT) and LRA examples: see :mod:`.trainer`."""
+"""The trainer shared by the GLUE (SNN-BERT) and LRA examples: see `trainer`."""
 
 from bpsn_ext.train.checkpoint import (
     PREVIOUS_CHECKPOINT_NAME,

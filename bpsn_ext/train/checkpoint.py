@@ -1,4 +1,4 @@
-"""Atomic binary checkpoints and RNG-state capture for :mod:`bpsn_ext.train`."""
+"""Atomic binary checkpoints and RNG-state capture for `bpsn_ext.train`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from bpsn_ext.core.atomic import atomic_open
+from bpsn_ext.util.files import atomic_open
 
 __all__ = ["atomic_save", "load_checkpoint", "get_rng_state", "set_rng_state", "claim_run_folder",
            "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "METRICS_NAME"]
@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover
 def atomic_save(obj: Any, path: str | os.PathLike, keep_previous: str | None = None) -> None:
     """``torch.save`` ``obj`` to a temporary file in the folder of ``path``, then ``os.replace``.
 
-    The binary counterpart of ``bpsn_ext.core.atomic.atomic_open``: readers never see a
+    The binary counterpart of ``bpsn_ext.util.files.atomic_open``: readers never see a
     half-written file; on any error (a crash inside ``torch.save`` included) the temporary file
     is removed and the previous ``path`` is left as it was.  Missing folders are created.
     ``keep_previous``: a file name in the same folder that receives the earlier ``path`` just
@@ -122,7 +122,7 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Inverse of :func:`get_rng_state`."""
+    """Inverse of `get_rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

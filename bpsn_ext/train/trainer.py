@@ -23,7 +23,6 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
-from bpsn_ext.bench.measure import write_json_atomic
 from bpsn_ext.train.checkpoint import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -34,6 +33,7 @@ from bpsn_ext.train.checkpoint import (
     set_rng_state,
 )
 from bpsn_ext.train.sync_norm import convert_batch_norms
+from bpsn_ext.util.files import write_json_atomic
 
 __all__ = ["TrainConfig", "Trainer", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 
@@ -46,13 +46,13 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of :class:`Trainer`.
+    """Settings of `Trainer`.
 
     ``batch_size`` is the *global* batch: under ``torchrun`` each of the ``world_size`` ranks
     takes ``batch_size // world_size`` samples of it.  ``checkpoint_every`` counts optimizer
     steps (0: only at the end of each epoch); without ``checkpoint_dir`` nothing is written.
     ``param_groups(model, lr=..., weight_decay=...)`` builds the optimizer's groups, e.g.
-    :func:`bpsn_ext.ssm_param_groups`.  ``scheduler``: ``"constant"`` or ``"cosine"`` (to
+    `bpsn_ext.ssm_param_groups`.  ``scheduler``: ``"constant"`` or ``"cosine"`` (to
     ``min_lr_ratio * lr``), both after ``warmup_steps`` of linear warm-up.
     """
 
@@ -143,7 +143,7 @@ class Trainer:
     - ``loss_fn(model, batch) -> Tensor``: the *mean* loss of the (local) batch; ``model`` is
       the DDP wrapper under ``torchrun``, so call it rather than its ``.module``.
     - ``metrics_fn(model, batch) -> dict``: per-batch metrics (means) on ``eval_dataset``;
-      :meth:`evaluate` averages them weighted by batch size, or hands the list of per-batch
+      `evaluate` averages them weighted by batch size, or hands the list of per-batch
       dicts and sizes to ``eval_reduce_fn(outputs, sizes) -> dict`` when given (for metrics that
       do not decompose, such as Matthews correlation: return predictions from ``metrics_fn``).
     - ``reset_fn(model)``: called after every batch (e.g. SpikingJelly ``functional.reset_net``).
@@ -347,7 +347,7 @@ class Trainer:
         )
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote (default: the latest one)."""
+        """Restore everything `save_checkpoint` wrote (default: the latest one)."""
         if path is None:
             if self.checkpoint_path is None:
                 raise ValueError("resume=True needs config.checkpoint_dir (it is None)")
@@ -461,7 +461,7 @@ class Trainer:
 
     def release(self) -> None:
         """Drop the DDP wrapper (its reducer holds gloo/nccl work objects) and, if this trainer
-        created the process group (``torchrun`` env vars), destroy it.  Called by :meth:`fit`
+        created the process group (``torchrun`` env vars), destroy it.  Called by `fit`
         when it owns the group; call it yourself before ``destroy_process_group`` otherwise.
         Left to interpreter shutdown, gloo's threads can abort the process (SIGABRT)."""
         self.ddp_model = self.model

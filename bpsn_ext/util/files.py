@@ -1,15 +1,16 @@
-"""Atomic file writes: a temporary file in the same folder, then ``os.replace``."""
+"""Atomic file writes: a temporary file in the same folder, then `os.replace`."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["atomic_open"]
+__all__ = ["atomic_open", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -62,3 +63,11 @@ def _keep(path: str, previous: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON: a temporary file in the same folder, then
+    ``os.replace``, so readers never see a half-written file.  Creates missing folders."""
+    with atomic_open(path) as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
