@@ -1,6 +1,6 @@
 """Command line (`bpsn-ext` or `python -m bpsn_ext`): `demo`, `bench {single-step,bpsn,ssm,
 snn-bert}`, `train {lra,glue}`, `evaluate {lra,glue}`, `pretrain` (masked LM) and
-`generate {listops,pathfinder,wordnet-glosses}`.
+`generate {listops,pathfinder,wordnet-glosses}`, and `plot` (figures from result JSON).
 Each subcommand has its own flags, given after its name.
 
 Every subcommand is registered one way: a module offers `add_<verb>_arguments(parser)` (the
@@ -45,6 +45,11 @@ BENCHMARKS = {
                  "SNN-BERT: individual coding vs repeat coding (time, memory, energy)"),
 }
 # (subcommand, choice) -> module of bpsn_ext.apps that implements it
+PLOTS = {  # what `--plot PATH` of a benchmark and `plot KIND SOURCE` draw (`bpsn_ext.plots`)
+    "bpsn": "plot_bpsn_bench",
+    "ssm": "plot_ssm_bench",
+    "energy": "plot_energy_bars",
+}
 APPS = {
     "train": {"lra": "lra", "glue": "glue"},
     "evaluate": {"lra": "lra", "glue": "glue"},
@@ -61,12 +66,56 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _returns_zero(run):
+def _returns_zero(run, plot: str | None = None):
     def handler(args: argparse.Namespace) -> int:
-        run(args)
+        path = getattr(args, "plot", None)
+        if path:
+            _refuse_existing(path, args)
+        report = run(args)
+        if path:
+            print(f"figure: {_draw(plot, report, path)}")
         return 0
 
     return handler
+
+
+def _refuse_existing(path: str, args: argparse.Namespace) -> None:
+    import os
+
+    if os.path.exists(path) and not getattr(args, "overwrite", False):
+        raise SystemExit(f"{path} exists; choose another --plot/--out path or pass --overwrite")
+
+
+def _draw(kind: str, source, path: str) -> str:
+    """Draw figure ``kind`` of `PLOTS` from ``source`` (a dict or a JSON path) into ``path``,
+    written beside it and moved in place when complete."""
+    import os
+
+    from bpsn_ext import plots
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    partial = os.path.join(folder, f".{os.path.basename(path)}.partial.png")
+    getattr(plots, PLOTS[kind])(source, partial)
+    os.replace(partial, path)
+    return path
+
+
+def _plot(args: argparse.Namespace) -> int:
+    _refuse_existing(args.out, args)
+    print(f"figure: {_draw(args.kind, args.source, args.out)}")
+    return 0
+
+
+def _add_plot(sub) -> None:
+    """`plot KIND SOURCE --out PATH`: a figure from a benchmark or energy-report JSON."""
+    parser = sub.add_parser("plot", help="draw a figure from a benchmark JSON (bench bpsn / "
+                            "bench ssm) or an energy report JSON (EnergyReport.to_json)")
+    parser.add_argument("kind", choices=sorted(PLOTS), help="which figure")
+    parser.add_argument("source", help="the JSON file")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.set_defaults(handler=_plot)
 
 
 def _add_benchmarks(sub) -> None:
@@ -78,7 +127,10 @@ def _add_benchmarks(sub) -> None:
         module = importlib.import_module(f"bpsn_ext.bench.{module_name}")
         child = which.add_parser(name, help=help_text)
         module.add_arguments(child)
-        child.set_defaults(handler=_returns_zero(module.run_from_args))
+        if module_name in PLOTS:
+            child.add_argument("--plot", metavar="PATH", help="also draw time and memory "
+                               "against length into this PNG (needs matplotlib)")
+        child.set_defaults(handler=_returns_zero(module.run_from_args, module_name))
 
 
 def _app_module(name: str):
@@ -115,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "training and evaluation of the example models, data generators.",
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{demo,bench,train,evaluate,pretrain,generate}")
+                                metavar="{demo,bench,train,evaluate,pretrain,generate,plot}")
 
     demo = sub.add_parser("demo", help="single-step, BPSN and spiking-SSM networks against "
                           "their baselines on the 8x8 digits (about a minute)")
@@ -139,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     child = sub.add_parser("pretrain", help=pretrain.PRETRAIN_HELP)
     pretrain.add_pretrain_arguments(child)
     child.set_defaults(handler=pretrain.run_pretrain)
+    _add_plot(sub)
     return parser
 
 
