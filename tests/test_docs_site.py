@@ -109,6 +109,7 @@ def test_every_image_resolves_and_has_alt_text(site: Path):
             no_alt.append(f"{page.relative_to(site)} (an <img> without alt)")
     assert not broken, "broken images:\n" + "\n".join(broken)
     assert not no_alt, f"images without alt text: {no_alt}"
+    assert "css/extra.css" in _page(site, "concepts")  # wide code blocks wrap (docs/css)
     from bpsn_ext.plots import FIGURES
 
     for name in FIGURES:  # every figure the script draws is committed and shown somewhere
