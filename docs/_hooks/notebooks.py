@@ -21,8 +21,6 @@ import os
 import re
 from pathlib import Path
 
-from mkdocs.structure.files import File
-
 log = logging.getLogger("mkdocs.hooks.notebooks")
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "docs-notebooks"
@@ -40,6 +38,22 @@ def _key(nb_bytes: bytes, mode: str) -> str:
     return h.hexdigest()[:20]
 
 
+def cache_path(path: Path, mode: str = "fast") -> Path:
+    """Where the executed `path` is cached (`tests/test_notebooks.py` writes there too)."""
+    return CACHE / f"{path.stem}-{_key(path.read_bytes(), mode)}.ipynb"
+
+
+def store(path: Path, nb, mode: str = "fast") -> None:
+    """Cache the executed notebook `nb` of `path`, atomically."""
+    import nbformat
+
+    target = cache_path(path, mode)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, target)
+
+
 def _execute(path: Path):
     import nbclient
     import nbformat
@@ -49,7 +63,7 @@ def _execute(path: Path):
     nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     if mode == "off":
         return nb
-    cached = CACHE / f"{path.stem}-{_key(raw, mode)}.ipynb"
+    cached = cache_path(path, mode)
     if cached.is_file():
         return nbformat.read(cached, as_version=4)
     # the inline backend (not Agg, as in the tests): figures become image/png outputs
@@ -70,10 +84,7 @@ def _execute(path: Path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, cached)
+    store(path, nb, mode)
     return nb
 
 
@@ -120,6 +131,8 @@ def _fast() -> bool:
 
 
 def on_files(files, config):
+    from mkdocs.structure.files import File
+
     _pages.clear()
     for path in sorted((ROOT / "examples").glob("*.ipynb")):
         stem = path.stem
