@@ -36,3 +36,9 @@ def sj_zoo(monkeypatch):
         return importlib.import_module(full)
 
     return load
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the docs-site build last: it reuses the notebooks `test_notebooks.py` executed
+    (cached by `docs/_hooks/notebooks.py`) instead of executing them a second time."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_docs_site.py"))

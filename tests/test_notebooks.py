@@ -2,7 +2,11 @@
 
 * The kernel is ``python3`` of the running interpreter (checked: the kernel's ``sys.prefix``
   must be this environment's), the working directory is the repository root, and
-  ``BPSN_EXAMPLES_FAST=1`` selects tiny sizes; ``MPLBACKEND=Agg`` keeps plots off screen.
+  ``BPSN_EXAMPLES_FAST=1`` selects tiny sizes; the inline matplotlib backend keeps plots off
+  screen and in the outputs.
+* In the primary environment the executed notebook is cached for the docs build
+  (``docs/_hooks/notebooks.py``), which then executes nothing again: ``conftest.py`` runs
+  ``test_docs_site.py`` last.
 * Every notebook runs in the primary environment (SpikingJelly 2.0.0 / snnTorch 1.0.0, or one
   without SpikingJelly). Notebooks whose metadata has ``{"bpsn_ext": {"all_envs": true}}``
   (the framework-swap notebooks 01 and 02, whose whole point is the two framework
@@ -77,7 +81,7 @@ def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch):
     nb.cells.append(nbformat.v4.new_code_cell(f"import sys; print('{_PREFIX_MARK}' + sys.prefix)"))
 
     monkeypatch.setenv("BPSN_EXAMPLES_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     deadline = time.monotonic() + NOTEBOOK_TIMEOUT_S
 
     client = nbclient.NotebookClient(
@@ -102,3 +106,16 @@ def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch):
     )
     errors = [o for c in _code_cells(nb) for o in c.outputs if o.output_type == "error"]
     assert not errors, f"{path.name}: error outputs {[e.ename for e in errors]}"
+    if _primary_env():
+        nb.cells = nb.cells[:n_cells]
+        _docs_hook().store(path, nb)
+
+
+def _docs_hook():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bpsn_docs_notebooks", REPO / "docs" / "_hooks" / "notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
