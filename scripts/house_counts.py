@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models+data", ("bpsn_ext.models", "bpsn_ext.data")),
     ("train", ("bpsn_ext.train",)),
     ("bench", ("bpsn_ext.bench", "benchmarks")),
-    ("apps", ("bpsn_ext.apps",)),
+    ("apps", ("bpsn_ext.apps", "bpsn_ext.plots")),
     ("cli", ("bpsn_ext.cli", "bpsn_ext.__main__")),
 ]
 

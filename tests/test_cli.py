@@ -159,3 +159,23 @@ def test_neuron_options_parse_hyper_parameters_as_floats():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "glue", "--task", "sst2", "--data", "g", "--out",
                                    "o", "--bpsn-option", "refractory_steps=1.5"])
+
+
+def test_bench_plot_and_plot_command_draw_pngs_and_never_overwrite(tmp_path, capsys):
+    fig, data = tmp_path / "bpsn.png", tmp_path / "bpsn.json"
+    argv = ["bench", "bpsn", "--quick", "--T", "16", "32", "--neurons", "bpsn", "floor",
+            "--repeats", "1", "--warmup", "0", "--json", str(data), "--plot", str(fig)]
+    assert main(argv) == 0
+    assert fig.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="exists; choose another"):
+        main(argv)
+    again = tmp_path / "again.png"
+    assert main(["plot", "bpsn", str(data), "--out", str(again)]) == 0
+    assert again.read_bytes()[:4] == b"\x89PNG" and "figure:" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="exists"):
+        main(["plot", "bpsn", str(data), "--out", str(again)])
+    assert main(["plot", "bpsn", str(data), "--out", str(again), "--overwrite"]) == 0
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(KeyError, match="missing key 'results'"):
+        main(["plot", "bpsn", str(tmp_path / "bad.json"), "--out", str(tmp_path / "b.png")])
+    assert not list(tmp_path.glob(".*partial*"))  # no half-written figure left behind

@@ -135,7 +135,6 @@ def test_no_raw_rest_roles_in_guide_pages(site: Path):
     assert not found, "raw reST roles (use Markdown code spans / links):\n" + "\n".join(found)
 
 
-@pytest.mark.skip(reason="docstrings still carry reST roles; enable once issue 14 has merged")
 def test_no_raw_rest_roles_in_api_pages(site: Path):
     found = [f"{p.relative_to(site)}: {m.group(0)!r}" for p in _html_pages(site)
              if "api" in p.relative_to(site).parts
