@@ -219,7 +219,7 @@ class BPSN(nn.Module):
 
         chosen = provider.choose(self, x_seq, backend)
         if chosen == "native":
-            from bpsn_ext.kernels.cpu_native import bpsn_native
+            from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_native
 
             return bpsn_native(self, x_seq, mask)
         if chosen == "cupy":

@@ -6,9 +6,11 @@ export it and ``report.plot_firing_rates(path)`` / ``plot_raster(layer, path)`` 
 Conventions and caveats: ``docs/energy.md``.
 
 Layers declare their own cost with an ``energy_ops(inputs, output)`` method returning
-`Ops` records (helper: `synaptic`), or with `register_counter`.
+`Ops` records (helper: `synaptic`), or with `register_counter`.  This package's SSM layers are
+counted by `bpsn_ext.energy.ssm` (the modules know nothing of energy).
 """
 
+import bpsn_ext.energy.ssm  # noqa: F401  (counts the package's SSM layers, see its end)
 from bpsn_ext.energy.costs import PRESETS, EnergyModel
 from bpsn_ext.energy.demo import demo_energy
 from bpsn_ext.energy.detect import KINDS, classify, nonzero_rate

@@ -5,7 +5,8 @@ Lookup order for a module ``m`` (the first hit wins):
 1. a counter registered with ``register_counter(cls, fn)`` for ``type(m)`` or a base class
    (the most specific class in the MRO wins);
 2. the protocol method ``m.energy_ops(inputs, output)``;
-3. the built-in counters (PyTorch layers, BPSN, single-step, SpikingJelly, snnTorch neurons).
+3. the built-in counters (this package's SSM layers, registered by `bpsn_ext.energy.ssm`;
+   PyTorch layers, BPSN, single-step, SpikingJelly, snnTorch neurons).
 
 A counter returns an `Ops`, a list of them, or None (nothing to
 count), with totals for the whole call.  A counter that also wants the call's keyword
@@ -66,6 +67,15 @@ def register_counter(cls: type, fn: Callable | None = None, *, exclusive: bool =
     return add if fn is None else add(fn)
 
 
+_BUILTIN_LAYERS: list[tuple[type, Callable, bool]] = []
+
+
+def register_builtin_layer(cls: type, fn: Callable, *, exclusive: bool) -> None:
+    """This package's own layers (filled by `bpsn_ext.energy.ssm`): looked up after a
+    module's ``energy_ops`` method, so a user's subclass can still declare its own cost."""
+    _BUILTIN_LAYERS.append((cls, fn, bool(exclusive)))
+
+
 def unregister_counter(cls: type) -> None:
     """Forget the counter registered for exactly ``cls`` (no error if there is none)."""
     _REGISTRY.pop(cls, None)
@@ -110,6 +120,9 @@ def find_counter(module: nn.Module) -> Counter | None:
                 f"{type(module).__name__}.energy_ops must take (inputs, output)"
             )
         return Counter(_protocol, bool(getattr(module, "energy_exclusive", False)), "protocol")
+    for cls, fn, exclusive in _BUILTIN_LAYERS:
+        if isinstance(module, cls):
+            return Counter(_user(fn), exclusive, "builtin")
     found = neuron_counter(module)
     if found is not None:
         return Counter(found, found in EXCLUSIVE, "builtin", found in STANDALONE)

@@ -48,6 +48,7 @@ from bpsn_ext.core.ssm import check_step_mask
 from bpsn_ext.core.ternary import ternarize, ternary_delta
 from bpsn_ext.energy.estimate import count_call, last_call
 from bpsn_ext.energy.ops import Ops, synaptic
+from bpsn_ext.energy.registry import register_builtin_layer
 
 __all__ = ["s4d", "s4d_ops", "spiking_s5", "binary_s4d", "gsu", "gsu_mixer", "mixer_ops"]
 
@@ -232,3 +233,27 @@ def gsu_mixer(m, inputs, output, kwargs=None) -> list[Ops]:
     if call is not None:
         ty = rows(call[2], valid)
     return mixer_ops(m, rows(y, valid), ty, gelu=m.gelu)
+
+
+def _register_layers() -> None:
+    """Count this package's SSM layers (and subclasses without their own ``energy_ops``):
+
+    * `S4D`: recurrent-form cost on the real steps, ``8P + 1`` MAC per token and channel
+      (P = d_state/2 modes; ``16P + 1`` bidirectional); ``B_bar u`` and ``D u`` are AC on
+      spike input;
+    * `SpikingS5` (exclusive: its readout too): ``4P + 4PH + H`` MAC per token + the readout;
+    * `BinaryS4D` (exclusive): S4D + compare (or GELU) + mixing linear + GLU + residual + norm;
+    * `GSUMixer` (exclusive): ``Tern(W) y`` (1 - z_W) H^2 AC + ``W' Tern(y)`` R_t H^2 AC +
+      Tern(y) compares + biases + product + GELU, per real token;
+    * `GSU` (exclusive): S4D + the mixer's ops + residual + norm, on the real steps.
+    """
+    from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
+    from bpsn_ext.layers.gsu import GSUMixer
+
+    for cls, fn, exclusive in ((S4D, s4d, False), (SpikingS5, spiking_s5, True),
+                               (BinaryS4D, binary_s4d, True), (GSUMixer, gsu_mixer, True),
+                               (GSU, gsu, True)):
+        register_builtin_layer(cls, fn, exclusive=exclusive)
+
+
+_register_layers()

@@ -48,8 +48,6 @@ from importlib.resources import files
 
 import torch
 
-from bpsn_ext.core.masks import as_mask, broadcast_mask
-
 __all__ = [
     "NativeKernelUnavailable",
     "ENV_SWITCH",
@@ -59,7 +57,6 @@ __all__ = [
     "load_problem",
     "load",
     "compile_library",
-    "bpsn_native",
 ]
 
 ENV_SWITCH = "BPSN_EXT_CPU_KERNEL"  # 0/off/false: never use the native kernel
@@ -359,45 +356,3 @@ def _check(status: int, what: str) -> None:
         raise MemoryError(f"the native BPSN CPU kernel ran out of memory in the {what} pass")
     if status:
         raise RuntimeError(f"the native BPSN CPU kernel failed in the {what} pass (code {status})")
-
-
-def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
-    """``(spikes, membrane)`` ``[T, N, *]`` of a `bpsn_ext.BPSN` ``module`` for a CPU
-    ``x``, computed by the native kernel (same values as ``module.forward_with_membrane`` on
-    the torch path; gradients flow to ``x``, the decays and the threshold).
-
-    Raises ValueError for configurations the kernel does not cover and
-    `NativeKernelUnavailable` when it cannot be built here.
-    """
-    from bpsn_ext.kernels.provider import native_config
-
-    cfg = native_config(module, x)
-    cd = module._check_channels(x)  # ValueError for a bad or ambiguous channel_dim
-    module.fusion_gate(x)  # ValueError: the split needs a channel axis with >= 2 channels
-    T, N = x.shape[:2]
-    if T == 0:
-        raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
-    C = x.shape[cd]
-    m = as_mask(mask, T, N, x.device)
-    mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
-    M = x[0].numel()
-    inner = 1
-    for size in x.shape[cd + 1:]:
-        inner *= size
-    if N == 0 or M == 0:  # nothing to compute: the torch path handles empty batches
-        raise ValueError("the native BPSN CPU kernel needs a non-empty batch")
-
-    def vec(p) -> torch.Tensor:
-        p = torch.as_tensor(p).to(x.dtype)
-        return p.reshape(1).expand(C).contiguous() if p.dim() == 0 else p.contiguous()
-
-    lam_f, lam_b, thr = vec(module.decay_f), vec(module.decay_b), vec(module.v_threshold)
-    from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_cpu_forward  # registers the operators
-
-    spikes, H = bpsn_cpu_forward(
-        x.contiguous(), lam_f, lam_b, thr, mask_u8, C, inner, cfg["fire_ge"],
-        cfg["refractory"], cfg["sg_kind"], cfg["sg_a"], cfg["sg_b"],
-    )
-    if m is None:
-        return spikes, H
-    return spikes, torch.where(broadcast_mask(m, x.dim()), H, 0.0)  # 0 at padded steps

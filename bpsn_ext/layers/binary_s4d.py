@@ -97,15 +97,6 @@ class BinaryS4D(SSMBlock):
         z = self.output_linear(self.inner_dropout(act))
         return (F.glu(z, dim=-1) if self.glu else z), act
 
-    # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
-    energy_exclusive = True  # covers the S4D, norm, spike function and linear (real steps only)
-
-    def energy_ops(self, inputs, output, kwargs):
-        """S4D + compare (or GELU) + mixing linear + GLU + residual + norm, on the real steps.
-        See `bpsn_ext.energy.ssm`."""
-        from bpsn_ext.energy.ssm import binary_s4d
-
-        return binary_s4d(self, inputs, output, kwargs)
 
     def extra_repr(self) -> str:
         return (

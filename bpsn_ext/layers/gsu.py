@@ -190,15 +190,6 @@ class GSUMixer(nn.Module):
         n, m, _ = self.routes(y, valid)
         return self.combine(n, m)
 
-    # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
-    energy_exclusive = True  # covers the two Ternary modules
-
-    def energy_ops(self, inputs, output, kwargs):
-        """``Tern(W) y`` (1 - z_W) H^2 AC + ``W' Tern(y)`` R_t H^2 AC + Tern(y) compares +
-        biases + product + GELU, per real token.  See `bpsn_ext.energy.ssm`."""
-        from bpsn_ext.energy.ssm import gsu_mixer
-
-        return gsu_mixer(self, inputs, output, kwargs)
 
     def extra_repr(self) -> str:
         return (
@@ -266,12 +257,3 @@ class GSU(SSMBlock):
         n, m, ty = self.mixer.routes(self.inner_dropout(y), valid)
         return self.mixer.combine(n, m), ty
 
-    # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
-    energy_exclusive = True  # covers the S4D, norm and the mixer's Ternary modules
-
-    def energy_ops(self, inputs, output, kwargs):
-        """S4D + the mixer's ops (with the GELU) + residual + norm, on the real steps.  See
-        `bpsn_ext.energy.ssm`."""
-        from bpsn_ext.energy.ssm import gsu
-
-        return gsu(self, inputs, output, kwargs)

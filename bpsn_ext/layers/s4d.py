@@ -219,14 +219,6 @@ class S4D(OptimHints, Streaming, nn.Module):
         y = 2.0 * (self._C() * new_state).sum(-1).real + self.D * u
         return (y if m is None else zero_padded(y, m[:, None])), new_state
 
-    # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
-    def energy_ops(self, inputs, output, kwargs):
-        """Recurrent-form cost on the real steps: ``8P + 1`` MAC per token and channel (P =
-        d_state/2 modes; ``16P + 1`` bidirectional); ``B_bar u`` and ``D u`` are AC on spike
-        input.  See `bpsn_ext.energy.ssm`."""
-        from bpsn_ext.energy.ssm import s4d
-
-        return s4d(self, inputs, output, kwargs)
 
     def extra_repr(self) -> str:
         return (

@@ -279,15 +279,6 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
         out = self._readout(self._output(new_state, u))
         return (out if m is None else out * m[:, None]), new_state
 
-    # -- energy accounting (bpsn_ext.energy.estimate) ----------------------------------------
-    energy_exclusive = True  # the readout (spike function / GELU) is counted here
-
-    def energy_ops(self, inputs, output, kwargs):
-        """Recurrent-form cost on the real steps: ``4P + 4PH + H`` MAC per token (``B_bar u``
-        and ``D u`` AC on spike input) + the readout.  See `bpsn_ext.energy.ssm`."""
-        from bpsn_ext.energy.ssm import spiking_s5
-
-        return spiking_s5(self, inputs, output, kwargs)
 
     def extra_repr(self) -> str:
         return (
