@@ -87,18 +87,11 @@ def _refuse_existing(path: str, args: argparse.Namespace) -> None:
 
 
 def _draw(kind: str, source, path: str) -> str:
-    """Draw figure ``kind`` of `PLOTS` from ``source`` (a dict or a JSON path) into ``path``,
-    written beside it and moved in place when complete."""
-    import os
-
+    """Draw figure ``kind`` of `PLOTS` from ``source`` (a dict or a JSON path) into ``path``
+    (written atomically by `bpsn_ext.plots`)."""
     from bpsn_ext import plots
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    partial = os.path.join(folder, f".{os.path.basename(path)}.partial.png")
-    getattr(plots, PLOTS[kind])(source, partial)
-    os.replace(partial, path)
-    return path
+    return getattr(plots, PLOTS[kind])(source, path)
 
 
 def _plot(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ __all__ = [
     "plot_energy_bars",
     "plot_bpsn_bench",
     "plot_ssm_bench",
+    "plot_demo_summary",
     "draw_all",
 ]
 
@@ -35,10 +36,14 @@ DPI = 100
 
 
 def _save(fig, path) -> str:
+    """Write ``fig`` as a PNG atomically: readers never see a half-written file."""
+    from bpsn_ext.util.files import atomic_open
+
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight",
-                metadata={"Software": None})
+    with atomic_open(path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight",
+                    metadata={"Software": None})
     return path
 
 
@@ -188,6 +193,16 @@ def _time_memory(series: dict[str, list], xlabel: str):
     return fig
 
 
+def _save_series(series: dict[str, list], xlabel: str, empty: str, title: str, path) -> str:
+    """`_time_memory` of ``series`` with ``title``, saved to ``path``; ValueError ``empty``
+    when there is nothing to draw."""
+    if not series:
+        raise ValueError(empty)
+    fig = _time_memory(series, xlabel)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def plot_bpsn_bench(source="benchmarks/results/bpsn.json", path="bench_bpsn.png") -> str:
     """Forward+backward time and peak memory against T for every neuron of a `bpsn-ext
     bench bpsn` JSON (log-log; failed or skipped entries are left out)."""
@@ -201,13 +216,10 @@ def plot_bpsn_bench(source="benchmarks/results/bpsn.json", path="bench_bpsn.png"
         t = _need(_need(r, "fwd_bwd", f"result {label}"), "median_ms", f"{label} fwd_bwd")
         mem = _need(r, "peak_memory_bytes", f"result {label}")
         series.setdefault(label, []).append((_need(r, "T", label), t, mem))
-    if not series:
-        raise ValueError("bpsn benchmark: no result with status 'ok' to plot")
-    fig = _time_memory(series, "sequence length T")
     cfg = d.get("config", {})
-    fig.suptitle(f"bench bpsn: batch {cfg.get('batch')}, {cfg.get('features')} features, "
-                 f"{cfg.get('device', 'cpu')}", fontsize=10)
-    return _save(fig, path)
+    return _save_series(series, "sequence length T", "bpsn benchmark: no result with status "
+                        "'ok' to plot", f"bench bpsn: batch {cfg.get('batch')}, "
+                        f"{cfg.get('features')} features, {cfg.get('device', 'cpu')}", path)
 
 
 def plot_ssm_bench(source="benchmarks/results/ssm.json", path="bench_ssm.png") -> str:
@@ -223,12 +235,36 @@ def plot_ssm_bench(source="benchmarks/results/ssm.json", path="bench_ssm.png") -
             label = r.get("label", name)
             mem = _need(r, "peak_memory_bytes", f"ssm result {name} at L={L}")
             series.setdefault(label, []).append((int(L), r["median_ms"], mem))
-    if not series:
-        raise ValueError("ssm benchmark: no timed result to plot")
-    fig = _time_memory(series, "sequence length L")
     cfg = d.get("config", {})
-    fig.suptitle(f"bench ssm: batch {cfg.get('batch')}, d_model {cfg.get('d_model')}, "
-                 f"d_state {cfg.get('d_state')}, {cfg.get('device', 'cpu')}", fontsize=10)
+    return _save_series(series, "sequence length L", "ssm benchmark: no timed result to plot",
+                        f"bench ssm: batch {cfg.get('batch')}, d_model {cfg.get('d_model')}, "
+                        f"d_state {cfg.get('d_state')}, {cfg.get('device', 'cpu')}", path)
+
+
+def plot_demo_summary(report: Mapping, path="summary.png") -> str:
+    """The summary of a `bpsn_ext.apps.demo.run_demo` report: test accuracy % and energy per
+    sample (nJ) of every network, one column per experiment, this package's networks in blue
+    and the baselines in grey."""
+    parts = list(_need(report, "parts", "demo report").values())
+    fig = _figure(4.2 * len(parts), 6)
+    axes = fig.subplots(2, len(parts), squeeze=False)
+    for col, part in enumerate(parts):
+        rows = list(part["rows"].values())
+        labels = [r["label"].replace(" (", "\n(").replace(", ", ",\n") for r in rows]
+        colors = ["tab:blue" if r.get("ours") else "tab:gray" for r in rows]
+        acc = [100 * r["test_accuracy"] for r in rows]
+        nj = [r["energy"]["energy_pJ"] / 1000 for r in rows]
+        for ax, values, ylabel, fmt in ((axes[0, col], acc, "test accuracy %", "{:.1f}"),
+                                        (axes[1, col], nj, "energy / sample, nJ", "{:.0f}")):
+            ax.bar(labels, values, color=colors)
+            for i, v in enumerate(values):
+                ax.annotate(fmt.format(v), (i, v), ha="center", va="bottom", fontsize=8)
+            ax.set_ylim(0, 105 if ylabel.startswith("test") else 1.15 * max(values))
+            ax.set_ylabel(ylabel if col == 0 else "")
+            ax.tick_params(axis="x", labelsize=7)
+        axes[0, col].set_title(part["title"].split(":")[0], fontsize=10)
+    fig.suptitle(f"bpsn-ext demo on the 8x8 digits ({report['config']['framework']})")
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -184,10 +184,10 @@ def save_report(report: dict, base: str) -> str:
     os.makedirs(folder, exist_ok=True)
     with atomic_open(os.path.join(folder, "summary.json")) as f:
         json.dump(report, f, indent=2)
+    from bpsn_ext.plots import plot_demo_summary
+
     try:
-        from bpsn_ext.apps.demo_figure import draw_summary
+        plot_demo_summary(report, os.path.join(folder, "summary.png"))
     except ImportError as exc:  # matplotlib missing
-        print(f"no figure ({exc}); pip install matplotlib for summary.png")
-    else:
-        draw_summary(report, os.path.join(folder, "summary.png"))
+        print(f"no figure ({exc})")
     return folder
