@@ -5,7 +5,7 @@ and ``bpsn_ext.snntorch``, and `register` exposes them in the frameworks' namesp
 """
 
 from bpsn_ext import surrogate
-from bpsn_ext.bpsn import BPSN
+from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.convert import to_single_step
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
 from bpsn_ext.optim import ssm_param_groups

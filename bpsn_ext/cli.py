@@ -17,11 +17,11 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from bpsn_ext.bench.bpsn import NEURON_KEYS as BPSN_NEURONS  # (re-exported for the flags)
-from bpsn_ext.bench.bpsn import add_arguments as add_bpsn_arguments
-from bpsn_ext.bench.bpsn import run_from_args as run_bpsn
-from bpsn_ext.bench.single_step import add_arguments as add_single_step_arguments
-from bpsn_ext.bench.single_step import run_from_args as run_single_step
+from bpsn_ext.bench.bpsn_bench import NEURON_KEYS as BPSN_NEURONS  # (re-exported for the flags)
+from bpsn_ext.bench.bpsn_bench import add_arguments as add_bpsn_arguments
+from bpsn_ext.bench.bpsn_bench import run_from_args as run_bpsn
+from bpsn_ext.bench.single_step_bench import add_arguments as add_single_step_arguments
+from bpsn_ext.bench.single_step_bench import run_from_args as run_single_step
 from bpsn_ext.util.cli_args import int_at_least, positive_int
 
 __all__ = [
@@ -38,10 +38,10 @@ __all__ = [
 
 # benchmark -> (module of bpsn_ext.bench, help)
 BENCHMARKS = {
-    "single-step": ("single_step", "training step: single-step S3NN MLP vs T=4 LIF MLPs"),
-    "bpsn": ("bpsn", "BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"),
-    "ssm": ("ssm", "S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"),
-    "snn-bert": ("snn_bert",
+    "single-step": ("single_step_bench", "training step: single-step S3NN MLP vs T=4 LIF MLPs"),
+    "bpsn": ("bpsn_bench", "BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"),
+    "ssm": ("ssm_bench", "S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"),
+    "snn-bert": ("snn_bert_bench",
                  "SNN-BERT: individual coding vs repeat coding (time, memory, energy)"),
 }
 # (subcommand, choice) -> module of bpsn_ext.apps that implements it
@@ -51,8 +51,8 @@ PLOTS = {  # what `--plot PATH` of a benchmark and `plot KIND SOURCE` draw (`bps
     "energy": "plot_energy_bars",
 }
 APPS = {
-    "train": {"lra": "lra", "glue": "glue"},
-    "evaluate": {"lra": "lra", "glue": "glue"},
+    "train": {"lra": "lra_commands", "glue": "glue_commands"},
+    "evaluate": {"lra": "lra_commands", "glue": "glue_commands"},
     "generate": {"listops": "generate", "pathfinder": "generate",
                  "wordnet-glosses": "generate"},
 }
@@ -120,10 +120,10 @@ def _add_benchmarks(sub) -> None:
         module = importlib.import_module(f"bpsn_ext.bench.{module_name}")
         child = which.add_parser(name, help=help_text)
         module.add_arguments(child)
-        if module_name in PLOTS:
+        if name in PLOTS:
             child.add_argument("--plot", metavar="PATH", help="also draw time and memory "
                                "against length into this PNG (needs matplotlib)")
-        child.set_defaults(handler=_returns_zero(module.run_from_args, module_name))
+        child.set_defaults(handler=_returns_zero(module.run_from_args, name))
 
 
 def _app_module(name: str):

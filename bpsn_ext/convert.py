@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bpsn_ext.core.swap import SwapReport
+from bpsn_ext.module_swap import SwapReport
 
 __all__ = ["to_single_step"]
 

@@ -92,7 +92,7 @@ def plot_bpsn_raster(source=None, path="bpsn_raster.png") -> str:
     """Spikes of a default `BPSN` (split fusion) for two padded sequences: a pulse mid-way
     shows the forward half firing after it and the backward half before it; padded steps
     (grey) stay silent.  `source`: ignored (the input is built here, seed 0)."""
-    from bpsn_ext.bpsn import BPSN
+    from bpsn_ext.bpsn_module import BPSN
 
     T, C = 32, 16
     g = torch.Generator().manual_seed(0)
@@ -124,7 +124,7 @@ def plot_bpsn_raster(source=None, path="bpsn_raster.png") -> str:
 def _small_model():
     from torch import nn
 
-    from bpsn_ext.bpsn import BPSN
+    from bpsn_ext.bpsn_module import BPSN
 
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(16, 32), BPSN(channels=32), nn.Linear(32, 32),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bpsn_ext import BPSN
-from bpsn_ext.bench import bpsn as bench_bpsn
+from bpsn_ext.bench import bpsn_bench as bench_bpsn
 from bpsn_ext.cli import BPSN_NEURONS, main
 from bpsn_ext.kernels.provider import choose  # noqa: E402
 

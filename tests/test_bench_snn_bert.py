@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bpsn_ext.bench.snn_bert import PAPER, format_report, run
+from bpsn_ext.bench.snn_bert_bench import PAPER, format_report, run
 from bpsn_ext.cli import main
 
 

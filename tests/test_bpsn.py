@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bpsn_ext import BPSN
-from bpsn_ext.core.bpsn import bpsn, refractory_gate
+from bpsn_ext.core.bpsn_functional import bpsn, refractory_gate
 from bpsn_ext.core.leaky_integrate import leaky_integrate
 from bpsn_ext.surrogate import ATan
 from tests.bpsn_reference import bpsn_reference, recurrence, refractory

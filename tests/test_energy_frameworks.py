@@ -111,7 +111,7 @@ def test_agrees_with_spikingjelly_op_counter(which):
 
 
 def test_demo_energy_line_and_json():
-    from bpsn_ext.bench.single_step import build_s3nn, build_sj_lif
+    from bpsn_ext.bench.single_step_bench import build_s3nn, build_sj_lif
 
     torch.manual_seed(0)
     x = torch.randn(10, 8)

@@ -2,14 +2,14 @@
 
 Per real token (H channels): S4D ``8P + 1`` MAC per channel (P = d_state/2); SpikingS5
 ``4P + 4PH + H`` MAC + readout; GSU routes ``(1 - z_W) H^2`` and ``nnz(Tern(y)) H`` AC.
-Conventions: ``docs/energy.md`` ("SSM layers") and :mod:`bpsn_ext.energy.ssm`.
+Conventions: ``docs/energy.md`` ("SSM layers") and `bpsn_ext.energy.ssm_counters`.
 """
 
 import pytest
 import torch
 
 from bpsn_ext.energy import estimate
-from bpsn_ext.energy.ssm import mixer_ops
+from bpsn_ext.energy.ssm_counters import mixer_ops
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, GSUMixer, SpikingS5
 
 FIELDS = ("mac", "ac", "mul", "add", "nonlin")
@@ -250,11 +250,11 @@ def test_ssm_layers_inside_a_model_are_not_counted_twice():
 @pytest.mark.parametrize("name", ["S4DLayer", "BinaryS4DLayer", "GSULayer", "SpikingS5Layer"])
 def test_spikingjelly_single_step_mode_counts_like_multi_step(name):
     pytest.importorskip("spikingjelly")
-    from bpsn_ext.spikingjelly import layers
+    from bpsn_ext.spikingjelly import ssm_layers as sj_layers
 
     torch.manual_seed(4)
-    multi = getattr(layers, name)(4, 2, step_mode="m")
-    single = getattr(layers, name)(4, 2, step_mode="s")
+    multi = getattr(sj_layers, name)(4, 2, step_mode="m")
+    single = getattr(sj_layers, name)(4, 2, step_mode="s")
     single.load_state_dict(multi.state_dict())
     x = torch.randn(3, 2, 4)
     rm = _run(multi, x)

@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from bpsn_ext.apps import glue as glue_app
+from bpsn_ext.apps import glue_commands as glue_app
 from bpsn_ext.apps import pretrain as app
 from bpsn_ext.cli import build_parser, main
 from bpsn_ext.data.glue import write_glue_fixture

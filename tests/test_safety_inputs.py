@@ -10,7 +10,7 @@ import torch
 from bpsn_ext.data import pathfinder as pf
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
 from bpsn_ext.models import SNNBert, SNNBertConfig
-from bpsn_ext.models.lra import LRAClassifier
+from bpsn_ext.models.lra_classifier import LRAClassifier
 
 
 def test_lra_classifier_names_a_token_outside_the_vocabulary():

@@ -10,7 +10,7 @@ from bpsn_ext import BPSN
 from bpsn_ext.core.leaky_integrate import leaky_integrate
 from bpsn_ext.kernels import cpu_native
 from bpsn_ext.layers import GSU, S4D, BinaryS4D
-from bpsn_ext.models.lra import LAYERS, LRAClassifier
+from bpsn_ext.models.lra_classifier import LAYERS, LRAClassifier
 
 TORCH_PATHS = ("chunked", "fft", "matmul", "loop")
 T, N, C = 150, 3, 6

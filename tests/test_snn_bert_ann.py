@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from bpsn_ext.bpsn import BPSN
+from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.models import MultiStepLIF, SNNBert
 from bpsn_ext.models.spiking_attention import RealActivation
 
@@ -83,7 +83,7 @@ def test_twin_energy_is_all_mac():
 
 
 def test_train_glue_and_bench_take_the_twin(tmp_path):
-    from bpsn_ext.bench.snn_bert import format_report, run
+    from bpsn_ext.bench.snn_bert_bench import format_report, run
     from bpsn_ext.cli import main
     from bpsn_ext.data.glue import write_glue_fixture
 
@@ -124,7 +124,7 @@ def test_norm_options_add_layernorms_and_keep_padding_invariance():
 
 
 def test_named_neuron_options_and_surrogate_width():
-    from bpsn_ext.apps.glue import _option
+    from bpsn_ext.apps.glue_commands import _option
     from bpsn_ext.surrogate import resolve
 
     assert _option("runaway=none") == ("runaway", "none")

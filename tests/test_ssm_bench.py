@@ -1,4 +1,4 @@
-"""``bpsn_ext.bench.ssm`` in quick mode and the ``benchmarks/ssm.py`` script."""
+"""``bpsn_ext.bench.ssm_bench`` in quick mode and the ``benchmarks/run.py ssm`` script."""
 
 import argparse
 import json
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bpsn_ext.bench import ssm as bench
+from bpsn_ext.bench import ssm_bench as bench
 from bpsn_ext.layers import S4D, SpikingS5
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ssm.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 
 @pytest.mark.parametrize("cls", [S4D, SpikingS5])
@@ -67,7 +67,7 @@ def test_arguments_and_script(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         parser.parse_args(["--layers", "lstm"])
     out = tmp_path / "s.json"
-    monkeypatch.setattr(sys, "argv", ["ssm.py", "--lengths", "16", "32", "--batch", "1",
+    monkeypatch.setattr(sys, "argv", ["run.py", "ssm", "--lengths", "16", "32", "--batch", "1",
                                       "--d-model", "4", "--d-state", "2", "--repeats", "1",
                                       "--warmup", "0", "--layers", "s4d", "spiking_s5",
                                       "--no-memory", "--json", str(out)])

@@ -184,7 +184,7 @@ def fake_cupy_backend(host_scan, monkeypatch):
     import sys
     import types
 
-    from bpsn_ext.spikingjelly import layers as sj_layers
+    from bpsn_ext.spikingjelly import ssm_layers as sj_layers
 
     calls = []
 
@@ -274,7 +274,7 @@ gpu = pytest.mark.skipif(
 @pytest.mark.parametrize("carry_state", [False, True])
 def test_cupy_equals_torch_on_gpu(name, carry_state):
     pytest.importorskip("spikingjelly.activation_based")
-    from bpsn_ext.spikingjelly import layers as sj_layers
+    from bpsn_ext.spikingjelly import ssm_layers as sj_layers
 
     cls = getattr(sj_layers, name)
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""S4D kernel and the diagonal-recurrence primitives (``bpsn_ext.core.ssm``, ``layers.S4D``).
+"""S4D kernel and the diagonal-recurrence primitives (`bpsn_ext.core.diagonal_ssm`, `layers.S4D`).
 
 The references here are written from the equations (S4D, Gu et al. 2022), not from
 the library code: a ZOH recurrence from the raw parameters and a direct Vandermonde sum.
@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from bpsn_ext.core import ssm as core_ssm
-from bpsn_ext.core.ssm import (
+from bpsn_ext.core import diagonal_ssm as core_ssm
+from bpsn_ext.core.diagonal_ssm import (
     bidirectional_conv,
     causal_conv,
     diagonal_scan,

@@ -1,4 +1,5 @@
-"""SpikingJelly adapters of the SSM layers (``bpsn_ext.spikingjelly.layers``), both generations."""
+"""SpikingJelly adapters of the SSM layers (`bpsn_ext.spikingjelly.ssm_layers`),
+both generations."""
 
 import copy
 
@@ -13,7 +14,7 @@ from spikingjelly.activation_based import base, functional, layer  # noqa: E402
 from spikingjelly.activation_based import surrogate as sj_surrogate  # noqa: E402
 
 from bpsn_ext.spikingjelly._compat import SJ_GENERATION  # noqa: E402
-from bpsn_ext.spikingjelly.layers import (  # noqa: E402
+from bpsn_ext.spikingjelly.ssm_layers import (  # noqa: E402
     BinaryS4DLayer,
     GSULayer,
     S4DLayer,

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from bpsn_ext.apps import glue as app
+from bpsn_ext.apps import glue_commands as app
 from bpsn_ext.cli import build_parser, main
 from bpsn_ext.data.glue import write_glue_fixture
 from bpsn_ext.train import CHECKPOINT_NAME, load_checkpoint

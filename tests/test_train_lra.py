@@ -12,7 +12,7 @@ import torch
 from bpsn_ext.cli import main
 from bpsn_ext.data import listops, lra_release
 from bpsn_ext.data import pathfinder as pf
-from bpsn_ext.models.lra import LRA_PRESETS, LRADualClassifier, build_lra_model
+from bpsn_ext.models.lra_classifier import LRA_PRESETS, LRADualClassifier, build_lra_model
 from bpsn_ext.train import load_checkpoint
 from bpsn_ext.train import trainer as trainer_mod
 
@@ -168,7 +168,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
 
 
 def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
-    from bpsn_ext.apps import lra as lra_app
+    from bpsn_ext.apps import lra_commands as lra_app
     from bpsn_ext.cli import build_parser
 
     def model_for(*flags):

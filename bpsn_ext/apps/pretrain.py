@@ -17,7 +17,7 @@ import json
 import os
 import random
 
-from bpsn_ext.apps.glue import (
+from bpsn_ext.apps.glue_commands import (
     MODEL_FILE,
     TOKENIZER_FILE,
     _rank,

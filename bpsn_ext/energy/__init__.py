@@ -7,16 +7,16 @@ Conventions and caveats: ``docs/energy.md``.
 
 Layers declare their own cost with an ``energy_ops(inputs, output)`` method returning
 `Ops` records (helper: `synaptic`), or with `register_counter`.  This package's SSM layers are
-counted by `bpsn_ext.energy.ssm` (the modules know nothing of energy).
+counted by `bpsn_ext.energy.ssm_counters` (the modules know nothing of energy).
 """
 
-import bpsn_ext.energy.ssm  # noqa: F401  (counts the package's SSM layers, see its end)
+import bpsn_ext.energy.ssm_counters  # noqa: F401  (counts the package's SSM layers, see its end)
 from bpsn_ext.energy.costs import PRESETS, EnergyModel
-from bpsn_ext.energy.demo import demo_energy
+from bpsn_ext.energy.counter_registry import register_counter, unregister_counter
+from bpsn_ext.energy.demo_summary import demo_energy
 from bpsn_ext.energy.detect import KINDS, classify, nonzero_rate
 from bpsn_ext.energy.estimate import count_call, estimate, last_call
 from bpsn_ext.energy.ops import Ops, synaptic
-from bpsn_ext.energy.registry import register_counter, unregister_counter
 from bpsn_ext.energy.report import EnergyReport, LayerStats
 
 __all__ = [

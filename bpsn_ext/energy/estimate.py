@@ -1,7 +1,7 @@
 """``estimate(model, *inputs, ...)``: run the model once with hooks and count its operations.
 
 Forward pre/post hooks on every submodule keep a stack of the modules being executed.  When a
-module returns, its counter (see `bpsn_ext.energy.registry`) turns the call's inputs and
+module returns, its counter (see `bpsn_ext.energy.counter_registry`) turns the call's inputs and
 output into `Ops`; a `MatmulCapture`
 function mode attributes matrix products made outside counted modules to the innermost
 module.  Nothing is changed in the model: hooks are removed, train/eval flags restored, and
@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from bpsn_ext.energy.costs import EnergyModel, resolve_energy_model
+from bpsn_ext.energy.counter_registry import Counter, as_ops_list, find_counter
 from bpsn_ext.energy.detect import KINDS, classify, override_kind
 from bpsn_ext.energy.matmul import MatmulCapture, matmul_ops, operands
 from bpsn_ext.energy.ops import COUNT_FIELDS, Ops
-from bpsn_ext.energy.registry import Counter, as_ops_list, find_counter
 from bpsn_ext.energy.report import EnergyReport, LayerStats
 from bpsn_ext.energy.torch_layers import STATELESS
 

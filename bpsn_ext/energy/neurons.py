@@ -135,12 +135,12 @@ def _cls(module: str, name: str):
 
 def neuron_counter(m):
     """The counter for a neuron module, or None if ``m`` is not one."""
-    from bpsn_ext.bpsn import BPSN
+    from bpsn_ext.bpsn_module import BPSN
 
     if isinstance(m, BPSN):  # also SpikingJelly's BPSNNode and snnTorch's BPSNLeaky
         return bpsn
-    for module, name in (("bpsn_ext.spikingjelly.single_step", "SingleStepNode"),
-                         ("bpsn_ext.snntorch.single_step", "SingleStepLeaky")):
+    for module, name in (("bpsn_ext.spikingjelly.single_step_node", "SingleStepNode"),
+                         ("bpsn_ext.snntorch.single_step_leaky", "SingleStepLeaky")):
         cls = _cls(module, name)
         if cls is not None and isinstance(m, cls):
             return single_step

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bpsn_ext.core.diagonal_ssm import check_sequence, check_state, complex_dtype
 from bpsn_ext.core.masks import as_mask
-from bpsn_ext.core.ssm import check_sequence, check_state, complex_dtype
 
 __all__ = ["ScanArgs", "prepare_scan", "unsupported_reason", "make_scan_function", "s4d_scan"]
 

@@ -7,7 +7,8 @@
 * `TiedDropout`: dropout of whole channels for the whole sequence (the blocks' default).
 
 Each has ``forward(x, mask=None)`` (parallel), ``step(x_t)`` / ``stream(x)`` (recurrent, state
-in ``ssm_state``) and ``reset_state()``.  SpikingJelly versions: ``bpsn_ext.spikingjelly.layers``.
+in ``ssm_state``) and ``reset_state()``.  SpikingJelly versions:
+``bpsn_ext.spikingjelly.ssm_layers``.
 """
 
 from bpsn_ext.layers.binary_s4d import BinaryS4D

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bpsn_ext.core.diagonal_ssm import check_sequence, check_step_input, check_step_mask
 from bpsn_ext.core.masks import as_mask, zero_padded
-from bpsn_ext.core.ssm import check_sequence, check_step_input, check_step_mask
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model, check_dropout
 from bpsn_ext.layers.dropout import make_dropout
 from bpsn_ext.layers.s4d import S4D

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from bpsn_ext.core.checks import check_float
+from bpsn_ext.core.diagonal_ssm import check_sequence
 from bpsn_ext.core.masks import as_mask
-from bpsn_ext.core.ssm import check_sequence
 
 __all__ = ["check_d_model", "check_dropout", "check_choice", "stream_steps", "Streaming"]
 

@@ -24,9 +24,7 @@ import math
 import torch
 from torch import nn
 
-from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
-from bpsn_ext.core.optim_hints import OptimHints
-from bpsn_ext.core.ssm import (
+from bpsn_ext.core.diagonal_ssm import (
     bidirectional_conv,
     causal_conv,
     check_d_state,
@@ -41,6 +39,8 @@ from bpsn_ext.core.ssm import (
     vandermonde_transpose,
     zoh,
 )
+from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
+from bpsn_ext.core.optim_hints import OptimHints
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model
 
 __all__ = ["S4D", "BIDIRECTIONAL_CONVENTIONS"]

@@ -21,7 +21,7 @@ Options that follow S5 itself:
   ``B_bar`` and its own ``C_backward``; ``y_t = 2 Re(C x_t + C_b x'_t) + D u_t`` where both
   ``x_t`` and ``x'_t`` include step ``t`` (S5's convention).  No streaming form then.
 
-The parallel form computes all states with `bpsn_ext.core.ssm.diagonal_scan` (a
+The parallel form computes all states with `bpsn_ext.core.diagonal_ssm.diagonal_scan` (a
 log-depth associative scan: no Python loop over T, memory linear in T); `step` is the
 recurrence itself.  Initialisation (S5's HiPPO-N eigenvalues are replaced by S4D-Lin):
 ``log_A_real = log 0.5``, ``A_imag[p] = pi p``, ``log_dt ~ U[log dt_min, log dt_max]``,
@@ -37,9 +37,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.core.checks import check_float
-from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
-from bpsn_ext.core.optim_hints import OptimHints
-from bpsn_ext.core.ssm import (
+from bpsn_ext.core.diagonal_ssm import (
     check_d_state,
     check_dt_range,
     check_sequence,
@@ -51,6 +49,8 @@ from bpsn_ext.core.ssm import (
     log_dt_init,
     zoh,
 )
+from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
+from bpsn_ext.core.optim_hints import OptimHints
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model
 from bpsn_ext.surrogate import ATan, resolve
 

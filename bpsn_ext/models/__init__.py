@@ -1,6 +1,6 @@
 """Example models built from bpsn_ext layers: LRA / sequential-image classifiers, SNN-BERT."""
 
-from bpsn_ext.models.lra import (
+from bpsn_ext.models.lra_classifier import (
     LAYERS,
     LRA_PRESETS,
     LRAClassifier,

@@ -230,6 +230,6 @@ class SNNBert(nn.Module):
 
     def neuron_parameters(self) -> list[nn.Parameter]:
         """The neurons' own parameters (decays, gates, thresholds), e.g. for a larger lr."""
-        from bpsn_ext.bpsn import BPSN
+        from bpsn_ext.bpsn_module import BPSN
 
         return [p for m in self.modules() if isinstance(m, BPSN) for p in m.parameters()]

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from bpsn_ext.bpsn import BPSN
+from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.core.checks import check_float
 from bpsn_ext.energy.ops import Ops
 from bpsn_ext.surrogate import ATan, resolve

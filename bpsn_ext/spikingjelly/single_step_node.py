@@ -15,7 +15,7 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from bpsn_ext.core.checks import check_float, check_floating, check_rank, warn_once
-from bpsn_ext.core.single_step import membrane_after_reset, single_step_fire
+from bpsn_ext.core.single_step_functional import membrane_after_reset, single_step_fire
 from bpsn_ext.spikingjelly._compat import SJ_GENERATION
 from bpsn_ext.surrogate import S2NN, resolve
 

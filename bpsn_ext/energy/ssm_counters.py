@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import torch
 
+from bpsn_ext.core.diagonal_ssm import check_step_mask
 from bpsn_ext.core.masks import as_mask
-from bpsn_ext.core.ssm import check_step_mask
 from bpsn_ext.core.ternary import ternarize, ternary_delta
+from bpsn_ext.energy.counter_registry import register_builtin_layer
 from bpsn_ext.energy.estimate import count_call, last_call
 from bpsn_ext.energy.ops import Ops, synaptic
-from bpsn_ext.energy.registry import register_builtin_layer
 
 __all__ = ["s4d", "s4d_ops", "spiking_s5", "binary_s4d", "gsu", "gsu_mixer", "mixer_ops"]
 

@@ -5,7 +5,7 @@ Lookup order for a module ``m`` (the first hit wins):
 1. a counter registered with ``register_counter(cls, fn)`` for ``type(m)`` or a base class
    (the most specific class in the MRO wins);
 2. the protocol method ``m.energy_ops(inputs, output)``;
-3. the built-in counters (this package's SSM layers, registered by `bpsn_ext.energy.ssm`;
+3. the built-in counters (this package's SSM layers, registered by `bpsn_ext.energy.ssm_counters`;
    PyTorch layers, BPSN, single-step, SpikingJelly, snnTorch neurons).
 
 A counter returns an `Ops`, a list of them, or None (nothing to
@@ -71,7 +71,7 @@ _BUILTIN_LAYERS: list[tuple[type, Callable, bool]] = []
 
 
 def register_builtin_layer(cls: type, fn: Callable, *, exclusive: bool) -> None:
-    """This package's own layers (filled by `bpsn_ext.energy.ssm`): looked up after a
+    """This package's own layers (filled by `bpsn_ext.energy.ssm_counters`): looked up after a
     module's ``energy_ops`` method, so a user's subclass can still declare its own cost."""
     _BUILTIN_LAYERS.append((cls, fn, bool(exclusive)))
 

@@ -7,7 +7,7 @@ rebuilds the same model and data.  At the end the test split is evaluated and an
 (`bpsn_ext.energy.estimate`, per test sample, with per-layer firing rates) is printed
 and stored in ``metrics.json`` (``"test"``, ``"energy"``).
 
-Model and optimiser defaults come from `bpsn_ext.models.lra.LRA_PRESETS` (S4D LRA
+Model and optimiser defaults come from `bpsn_ext.models.lra_classifier.LRA_PRESETS` (S4D LRA
 settings; ``digits`` a small CPU preset, ``mnist``/``fashion-mnist`` the s4 ``example.py``
 settings); every value is a flag.
 """
@@ -79,7 +79,7 @@ def _data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> Non
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``train lra``."""
-    from bpsn_ext.models.lra import LAYERS
+    from bpsn_ext.models.lra_classifier import LAYERS
 
     S = argparse.SUPPRESS
     _data_arguments(parser, required_task=True)
@@ -138,7 +138,7 @@ def _data_kwargs(cfg: dict) -> dict:
 
 def _resolve(args: argparse.Namespace) -> dict:
     """Preset values completed by the flags given."""
-    from bpsn_ext.models.lra import LRA_PRESETS
+    from bpsn_ext.models.lra_classifier import LRA_PRESETS
 
     preset_name = TASK_PRESET[args.task]
     if args.task == "pathfinder" and getattr(args, "resolution", 32) == 128:
@@ -166,7 +166,7 @@ def _resolve(args: argparse.Namespace) -> dict:
 
 
 def _build_model(cfg: dict, td):
-    from bpsn_ext.models.lra import LRAClassifier, LRADualClassifier
+    from bpsn_ext.models.lra_classifier import LRAClassifier, LRADualClassifier
 
     opts: dict = {}
     if cfg["layer"] in ("binary_s4d", "s4d", "gsu", "s5"):
@@ -222,7 +222,7 @@ def firing_rates(model, *inputs) -> dict[str, float]:
     A non-spiking model (``s4d``) gives an empty dict."""
     import torch
 
-    from bpsn_ext.bpsn import BPSN
+    from bpsn_ext.bpsn_module import BPSN
     from bpsn_ext.core.masks import as_mask
     from bpsn_ext.layers import SpikingS5
 

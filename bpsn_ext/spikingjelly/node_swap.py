@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bpsn_ext.core.swap import Rules, Swap, SwapReport, apply_swaps
+from bpsn_ext.module_swap import Rules, Swap, SwapReport, apply_swaps
 from bpsn_ext.spikingjelly._compat import STEP_CONTAINERS, reset_after_swap
 
 __all__ = ["swap_neurons", "to_single_step"]
@@ -63,7 +63,7 @@ def to_single_step(
     """
     from spikingjelly.activation_based import neuron
 
-    from bpsn_ext.spikingjelly.single_step import SingleStepNode
+    from bpsn_ext.spikingjelly.single_step_node import SingleStepNode
 
     names = ("IFNode", "LIFNode", "ParametricLIFNode")
     kinds = [getattr(neuron, n) for n in names if hasattr(neuron, n)]

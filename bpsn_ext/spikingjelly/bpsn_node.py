@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from spikingjelly.activation_based import neuron
 
-from bpsn_ext.bpsn import BPSN
+from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.core.checks import check_float, warn_once
 from bpsn_ext.spikingjelly._compat import BackendMixin
 

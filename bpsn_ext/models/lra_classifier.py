@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from bpsn_ext.bpsn import BPSN
+from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.core.checks import check_token_ids
 from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5, TiedDropout

@@ -44,7 +44,7 @@ from bpsn_ext.bench.measure import (
     publish_report,
     time_fns,
 )
-from bpsn_ext.core.ssm import sequential_scan
+from bpsn_ext.core.diagonal_ssm import sequential_scan
 from bpsn_ext.util.cli_args import int_at_least
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import snntorch as snn
 from torch import nn
 
-from bpsn_ext.core.swap import Rules, Swap, SwapReport, apply_swaps
+from bpsn_ext.module_swap import Rules, Swap, SwapReport, apply_swaps
 from bpsn_ext.snntorch.sequence import StepLoop
 from bpsn_ext.snntorch.state import detach, reset
 
@@ -76,7 +76,7 @@ def to_single_step(model: nn.Module, *, spike_grad=None, inplace: bool = True) -
 
     Run the converted model for a single time step.
     """
-    from bpsn_ext.snntorch.single_step import SingleStepLeaky
+    from bpsn_ext.snntorch.single_step_leaky import SingleStepLeaky
 
     return swap_neurons(
         model,

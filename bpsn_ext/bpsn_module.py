@@ -1,6 +1,6 @@
 """``BPSN``: the Bidirectional Parallel Spiking Neuron as a framework-agnostic ``nn.Module``.
 
-A reconstruction of SNN-BERT's neuron (see `bpsn_ext.core.bpsn` and the docs page
+A reconstruction of SNN-BERT's neuron (see `bpsn_ext.core.bpsn_functional` and the docs page
 "What is reconstructed"): every time step is computed at once, padded steps neither fire nor
 influence real ones, and forward and backward temporal information are fused.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from bpsn_ext.core.bpsn import FUSIONS, KERNELS, RUNAWAY, bpsn
+from bpsn_ext.core.bpsn_functional import FUSIONS, KERNELS, RUNAWAY, bpsn
 from bpsn_ext.core.channels import channel_dim_of_layer, check_channel_dim_arg, resolve_channel_dim
 from bpsn_ext.core.checks import check_float, check_floating, check_rank
 from bpsn_ext.core.leaky_integrate import METHODS
@@ -47,7 +47,8 @@ class BPSN(nn.Module):
         fusion: ``"split"`` (the first half of the channels forward-only, the second half
             backward-only), ``"gate"`` (learnable mix), ``"avg"``, ``"sum"`` or ``"concat"``
             (doubles the channels).
-        runaway: ``"refractory"``, ``"soft_reset"`` or ``"none"`` (see `bpsn_ext.core.bpsn`).
+        runaway: ``"refractory"``, ``"soft_reset"`` or ``"none"``
+            (see `bpsn_ext.core.bpsn_functional`).
         refractory_steps: silent steps after a spike under ``"refractory"``.
         decay_init: initial forward and backward decay lambda (0.5: tau = 2).
         gate_init: initial weight of the forward branch under ``"gate"``.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import snntorch as snn
 import torch
 
-from bpsn_ext.bpsn import BPSN as CoreBPSN
+from bpsn_ext.bpsn_module import BPSN as CoreBPSN
 from bpsn_ext.core.checks import warn_once
 
 __all__ = ["BPSNLeaky", "BPSN"]
