@@ -29,6 +29,50 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _gate_logit(gate_init: float) -> float:
+    """The gate's logit; `gate_init` 0 or 1 gives an infinite logit, so the gate is exactly
+    0 or 1."""
+    if 0.0 < gate_init < 1.0:
+        return _logit(gate_init)
+    return math.inf if gate_init == 1.0 else -math.inf
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_options(
+    *, channels, kernel, window, fusion, runaway, refractory_steps, decay_init, gate_init,
+    v_threshold, method,
+) -> None:
+    """Raise `ValueError` naming the first argument of `BPSN` that is out of range."""
+    for name, value, options in (
+        ("kernel", kernel, KERNELS),
+        ("fusion", fusion, FUSIONS),
+        ("runaway", runaway, RUNAWAY),
+        ("method", method, BPSN_METHODS),
+    ):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    if channels is not None and not _is_int(channels, 1):
+        raise ValueError(f"channels must be a positive int or None, got {channels!r}")
+    if not _is_int(window, 1):
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    if not _is_int(refractory_steps, 1):
+        raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
+    if runaway == "soft_reset" and kernel != "leak":
+        raise ValueError("runaway='soft_reset' needs kernel='leak'")
+    if fusion == "split" and channels is not None and channels < 2:
+        raise ValueError("fusion='split' needs channels >= 2 (half forward, half backward)")
+    check_float("decay_init", decay_init)
+    check_float("gate_init", gate_init)
+    check_float("v_threshold", v_threshold)
+    if not 0.0 < decay_init < 1.0:
+        raise ValueError(f"decay_init must lie in (0, 1), got {decay_init}")
+    if not 0.0 <= gate_init <= 1.0:
+        raise ValueError(f"gate_init must lie in [0, 1], got {gate_init}")
+
+
 class BPSN(nn.Module):
     """Bidirectional parallel spiking neuron on ``[T, N, *]`` (``T`` = tokens under individual
     coding).  ``forward(x_seq, mask=None)`` returns spikes of the same shape.
@@ -91,63 +135,35 @@ class BPSN(nn.Module):
         method: str = "auto",
     ) -> None:
         super().__init__()
-        for name, value, options in (
-            ("kernel", kernel, KERNELS),
-            ("fusion", fusion, FUSIONS),
-            ("runaway", runaway, RUNAWAY),
-            ("method", method, BPSN_METHODS),
-        ):
-            if value not in options:
-                raise ValueError(f"{name} must be one of {options}, got {value!r}")
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int)
-                                     or channels < 1):
-            raise ValueError(f"channels must be a positive int or None, got {channels!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be a positive int, got {window!r}")
-        if isinstance(refractory_steps, bool) or not isinstance(refractory_steps, int) or (
-            refractory_steps < 1
-        ):
-            raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
-        if runaway == "soft_reset" and kernel != "leak":
-            raise ValueError("runaway='soft_reset' needs kernel='leak'")
-        if fusion == "split" and channels is not None and channels < 2:
-            raise ValueError("fusion='split' needs channels >= 2 (half forward, half backward)")
-        check_float("decay_init", decay_init)
-        check_float("gate_init", gate_init)
-        check_float("v_threshold", v_threshold)
-        if not 0.0 < decay_init < 1.0:
-            raise ValueError(f"decay_init must lie in (0, 1), got {decay_init}")
-        if not 0.0 <= gate_init <= 1.0:
-            raise ValueError(f"gate_init must lie in [0, 1], got {gate_init}")
+        _check_options(
+            channels=channels, kernel=kernel, window=window, fusion=fusion, runaway=runaway,
+            refractory_steps=refractory_steps, decay_init=decay_init, gate_init=gate_init,
+            v_threshold=v_threshold, method=method,
+        )
         self.channels, self.channel_dim = channels, check_channel_dim_arg(channel_dim)
         self.kernel, self.fusion, self.runaway, self.method = kernel, fusion, runaway, method
         self.refractory_steps, self.detach_reset = refractory_steps, detach_reset
         self.surrogate_function = resolve(surrogate, default=ATan, fire_ge=fire_ge)
-        shape = (channels,) if channels is not None else ()
-
-        def tensor(value: float, learn: bool, name: str) -> None:
-            t = torch.full(shape, value)
-            self.__dict__.pop(name, None)  # a host base class (BaseNode) may have set a float
-            if learn:
-                self.register_parameter(name, nn.Parameter(t))
-            else:
-                self.register_buffer(name, t)
-
         if kernel == "leak":
-            tensor(_logit(decay_init), learn_decay, "decay_f_logit")
-            tensor(_logit(decay_init), learn_decay, "decay_b_logit")
+            self._add_tensor("decay_f_logit", _logit(decay_init), learn_decay)
+            self._add_tensor("decay_b_logit", _logit(decay_init), learn_decay)
         else:
             taps = 2.0 ** -torch.arange(window, dtype=torch.float32)  # 1, 1/2, 1/4, ...
             self.taps_f = nn.Parameter(taps.clone(), requires_grad=learn_decay)
             self.taps_b = nn.Parameter(taps.clone(), requires_grad=learn_decay)
         if fusion == "gate":
-            # gate_init 0 or 1 gives an infinite logit, so the gate is exactly 0 or 1
-            if 0.0 < gate_init < 1.0:
-                g = _logit(gate_init)
-            else:
-                g = math.inf if gate_init == 1.0 else -math.inf
-            tensor(g, learn_gate, "gate_logit")
-        tensor(v_threshold, learn_threshold, "v_threshold")
+            self._add_tensor("gate_logit", _gate_logit(gate_init), learn_gate)
+        self._add_tensor("v_threshold", v_threshold, learn_threshold)
+
+    def _add_tensor(self, name: str, value: float, learn: bool) -> None:
+        """`name` filled with `value`, shape `[channels]` (or `[]`): a parameter if `learn`,
+        else a buffer."""
+        t = torch.full((self.channels,) if self.channels is not None else (), value)
+        self.__dict__.pop(name, None)  # a host base class (BaseNode) may have set a float
+        if learn:
+            self.register_parameter(name, nn.Parameter(t))
+        else:
+            self.register_buffer(name, t)
 
     # -- derived quantities ---------------------------------------------------------------
     @property

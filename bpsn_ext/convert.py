@@ -21,16 +21,20 @@ def _framework_of(model: nn.Module) -> str:
     return hosts.pop()
 
 
-def to_single_step(model: nn.Module, *, surrogate=None, inplace: bool = True) -> SwapReport:
+def to_single_step(
+    model: nn.Module, *, surrogate=None, keep_surrogate: bool = False, inplace: bool = True
+) -> SwapReport:
     """Replace the multi-step neurons of ``model`` by single-step S3NN neurons (S2NN surrogate).
 
     SpikingJelly IF/LIF/PLIF nodes become ``SingleStepNode``; snnTorch ``Leaky`` becomes
-    ``SingleStepLeaky``.  Feed the converted model one time step (T = 1).
+    ``SingleStepLeaky``.  ``surrogate`` replaces S2NN; ``keep_surrogate=True`` keeps each
+    neuron's own.  Feed the converted model one time step (T = 1).
     """
     if _framework_of(model) == "spikingjelly":
         from bpsn_ext.spikingjelly import to_single_step as convert
 
-        return convert(model, surrogate_function=surrogate, inplace=inplace)
+        return convert(model, surrogate_function=surrogate, keep_surrogate=keep_surrogate,
+                       inplace=inplace)
     from bpsn_ext.snntorch import to_single_step as convert
 
-    return convert(model, spike_grad=surrogate, inplace=inplace)
+    return convert(model, spike_grad=surrogate, keep_surrogate=keep_surrogate, inplace=inplace)

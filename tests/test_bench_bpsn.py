@@ -194,6 +194,6 @@ def test_help_lists_both_benchmarks_and_the_script_runs():
     proc = subprocess.run([sys.executable, "-m", "bpsn_ext", "bench", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "single-step" in proc.stdout and "bpsn" in proc.stdout
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bpsn.py"),
-                           "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
+                           "bpsn", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0 and "--quick" in proc.stdout and "--T" in proc.stdout

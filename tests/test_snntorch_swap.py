@@ -303,8 +303,21 @@ def test_top_level_and_snntorch_to_single_step_agree_not_inplace():
 def test_to_single_step_surrogate_arguments():
     net = Net()
     kept = net.lif1.spike_grad
-    to_single_step(net, spike_grad="keep")
+    to_single_step(net, keep_surrogate=True)
     assert net.lif1.spike_grad is kept
+
+    net = Net()  # the older spelling still works, with a warning
+    kept = net.lif1.spike_grad
+    with pytest.warns(FutureWarning, match="keep_surrogate=True"):
+        to_single_step(net, spike_grad="keep")
+    assert net.lif1.spike_grad is kept
+    with pytest.raises(ValueError, match="either spike_grad or keep_surrogate"):
+        to_single_step(Net(), spike_grad="atan", keep_surrogate=True)
+
+    net = Net()
+    kept = net.lif2.spike_grad
+    bpsn_ext.to_single_step(net, keep_surrogate=True)
+    assert isinstance(net.lif2, SingleStepLeaky) and net.lif2.spike_grad is kept
 
     net = Net()
     bpsn_ext.to_single_step(net, surrogate="atan")

@@ -138,6 +138,19 @@ def test_to_single_step_matches_if_step_from_rest():
     other = small_net("m")
     report = bpsn_ext.to_single_step(other)
     assert len(report) == 2 and all(isinstance(n, SingleStepNode) for _, _, n in report)
+
+
+def test_to_single_step_keeps_the_surrogate_when_asked():
+    net = small_net("m")
+    kept = [net[1].surrogate_function, net[3].surrogate_function]
+    bpsn_ext.to_single_step(net, keep_surrogate=True)
+    assert isinstance(net[1], SingleStepNode) and isinstance(net[3], SingleStepNode)
+    assert net[1].surrogate_function is kept[0] and net[3].surrogate_function is kept[1]
+    other = small_net("m")
+    with pytest.warns(FutureWarning, match="keep_surrogate=True"):
+        SingleStepNode.from_neuron(other[1], surrogate_function="keep")
+    with pytest.raises(ValueError, match="either surrogate_function or keep_surrogate"):
+        to_single_step(other, surrogate_function="atan", keep_surrogate=True)
     with pytest.raises(ValueError, match="SpikingJelly or snnTorch neurons"):
         bpsn_ext.to_single_step(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 

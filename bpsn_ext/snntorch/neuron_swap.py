@@ -71,15 +71,17 @@ def _unloop(model: nn.Module) -> None:
                 setattr(parent, attr, inner)
 
 
-def to_single_step(model: nn.Module, *, spike_grad=None, inplace: bool = True) -> SwapReport:
+def to_single_step(
+    model: nn.Module, *, spike_grad=None, keep_surrogate: bool = False, inplace: bool = True
+) -> SwapReport:
     """Convert every ``snn.Leaky`` of ``model`` into an S3NN ``SingleStepLeaky``.
 
-    Run the converted model for a single time step.
+    The surrogate becomes S2NN unless ``spike_grad`` is given; ``keep_surrogate=True`` keeps
+    each neuron's own.  Run the converted model for a single time step.
     """
     from bpsn_ext.snntorch.single_step_leaky import SingleStepLeaky
 
-    return swap_neurons(
-        model,
-        {snn.Leaky: lambda old: SingleStepLeaky.from_neuron(old, spike_grad=spike_grad)},
-        inplace=inplace,
-    )
+    def factory(old):
+        return SingleStepLeaky.from_neuron(old, spike_grad, keep_surrogate=keep_surrogate)
+
+    return swap_neurons(model, {snn.Leaky: factory}, inplace=inplace)

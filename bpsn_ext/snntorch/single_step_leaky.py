@@ -16,6 +16,7 @@ import snntorch as snn
 import torch
 
 from bpsn_ext.core.checks import check_floating
+from bpsn_ext.module_swap import carried_surrogate
 from bpsn_ext.surrogate import S2NN, resolve
 
 __all__ = ["SingleStepLeaky"]
@@ -93,13 +94,16 @@ class SingleStepLeaky(snn.Leaky):
 
     @classmethod
     def from_neuron(
-        cls, old: snn.Leaky, spike_grad: Callable | str | None = None
+        cls,
+        old: snn.Leaky,
+        spike_grad: Callable | str | None = None,
+        *,
+        keep_surrogate: bool = False,
     ) -> SingleStepLeaky:
         """Build from an ``snn.Leaky``: every constructor option and learnable flag carries over,
         then its ``state_dict`` (threshold, beta, graded factor) is loaded.  The surrogate becomes
-        S2NN unless ``spike_grad`` is given ('keep' keeps the old one)."""
-        if spike_grad == "keep":
-            spike_grad = old.spike_grad
+        S2NN unless ``spike_grad`` is given; ``keep_surrogate=True`` keeps the old one."""
+        spike_grad = carried_surrogate(old.spike_grad, spike_grad, keep_surrogate, "spike_grad")
         kwargs = {name: getattr(old, name) for name in _LEAKY_ARGS if hasattr(old, name)}
         new = cls(
             beta=old.beta.detach().clone() if torch.is_tensor(old.beta) else old.beta,

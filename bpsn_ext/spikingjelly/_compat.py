@@ -11,7 +11,13 @@ from spikingjelly.activation_based import functional, layer, neuron
 
 from bpsn_ext.core.dispatch import check_backend
 
-__all__ = ["SJ_GENERATION", "STEP_CONTAINERS", "reset_after_swap", "BackendMixin"]
+__all__ = [
+    "SJ_GENERATION",
+    "STEP_CONTAINERS",
+    "reset_after_swap",
+    "BackendMixin",
+    "SingleStepFromFire",
+]
 
 SJ_GENERATION: int = 2 if hasattr(neuron.BaseNode, "single_step_functional_forward") else 1
 
@@ -64,3 +70,20 @@ class BackendMixin:
 
     def _refuse_backend(self, value: str) -> None:
         """Hook: raise if ``value`` cannot run this module's configuration."""
+
+
+class _LegacySingleStep:
+    """Generation 1's one-step forward, written from the node's `_fire(x) -> (spike, v)`:
+    0.0.0.0.14 would otherwise charge, fire and reset through its own hooks."""
+
+    def single_step_forward(self, x):
+        spike, self.v = self._fire(x)
+        return spike
+
+
+class _BaseSingleStep:
+    """Generation 2: nothing to add; `BaseNode.single_step_forward` runs the node's functional
+    forward and keeps `store_v_seq` working."""
+
+
+SingleStepFromFire: type = _LegacySingleStep if SJ_GENERATION == 1 else _BaseSingleStep

@@ -55,11 +55,17 @@ def swap_neurons(model: nn.Module, rules: Rules, *, inplace: bool = True) -> Swa
 
 
 def to_single_step(
-    model: nn.Module, *, surrogate_function=None, inplace: bool = True
+    model: nn.Module,
+    *,
+    surrogate_function=None,
+    keep_surrogate: bool = False,
+    inplace: bool = True,
 ) -> SwapReport:
     """Convert IF/LIF/PLIF nodes of a SpikingJelly model into S3NN ``SingleStepNode``s.
 
-    Run the converted model with a single time step (T = 1, or step mode 's').
+    The surrogate becomes S2NN unless ``surrogate_function`` is given; ``keep_surrogate=True``
+    keeps each node's own.  Run the converted model with a single time step (T = 1, or step
+    mode 's').
     """
     from spikingjelly.activation_based import neuron
 
@@ -69,6 +75,8 @@ def to_single_step(
     kinds = [getattr(neuron, n) for n in names if hasattr(neuron, n)]
 
     def factory(old):
-        return SingleStepNode.from_neuron(old, surrogate_function=surrogate_function)
+        return SingleStepNode.from_neuron(
+            old, surrogate_function, keep_surrogate=keep_surrogate
+        )
 
     return swap_neurons(model, [(k, factory) for k in kinds], inplace=inplace)

@@ -16,13 +16,14 @@ from spikingjelly.activation_based import neuron
 
 from bpsn_ext.core.checks import check_float, check_floating, check_rank, warn_once
 from bpsn_ext.core.single_step_functional import membrane_after_reset, single_step_fire
-from bpsn_ext.spikingjelly._compat import SJ_GENERATION
+from bpsn_ext.module_swap import carried_surrogate
+from bpsn_ext.spikingjelly._compat import SingleStepFromFire
 from bpsn_ext.surrogate import S2NN, resolve
 
 __all__ = ["SingleStepNode"]
 
 
-class SingleStepNode(neuron.BaseNode):
+class SingleStepNode(SingleStepFromFire, neuron.BaseNode):
     """S3NN neuron. Input ``[N, *]`` (step mode 's') or ``[T, N, *]`` ('m'); spikes same shape.
 
     Args:
@@ -76,7 +77,7 @@ class SingleStepNode(neuron.BaseNode):
                 f"SingleStepNode supports backend in {self.supported_backends}, got {backend!r}"
             )
         surrogate_function = resolve(surrogate_function, default=S2NN, fire_ge=True)
-        kwargs = dict(
+        super().__init__(
             v_threshold=v_threshold,
             v_reset=v_reset,
             surrogate_function=surrogate_function,
@@ -84,24 +85,26 @@ class SingleStepNode(neuron.BaseNode):
             step_mode=step_mode,
             store_v_seq=store_v_seq,
         )
-        if SJ_GENERATION == 1:
-            kwargs["backend"] = backend
-        super().__init__(**kwargs)
-        if SJ_GENERATION == 2:
-            self._backend = backend
+        self.backend = backend  # after the base class: 0.0.0.0.14 sets its default there
         self.keep_v_graph = keep_v_graph
 
     @classmethod
     def from_neuron(
-        cls, old: torch.nn.Module, surrogate_function: Callable | str | None = None
+        cls,
+        old: torch.nn.Module,
+        surrogate_function: Callable | str | None = None,
+        *,
+        keep_surrogate: bool = False,
     ) -> SingleStepNode:
         """Build from a SpikingJelly neuron (IF/LIF/...): threshold, reset and mode carry over.
 
-        The surrogate becomes S2NN unless ``surrogate_function`` is given ('keep' keeps the
-        old neuron's).  ``tau``/decay are dropped: a single step from v = 0 has no leak.
+        The surrogate becomes S2NN unless ``surrogate_function`` is given;
+        ``keep_surrogate=True`` keeps the old neuron's.  ``tau``/decay are dropped: a single
+        step from v = 0 has no leak.
         """
-        if surrogate_function == "keep":
-            surrogate_function = old.surrogate_function
+        surrogate_function = carried_surrogate(
+            old.surrogate_function, surrogate_function, keep_surrogate, "surrogate_function"
+        )
         return cls(
             v_threshold=float(old.v_threshold),
             v_reset=None if old.v_reset is None else float(old.v_reset),
@@ -116,20 +119,18 @@ class SingleStepNode(neuron.BaseNode):
     def supported_backends(self) -> tuple[str, ...]:
         return ("torch",)
 
-    if SJ_GENERATION == 2:
+    @property
+    def backend(self) -> str:
+        return self._backend
 
-        @property
-        def backend(self) -> str:
-            return self._backend
-
-        @backend.setter
-        def backend(self, value: str) -> None:
-            if value not in self.supported_backends:
-                raise NotImplementedError(
-                    f"{value} is not a supported backend of SingleStepNode "
-                    f"(supported: {self.supported_backends})"
-                )
-            self._backend = value
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in self.supported_backends:
+            raise NotImplementedError(
+                f"{value} is not a supported backend of SingleStepNode "
+                f"(supported: {self.supported_backends})"
+            )
+        self._backend = value
 
     # -- the neuron -----------------------------------------------------------------------
     def _fire(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,12 +162,6 @@ class SingleStepNode(neuron.BaseNode):
     # SpikingJelly 0.0.0.0.14: charge hook (abstract there); the membrane restarts from the input
     def neuronal_charge(self, x: torch.Tensor) -> None:
         self.v = x
-
-    if SJ_GENERATION == 1:
-
-        def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-            spike, self.v = self._fire(x)
-            return spike
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         spike_seq, v_seq = self._fire(x_seq)
