@@ -26,7 +26,7 @@ MAX_LINES = 60
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("util", ("bpsn_ext.util",)),
     ("maths", ("bpsn_ext.core", "bpsn_ext.surrogate")),
-    ("kernels", ("bpsn_ext.kernels", "bpsn_ext.core.dispatch")),
+    ("kernels", ("bpsn_ext.kernels",)),
     ("modules", ("bpsn_ext.bpsn_module", "bpsn_ext.layers", "bpsn_ext.optim")),
     ("adapters", ("bpsn_ext.spikingjelly", "bpsn_ext.snntorch", "bpsn_ext.module_swap",
                   "bpsn_ext.convert", "bpsn_ext.registry", "bpsn_ext")),

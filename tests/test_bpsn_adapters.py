@@ -8,7 +8,7 @@ import torch
 
 import bpsn_ext
 from bpsn_ext import BPSN
-from bpsn_ext.core.dispatch import cupy_available, resolve_backend
+from bpsn_ext.kernels.backends import cupy_available, resolve_backend
 
 sj = pytest.importorskip("spikingjelly.activation_based")
 snn = pytest.importorskip("snntorch")

@@ -16,8 +16,8 @@ import warnings
 
 import torch
 
-from bpsn_ext.core.dispatch import resolve_backend
 from bpsn_ext.kernels import cpu_native
+from bpsn_ext.kernels.backends import resolve_backend
 
 __all__ = ["SURROGATE_IDS", "surrogate_args", "native_config", "cupy_config", "choose"]
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from spikingjelly.activation_based import base
 
-from bpsn_ext.core.dispatch import resolve_backend
+from bpsn_ext.kernels.backends import resolve_backend
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
 from bpsn_ext.layers._block import SSMBlock
 from bpsn_ext.spikingjelly._compat import BackendMixin
