@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from bpsn_ext.bench.measure import (
+    check_positive_ints,
     format_bytes,
     format_table,
     peak_memory_bytes,
     time_fn,
     time_fns,
+    torch_threads,
     write_json_atomic,
 )
 
@@ -118,3 +120,24 @@ def test_write_json_atomic_gives_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_check_positive_ints_names_the_first_bad_value():
+    check_positive_ints([("batch", 1), ("T", 8192)])
+    with pytest.raises(ValueError, match=r"^repeats must be a positive int, got 0$"):
+        check_positive_ints([("batch", 2), ("repeats", 0), ("T", -1)])
+    for bad in (True, 1.0, "3", None):  # a bool is not taken for an int
+        with pytest.raises(ValueError, match=f"got {bad!r}"):
+            check_positive_ints([("width", bad)])
+
+
+def test_torch_threads_sets_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(other):
+            assert torch.get_num_threads() == other
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

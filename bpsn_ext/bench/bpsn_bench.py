@@ -65,12 +65,14 @@ from torch import nn
 from bpsn_ext.bench.measure import (
     DefaultJson,
     add_json_arguments,
+    check_positive_ints,
     environment,
     format_table,
     package_version,
     peak_memory_bytes,
     publish_report,
     time_fns,
+    torch_threads,
 )
 from bpsn_ext.util.cli_args import int_at_least, positive_int
 
@@ -132,6 +134,78 @@ def warmup_for(T: int, warmup: int) -> int:
     peak-memory pass has run every forward+backward once and (if ``warmup`` >= 1) one untimed
     forward per neuron warms up the no-grad path."""
     return warmup if T <= FULL_REPEATS_UP_TO_T else 0
+
+
+def _or_default(value: int | None, quick: bool, quick_value: int, default: int) -> int:
+    """`value` as given, else the `quick` or the full run's default."""
+    if value is not None:
+        return value
+    return quick_value if quick else default
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What one run measures: `run`'s arguments with the `quick` defaults filled in."""
+
+    Ts: tuple[int, ...]
+    batch: int
+    features: int
+    spatial: int
+    repeats: int
+    warmup: int
+    matmul_max_T: int
+    keys: tuple[str, ...]  # the neurons, in `NEURON_KEYS` order or as asked
+    seed: int
+
+    @classmethod
+    def of(
+        cls, T: Sequence[int] | None, batch: int, features: int, spatial: int,
+        repeats: int | None, warmup: int | None, matmul_max_T: int | None,
+        neurons: Sequence[str] | None, quick: bool, seed: int,
+    ) -> _Settings:
+        keys = tuple(NEURON_KEYS if neurons is None else neurons)
+        if quick and neurons is None:
+            keys = tuple(k for k in keys if k not in QUICK_SKIP)
+        if spatial:  # snnTorch's StateLeaky convolves [T, B, C] only
+            keys = tuple(k for k in keys if k != "snntorch_state_leaky")
+        return cls(
+            Ts=tuple(QUICK_T if quick else DEFAULT_T) if T is None else tuple(T),
+            batch=batch, features=features, spatial=spatial,
+            repeats=_or_default(repeats, quick, QUICK_REPEATS, DEFAULT_REPEATS),
+            warmup=_or_default(warmup, quick, QUICK_WARMUP, DEFAULT_WARMUP),
+            matmul_max_T=_or_default(matmul_max_T, quick, QUICK_MATMUL_MAX_T, MATMUL_MAX_T),
+            keys=keys, seed=seed,
+        )
+
+    def check(self, threads: int | None) -> None:
+        """Raise `ValueError` naming the first setting out of range."""
+        check_positive_ints([
+            ("batch", self.batch), ("features", self.features), ("repeats", self.repeats),
+            ("matmul_max_T", self.matmul_max_T), *((f"T[{i}]", t) for i, t in enumerate(self.Ts)),
+            *([] if threads is None else [("threads", threads)]),
+        ])
+        if not self.Ts:
+            raise ValueError("T must name at least one sequence length")
+        for name, value in (("warmup", self.warmup), ("spatial", self.spatial)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        unknown = [k for k in self.keys if k not in NEURON_KEYS]
+        if unknown or not self.keys:
+            raise ValueError(
+                f"neurons must be a non-empty subset of {NEURON_KEYS}, got {self.keys}")
+
+    def config(self, quick: bool, threads: int | None, dev: torch.device) -> dict:
+        """The report's ``config``."""
+        Ts, repeats, warmup = self.Ts, self.repeats, self.warmup
+        return {
+            "T": list(Ts), "batch": self.batch, "features": self.features,
+            "spatial": self.spatial, "input": "N(0.5, 1) float32",
+            "repeats": repeats, "repeats_per_T": {str(t): repeats_for(t, repeats) for t in Ts},
+            "warmup": warmup, "warmup_per_T": {str(t): warmup_for(t, warmup) for t in Ts},
+            "quick": quick, "neurons": list(self.keys), "matmul_max_T": self.matmul_max_T,
+            "threads": threads, "device": str(dev), "seed": self.seed, "statistic": "median_ms",
+            "bpsn_default": _bpsn_default(self.features) if BASE in self.keys else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -334,67 +408,94 @@ def _closures(
     return forward, forward_backward
 
 
-def _measure_T(
-    neurons: list[_Neuron], T: int, batch: int, features: int, repeats: int, warmup: int,
-    dev: torch.device, seed: int, verbose: bool, spatial: int = 0,
-) -> list[dict]:
-    rows: list[dict] = []
-    gen = torch.Generator().manual_seed(seed + T)
-    shape = (T, batch, features) + ((spatial, spatial) if spatial else ())
-    x = (torch.randn(shape, generator=gen) + 0.5).to(dev)
-    active: dict[str, tuple[nn.Module, Callable, Callable]] = {}
-    for n in neurons:
-        row: dict = {"neuron": n.key, "label": n.label, "T": T, "status": "ok", "note": None}
-        if n.key == BASE:
-            default = _default_bpsn(features).to(dev)
-            row["method"] = _bpsn_method(default, x)
-            row["note"] = f"{default.method} -> {row['method']}"
-        elif n.key == "bpsn_torch":
-            row["method"] = "chunked"
-        elif n.key == "bpsn_matmul":
-            row["method"] = "matmul"
-        if n.missing is not None:
-            row.update(status="skipped", note=n.missing)
-        elif n.max_T is not None and T > n.max_T:
-            row.update(status="skipped", note=n.max_T_note)
-        else:
-            torch.manual_seed(seed)
-            module = n.build(T, features).to(dev)
-            active[n.key] = (module, *_closures(n, module, x))
-        rows.append(row)
-    r, w = repeats_for(T, repeats), warmup_for(T, warmup)
-    forward_warmup = w == 0 and warmup > 0
-    if verbose:
-        extra = ", one untimed forward each" if forward_warmup else ""
-        print(f"T={T}: {len(active)} neurons, peak-memory pass{extra}, then {w} warm-up + {r} "
-              f"timed rounds ...", file=sys.stderr, flush=True)
-    by_key = {row["neuron"]: row for row in rows}
-    for key, (_, _, fwd_bwd) in active.items():
-        record: dict = {}
-        by_key[key]["peak_memory_bytes"] = peak_memory_bytes(
-            lambda f=fwd_bwd, rec=record: f(rec), device=dev
-        )
-        by_key[key]["firing_rate"] = record.get("firing_rate")
-        if key == "floor":  # what it streams, not what it allocates
-            by_key[key]["peak_memory_bytes"] = 6 * x.numel() * x.element_size()
+def _input(T: int, s: _Settings, dev: torch.device) -> torch.Tensor:
+    """The input of sequence length T: ``N(0.5, 1)`` float32, seeded by ``seed + T``."""
+    gen = torch.Generator().manual_seed(s.seed + T)
+    shape = (T, s.batch, s.features) + ((s.spatial, s.spatial) if s.spatial else ())
+    return (torch.randn(shape, generator=gen) + 0.5).to(dev)
+
+
+_METHODS = {"bpsn_torch": "chunked", "bpsn_matmul": "matmul"}  # the fixed BPSN rows
+
+
+def _row(n: _Neuron, T: int, x: torch.Tensor, s: _Settings, dev: torch.device) -> dict:
+    """The row of `n` at T before measuring: its BPSN method, and why it is skipped if it is."""
+    row: dict = {"neuron": n.key, "label": n.label, "T": T, "status": "ok", "note": None}
+    if n.key == BASE:
+        default = _default_bpsn(s.features).to(dev)
+        row["method"] = _bpsn_method(default, x)
+        row["note"] = f"{default.method} -> {row['method']}"
+    elif n.key in _METHODS:
+        row["method"] = _METHODS[n.key]
+    if n.missing is not None:
+        row.update(status="skipped", note=n.missing)
+    elif n.max_T is not None and T > n.max_T:
+        row.update(status="skipped", note=n.max_T_note)
+    return row
+
+
+def _memory(key: str, fwd_bwd: Callable, x: torch.Tensor, dev: torch.device) -> dict:
+    """Peak memory and firing rate of one forward+backward (the floor: the bytes it streams)."""
+    record: dict = {}
+    peak = peak_memory_bytes(lambda: fwd_bwd(record), device=dev)
+    if key == "floor":  # what it streams, not what it allocates
+        peak = 6 * x.numel() * x.element_size()
+    return {"peak_memory_bytes": peak, "firing_rate": record.get("firing_rate")}
+
+
+def _timings(
+    active: dict[str, tuple[nn.Module, Callable, Callable]], repeats: int, warmup: int,
+    forward_warmup: bool, dev: torch.device,
+) -> dict[str, dict]:
+    """Forward and forward+backward of every active neuron, timed in one rotation:
+    ``{key: {"fwd": stats, "fwd_bwd": stats}}``."""
     fns: dict[str, Callable[[], None]] = {}
     for key, (_, fwd, fwd_bwd) in active.items():
         if forward_warmup:
             fwd()  # the first no-grad call of a long loop is slow (fresh allocations)
         fns[f"{key}/fwd"] = fwd
         fns[f"{key}/fwd_bwd"] = fwd_bwd
-    timings = time_fns(fns, repeats=r, warmup=w, device=dev) if fns else {}
-    for key in active:
-        by_key[key]["fwd"] = timings[f"{key}/fwd"]
-        by_key[key]["fwd_bwd"] = timings[f"{key}/fwd_bwd"]
-    base = by_key.get(BASE)
+    timings = time_fns(fns, repeats=repeats, warmup=warmup, device=dev) if fns else {}
+    return {key: {phase: timings[f"{key}/{phase}"] for phase in ("fwd", "fwd_bwd")}
+            for key in active}
+
+
+def _add_speedups(rows: list[dict]) -> None:
+    """``speedup_fwd`` / ``speedup_fwd_bwd``: each row's median time over BPSN's (or None)."""
+    base = next((row for row in rows if row["neuron"] == BASE), None)
     for row in rows:
         for phase in ("fwd", "fwd_bwd"):
             ok = row["status"] == "ok" and base is not None and base["status"] == "ok"
             row[f"speedup_{phase}"] = (
                 row[phase]["median_ms"] / base[phase]["median_ms"] if ok else None
             )
-    del active, fns
+
+
+def _measure_T(
+    neurons: list[_Neuron], T: int, s: _Settings, dev: torch.device, verbose: bool
+) -> list[dict]:
+    """One row per neuron at sequence length T: the peak-memory pass, then the timed rounds."""
+    x = _input(T, s, dev)
+    rows = [_row(n, T, x, s, dev) for n in neurons]
+    active: dict[str, tuple[nn.Module, Callable, Callable]] = {}
+    for n, row in zip(neurons, rows):
+        if row["status"] == "ok":
+            torch.manual_seed(s.seed)
+            module = n.build(T, s.features).to(dev)
+            active[n.key] = (module, *_closures(n, module, x))
+    r, w = repeats_for(T, s.repeats), warmup_for(T, s.warmup)
+    forward_warmup = w == 0 and s.warmup > 0
+    if verbose:
+        extra = ", one untimed forward each" if forward_warmup else ""
+        print(f"T={T}: {len(active)} neurons, peak-memory pass{extra}, then {w} warm-up + {r} "
+              f"timed rounds ...", file=sys.stderr, flush=True)
+    by_key = {row["neuron"]: row for row in rows}
+    for key, (_, _, fwd_bwd) in active.items():
+        by_key[key].update(_memory(key, fwd_bwd, x, dev))
+    for key, times in _timings(active, r, w, forward_warmup, dev).items():
+        by_key[key].update(times)
+    _add_speedups(rows)
+    del active
     gc.collect()
     return rows
 
@@ -485,62 +586,18 @@ def run(
     is that neuron's median time over BPSN's (> 1: BPSN is faster).  ``json_path=None`` skips
     the file.
     """
-    Ts = tuple(QUICK_T if quick else DEFAULT_T) if T is None else tuple(T)
-    if repeats is None:
-        repeats = QUICK_REPEATS if quick else DEFAULT_REPEATS
-    if warmup is None:
-        warmup = QUICK_WARMUP if quick else DEFAULT_WARMUP
-    if matmul_max_T is None:
-        matmul_max_T = QUICK_MATMUL_MAX_T if quick else MATMUL_MAX_T
-    keys = tuple(NEURON_KEYS if neurons is None else neurons)
-    if quick and neurons is None:
-        keys = tuple(k for k in keys if k not in QUICK_SKIP)
-    positive = [("batch", batch), ("features", features), ("repeats", repeats),
-                ("matmul_max_T", matmul_max_T), *((f"T[{i}]", t) for i, t in enumerate(Ts))]
-    if threads is not None:
-        positive.append(("threads", threads))
-    for name, value in positive:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not Ts:
-        raise ValueError("T must name at least one sequence length")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
-    if isinstance(spatial, bool) or not isinstance(spatial, int) or spatial < 0:
-        raise ValueError(f"spatial must be an int >= 0, got {spatial!r}")
-    if spatial:  # snnTorch's StateLeaky convolves [T, B, C] only
-        keys = tuple(k for k in keys if k != "snntorch_state_leaky")
-    unknown = [k for k in keys if k not in NEURON_KEYS]
-    if unknown or not keys:
-        raise ValueError(f"neurons must be a non-empty subset of {NEURON_KEYS}, got {keys}")
+    s = _Settings.of(T, batch, features, spatial, repeats, warmup, matmul_max_T, neurons,
+                     quick, seed)
+    s.check(threads)
     dev = torch.device(device)
-    start = time.perf_counter()
-    load_start = _load_average()
-    specs = _neurons(keys, matmul_max_T)
-    rows: list[dict] = []
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    start, load_start = time.perf_counter(), _load_average()
+    specs = _neurons(s.keys, s.matmul_max_T)
+    with torch_threads(threads):
         env = environment(dev)
-        for t in Ts:
-            rows.extend(
-                _measure_T(specs, t, batch, features, repeats, warmup, dev, seed, verbose,
-                           spatial)
-            )
-    finally:
-        torch.set_num_threads(old_threads)
+        rows = [row for t in s.Ts for row in _measure_T(specs, t, s, dev, verbose)]
     report = {
         "benchmark": "bpsn",
-        "config": {
-            "T": list(Ts), "batch": batch, "features": features, "spatial": spatial,
-            "input": "N(0.5, 1) float32",
-            "repeats": repeats, "repeats_per_T": {str(t): repeats_for(t, repeats) for t in Ts},
-            "warmup": warmup, "warmup_per_T": {str(t): warmup_for(t, warmup) for t in Ts},
-            "quick": quick, "neurons": list(keys), "matmul_max_T": matmul_max_T,
-            "threads": threads, "device": str(dev), "seed": seed, "statistic": "median_ms",
-            "bpsn_default": _bpsn_default(features) if BASE in keys else None,
-        },
+        "config": s.config(quick, threads, dev),
         "environment": {**env, "load_average_start": load_start,
                         "load_average_end": _load_average()},
         "results": rows,

@@ -9,7 +9,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -27,6 +27,8 @@ __all__ = [
     "write_json_atomic",
     "format_table",
     "format_bytes",
+    "check_positive_ints",
+    "torch_threads",
 ]
 
 Device = str | torch.device
@@ -208,6 +210,36 @@ def publish_report(
         if verbose:
             print(f"wrote {json_path}")
     return report
+
+
+def check_positive_ints(named: Iterable[tuple[str, Any]]) -> None:
+    """Raise `ValueError` naming the first `(name, value)` whose value is not an int >= 1
+    (a bool is not taken for an int).
+
+    Example:
+        >>> check_positive_ints([("batch", 8), ("repeats", 2)])
+    """
+    for name, value in named:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """`torch.set_num_threads(threads)` inside the block (None: unchanged), restored after it.
+
+    Example:
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def package_version(dist: str) -> str | None:

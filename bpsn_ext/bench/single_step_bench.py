@@ -27,6 +27,7 @@ from torch import nn
 from bpsn_ext.bench.measure import (
     DefaultJson,
     add_json_arguments,
+    check_positive_ints,
     environment,
     format_bytes,
     format_table,
@@ -171,14 +172,9 @@ def run(
     median_ms(s3nn)`` (``speedup_min`` the same with ``min_ms``).
     ``json_path=None`` skips the file.
     """
-    for name, value in (("width", width), ("depth", depth), ("batch", batch), ("T", T)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_ints([("width", width), ("depth", depth), ("batch", batch), ("T", T)])
     dev = torch.device(device)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, IN_FEATURES, generator=gen).to(dev)
-    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen).to(dev)
-
+    x, y = _data(batch, seed, dev)
     torch.manual_seed(seed)
     variants = _variants(width, depth, T)
     steps = {}
@@ -187,17 +183,13 @@ def run(
         steps[v.key] = _train_step(v, x, y, lr)
     # interleaved rounds: a busy spell of a shared machine slows all networks alike
     timings = time_fns(steps, repeats=repeats, warmup=max(warmup, 1), device=dev)
-    results: dict[str, dict] = {}
-    for v in variants:
-        results[v.key] = {
-            "label": v.label,
-            "T": v.T,
-            **timings[v.key],
-            "peak_memory_bytes": peak_memory_bytes(steps[v.key], device=dev),
-            "parameters": sum(p.numel() for p in v.model.parameters()),
-        }
-    base = results["s3nn"]
-    others = [k for k in results if k != "s3nn"]
+    results = {v.key: {
+        "label": v.label,
+        "T": v.T,
+        **timings[v.key],
+        "peak_memory_bytes": peak_memory_bytes(steps[v.key], device=dev),
+        "parameters": sum(p.numel() for p in v.model.parameters()),
+    } for v in variants}
     report = {
         "benchmark": "single_step",
         "config": {
@@ -207,13 +199,31 @@ def run(
         },
         "environment": environment(dev),
         "results": results,
+        **_ratios_to_s3nn(results),
+    }
+    return publish_report(report, json_path, verbose, format_report)
+
+
+def _data(batch: int, seed: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic ``x [batch, 784]`` in [0, 1) and random labels ``y [batch]`` (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, IN_FEATURES, generator=gen).to(dev)
+    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen).to(dev)
+    return x, y
+
+
+def _ratios_to_s3nn(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """``speedup`` (median times), ``speedup_min`` and ``memory_ratio`` of the T-step nets
+    over S3NN (> 1: S3NN is faster / smaller)."""
+    base = results["s3nn"]
+    others = [k for k in results if k != "s3nn"]
+    return {
         "speedup": {k: results[k]["median_ms"] / base["median_ms"] for k in others},
         "speedup_min": {k: results[k]["min_ms"] / base["min_ms"] for k in others},
         "memory_ratio": {
             k: results[k]["peak_memory_bytes"] / max(base["peak_memory_bytes"], 1) for k in others
         },
     }
-    return publish_report(report, json_path, verbose, format_report)
 
 
 def format_report(report: dict) -> str:

@@ -30,12 +30,14 @@ import torch
 from bpsn_ext.bench.measure import (
     DefaultJson,
     add_json_arguments,
+    check_positive_ints,
     environment,
     format_bytes,
     format_table,
     peak_memory_bytes,
     publish_report,
     time_fns,
+    torch_threads,
 )
 from bpsn_ext.util.cli_args import positive_int
 
@@ -125,11 +127,9 @@ def run(
         length, batch, repeats, warmup = (QUICK[k] for k in ("length", "batch", "repeats",
                                                              "warmup"))
         vocab_size = QUICK["vocab_size"]
-    for name, value in (("layers", layers), ("width", width), ("heads", heads),
-                        ("ffn_width", ffn_width), ("length", length), ("batch", batch),
-                        ("T", T), ("vocab_size", vocab_size), ("repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_ints([("layers", layers), ("width", width), ("heads", heads),
+                         ("ffn_width", ffn_width), ("length", length), ("batch", batch),
+                         ("T", T), ("vocab_size", vocab_size), ("repeats", repeats)])
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     dev = torch.device(device)
@@ -140,13 +140,8 @@ def run(
         "seed": seed, "quick": quick, "threads": threads or torch.get_num_threads(),
         "step": "forward + cross-entropy + backward + AdamW step, full-length samples",
     }
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         report = _measure(config, dev, memory)
-    finally:
-        torch.set_num_threads(previous)
     return publish_report(report, json_path, verbose, format_report)
 
 

@@ -37,12 +37,14 @@ from torch import nn
 from bpsn_ext.bench.measure import (
     DefaultJson,
     add_json_arguments,
+    check_positive_ints,
     environment,
     format_bytes,
     format_table,
     peak_memory_bytes,
     publish_report,
     time_fns,
+    torch_threads,
 )
 from bpsn_ext.core.diagonal_ssm import sequential_scan
 from bpsn_ext.util.cli_args import int_at_least
@@ -137,40 +139,37 @@ def run(
     over the non-spiking ``s4d_block``; ``streaming[key]`` the step and parallel inference cost
     per token.  ``json_path=None`` skips the file.
     """
+    sizes = {"lengths": lengths, "batch": batch, "d_model": d_model, "d_state": d_state,
+             "repeats": repeats, "warmup": warmup, "seq_max_len": seq_max_len,
+             "stream_tokens": stream_tokens}
     if quick:
-        lengths, batch, d_model, d_state = (QUICK[k] for k in ("lengths", "batch", "d_model",
-                                                              "d_state"))
-        repeats, warmup, seq_max_len = QUICK["repeats"], QUICK["warmup"], QUICK["seq_max_len"]
-        stream_tokens = QUICK["stream_tokens"]
-    lengths = sorted(set(int(v) for v in lengths))
-    for name, value in (("batch", batch), ("d_model", d_model), ("d_state", d_state),
-                        ("repeats", repeats), ("min length", lengths[0] if lengths else 0)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    unknown = [k for k in layers if k not in LAYERS]
-    if unknown:
-        raise ValueError(f"unknown layers {unknown}; expected some of {LAYERS}")
-    if not isinstance(stream_tokens, int) or stream_tokens < 0:
-        raise ValueError(f"stream_tokens must be an int >= 0, got {stream_tokens!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        sizes.update(QUICK)
+    sizes["lengths"] = sorted(set(int(v) for v in sizes["lengths"]))
+    _check(sizes, layers, threads)
     config = {
-        "lengths": lengths, "batch": batch, "d_model": d_model, "d_state": d_state,
-        "repeats": repeats, "warmup": warmup, "seq_max_len": seq_max_len,
-        "stream_tokens": stream_tokens,
-        "layers": list(layers), "device": str(torch.device(device)), "seed": seed,
+        **sizes, "layers": list(layers), "device": str(torch.device(device)), "seed": seed,
         "quick": quick, "threads": threads or torch.get_num_threads(),
         "pass": "forward + backward of sum(out * g)",
         "timing": "all (L, layer) passes interleaved in one rotation",
     }
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         report = _measure(config, memory)
-    finally:
-        torch.set_num_threads(previous_threads)
     return publish_report(report, json_path, verbose, format_report)
+
+
+def _check(sizes: dict, layers: Sequence[str], threads: int | None) -> None:
+    """Raise `ValueError` naming the first size, layer or thread count out of range."""
+    lengths = sizes["lengths"]
+    check_positive_ints([*((k, sizes[k]) for k in ("batch", "d_model", "d_state", "repeats")),
+                         ("min length", lengths[0] if lengths else 0)])
+    unknown = [k for k in layers if k not in LAYERS]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; expected some of {LAYERS}")
+    stream_tokens = sizes["stream_tokens"]
+    if not isinstance(stream_tokens, int) or stream_tokens < 0:
+        raise ValueError(f"stream_tokens must be an int >= 0, got {stream_tokens!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
 
 
 def _measure(config: dict, memory: bool) -> dict:
