@@ -32,12 +32,8 @@ KNOWN_LONG: set[str] = {
     "bpsn_ext/data/lra_release.py:load_task",
     "bpsn_ext/energy/estimate.py:estimate",
     "bpsn_ext/apps/glue_commands.py:run_train",
-    "bpsn_ext/bench/bpsn_bench.py:run",
     "bpsn_ext/apps/lra_commands.py:run_train",
-    "bpsn_ext/bench/single_step_bench.py:run",
-    "bpsn_ext/bench/ssm_bench.py:run",
     "bpsn_ext/train/trainer.py:Trainer.__init__",
-    "bpsn_ext/bench/bpsn_bench.py:_measure_T",
 }
 
 
