@@ -396,43 +396,98 @@ def _load_teacher(path: str, task: str, tokenizer):
 
 # ---------------------------------------------------------------------------- train
 def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
-    """Train (or ``--resume``) SNN-BERT; ``callbacks`` go to the Trainer (tests)."""
+    """Train (or ``--resume``) SNN-BERT; ``callbacks`` go to the Trainer (tests).
+
+    Claims the output folder, reads the examples, builds (or reloads) the tokenizer and the
+    model, trains on the shared `Trainer` and prints the final metrics (and energy).
+    """
     import torch
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
-    from bpsn_ext.data.tokenizer import WordPieceTokenizer
-    from bpsn_ext.models import SNNBert, SNNBertConfig
-    from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
+    from bpsn_ext.train import Trainer, claim_run_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
     task = get_task(args.task)
-    out = args.out
-    claim_run_folder(out, resume=args.resume, overwrite=args.overwrite, command="train glue",
-                     extra=(MODEL_FILE,))
-    os.makedirs(out, exist_ok=True)
-    model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
-    train_ex = load_examples(args, task.name, "train")
-    eval_ex = load_examples(args, task.name, args.eval_split)
+    claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
+                     command="train glue", extra=(MODEL_FILE,))
+    os.makedirs(args.out, exist_ok=True)
+    train_ex, eval_ex = _train_eval_examples(args, task.name)
+    model, tokenizer = _student(args, task, train_ex)
+    teacher = _load_teacher(args.teacher, task.name, tokenizer) if args.teacher else None
+
+    train_ds = GlueDataset(train_ex, tokenizer, model.config.max_length)
+    eval_ds = GlueDataset(eval_ex, tokenizer, model.config.max_length)
+    collate = GlueCollator(tokenizer.pad_id)
+    loss_fn, metrics_fn, reduce_fn = make_task_fns(task.name, teacher, args.distill_alpha,
+                                                   args.distill_temperature)
+    tc = _train_config(args, len(train_ds))
+    energy_fn = None if args.no_energy else _energy_fn(eval_ds, collate, args.out)
+    if teacher is not None:
+        teacher.to(tc.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    trainer = Trainer(model, train_ds, eval_ds, loss_fn, metrics_fn, tc, collate_fn=collate,
+                      energy_fn=energy_fn, eval_reduce_fn=reduce_fn, callbacks=callbacks)
+    try:
+        final = trainer.fit(resume=args.resume)
+    finally:
+        trainer.release()  # drops the DDP wrapper (and the process group if it made it)
+    if trainer.rank == 0:
+        _print_final(final, args.out)
+    return 0
+
+
+def _train_eval_examples(args: argparse.Namespace, task: str) -> tuple[list, list]:
+    """The training and evaluation examples, cut to ``--max-train/eval-samples``."""
+    train_ex = load_examples(args, task, "train")
+    eval_ex = load_examples(args, task, args.eval_split)
     if args.max_train_samples:
         train_ex = train_ex[: args.max_train_samples]
     if args.max_eval_samples:
         eval_ex = eval_ex[: args.max_eval_samples]
+    return train_ex, eval_ex
 
+
+def _student(args: argparse.Namespace, task, train_ex):
+    """``(model, tokenizer)`` of the run, initialised as the flags say; a new run also writes
+    its tokenizer and ``model.json`` (rank 0)."""
+    import torch
+
+    from bpsn_ext.models import SNNBert
+
+    config, tokenizer, init_state = _resumed_or_new_setup(args, task, train_ex)
+    torch.manual_seed(args.seed)
+    model = SNNBert(config)
+    _init_weights(args, model, init_state)
+    if _rank() == 0 and not args.resume:
+        tokenizer.save(os.path.join(args.out, TOKENIZER_FILE))
+        _write_json(os.path.join(args.out, MODEL_FILE),
+                    {"task": task.name, "config": config.to_dict(), "eval_split": args.eval_split})
+    return model, tokenizer
+
+
+def _resumed_or_new_setup(args: argparse.Namespace, task, train_ex):
+    """``(config, tokenizer, encoder state or None)``: under ``--resume`` the run's own
+    ``model.json`` and tokenizer, else those of `_new_model_setup`."""
+    from bpsn_ext.data.tokenizer import WordPieceTokenizer
+    from bpsn_ext.models import SNNBertConfig
+
+    out = args.out
+    model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     if args.resume and os.path.isfile(model_path) and os.path.isfile(tok_path):
         tokenizer = WordPieceTokenizer.load(tok_path)
         with open(model_path, encoding="utf-8") as f:
             saved = json.load(f)
         if saved["task"] != task.name:
             raise ValueError(f"--resume: {out!r} holds a {saved['task']} run, not {task.name}")
-        config, init_state = SNNBertConfig.from_dict(saved["config"]), None
-    else:
-        if args.resume:
-            raise FileNotFoundError(f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
-                                    f"{os.path.abspath(out)!r}; run without --resume first")
-        config, tokenizer, init_state = _new_model_setup(args, task, train_ex)
-    torch.manual_seed(args.seed)
-    model = SNNBert(config)
+        return SNNBertConfig.from_dict(saved["config"]), tokenizer, None
+    if args.resume:
+        raise FileNotFoundError(f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
+                                f"{os.path.abspath(out)!r}; run without --resume first")
+    return _new_model_setup(args, task, train_ex)
+
+
+def _init_weights(args: argparse.Namespace, model, init_state) -> None:
+    """Load the encoder of an ``--init-from`` run, or copy the weights of an HF BERT folder."""
     rank0 = _rank() == 0
     if init_state is not None:
         from bpsn_ext.models.snn_bert_mlm import load_encoder
@@ -448,50 +503,44 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
         if rank0:
             print(f"initialised {len(info['copied'])} tensors from {args.init_from} "
                   f"({len(info['skipped'])} skipped)", file=sys.stderr)
-    if rank0 and not args.resume:
-        tokenizer.save(tok_path)
-        _write_json(model_path, {"task": task.name, "config": config.to_dict(),
-                                 "eval_split": args.eval_split})
-    teacher = _load_teacher(args.teacher, task.name, tokenizer) if args.teacher else None
 
-    train_ds = GlueDataset(train_ex, tokenizer, config.max_length)
-    eval_ds = GlueDataset(eval_ex, tokenizer, config.max_length)
-    collate = GlueCollator(tokenizer.pad_id)
-    loss_fn, metrics_fn, reduce_fn = make_task_fns(task.name, teacher, args.distill_alpha,
-                                                   args.distill_temperature)
-    steps = -(-len(train_ds) // args.batch_size) * args.epochs
-    tc = TrainConfig(
+
+def _train_config(args: argparse.Namespace, n_train: int):
+    """The `TrainConfig` of the optimiser flags (warm-up as a fraction of all steps)."""
+    from bpsn_ext.train import TrainConfig
+
+    steps = -(-n_train // args.batch_size) * args.epochs
+    return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=float(args.lr),
         weight_decay=float(args.weight_decay), seed=args.seed,
-        grad_clip=float(args.grad_clip) if args.grad_clip else None, checkpoint_dir=out,
+        grad_clip=float(args.grad_clip) if args.grad_clip else None, checkpoint_dir=args.out,
         checkpoint_every=args.checkpoint_every, device=args.device,
         param_groups=param_groups_for(float(args.neuron_lr_mult)), scheduler=args.scheduler,
         warmup_steps=int(args.warmup_ratio * steps), progress=not args.no_progress,
     )
-    energy_fn = None
-    if not args.no_energy:
-        def energy_fn(m):
-            report = energy_report(m, eval_ds, collate)
-            report.to_json(os.path.join(out, ENERGY_FILE))
-            return _energy_summary(report)
 
-    if teacher is not None:
-        teacher.to(tc.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    trainer = Trainer(model, train_ds, eval_ds, loss_fn, metrics_fn, tc, collate_fn=collate,
-                      energy_fn=energy_fn, eval_reduce_fn=reduce_fn, callbacks=callbacks)
-    try:
-        final = trainer.fit(resume=args.resume)
-    finally:
-        trainer.release()  # drops the DDP wrapper (and the process group if it made it)
-    if trainer.rank == 0:
-        shown = {k: v for k, v in final.items() if k != "energy"}
-        print(json.dumps(shown, indent=None))
-        if final.get("energy"):
-            e = final["energy"]
-            print(f"energy per sample: {e['synaptic_energy_pJ_per_sample'] / 1e6:.4g} uJ "
-                  f"synaptic (ANN {e['ann_energy_pJ_per_sample'] / 1e6:.4g} uJ, "
-                  f"{e['ratio']:.3g}x); report: {os.path.join(out, ENERGY_FILE)}")
-    return 0
+
+def _energy_fn(eval_ds, collate, out: str):
+    """The Trainer's final hook: the energy report of one dev batch, written to
+    ``OUT/energy.json``; returns its per-sample summary."""
+
+    def energy_fn(m):
+        report = energy_report(m, eval_ds, collate)
+        report.to_json(os.path.join(out, ENERGY_FILE))
+        return _energy_summary(report)
+
+    return energy_fn
+
+
+def _print_final(final: dict, out: str) -> None:
+    """The final metrics as one JSON line, then the energy per sample (if measured)."""
+    shown = {k: v for k, v in final.items() if k != "energy"}
+    print(json.dumps(shown, indent=None))
+    if final.get("energy"):
+        e = final["energy"]
+        print(f"energy per sample: {e['synaptic_energy_pJ_per_sample'] / 1e6:.4g} uJ "
+              f"synaptic (ANN {e['ann_energy_pJ_per_sample'] / 1e6:.4g} uJ, "
+              f"{e['ratio']:.3g}x); report: {os.path.join(out, ENERGY_FILE)}")
 
 
 # ---------------------------------------------------------------------------- evaluate

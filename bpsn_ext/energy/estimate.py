@@ -10,9 +10,11 @@ stateful neurons reset before and after the run (``reset="auto"``).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -365,66 +367,110 @@ def estimate(
     """
     _check(model, inputs, T, coding, step_mode, input_kind, conv_ac, raster_neurons)
     em = resolve_energy_model(energy)
-    fkw = dict(forward_kwargs or {})
-    x0 = _first_tensor(inputs)
-    if coding == "individual":
-        T_data = x0.shape[0]
-        if T is not None and T != T_data:
-            raise ValueError(
-                f"individual coding takes T from the inputs' leading dimension ({T_data}), "
-                f"got T={T}"
-            )
-        T = T_data
-        passes = 1
-    else:
-        T = 1 if T is None else T
-        passes = T
-    if batch_size is None:
-        if x0 is None or x0.dim() == 0:
-            batch_size = 1
-        elif coding == "individual":
-            batch_size = x0.shape[1] if x0.dim() >= 2 else 1
-        else:
-            batch_size = x0.shape[0]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-
-    names = {name or ROOT for name, _ in model.named_modules()}
-    if isinstance(input_kind, Mapping):
-        unknown = sorted(set(input_kind) - names)
-        if unknown:
-            raise ValueError(f"input_kind names unknown layers {unknown}; layers: {sorted(names)}")
-        forced = dict(input_kind)
-
-        def kind_for(name: str) -> str | None:
-            return forced.get(name)
-    else:
-
-        def kind_for(name: str) -> str | None:
-            return input_kind
-
-    options = {"conv_ac": conv_ac, "encode_once": bool(encode_once), "T": T}
+    plan = _Plan.of(inputs, T, coding, step_mode, batch_size, forward_kwargs)
+    kind_for = _kind_lookup(model, input_kind)
+    options = {"conv_ac": conv_ac, "encode_once": bool(encode_once), "T": plan.T}
     rec = _Recorder(model, options, kind_for, raster_neurons)
+    do_reset = _resetter(reset)
+    _run_hooked(model, inputs, plan, rec, eval_mode, do_reset)
+    return _report(rec, em, plan, title)
+
+
+@dataclass
+class _Plan:
+    """How one `estimate` run drives the model: ``T`` steps in ``passes`` passes over the
+    input, ``batch_size`` samples (the per-sample divisor)."""
+
+    T: int
+    passes: int
+    batch_size: int
+    coding: str
+    step_mode: str | None
+    forward_kwargs: dict
+
+    @classmethod
+    def of(cls, inputs: tuple, T: int | None, coding: str, step_mode: str | None,
+           batch_size: int | None, forward_kwargs: Mapping | None) -> _Plan:
+        """The plan of `estimate`'s arguments (checked by `_check` already)."""
+        fkw = dict(forward_kwargs or {})
+        x0 = _first_tensor(inputs)
+        if coding == "individual":
+            T_data = x0.shape[0]
+            if T is not None and T != T_data:
+                raise ValueError(
+                    f"individual coding takes T from the inputs' leading dimension ({T_data}), "
+                    f"got T={T}"
+                )
+            T, passes = T_data, 1
+        else:
+            T = 1 if T is None else T
+            passes = T
+        if batch_size is None:
+            batch_size = _default_batch_size(x0, coding)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        return cls(T, passes, batch_size, coding, step_mode, fkw)
+
+    def drive(self, model: nn.Module, inputs: tuple) -> None:
+        """Call ``model`` as the step mode and coding say (see `estimate`)."""
+        T, coding, step_mode, fkw = self.T, self.coding, self.step_mode, self.forward_kwargs
+        if step_mode is None or (step_mode == "m" and coding == "individual"):
+            model(*inputs, **fkw)
+        elif step_mode == "m":
+            expanded = [x.unsqueeze(0).repeat(T, *([1] * x.dim()))
+                        if isinstance(x, torch.Tensor) else x for x in inputs]
+            model(*expanded, **fkw)
+        elif coding == "repeat":
+            for _ in range(T):
+                model(*inputs, **fkw)
+        else:
+            for t in range(T):
+                step = [x[t] if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == T
+                        else x for x in inputs]
+                model(*step, **fkw)
+
+
+def _default_batch_size(x0: torch.Tensor | None, coding: str) -> int:
+    """The inputs' batch dimension: ``x.shape[1]`` under individual coding, else
+    ``x.shape[0]``; 1 without one."""
+    if x0 is None or x0.dim() == 0:
+        return 1
+    if coding == "individual":
+        return x0.shape[1] if x0.dim() >= 2 else 1
+    return x0.shape[0]
+
+
+def _kind_lookup(model: nn.Module, input_kind: str | Mapping[str, str] | None
+                 ) -> Callable[[str], str | None]:
+    """``input_kind`` as a function of a layer's name; a dict must name layers of ``model``."""
+    if not isinstance(input_kind, Mapping):
+        return lambda name: input_kind
+    names = {name or ROOT for name, _ in model.named_modules()}
+    unknown = sorted(set(input_kind) - names)
+    if unknown:
+        raise ValueError(f"input_kind names unknown layers {unknown}; layers: {sorted(names)}")
+    return dict(input_kind).get
+
+
+def _resetter(reset: str | Callable | None) -> Callable | None:
+    """The reset to call before and after the run: `_auto_reset` for ``"auto"``."""
     do_reset = _auto_reset if reset == "auto" else reset
     if do_reset is not None and not callable(do_reset):
         raise ValueError(f"reset must be 'auto', a callable or None, got {reset!r}")
+    return do_reset
 
+
+@contextlib.contextmanager
+def _hooks(model: nn.Module, rec: _Recorder) -> Iterator[None]:
+    """The recorder's hooks on every module; on exit they are removed and the modules'
+    train/eval flags restored."""
     modes = {m: m.training for m in model.modules()}
     handles = []
     try:
         for m in rec.names:
             handles.append(m.register_forward_pre_hook(rec.pre, with_kwargs=True))
             handles.append(m.register_forward_hook(rec.post, with_kwargs=True))
-        if eval_mode:
-            model.eval()
-        if do_reset is not None:
-            do_reset(model)
-        token = _RUN.set(rec)
-        try:
-            with torch.no_grad(), MatmulCapture(rec.on_matmul):
-                _drive(model, inputs, fkw, T, coding, step_mode)
-        finally:
-            _RUN.reset(token)
+        yield
     finally:
         for h in handles:
             h.remove()
@@ -432,34 +478,37 @@ def estimate(
             m.training = training
         rec.stack.clear()
         rec.calls.clear()
+
+
+def _run_hooked(model: nn.Module, inputs: tuple, plan: _Plan, rec: _Recorder, eval_mode: bool,
+                do_reset: Callable | None) -> None:
+    """Drive ``model`` once under the hooks, without gradients, with matrix products
+    captured; reset before and after."""
+    with _hooks(model, rec):
+        if eval_mode:
+            model.eval()
+        if do_reset is not None:
+            do_reset(model)
+        token = _RUN.set(rec)
+        try:
+            with torch.no_grad(), MatmulCapture(rec.on_matmul):
+                plan.drive(model, inputs)
+        finally:
+            _RUN.reset(token)
     if do_reset is not None:
         do_reset(model)
 
+
+def _report(rec: _Recorder, em: EnergyModel, plan: _Plan, title: str) -> EnergyReport:
+    """The per-layer rows (with their rasters) and a note naming what was not counted."""
     rec.finish_rasters()
     layers = list(rec.stats.values())
     for st in layers:
-        st.passes = passes
+        st.passes = plan.passes
     notes = []
     missing = rec.uncounted()
     if missing:
         notes.append("not counted (no counter; register one with register_counter): "
                      + ", ".join(missing))
-    return EnergyReport(layers, em, T=T, coding=coding, passes=passes, batch_size=batch_size,
-                        notes=notes, title=title)
-
-
-def _drive(model, inputs, fkw, T, coding, step_mode) -> None:
-    if step_mode is None or (step_mode == "m" and coding == "individual"):
-        model(*inputs, **fkw)
-    elif step_mode == "m":
-        expanded = [x.unsqueeze(0).repeat(T, *([1] * x.dim())) if isinstance(x, torch.Tensor)
-                    else x for x in inputs]
-        model(*expanded, **fkw)
-    elif coding == "repeat":
-        for _ in range(T):
-            model(*inputs, **fkw)
-    else:
-        for t in range(T):
-            step = [x[t] if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == T else x
-                    for x in inputs]
-            model(*step, **fkw)
+    return EnergyReport(layers, em, T=plan.T, coding=plan.coding, passes=plan.passes,
+                        batch_size=plan.batch_size, notes=notes, title=title)

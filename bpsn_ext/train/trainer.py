@@ -131,6 +131,27 @@ def _dist_world() -> tuple[int, int, int]:
     return 1, 0, 0
 
 
+def _check_arguments(model: Any, train_dataset: Any, eval_dataset: Any, config: Any) -> None:
+    """The `Trainer`'s argument checks: a module, a `TrainConfig`, no empty dataset."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if len(train_dataset) == 0:
+        raise ValueError("train_dataset is empty: nothing to train on")
+    if eval_dataset is not None and len(eval_dataset) == 0:
+        raise ValueError("eval_dataset is empty: pass None to skip evaluation")
+
+
+def _check_batch_split(batch_size: int, world_size: int) -> None:
+    """The global batch must split evenly over the ranks."""
+    if batch_size % world_size:
+        raise ValueError(
+            f"batch_size={batch_size} (global) is not divisible by the world size "
+            f"{world_size}; use a multiple of {world_size}"
+        )
+
+
 def _to_float(value: Any) -> Any:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
@@ -166,14 +187,7 @@ class Trainer:
         eval_reduce_fn: Callable[[list, list], Mapping[str, Any]] | None = None,
         callbacks: Sequence[Callable[[Trainer], Any]] = (),
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if not isinstance(config, TrainConfig):
-            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-        if len(train_dataset) == 0:
-            raise ValueError("train_dataset is empty: nothing to train on")
-        if eval_dataset is not None and len(eval_dataset) == 0:
-            raise ValueError("eval_dataset is empty: pass None to skip evaluation")
+        _check_arguments(model, train_dataset, eval_dataset, config)
         self.config = config
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -186,26 +200,9 @@ class Trainer:
         self.callbacks = list(callbacks)
         self._own_process_group = self._maybe_init_distributed()
         self.world_size, self.rank, local_rank = _dist_world()
-        if config.batch_size % self.world_size:
-            raise ValueError(
-                f"batch_size={config.batch_size} (global) is not divisible by the world size "
-                f"{self.world_size}; use a multiple of {self.world_size}"
-            )
-        if config.device is not None:
-            self.device = torch.device(config.device)
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda", local_rank if self.world_size > 1 else 0)
-        else:
-            self.device = torch.device("cpu")
-        self.model = model.to(self.device)
-        if self.world_size > 1:
-            # each rank holds a shard of the global batch: BatchNorm must see all of it
-            self.model = convert_batch_norms(self.model)
-            model = self.model
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model: nn.Module = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        else:
-            self.ddp_model = self.model
+        _check_batch_split(config.batch_size, self.world_size)
+        self.device = self._pick_device(local_rank)
+        self.model, self.ddp_model = self._place_model(model)
         self.batches_per_epoch = len(self._global_batches(0))
         if self.batches_per_epoch == 0:
             raise ValueError(
@@ -228,6 +225,25 @@ class Trainer:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
         return True
+
+    def _pick_device(self, local_rank: int) -> torch.device:
+        """``config.device``, else this rank's GPU when there is one, else the CPU."""
+        if self.config.device is not None:
+            return torch.device(self.config.device)
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank if self.world_size > 1 else 0)
+        return torch.device("cpu")
+
+    def _place_model(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """``(model, ddp_model)``: the model on `device`; on several ranks with global
+        BatchNorms and wrapped in DDP (else ``ddp_model`` is the model itself)."""
+        model = model.to(self.device)
+        if self.world_size == 1:
+            return model, model
+        # each rank holds a shard of the global batch: BatchNorm must see all of it
+        model = convert_batch_norms(model)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return model, nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
