@@ -30,10 +30,7 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
 KNOWN_LONG: set[str] = {
     "bpsn_ext/data/lra_release.py:load_task",
-    "bpsn_ext/energy/estimate.py:estimate",
-    "bpsn_ext/apps/glue_commands.py:run_train",
     "bpsn_ext/apps/lra_commands.py:run_train",
-    "bpsn_ext/train/trainer.py:Trainer.__init__",
 }
 
 
