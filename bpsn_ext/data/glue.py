@@ -311,7 +311,7 @@ def _load_named(datasets, name: str, config: str | None, split: str, allow_downl
     except Exception as exc:
         raise FileNotFoundError(
             f"could not load {name}:{config} [{split}] from the local HF cache (offline): {exc}. "
-            "Expected a save_to_disk folder or a name in that cache; nothing is downloaded"
+            "Expected a save_to_disk folder or a name in that cache (nothing is downloaded)"
         ) from exc
     finally:
         for k, v in saved.items():
