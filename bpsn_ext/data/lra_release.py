@@ -234,7 +234,7 @@ def _limit(ds: Dataset, n: int | None) -> Dataset:
 
 @dataclass(frozen=True)
 class _Request:
-    """The arguments of `load_task` that its per-task loaders read."""
+    """The arguments of `load_task` that its per-task loaders read (all but the limits)."""
 
     task: str
     data: str | None
@@ -411,6 +411,12 @@ def check_sources(task: str, *, data: str | None = None, hf: str | None = None,
         DataSourceError: a source the task does not take, ``generate`` with ``data``/``hf``,
             or no source for a task without a default; the message names the arguments.
         ValueError: an unknown task, or ``permute`` for a task that is not an image task.
+
+    Example:
+        >>> check_sources("listops", generate=True)  # no error
+        >>> check_sources("listops")
+        Traceback (most recent call last):
+        bpsn_ext.util.errors.DataSourceError: task listops needs data=LRA_DIR or generate=True
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -474,9 +480,12 @@ def load_task(
     (see `check_sources`).
     """
     check_sources(task, data=data, hf=hf, generate=generate, permute=permute)
-    request = _Request(task, data, hf, generate, seed, n_train, n_val, n_test, min_length,
-                       max_length, max_depth, max_args, contour_length, resolution, permute,
-                       permutation_seed, truncate)
+    request = _Request(
+        task=task, data=data, hf=hf, generate=generate, seed=seed, n_train=n_train,
+        n_val=n_val, n_test=n_test, min_length=min_length, max_length=max_length,
+        max_depth=max_depth, max_args=max_args, contour_length=contour_length,
+        resolution=resolution, permute=permute, permutation_seed=permutation_seed,
+        truncate=truncate)
     return _finish(_LOADERS[task].load(request), limit_train, limit_eval)
 
 
