@@ -28,10 +28,7 @@ house = _load_counts()
 # Still to remove (docs/architecture.md, "Known exceptions"); strike an entry when it is fixed.
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
-KNOWN_LONG: set[str] = {
-    "bpsn_ext/data/lra_release.py:load_task",
-    "bpsn_ext/apps/lra_commands.py:run_train",
-}
+KNOWN_LONG: set[str] = set()
 
 
 @pytest.fixture(scope="module")

@@ -183,7 +183,7 @@ def test_cifar_pickle_batches_grey(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
     with pytest.raises(FileNotFoundError, match="test_batch"):
         images.load_cifar10(tmp_path, "test")
-    with pytest.raises(ValueError, match="--data CIFAR_DIR"):
+    with pytest.raises(ValueError, match="needs data=CIFAR_DIR"):
         lra_release.load_task("image")
 
 
@@ -204,7 +204,7 @@ def test_permutations_and_splits():
     assert len(td.train) == 50 and td.train[0][0].shape == (64, 1)
     with pytest.raises(ValueError, match="permute applies to the image tasks"):
         lra_release.load_task("listops", generate=True, permute="random")
-    with pytest.raises(ValueError, match="--generate is for listops and pathfinder"):
+    with pytest.raises(ValueError, match="generate=True is for listops and pathfinder"):
         lra_release.load_task("text", generate=True)
 
 

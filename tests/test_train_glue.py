@@ -114,6 +114,18 @@ def test_regression_mnli_and_errors(glue_root, tmp_path):
         parse("--task", "sst2", "--data", glue_root, "--out", "x", "--bpsn-option", "novalue")
 
 
+def test_hf_cache_miss_names_the_data_flag_only_on_the_command_line(tmp_path):
+    pytest.importorskip("datasets")
+    from bpsn_ext.data.glue import load_glue_hf
+
+    with pytest.raises(FileNotFoundError, match="local HF cache") as info:
+        load_glue_hf("no-such/glue-copy", "sst2", "train")
+    assert "--" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="or pass a GLUE TSV tree with --data$"):
+        app.run_train(parse("--task", "sst2", "--hf", "no-such/glue-copy", "--out",
+                            str(tmp_path / "o"), "--epochs", "1", "--no-energy", *SMALL))
+
+
 def test_hf_disk_input_init_and_distillation(glue_root, tmp_path, capsys):
     datasets = pytest.importorskip("datasets")
     if importlib.util.find_spec("transformers") is None:

@@ -163,7 +163,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "lra", "--task", "digits", "--layer", "lstm"])
     assert "invalid choice: 'lstm'" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="--generate is for listops and pathfinder"):
+    with pytest.raises(SystemExit, match="train lra: --generate is for listops and pathfinder"):
         main(["train", "lra", "--task", "digits", "--generate", *TINY])
 
 
@@ -196,9 +196,9 @@ def test_data_sources_are_exclusive_and_evaluate_switches_source(tmp_path):
                  "--n-test", "12", "--min-length", "5", "--max-length", "30"]) == 0
     with pytest.raises(ValueError, match="one data source"):
         lra_release.load_task("listops", data=str(root), generate=True)
-    with pytest.raises(ValueError, match="--hf applies to the tasks"):
+    with pytest.raises(ValueError, match="hf=NAME applies to the tasks"):
         lra_release.load_task("listops", hf="some/name", data=str(root))
-    with pytest.raises(ValueError, match="takes no --data"):
+    with pytest.raises(ValueError, match="takes no data=PATH"):
         lra_release.load_task("digits", data=str(root))
     out = tmp_path / "run"
     assert main(["train", "lra", "--task", "listops", "--generate", "--n-train", "16",
@@ -209,3 +209,37 @@ def test_data_sources_are_exclusive_and_evaluate_switches_source(tmp_path):
     assert main(["evaluate", "lra", "--checkpoint-dir", str(out), "--data", str(root),
                  "--energy-samples", "0"]) == 0
     assert read(out / "eval_test.json")["samples"] == 12
+    # evaluate reports the loader's argument errors in flags too
+    with pytest.raises(SystemExit, match=r"evaluate lra: --hf NAME applies to the tasks"):
+        main(["evaluate", "lra", "--checkpoint-dir", str(out), "--hf", "some/name"])
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--task", "image"], "train lra: task image needs --data CIFAR_DIR (python batches) or "
+                          "--hf NAME (e.g. uoft-cs/cifar10); nothing is downloaded"),
+    (["--task", "text"], "train lra: task text needs --data PATH (aclImdb folder or CSV files) "
+                         "or --hf imdb; nothing is downloaded"),
+    (["--task", "retrieval"], "train lra: task retrieval needs --data LRA_DIR "
+                              "(tsv_data/new_aan_pairs.*)"),
+    (["--task", "listops", "--generate", "--data", "x"],
+     "train lra: task 'listops': pass one data source, --data PATH/--hf NAME or --generate, "
+     "not both"),
+    (["--task", "pathfinder", "--hf", "x"], "train lra: --hf NAME applies to the tasks "
+                                            "('mnist', 'fashion-mnist', 'text', 'image'), not "
+                                            "'pathfinder'"),
+    (["--task", "digits", "--data", "x"], "train lra: task digits uses the bundled "
+                                          "scikit-learn digits; it takes no --data PATH"),
+])
+def test_cli_names_the_flags_of_data_source_errors(flags, expected):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "lra", *flags, *TINY])
+    assert str(info.value) == expected
+
+
+def test_cli_names_the_data_flag_of_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*; choose the folder "
+                                                "with --data$"):
+        main(["train", "lra", "--task", "mnist", "--data", str(tmp_path), *TINY])
+    with pytest.raises(FileNotFoundError, match="no ListOps files under") as info:
+        lra_release.load_task("listops", data=str(tmp_path))
+    assert "--" not in str(info.value)

@@ -178,7 +178,10 @@ def load_examples(args: argparse.Namespace, task: str, split: str) -> list:
     from bpsn_ext.data.glue import load_glue, load_glue_hf
 
     if getattr(args, "hf", None):
-        return load_glue_hf(args.hf, task, split)
+        try:
+            return load_glue_hf(args.hf, task, split)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}; or pass a GLUE TSV tree with --data") from err
     return load_glue(args.data, task, split, skip_bad_rows=args.skip_bad_rows)
 
 

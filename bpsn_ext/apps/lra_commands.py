@@ -18,8 +18,8 @@ import argparse
 import json
 import os
 
-from bpsn_ext.data.lra_release import TASKS
-from bpsn_ext.util.cli_args import positive_int
+from bpsn_ext.data.lra_release import TASKS, check_sources
+from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 TRAIN_HELP = "train an LRAClassifier on an LRA task or sequential images"
 EVALUATE_HELP = "evaluate an LRA checkpoint"
@@ -160,8 +160,9 @@ def _resolve(args: argparse.Namespace) -> dict:
     cfg.setdefault("generate", False)
     if cfg.get("data"):  # stored in run_config.json: `evaluate` may run from another folder
         cfg["data"] = os.path.abspath(cfg["data"])
-    if cfg["task"] == "listops" and not cfg.get("generate") and not cfg.get("data"):
-        raise SystemExit("train lra --task listops: pass --data LRA_DIR or --generate")
+    with flag_errors("train lra"):  # before anything is written
+        check_sources(cfg["task"], data=cfg.get("data"), hf=cfg.get("hf"),
+                      generate=bool(cfg["generate"]), permute=cfg.get("permute"))
     return cfg
 
 
@@ -292,14 +293,25 @@ def energy_summary(model, td, n_samples: int, device=None) -> dict:
     return out
 
 
-def _prepare(cfg: dict):
-    import torch
-
+def _load_data(cfg: dict, command: str):
+    """`load_task` with the data settings of ``cfg``; its errors name the flags."""
     from bpsn_ext.data.lra_release import load_task
+
+    with flag_errors(command):
+        try:
+            return load_task(cfg["task"], **_data_kwargs(cfg))
+        except FileNotFoundError as err:
+            if cfg.get("hf"):
+                raise
+            raise FileNotFoundError(f"{err}; choose the folder with --data") from err
+
+
+def _prepare(cfg: dict, command: str):
+    import torch
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
-    td = load_task(cfg["task"], **_data_kwargs(cfg))
+    td = _load_data(cfg, command)
     torch.manual_seed(int(cfg.get("seed", 0)))
     return td, _build_model(cfg, td)
 
@@ -338,31 +350,29 @@ class _EpochPrinter:
 
 
 # ----------------------------------------------------------------------------- train
-def run_train(args: argparse.Namespace) -> int:
-    from bpsn_ext.optim import ssm_param_groups
-    from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
-    from bpsn_ext.util.files import write_json_atomic
+def _claim(cfg: dict) -> None:
+    """Refuse ``--resume`` without a folder, and a folder that holds an earlier run."""
+    from bpsn_ext.train import claim_run_folder
 
-    cfg = _resolve(args)
     if cfg["resume"] and not cfg.get("checkpoint_dir"):
         raise SystemExit("train lra --resume needs --checkpoint-dir")
     if cfg.get("checkpoint_dir"):
         claim_run_folder(cfg["checkpoint_dir"], resume=bool(cfg["resume"]),
                          overwrite=bool(cfg.get("overwrite")), command="train lra",
                          extra=(RUN_CONFIG,))
-    td, model = _prepare(cfg)
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    n_params = sum(p.numel() for p in model.parameters())
-    if rank0:
-        _print(f"task {cfg['task']} ({td.info.get('source', '')}): train {len(td.train)}, val "
-               f"{len(td.val)}, test {len(td.test)}; layer {cfg['layer']}, "
-               f"{cfg['n_layers']} x {cfg['d_model']}, {n_params} parameters")
+
+
+def _train_config(cfg: dict):
+    """The `TrainConfig` of ``cfg``; the SSM parameters train at ``ssm_lr`` (no decay)."""
+    from bpsn_ext.optim import ssm_param_groups
+    from bpsn_ext.train import TrainConfig
+
     ssm_lr = float(cfg["ssm_lr"])
 
     def groups(m, lr, weight_decay):
         return ssm_param_groups(m, lr=lr, weight_decay=weight_decay, ssm_lr=ssm_lr)
 
-    config = TrainConfig(
+    return TrainConfig(
         epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
         weight_decay=float(cfg["weight_decay"]), seed=int(cfg["seed"]),
         grad_clip=cfg["grad_clip"], checkpoint_dir=cfg["checkpoint_dir"],
@@ -370,10 +380,14 @@ def run_train(args: argparse.Namespace) -> int:
         param_groups=groups, scheduler=cfg["scheduler"], warmup_steps=int(cfg["warmup_steps"]),
         progress=bool(cfg["progress"]),
     )
-    if cfg["checkpoint_dir"] and rank0 and not cfg["resume"]:
-        write_json_atomic(os.path.join(cfg["checkpoint_dir"], RUN_CONFIG), cfg)
+
+
+def _make_trainer(cfg: dict, td, model):
+    """``(trainer, energy)``: ``energy`` fills with `energy_summary` when the trainer reports."""
+    from bpsn_ext.train import Trainer
+
     loss_fn, metrics_fn = _fns(td.dual)
-    energy = {}
+    energy: dict = {}
 
     def energy_fn(m):
         if int(cfg["energy_samples"]) <= 0:
@@ -381,25 +395,24 @@ def run_train(args: argparse.Namespace) -> int:
         energy.update(energy_summary(m, td, int(cfg["energy_samples"]), trainer.device))
         return {k: v for k, v in energy.items() if k != "_report"}
 
-    trainer = Trainer(model, td.train, td.val, loss_fn, metrics_fn, config,
+    trainer = Trainer(model, td.train, td.val, loss_fn, metrics_fn, _train_config(cfg),
                       collate_fn=td.collate, energy_fn=energy_fn)
-    if rank0:
-        with _EpochPrinter():
-            final = trainer.fit(resume=bool(cfg["resume"]))
-    else:
-        final = trainer.fit(resume=bool(cfg["resume"]))
-        return 0
-    test = trainer.evaluate(td.test)
+    return trainer, energy
+
+
+def _print_test(test: dict, energy: dict) -> None:
     _print(f"test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f}")
     if "_report" in energy:
         _print(energy["_report"])
         rates = ", ".join(f"{k} {v:.3f}" for k, v in energy["firing_rates"].items())
         _print(f"firing rates: {rates or 'none (non-spiking model)'}")
-    metrics = {"task": cfg["task"], "layer": cfg["layer"], "parameters": n_params,
-               "data": td.info, "run_config": {k: v for k, v in cfg.items()},
-               "final": final, "test": test, "energy": final.get("energy"),
-               "history": trainer.state.history, "steps": trainer.state.global_step,
-               "world_size": trainer.world_size}
+
+
+def _write_metrics(cfg: dict, metrics: dict) -> None:
+    """``metrics.json`` of the run folder (keeping the trainer's wall time) and
+    ``--metrics-json``."""
+    from bpsn_ext.util.files import write_json_atomic
+
     if cfg["checkpoint_dir"]:
         path = os.path.join(cfg["checkpoint_dir"], "metrics.json")
         with open(path, encoding="utf-8") as f:
@@ -407,6 +420,35 @@ def run_train(args: argparse.Namespace) -> int:
         write_json_atomic(path, metrics)
     if cfg["metrics_json"]:
         write_json_atomic(cfg["metrics_json"], metrics)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from bpsn_ext.util.files import write_json_atomic
+
+    cfg = _resolve(args)
+    _claim(cfg)
+    td, model = _prepare(cfg, "train lra")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    n_params = sum(p.numel() for p in model.parameters())
+    if rank0:
+        _print(f"task {cfg['task']} ({td.info.get('source', '')}): train {len(td.train)}, val "
+               f"{len(td.val)}, test {len(td.test)}; layer {cfg['layer']}, "
+               f"{cfg['n_layers']} x {cfg['d_model']}, {n_params} parameters")
+    if cfg["checkpoint_dir"] and rank0 and not cfg["resume"]:
+        write_json_atomic(os.path.join(cfg["checkpoint_dir"], RUN_CONFIG), cfg)
+    trainer, energy = _make_trainer(cfg, td, model)
+    if not rank0:
+        trainer.fit(resume=bool(cfg["resume"]))
+        return 0
+    with _EpochPrinter():
+        final = trainer.fit(resume=bool(cfg["resume"]))
+    test = trainer.evaluate(td.test)
+    _print_test(test, energy)
+    _write_metrics(cfg, {
+        "task": cfg["task"], "layer": cfg["layer"], "parameters": n_params, "data": td.info,
+        "run_config": dict(cfg), "final": final, "test": test, "energy": final.get("energy"),
+        "history": trainer.state.history, "steps": trainer.state.global_step,
+        "world_size": trainer.world_size})
     return 0
 
 
@@ -455,7 +497,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ckpt_path = args.checkpoint or os.path.join(folder, "last.pt")
     if not os.path.isfile(ckpt_path):
         raise SystemExit(f"evaluate lra: no checkpoint at {ckpt_path!r}")
-    td, model = _prepare(cfg)
+    td, model = _prepare(cfg, "evaluate lra")
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])
     loss_fn, metrics_fn = _fns(td.dual)
     dataset = {"test": td.test, "val": td.val, "train": td.train}[args.split]

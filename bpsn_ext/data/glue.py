@@ -284,7 +284,7 @@ def load_hf_split(source: str | os.PathLike, split: str, config: str | None = No
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover
-        raise ImportError("--hf needs the 'datasets' package") from exc
+        raise ImportError("reading a Hugging Face dataset needs the 'datasets' package") from exc
     source = os.fspath(source)
     if os.path.isdir(source):
         ds = datasets.load_from_disk(source)
@@ -311,7 +311,7 @@ def _load_named(datasets, name: str, config: str | None, split: str, allow_downl
     except Exception as exc:
         raise FileNotFoundError(
             f"could not load {name}:{config} [{split}] from the local HF cache (offline): {exc}. "
-            "Pass a load_from_disk folder, or a GLUE TSV tree with --data"
+            "Expected a save_to_disk folder or a name in that cache (nothing is downloaded)"
         ) from exc
     finally:
         for k, v in saved.items():

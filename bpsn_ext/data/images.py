@@ -86,7 +86,7 @@ def load_idx_dataset(root: str | os.PathLike, split: str, num_classes: int | Non
         raise FileNotFoundError(
             f"no MNIST-format {split} files in {os.path.abspath(root)!r}: expected {expected} "
             "(Debian: apt-get install dataset-fashion-mnist puts them in "
-            f"{DEFAULT_FASHION_MNIST}; pass another folder with --data)"
+            f"{DEFAULT_FASHION_MNIST})"
         )
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -10,7 +10,7 @@ not together with ``data``/``hf``), else the task's default.
 task            data
 =============== ========================================================================
 ``digits``      scikit-learn 8x8 digits, 64 steps x 1 (bundled; val: 10 % of train)
-``mnist``,      IDX files (``--data``, default ``/usr/share/datasets/fashion-mnist``),
+``mnist``,      IDX files (``data``, default ``/usr/share/datasets/fashion-mnist``),
 ``fashion-      784 steps x 1, pixels / 255; val: 10 % of train (seed 42)
 mnist``
 ``listops``     ``<data>/[lra_release/]listops-1000/basic_{train,val,test}.tsv`` or generated
@@ -29,6 +29,7 @@ Image tasks take ``permute`` (``none``/``bitreversal``/``random``, seeded by
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,9 +45,11 @@ from bpsn_ext.data.images import (
 )
 from bpsn_ext.data.sequential import permutation as make_permutation
 from bpsn_ext.data.text import AAN_FILES, BYTE_VOCAB, load_hf_text, read_aan_tsv, read_imdb
+from bpsn_ext.util.errors import DataSourceError
 
 __all__ = ["TASKS", "TaskData", "SequenceDataset", "PairDataset", "collate_sequences",
-           "collate_pairs", "load_task", "val_split", "read_listops_dir", "LISTOPS_FILES"]
+           "collate_pairs", "check_sources", "load_task", "val_split", "read_listops_dir",
+           "LISTOPS_FILES"]
 
 TASKS = ("digits", "mnist", "fashion-mnist", "listops", "pathfinder", "text", "retrieval",
          "image")
@@ -179,7 +182,7 @@ def read_listops_dir(root: str | os.PathLike, max_length: int | None = 2048
     if folder is None:
         raise FileNotFoundError(
             f"no ListOps files under {os.path.abspath(root)!r}: expected [lra_release/]"
-            f"listops-1000/{{{','.join(LISTOPS_FILES.values())}}} (or use --generate)")
+            f"listops-1000/{{{','.join(LISTOPS_FILES.values())}}}")
     out = {}
     for split, name in LISTOPS_FILES.items():
         path = os.path.join(folder, name)
@@ -229,6 +232,222 @@ def _limit(ds: Dataset, n: int | None) -> Dataset:
     return ds if n is None or n >= len(ds) else ds.subset(range(n))
 
 
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of `load_task` that its per-task loaders read (all but the limits)."""
+
+    task: str
+    data: str | None
+    hf: str | None
+    generate: bool
+    seed: int
+    n_train: int
+    n_val: int
+    n_test: int
+    min_length: int
+    max_length: int
+    max_depth: int
+    max_args: int
+    contour_length: int
+    resolution: int
+    permute: str | None
+    permutation_seed: int
+    truncate: int | None
+
+
+def _hf_image_splits(hf: str) -> tuple:
+    """``(x_train, y_train, x_test, y_test)`` of a HF image dataset."""
+    return (*load_hf_images(hf, "train"), *load_hf_images(hf, "test"))
+
+
+def _load_digits(r: _Request) -> TaskData:
+    from bpsn_ext.data.digits import load_digits
+
+    x_tr, y_tr, x_te, y_te = load_digits(seed=r.seed)
+    return _image_task((x_tr * 16).round().to(torch.uint8).numpy(), y_tr.numpy(),
+                       (x_te * 16).round().to(torch.uint8).numpy(), y_te.numpy(), 1 / 16, 0.0,
+                       r.permute, r.permutation_seed, info={"source": "sklearn"})
+
+
+def _load_idx(r: _Request) -> TaskData:
+    """MNIST / Fashion-MNIST: a HF name, an IDX folder, or the Debian package's folder."""
+    if r.hf:
+        splits, source = _hf_image_splits(r.hf), f"hf:{r.hf}"
+    else:
+        root = r.data or DEFAULT_FASHION_MNIST
+        splits = (*load_idx_dataset(root, "train"), *load_idx_dataset(root, "test"))
+        source = os.path.abspath(root)
+    return _image_task(*splits, 1 / 255, 0.0, r.permute, r.permutation_seed,
+                       info={"source": source})
+
+
+def _load_cifar(r: _Request) -> TaskData:
+    """CIFAR-10 in grey: a HF name or a folder of python batches."""
+    if r.hf:
+        splits, source = _hf_image_splits(r.hf), f"hf:{r.hf}"
+    else:
+        splits = (*load_cifar10(r.data, "train"), *load_cifar10(r.data, "test"))
+        source = os.path.abspath(r.data)
+    return _image_task(*splits, 1 / (255 * CIFAR_STD), -CIFAR_MEAN / CIFAR_STD, r.permute,
+                       r.permutation_seed, info={"source": source})
+
+
+def _load_listops(r: _Request) -> TaskData:
+    info: dict = {"task": r.task}
+    if r.generate:
+        tr, va, te = _listops_generated(r.n_train, r.n_val, r.n_test, r.seed, r.min_length,
+                                        r.max_length, r.max_depth, r.max_args)
+        info.update(source="generated", seed=r.seed, min_length=r.min_length,
+                    max_length=r.max_length, max_depth=r.max_depth, max_args=r.max_args)
+    else:
+        d = read_listops_dir(r.data, r.truncate or 2048)
+        tr, va, te = d["train"], d["val"], d["test"]
+        info["source"] = os.path.abspath(r.data)
+    return TaskData(tr, va, te, 10, 1, len(listops.VOCAB), False, info)
+
+
+def _pathfinder_generated(r: _Request):
+    """Seeded images, labels and ``(train, val, test)`` index ranges of generated data."""
+    name = f"pathfinder{r.resolution}"
+    preset = pathfinder.PRESETS.get(name, pathfinder.PRESETS["pathfinder32"])
+    samples = pathfinder.generate(r.n_train + r.n_val + r.n_test, preset, seed=r.seed,
+                                  contour_length=r.contour_length, size=r.resolution)
+    n = r.n_train + r.n_val
+    idx = (range(r.n_train), range(r.n_train, n), range(n, n + r.n_test))
+    return np.stack([s.image for s in samples]), np.asarray([s.label for s in samples]), idx
+
+
+def _load_pathfinder(r: _Request) -> TaskData:
+    info: dict = {"task": r.task}
+    if r.generate:
+        images, labels, idx = _pathfinder_generated(r)
+        info.update(source="generated", seed=r.seed, contour_length=r.contour_length)
+    else:
+        difficulty = {6: "easy", 9: "intermediate", 14: "hard"}.get(
+            r.contour_length, f"curv_contour_length_{r.contour_length}")
+        images, labels = pathfinder.read_pathfinder(r.data, resolution=r.resolution,
+                                                    difficulty=difficulty)
+        idx = pathfinder.split_indices(len(labels))
+        info["source"] = os.path.abspath(r.data)
+    flat = torch.from_numpy(images.reshape(len(images), -1).copy())
+    full = SequenceDataset(flat, torch.from_numpy(labels),
+                           _pixels(torch.arange(flat.shape[1]), 2 / 255, -1.0))
+    info["length"] = flat.shape[1]
+    return TaskData(*(full.subset(i) for i in idx), 2, 1, None, False, info)
+
+
+def _load_text(r: _Request) -> TaskData:
+    cap = r.truncate or 4096
+    if r.hf:
+        seqs, labels = load_hf_text(r.hf, "train", cap)
+        te_seqs, te_labels = load_hf_text(r.hf, "test", cap)
+        source = f"hf:{r.hf}"
+    else:
+        seqs, labels, te_seqs, te_labels = _imdb_local(r.data, cap)
+        source = os.path.abspath(r.data)
+    full = SequenceDataset([torch.from_numpy(s) for s in seqs], labels)
+    tr, va = val_split(len(full))
+    te = SequenceDataset([torch.from_numpy(s) for s in te_seqs], te_labels)
+    return TaskData(full.subset(tr), full.subset(va), te, 2, 1, BYTE_VOCAB, False,
+                    {"task": r.task, "source": source})
+
+
+def _load_retrieval(r: _Request) -> TaskData:
+    folder = r.data if os.path.isfile(os.path.join(r.data, AAN_FILES["train"])) \
+        else _find_dir(r.data, "tsv_data")
+    if folder is None:
+        raise FileNotFoundError(
+            f"no AAN files under {os.path.abspath(r.data)!r}: expected [lra_release/]tsv_data/"
+            f"{{{','.join(AAN_FILES.values())}}}")
+    splits = []
+    for name in AAN_FILES.values():
+        a, b, y = read_aan_tsv(os.path.join(folder, name), r.truncate or 4000)
+        splits.append(PairDataset([torch.from_numpy(s) for s in a],
+                                  [torch.from_numpy(s) for s in b], y))
+    return TaskData(*splits, 2, 1, BYTE_VOCAB, True,
+                    {"task": r.task, "source": os.path.abspath(folder)})
+
+
+@dataclass(frozen=True)
+class _Loader:
+    """How one task is read: the loader, the data sources it takes (of ``data``, ``hf``,
+    ``generate``) and, when it has no default source, what it needs (a `DataSourceError`
+    template)."""
+
+    load: Callable[[_Request], TaskData]
+    sources: tuple[str, ...]
+    needs: str = ""
+
+
+_LOADERS = {
+    "digits": _Loader(_load_digits, ()),
+    "mnist": _Loader(_load_idx, ("data", "hf")),
+    "fashion-mnist": _Loader(_load_idx, ("data", "hf")),
+    "listops": _Loader(_load_listops, ("data", "generate"),
+                       "{data:LRA_DIR} or {generate:True}"),
+    "pathfinder": _Loader(_load_pathfinder, ("data", "generate"),
+                          "{data:LRA_DIR} or {generate:True}"),
+    "text": _Loader(_load_text, ("data", "hf"),
+                    "{data:PATH} (aclImdb folder or CSV files) or {hf:imdb}; nothing is "
+                    "downloaded"),
+    "retrieval": _Loader(_load_retrieval, ("data",),
+                         "{data:LRA_DIR} (tsv_data/new_aan_pairs.*)"),
+    "image": _Loader(_load_cifar, ("data", "hf"),
+                     "{data:CIFAR_DIR} (python batches) or {hf:NAME} (e.g. uoft-cs/cifar10); "
+                     "nothing is downloaded"),
+}
+_IMAGE_TASKS = ("digits", "mnist", "fashion-mnist", "image")
+
+
+def _tasks_taking(source: str) -> tuple[str, ...]:
+    return tuple(t for t in TASKS if source in _LOADERS[t].sources)
+
+
+def check_sources(task: str, *, data: str | None = None, hf: str | None = None,
+                  generate: bool = False, permute: str | None = None) -> None:
+    """Refuse data sources that `load_task` would not read for ``task`` (before any reading).
+
+    Raises:
+        DataSourceError: a source the task does not take, ``generate`` with ``data``/``hf``,
+            or no source for a task without a default; the message names the arguments.
+        ValueError: an unknown task, or ``permute`` for a task that is not an image task.
+
+    Example:
+        >>> check_sources("listops", generate=True)  # no error
+        >>> check_sources("listops")
+        Traceback (most recent call last):
+        bpsn_ext.util.errors.DataSourceError: task listops needs data=LRA_DIR or generate=True
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    loader = _LOADERS[task]
+    if generate and "generate" not in loader.sources:
+        raise DataSourceError("{generate:True} is for listops and pathfinder, not {task!r}",
+                              task=task)
+    if generate and (data or hf):
+        raise DataSourceError("task {task!r}: pass one data source, {data:PATH}/{hf:NAME} or "
+                              "{generate:True}, not both", task=task)
+    if hf and "hf" not in loader.sources:
+        raise DataSourceError("{hf:NAME} applies to the tasks {tasks}, not {task!r}",
+                              tasks=_tasks_taking("hf"), task=task)
+    if data and "data" not in loader.sources:  # digits
+        raise DataSourceError("task {task} uses the bundled scikit-learn digits; it takes no "
+                              "{data:PATH}", task=task)
+    if permute not in (None, "none") and task not in _IMAGE_TASKS:
+        raise ValueError(f"permute applies to the image tasks {_IMAGE_TASKS}, not {task!r}")
+    if loader.needs and not (data or hf or generate):
+        raise DataSourceError("task {task} needs " + loader.needs, task=task)
+
+
+def _finish(td: TaskData, limit_train: int | None, limit_eval: int | None) -> TaskData:
+    """Keep the first ``limit_train`` / ``limit_eval`` samples; record the split sizes."""
+    td.train = _limit(td.train, limit_train)
+    td.val = _limit(td.val, limit_eval)
+    td.test = _limit(td.test, limit_eval)
+    td.info.update(n_train=len(td.train), n_val=len(td.val), n_test=len(td.test))
+    return td
+
+
 def load_task(
     task: str,
     *,
@@ -257,134 +476,17 @@ def load_task(
     ``min_length < tokens < max_length`` (seeded); Pathfinder the same counts at
     ``resolution`` and ``contour_length``.  ``truncate`` caps token sequences (LRA: 2048
     ListOps, 4096 Text, 4000 Retrieval).  ``limit_train``/``limit_eval`` keep the first
-    samples of train / val and test (quick runs).
+    samples of train / val and test (quick runs).  Bad sources raise `DataSourceError`
+    (see `check_sources`).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if generate and task not in ("listops", "pathfinder"):
-        raise ValueError(f"--generate is for listops and pathfinder, not {task!r}")
-    if generate and (data or hf):
-        raise ValueError(f"task {task!r}: pass one data source, --data/--hf or --generate, "
-                         "not both")
-    hf_tasks = ("mnist", "fashion-mnist", "text", "image")
-    if hf and task not in hf_tasks:
-        raise ValueError(f"--hf applies to the tasks {hf_tasks}, not {task!r}")
-    if data and task == "digits":
-        raise ValueError("task digits uses the bundled scikit-learn digits; it takes no --data")
-    image_tasks = ("digits", "mnist", "fashion-mnist", "image")
-    if permute not in (None, "none") and task not in image_tasks:
-        raise ValueError(f"permute applies to the image tasks {image_tasks}, not {task!r}")
-    info: dict = {"task": task}
-    if task == "digits":
-        from bpsn_ext.data.digits import load_digits
-
-        x_tr, y_tr, x_te, y_te = load_digits(seed=seed)
-        td = _image_task((x_tr * 16).round().to(torch.uint8).numpy(), y_tr.numpy(),
-                         (x_te * 16).round().to(torch.uint8).numpy(), y_te.numpy(),
-                         1 / 16, 0.0, permute, permutation_seed, info={"source": "sklearn"})
-    elif task in ("mnist", "fashion-mnist"):
-        if hf:
-            x_tr, y_tr = load_hf_images(hf, "train")
-            x_te, y_te = load_hf_images(hf, "test")
-            source = f"hf:{hf}"
-        else:
-            root = data or DEFAULT_FASHION_MNIST
-            x_tr, y_tr = load_idx_dataset(root, "train")
-            x_te, y_te = load_idx_dataset(root, "test")
-            source = os.path.abspath(root)
-        td = _image_task(x_tr, y_tr, x_te, y_te, 1 / 255, 0.0, permute, permutation_seed,
-                         info={"source": source})
-    elif task == "image":
-        if hf:
-            x_tr, y_tr = load_hf_images(hf, "train")
-            x_te, y_te = load_hf_images(hf, "test")
-            source = f"hf:{hf}"
-        elif data:
-            x_tr, y_tr = load_cifar10(data, "train")
-            x_te, y_te = load_cifar10(data, "test")
-            source = os.path.abspath(data)
-        else:
-            raise ValueError("task image needs --data CIFAR_DIR (python batches) or --hf NAME "
-                             "(e.g. uoft-cs/cifar10); nothing is downloaded")
-        td = _image_task(x_tr, y_tr, x_te, y_te, 1 / (255 * CIFAR_STD), -CIFAR_MEAN / CIFAR_STD,
-                         permute, permutation_seed, info={"source": source})
-    elif task == "listops":
-        vocab = len(listops.VOCAB)
-        if generate:
-            tr, va, te = _listops_generated(n_train, n_val, n_test, seed, min_length,
-                                            max_length, max_depth, max_args)
-            info.update(source="generated", seed=seed, min_length=min_length,
-                        max_length=max_length, max_depth=max_depth, max_args=max_args)
-        elif data:
-            d = read_listops_dir(data, truncate or 2048)
-            tr, va, te = d["train"], d["val"], d["test"]
-            info["source"] = os.path.abspath(data)
-        else:
-            raise ValueError("task listops needs --data LRA_DIR or --generate")
-        td = TaskData(tr, va, te, 10, 1, vocab, False, info)
-    elif task == "pathfinder":
-        if generate:
-            preset = pathfinder.PRESETS[f"pathfinder{resolution}"] if \
-                f"pathfinder{resolution}" in pathfinder.PRESETS else pathfinder.PRESETS[
-                    "pathfinder32"]
-            samples = pathfinder.generate(n_train + n_val + n_test, preset, seed=seed,
-                                          contour_length=contour_length, size=resolution)
-            images = np.stack([s.image for s in samples])
-            labels = np.asarray([s.label for s in samples])
-            n = n_train + n_val
-            idx = (range(n_train), range(n_train, n), range(n, n + n_test))
-            info.update(source="generated", seed=seed, contour_length=contour_length)
-        elif data:
-            difficulty = {6: "easy", 9: "intermediate", 14: "hard"}.get(
-                contour_length, f"curv_contour_length_{contour_length}")
-            images, labels = pathfinder.read_pathfinder(data, resolution=resolution,
-                                                        difficulty=difficulty)
-            idx = pathfinder.split_indices(len(labels))
-            info["source"] = os.path.abspath(data)
-        else:
-            raise ValueError("task pathfinder needs --data LRA_DIR or --generate")
-        flat = torch.from_numpy(images.reshape(len(images), -1).copy())
-        full = SequenceDataset(flat, torch.from_numpy(labels),
-                               _pixels(torch.arange(flat.shape[1]), 2 / 255, -1.0))
-        info["length"] = flat.shape[1]
-        td = TaskData(*(full.subset(i) for i in idx), 2, 1, None, False, info)
-    elif task == "text":
-        cap = truncate or 4096
-        if hf:
-            seqs, labels = load_hf_text(hf, "train", cap)
-            te_seqs, te_labels = load_hf_text(hf, "test", cap)
-            info["source"] = f"hf:{hf}"
-        elif data:
-            seqs, labels, te_seqs, te_labels = _imdb_local(data, cap)
-            info["source"] = os.path.abspath(data)
-        else:
-            raise ValueError("task text needs --data (aclImdb folder or CSV files) or --hf "
-                             "imdb; nothing is downloaded")
-        full = SequenceDataset([torch.from_numpy(s) for s in seqs], labels)
-        tr, va = val_split(len(full))
-        te = SequenceDataset([torch.from_numpy(s) for s in te_seqs], te_labels)
-        td = TaskData(full.subset(tr), full.subset(va), te, 2, 1, BYTE_VOCAB, False, info)
-    else:  # retrieval
-        if not data:
-            raise ValueError("task retrieval needs --data LRA_DIR (tsv_data/new_aan_pairs.*)")
-        folder = data if os.path.isfile(os.path.join(data, AAN_FILES["train"])) \
-            else _find_dir(data, "tsv_data")
-        if folder is None:
-            raise FileNotFoundError(
-                f"no AAN files under {os.path.abspath(data)!r}: expected [lra_release/]tsv_data/"
-                f"{{{','.join(AAN_FILES.values())}}}")
-        splits = []
-        for name in AAN_FILES.values():
-            a, b, y = read_aan_tsv(os.path.join(folder, name), truncate or 4000)
-            splits.append(PairDataset([torch.from_numpy(s) for s in a],
-                                      [torch.from_numpy(s) for s in b], y))
-        info["source"] = os.path.abspath(folder)
-        td = TaskData(*splits, 2, 1, BYTE_VOCAB, True, info)
-    td.train = _limit(td.train, limit_train)
-    td.val = _limit(td.val, limit_eval)
-    td.test = _limit(td.test, limit_eval)
-    td.info.update(n_train=len(td.train), n_val=len(td.val), n_test=len(td.test))
-    return td
+    check_sources(task, data=data, hf=hf, generate=generate, permute=permute)
+    request = _Request(
+        task=task, data=data, hf=hf, generate=generate, seed=seed, n_train=n_train,
+        n_val=n_val, n_test=n_test, min_length=min_length, max_length=max_length,
+        max_depth=max_depth, max_args=max_args, contour_length=contour_length,
+        resolution=resolution, permute=permute, permutation_seed=permutation_seed,
+        truncate=truncate)
+    return _finish(_LOADERS[task].load(request), limit_train, limit_eval)
 
 
 def _imdb_local(path: str, cap: int):

@@ -1,11 +1,15 @@
-"""Argument types shared by every subcommand's flags (the CLI, the apps and the benchmarks)."""
+"""Argument types shared by every subcommand's flags (the CLI, the apps and the benchmarks),
+and the flags' names for a library's argument errors."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["int_at_least", "positive_int"]
+from bpsn_ext.util.errors import DataSourceError
+
+__all__ = ["flag", "flag_errors", "int_at_least", "positive_int"]
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
@@ -27,3 +31,32 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 positive_int = int_at_least(1)
+
+
+def flag(name: str, value: str = "") -> str:
+    """The command-line spelling of the keyword argument `name` (a `Spelling` of
+    `bpsn_ext.util.errors`): `--name VALUE`, or `--name` for a switch (value `True` or none).
+
+    Example:
+        >>> flag("data", "LRA_DIR"), flag("generate", "True"), flag("n_train")
+        ('--data LRA_DIR', '--generate', '--n-train')
+    """
+    option = "--" + name.replace("_", "-")
+    return option if value in ("", "True") else f"{option} {value}"
+
+
+@contextmanager
+def flag_errors(command: str) -> Iterator[None]:
+    """Inside, a `DataSourceError` of a loader whose keyword arguments are the command's flags
+    leaves as `SystemExit("<command>: <message with the flags>")`.
+
+    Example:
+        >>> with flag_errors("train lra"):
+        ...     raise DataSourceError("task {task} needs {data:DIR}", task="image")
+        Traceback (most recent call last):
+        SystemExit: train lra: task image needs --data DIR
+    """
+    try:
+        yield
+    except DataSourceError as err:
+        raise SystemExit(f"{command}: {err.spell(flag)}") from err
