@@ -167,9 +167,9 @@ def _claim_worker(rank: int, port: int, folders: list, results: str) -> None:
                             world_size=2)
     try:
         try:  # each rank is shown its own folder: only rank 0's may decide
-            claim_run_folder(folders[rank], resume=False, overwrite=False, command="train x")
+            claim_run_folder(folders[rank], resume=False, overwrite=False)
             verdict = "free"
-        except SystemExit as e:
+        except FileExistsError as e:
             verdict = str(e)
         open(os.path.join(results, f"rank{rank}"), "w").write(verdict)
     finally:
@@ -203,7 +203,9 @@ def test_claim_without_a_process_group_leaves_the_check_to_rank_0(tmp_path, monk
 
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"x")
     monkeypatch.setenv("RANK", "1")  # torchrun before the Trainer starts the group
-    claim_run_folder(tmp_path, resume=False, overwrite=False, command="train x")
+    claim_run_folder(tmp_path, resume=False, overwrite=False)
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(SystemExit, match=r"train x: .* already holds a run \(last\.pt\)"):
-        claim_run_folder(tmp_path, resume=False, overwrite=False, command="train x")
+    # the library names its own arguments; the commands spell them as flags (tests above)
+    with pytest.raises(FileExistsError, match=r"already holds a run \(last\.pt\)\. Pass "
+                       r"resume=True to continue it, overwrite=True to replace it"):
+        claim_run_folder(tmp_path, resume=False, overwrite=False)

@@ -1,4 +1,5 @@
-"""`DataSourceError`: one message, spelled in keywords (library) or flags (command line)."""
+"""`ArgumentError`s (`DataSourceError`, `OutputExistsError`): one message, spelled in keywords
+(library) or flags (command line)."""
 
 import pickle
 
@@ -6,7 +7,7 @@ import pytest
 
 from bpsn_ext.data import lra_release
 from bpsn_ext.util.cli_args import flag, flag_errors
-from bpsn_ext.util.errors import DataSourceError
+from bpsn_ext.util.errors import DataSourceError, OutputExistsError
 
 
 def test_message_spells_arguments_as_keywords_and_fills_values():
@@ -55,3 +56,14 @@ def test_load_task_names_its_keyword_arguments(task, sources, arguments, text):
         with pytest.raises(DataSourceError) as info:
             call(task, **sources)
         assert str(info.value) == text and info.value.arguments == arguments
+
+
+def test_output_exists_error_is_a_file_exists_error_spelled_by_the_command():
+    err = OutputExistsError("{path} exists; pass {overwrite:True} or {resume:True}", path="o")
+    assert isinstance(err, FileExistsError)
+    assert str(err) == "o exists; pass overwrite=True or resume=True"
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is OutputExistsError and str(copy) == str(err)
+    with pytest.raises(SystemExit, match="^generate x: o exists; pass --overwrite or --resume$"):
+        with flag_errors("generate x"):
+            raise err

@@ -89,8 +89,8 @@ def test_generate_writes_the_sst2_layout_and_the_corpus(tmp_path, capsys):
     assert not set(corpus) & {e.text_a for e in dev}
     info = json.loads((out / "labels.json").read_text())
     assert info["labels"] == {"0": "noun.plant", "1": "noun.animal"}
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with pytest.raises(SystemExit, match="generate wordnet-glosses: .* exists; pass --overwrite"):
         main(argv)
     assert main([*argv, "--overwrite", "--seed", "3"]) == 0
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True to replace"):
         write_gloss_data([data], out)

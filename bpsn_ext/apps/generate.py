@@ -23,7 +23,7 @@ import argparse
 import os
 import shutil
 
-from bpsn_ext.util.cli_args import positive_int
+from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 GENERATE_HELP = {
     "listops": "write ListOps train/val/test TSV files (lra_release layout)",
@@ -129,13 +129,11 @@ def run_generate(args: argparse.Namespace) -> int:
 def _wordnet(args: argparse.Namespace) -> int:
     from bpsn_ext.data.wordnet import write_gloss_data
 
-    try:
+    with flag_errors("generate wordnet-glosses"):
         info = write_gloss_data(args.wordnet, args.out, args.categories,
                                 dev_fraction=args.dev_fraction,
                                 max_per_class=args.max_per_class, seed=args.seed,
                                 overwrite=args.overwrite)
-    except FileExistsError as exc:
-        raise SystemExit(f"generate wordnet-glosses: {exc}") from None
     print(f"wrote {info['train']} train / {info['dev']} dev glosses ({info['labels']}) to "
           f"{os.path.dirname(info['paths']['train'])} and {info['corpus_lines']} corpus lines "
           f"to {info['paths']['corpus']}", flush=True)

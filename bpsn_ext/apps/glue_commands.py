@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bpsn_ext.util.cli_args import positive_int
+from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
 EVALUATE_HELP = "evaluate an SNN-BERT checkpoint on a GLUE task"
@@ -412,8 +412,9 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     task = get_task(args.task)
-    claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
-                     command="train glue", extra=(MODEL_FILE,))
+    with flag_errors("train glue"):
+        claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
+                         extra=(MODEL_FILE,))
     os.makedirs(args.out, exist_ok=True)
     train_ex, eval_ex = _train_eval_examples(args, task.name)
     model, tokenizer = _student(args, task, train_ex)

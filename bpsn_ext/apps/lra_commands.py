@@ -357,9 +357,9 @@ def _claim(cfg: dict) -> None:
     if cfg["resume"] and not cfg.get("checkpoint_dir"):
         raise SystemExit("train lra --resume needs --checkpoint-dir")
     if cfg.get("checkpoint_dir"):
-        claim_run_folder(cfg["checkpoint_dir"], resume=bool(cfg["resume"]),
-                         overwrite=bool(cfg.get("overwrite")), command="train lra",
-                         extra=(RUN_CONFIG,))
+        with flag_errors("train lra"):
+            claim_run_folder(cfg["checkpoint_dir"], resume=bool(cfg["resume"]),
+                             overwrite=bool(cfg.get("overwrite")), extra=(RUN_CONFIG,))
 
 
 def _train_config(cfg: dict):

@@ -29,7 +29,7 @@ from bpsn_ext.apps.glue_commands import (
     model_config,
     param_groups_for,
 )
-from bpsn_ext.util.cli_args import positive_int
+from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 PRETRAIN_HELP = "masked-LM pretraining of SNN-BERT (or its ANN twin) on local text"
 
@@ -167,8 +167,9 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite, command="pretrain",
-                     extra=(MODEL_FILE,))
+    with flag_errors("pretrain"):
+        claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
+                         extra=(MODEL_FILE,))
     if not 0.0 < args.mask_prob < 1.0:
         raise ValueError(f"--mask-prob must be in (0, 1), got {args.mask_prob}")
     lines = (read_lines(args.text) if args.text

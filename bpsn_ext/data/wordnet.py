@@ -30,6 +30,7 @@ import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from bpsn_ext.util.errors import OutputExistsError
 from bpsn_ext.util.files import atomic_open
 
 __all__ = ["LEXNAMES", "Synset", "read_wordnet_data", "gloss_split", "write_gloss_data",
@@ -157,8 +158,8 @@ def write_gloss_data(data_files: Sequence[str | os.PathLike], out: str | os.Path
              "labels": os.path.join(out, "labels.json")}
     existing = [p for p in paths.values() if os.path.exists(p)]
     if existing and not overwrite:
-        raise FileExistsError(f"{existing[0]} exists; pass overwrite=True (--overwrite) to "
-                              "replace the data set, or choose another output folder")
+        raise OutputExistsError("{path} exists; pass {overwrite:True} to replace the data set, "
+                                "or choose another output folder", path=existing[0])
     synsets = [s for f in data_files for s in read_wordnet_data(f)]
     train, dev = gloss_split(synsets, categories, dev_fraction=dev_fraction,
                              max_per_class=max_per_class, seed=seed)

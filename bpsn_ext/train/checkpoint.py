@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from bpsn_ext.util.errors import OutputExistsError
 from bpsn_ext.util.files import atomic_open
 
 __all__ = ["atomic_save", "load_checkpoint", "get_rng_state", "set_rng_state", "claim_run_folder",
@@ -68,11 +69,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 
 
 def claim_run_folder(folder: str | os.PathLike, *, resume: bool, overwrite: bool,
-                     command: str, extra: tuple[str, ...] = ()) -> None:
+                     extra: tuple[str, ...] = ()) -> None:
     """Refuse to start a new run (not ``resume``) in ``folder`` when it holds an earlier run's
     checkpoint or metrics (or one of the ``extra`` file names), unless ``overwrite``; with
-    ``overwrite`` the earlier checkpoints are removed, so a later ``--resume`` cannot pick
-    them up.  ``command`` names the CLI command in the message.
+    ``overwrite`` the earlier checkpoints are removed, so a later resume cannot pick them up.
+    The refusal is an `OutputExistsError` naming `resume=True` and `overwrite=True` (a command
+    spells them as its flags: `bpsn_ext.util.cli_args.flag_errors`).
 
     Under DDP only rank 0 looks (another rank could otherwise see the files rank 0 has just
     written for this run); with an initialised process group its verdict is broadcast, so
@@ -84,26 +86,29 @@ def claim_run_folder(folder: str | os.PathLike, *, resume: bool, overwrite: bool
         return
     group = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if group else int(os.environ.get("RANK", "0"))
-    verdict = [_claim_verdict(os.fspath(folder), overwrite, command, extra) if rank == 0
-               else None]
-    if group:
+    folder = os.path.abspath(folder)
+    verdict = [(folder, _claim_verdict(folder, overwrite, extra)) if rank == 0 else None]
+    if group:  # rank 0's folder and files, so that every rank refuses in the same words
         dist.broadcast_object_list(verdict, src=0)
-    if verdict[0]:
-        raise SystemExit(verdict[0])
+    if verdict[0] and verdict[0][1]:
+        raise OutputExistsError(
+            "{folder} already holds a run ({found}). Pass {resume:True} to continue it, "
+            "{overwrite:True} to replace it, or choose another folder.",
+            folder=verdict[0][0], found=", ".join(verdict[0][1]),
+        )
 
 
-def _claim_verdict(folder: str, overwrite: bool, command: str, extra: tuple[str, ...]) -> str:
-    """Rank 0's part of `claim_run_folder`: the refusal message, or "" once the folder is free."""
+def _claim_verdict(folder: str, overwrite: bool, extra: tuple[str, ...]) -> list[str]:
+    """Rank 0's part of `claim_run_folder`: the earlier run's files that refuse the folder, or
+    `[]` once it is free."""
     names = (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, METRICS_NAME, *extra)
     found = [n for n in names if os.path.exists(os.path.join(folder, n))]
     if found and not overwrite:
-        return (f"{command}: {os.path.abspath(folder)} already holds a run ({', '.join(found)}). "
-                "Pass --resume to continue it, --overwrite to replace it, or choose another "
-                "folder.")
+        return found
     for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME) if found else ():
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(folder, name))
-    return ""
+    return []
 
 
 def get_rng_state() -> dict:

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from bpsn_ext.util.errors import DataSourceError
+from bpsn_ext.util.errors import ArgumentError
 
 __all__ = ["flag", "flag_errors", "int_at_least", "positive_int"]
 
@@ -47,10 +47,12 @@ def flag(name: str, value: str = "") -> str:
 
 @contextmanager
 def flag_errors(command: str) -> Iterator[None]:
-    """Inside, a `DataSourceError` of a loader whose keyword arguments are the command's flags
-    leaves as `SystemExit("<command>: <message with the flags>")`.
+    """Inside, an `ArgumentError` (`DataSourceError`, `OutputExistsError`) of a library
+    function whose keyword arguments are the command's flags leaves as
+    `SystemExit("<command>: <message with the flags>")`.
 
     Example:
+        >>> from bpsn_ext.util.errors import DataSourceError
         >>> with flag_errors("train lra"):
         ...     raise DataSourceError("task {task} needs {data:DIR}", task="image")
         Traceback (most recent call last):
@@ -58,5 +60,5 @@ def flag_errors(command: str) -> Iterator[None]:
     """
     try:
         yield
-    except DataSourceError as err:
+    except ArgumentError as err:
         raise SystemExit(f"{command}: {err.spell(flag)}") from err

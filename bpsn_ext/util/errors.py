@@ -1,9 +1,11 @@
-"""`DataSourceError`: bad data-source arguments, named so that every caller can spell them.
+"""Errors that name arguments so that every caller can spell them: `ArgumentError` and its
+kinds `DataSourceError` (bad data-source arguments) and `OutputExistsError` (a folder or file
+that holds earlier work, without `overwrite=True`).
 
-A library loader speaks of its keyword arguments (`data=PATH`, `generate=True`); the command
-line speaks of flags (`--data PATH`, `--generate`).  The error keeps its message as a template
-whose fields are the argument names, so the library's `str(err)` and the command line's
-`err.spell(flag)` (see `bpsn_ext.util.cli_args.flag_errors`) tell the same thing in each
+A library function speaks of its keyword arguments (`data=PATH`, `overwrite=True`); the
+command line speaks of flags (`--data PATH`, `--overwrite`).  The error keeps its message as a
+template whose fields are the argument names, so the library's `str(err)` and the command
+line's `err.spell(flag)` (see `bpsn_ext.util.cli_args.flag_errors`) tell the same thing in each
 caller's terms.
 """
 
@@ -13,7 +15,7 @@ import functools
 import string
 from collections.abc import Callable
 
-__all__ = ["DataSourceError", "keyword"]
+__all__ = ["ArgumentError", "DataSourceError", "OutputExistsError", "keyword"]
 
 Spelling = Callable[[str, str], str]
 """`(argument name, placeholder value) -> text`, e.g. `("data", "PATH") -> "data=PATH"`."""
@@ -24,8 +26,8 @@ def keyword(name: str, value: str) -> str:
     return f"{name}={value}"
 
 
-class DataSourceError(ValueError):
-    """A data source an argument names is wrong, missing, or not for this task.
+class ArgumentError(Exception):
+    """An error whose message names arguments; a base for the kinds below.
 
     Args:
         template: the message; a field `{data:PATH}` names the argument `data` with the
@@ -59,6 +61,19 @@ class DataSourceError(ValueError):
     def spell(self, spelling: Spelling) -> str:
         """The message with every argument written as `spelling(name, value)`."""
         return _Speller(spelling).format(self.template, **self.values)
+
+
+class DataSourceError(ArgumentError, ValueError):
+    """A data source an argument names is wrong, missing, or not for this task."""
+
+
+class OutputExistsError(ArgumentError, FileExistsError):
+    """The output already holds earlier work, and the call did not ask to replace it.
+
+    Example:
+        >>> str(OutputExistsError("{path} exists; pass {overwrite:True}", path="out"))
+        'out exists; pass overwrite=True'
+    """
 
 
 class _Argument(str):
