@@ -137,6 +137,23 @@ def test_imdb_csv_and_aclimdb_folder(tmp_path):
         text.read_imdb(tmp_path / "aclImdb" / "train")
 
 
+def test_text_readers_name_the_file_and_line_that_is_not_utf8(tmp_path):
+    latin1 = "caf\xe9".encode("latin-1")  # a review saved in Latin-1
+    (tmp_path / "reviews.csv").write_bytes(b"text,label\nfine,1\n" + latin1 + b",0\n")
+    with pytest.raises(ValueError, match=r"reviews\.csv:3: not UTF-8 text \(byte 0xe9"):
+        text.read_imdb(tmp_path / "reviews.csv")
+    (tmp_path / "pairs.tsv").write_bytes(b"1\ta\tb\t" + latin1 + b"\tok\n")
+    with pytest.raises(ValueError, match=r"pairs\.tsv:1: not UTF-8 text \(byte 0xe9"):
+        text.read_aan_tsv(tmp_path / "pairs.tsv")
+    for split in ("train", "test"):
+        for sub in ("pos", "neg"):
+            (tmp_path / "aclImdb" / split / sub).mkdir(parents=True)
+            (tmp_path / "aclImdb" / split / sub / "0_7.txt").write_text("good")
+    (tmp_path / "aclImdb" / "test" / "neg" / "1_2.txt").write_bytes(b"ok\n" + latin1)
+    with pytest.raises(ValueError, match=r"1_2\.txt:2: not UTF-8 text"):
+        text.read_imdb(tmp_path, "test")
+
+
 # ----------------------------------------------------------------------------- images
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_reader_and_sequential_tasks(tmp_path, gz):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["not_utf8", "lift_csv_field_limit"]
+__all__ = ["not_utf8", "utf8_errors", "lift_csv_field_limit"]
 
 
 def lift_csv_field_limit() -> None:
@@ -43,3 +45,18 @@ def not_utf8(path: str | os.PathLike, err: UnicodeDecodeError) -> ValueError:
                     "iconv -f latin1 -t utf-8)"
                 )
     return ValueError(f"{path}: not UTF-8 text ({err}); expected a UTF-8 encoded file")
+
+
+@contextmanager
+def utf8_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Inside, a `UnicodeDecodeError` while reading `path` leaves as `not_utf8`'s error (the
+    file, line and byte), not as a bare decoding error.
+
+    Example:
+        >>> with utf8_errors(path), open(path, encoding="utf-8") as f:
+        ...     text = f.read()
+    """
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from err

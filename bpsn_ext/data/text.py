@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from bpsn_ext.data._files import lift_csv_field_limit
+from bpsn_ext.data._files import lift_csv_field_limit, utf8_errors
 
 __all__ = ["BYTE_VOCAB", "encode_bytes", "read_imdb", "read_aan_tsv", "load_hf_text",
            "AAN_FILES"]
@@ -71,7 +71,8 @@ def read_imdb(path: str | os.PathLike, split: str = "train", max_length: int | N
                 )
             for name in sorted(os.listdir(folder)):
                 if name.endswith(".txt"):
-                    with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    file = os.path.join(folder, name)
+                    with utf8_errors(file), open(file, encoding="utf-8") as f:
                         seqs.append(encode_bytes(f.read(), max_length))
                     labels.append(label)
         return seqs, np.asarray(labels, dtype=np.int64)
@@ -80,7 +81,7 @@ def read_imdb(path: str | os.PathLike, split: str = "train", max_length: int | N
                                 "or a CSV file with text and label columns)")
     lift_csv_field_limit()
     seqs, labels = [], []
-    with open(path, newline="", encoding="utf-8") as f:
+    with utf8_errors(path), open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         text_col = next((header.index(c) for c in _TEXT_COLUMNS if c in header), None)
@@ -105,7 +106,7 @@ def read_aan_tsv(path: str | os.PathLike, max_length: int | None = 4000
                                 f"lra_release/tsv_data/{{{','.join(AAN_FILES.values())}}})")
     lift_csv_field_limit()
     docs1, docs2, labels = [], [], []
-    with open(path, newline="", encoding="utf-8") as f:
+    with utf8_errors(path), open(path, newline="", encoding="utf-8") as f:
         for line, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE),
                                    start=1):
             if len(row) != 5:
