@@ -15,7 +15,7 @@ from torch import nn
 
 from bpsn_ext.core.bpsn_functional import FUSIONS, KERNELS, RUNAWAY, bpsn
 from bpsn_ext.core.channels import channel_dim_of_layer, check_channel_dim_arg, resolve_channel_dim
-from bpsn_ext.core.checks import check_float, check_floating, check_rank
+from bpsn_ext.core.checks import check_float, check_floating, check_int, check_rank
 from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
 
@@ -37,10 +37,6 @@ def _gate_logit(gate_init: float) -> float:
     return math.inf if gate_init == 1.0 else -math.inf
 
 
-def _is_int(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def _check_options(
     *, channels, kernel, window, fusion, runaway, refractory_steps, decay_init, gate_init,
     v_threshold, method,
@@ -54,11 +50,11 @@ def _check_options(
     ):
         if value not in options:
             raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    if channels is not None and not _is_int(channels, 1):
-        raise ValueError(f"channels must be a positive int or None, got {channels!r}")
-    if not _is_int(window, 1):
-        raise ValueError(f"window must be a positive int, got {window!r}")
-    if not _is_int(refractory_steps, 1):
+    check_int("channels", channels, none_ok=True)
+    check_int("window", window)
+    if isinstance(refractory_steps, bool) or not isinstance(refractory_steps, int) or (
+        refractory_steps < 1
+    ):
         raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
     if runaway == "soft_reset" and kernel != "leak":
         raise ValueError("runaway='soft_reset' needs kernel='leak'")

@@ -69,3 +69,18 @@ def test_a_truncated_pathfinder_png_names_the_file(tmp_path, keep):
     with pytest.raises(ValueError, match=f"{path}: truncated or corrupt PNG .*expected a "
                                          "complete 8-bit greyscale PNG"):
         pf.read_png(path)
+
+
+def test_integer_arguments_refuse_bools_and_name_the_argument():
+    from bpsn_ext.core.checks import check_int
+
+    assert check_int("batch", 3) == 3 and check_int("T", None, none_ok=True) is None
+    with pytest.raises(ValueError, match=r"^batch must be a positive int, got True$"):
+        check_int("batch", True)
+    with pytest.raises(ValueError, match=r"^warmup must be an int >= 0, got -1$"):
+        check_int("warmup", -1, minimum=0)
+    with pytest.raises(ValueError, match=r"^T must be a positive int or None, got 2.0$"):
+        check_int("T", 2.0, none_ok=True)
+    # a bool is not a layer count (LRAClassifier used to take True for 1)
+    with pytest.raises(ValueError, match="n_layers must be a positive int, got True"):
+        LRAClassifier(4, 2, n_layers=True)

@@ -425,7 +425,7 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     collate = GlueCollator(tokenizer.pad_id)
     loss_fn, metrics_fn, reduce_fn = make_task_fns(task.name, teacher, args.distill_alpha,
                                                    args.distill_temperature)
-    tc = _train_config(args, len(train_ds))
+    tc = train_config(args, len(train_ds))
     energy_fn = None if args.no_energy else _energy_fn(eval_ds, collate, args.out)
     if teacher is not None:
         teacher.to(tc.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -509,8 +509,10 @@ def _init_weights(args: argparse.Namespace, model, init_state) -> None:
                   f"({len(info['skipped'])} skipped)", file=sys.stderr)
 
 
-def _train_config(args: argparse.Namespace, n_train: int):
-    """The `TrainConfig` of the optimiser flags (warm-up as a fraction of all steps)."""
+def train_config(args: argparse.Namespace, n_train: int):
+    """The `TrainConfig` of the flags of `add_optim_arguments` (and ``--out``, ``--device``,
+    ``--no-progress``) for ``n_train`` training samples (warm-up: a fraction of all steps);
+    shared with ``pretrain``."""
     from bpsn_ext.train import TrainConfig
 
     steps = -(-n_train // args.batch_size) * args.epochs

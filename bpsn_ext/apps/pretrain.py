@@ -27,7 +27,7 @@ from bpsn_ext.apps.glue_commands import (
     add_vocab_arguments,
     make_tokenizer,
     model_config,
-    param_groups_for,
+    train_config,
 )
 from bpsn_ext.util.cli_args import flag_errors, positive_int
 
@@ -163,7 +163,7 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, GlueExample
     from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM
-    from bpsn_ext.train import TrainConfig, Trainer, claim_run_folder
+    from bpsn_ext.train import Trainer, claim_run_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,15 +188,7 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
 
     train_ds, eval_ds = dataset(train_lines), dataset(eval_lines)
     loss_fn, metrics_fn = make_mlm_fns(tokenizer, float(args.mask_prob))
-    steps = -(-len(train_ds) // args.batch_size) * args.epochs
-    tc = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=float(args.lr),
-        weight_decay=float(args.weight_decay), seed=args.seed,
-        grad_clip=float(args.grad_clip) if args.grad_clip else None, checkpoint_dir=args.out,
-        checkpoint_every=args.checkpoint_every, device=args.device,
-        param_groups=param_groups_for(float(args.neuron_lr_mult)), scheduler=args.scheduler,
-        warmup_steps=int(args.warmup_ratio * steps), progress=not args.no_progress,
-    )
+    tc = train_config(args, len(train_ds))
     trainer = Trainer(model, train_ds, eval_ds, loss_fn, metrics_fn, tc,
                       collate_fn=GlueCollator(tokenizer.pad_id), callbacks=callbacks)
     try:

@@ -74,6 +74,7 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
+from bpsn_ext.core.checks import check_int
 from bpsn_ext.util.cli_args import int_at_least, positive_int
 
 __all__ = [
@@ -187,8 +188,7 @@ class _Settings:
         if not self.Ts:
             raise ValueError("T must name at least one sequence length")
         for name, value in (("warmup", self.warmup), ("spatial", self.spatial)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+            check_int(name, value, minimum=0)
         unknown = [k for k in self.keys if k not in NEURON_KEYS]
         if unknown or not self.keys:
             raise ValueError(

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from bpsn_ext.core.checks import check_int
 from bpsn_ext.util.files import write_json_atomic
 from bpsn_ext.util.tables import format_bytes, format_table
 
@@ -220,8 +221,7 @@ def check_positive_ints(named: Iterable[tuple[str, Any]]) -> None:
         >>> check_positive_ints([("batch", 8), ("repeats", 2)])
     """
     for name, value in named:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int(name, value)
 
 
 @contextlib.contextmanager

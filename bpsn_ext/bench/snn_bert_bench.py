@@ -39,6 +39,7 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
+from bpsn_ext.core.checks import check_int
 from bpsn_ext.util.cli_args import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
@@ -130,8 +131,7 @@ def run(
     check_positive_ints([("layers", layers), ("width", width), ("heads", heads),
                          ("ffn_width", ffn_width), ("length", length), ("batch", batch),
                          ("T", T), ("vocab_size", vocab_size), ("repeats", repeats)])
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    check_int("threads", threads, none_ok=True)
     dev = torch.device(device)
     config = {
         "layers": layers, "width": width, "heads": heads, "ffn_width": ffn_width,

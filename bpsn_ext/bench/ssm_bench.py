@@ -46,6 +46,7 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
+from bpsn_ext.core.checks import check_int
 from bpsn_ext.core.diagonal_ssm import sequential_scan
 from bpsn_ext.util.cli_args import int_at_least
 
@@ -166,10 +167,8 @@ def _check(sizes: dict, layers: Sequence[str], threads: int | None) -> None:
     if unknown:
         raise ValueError(f"unknown layers {unknown}; expected some of {LAYERS}")
     stream_tokens = sizes["stream_tokens"]
-    if not isinstance(stream_tokens, int) or stream_tokens < 0:
-        raise ValueError(f"stream_tokens must be an int >= 0, got {stream_tokens!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    check_int("stream_tokens", stream_tokens, minimum=0)
+    check_int("threads", threads, none_ok=True)
 
 
 def _measure(config: dict, memory: bool) -> dict:

@@ -7,7 +7,14 @@ import warnings
 
 import torch
 
-__all__ = ["check_float", "check_rank", "check_floating", "check_token_ids", "warn_once"]
+__all__ = [
+    "check_float",
+    "check_int",
+    "check_rank",
+    "check_floating",
+    "check_token_ids",
+    "warn_once",
+]
 
 _warned: set[str] = set()
 
@@ -27,6 +34,23 @@ def check_float(
         raise ValueError(f"{name} must be finite, got {value!r}")
     if positive and not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def check_int(name: str, value: object, *, minimum: int = 1, none_ok: bool = False):
+    """Return ``value`` if it is an int >= ``minimum`` (a bool is not taken for an int), or
+    None where ``none_ok``; else a `ValueError` naming ``name``.
+
+    Example:
+        >>> check_int("batch", 0)
+        Traceback (most recent call last):
+        ValueError: batch must be a positive int, got 0
+    """
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {what}{' or None' if none_ok else ''}, got {value!r}")
     return value
 
 

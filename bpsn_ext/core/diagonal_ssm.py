@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from bpsn_ext.core.checks import check_float
+from bpsn_ext.core.checks import check_float, check_int
 
 __all__ = [
     "complex_dtype",
@@ -131,8 +131,7 @@ def check_dt_range(dt_min: float, dt_max: float) -> tuple[float, float]:
 
 
 def check_d_state(d_state: object, *, even: bool) -> int:
-    if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 1:
-        raise ValueError(f"d_state must be a positive int, got {d_state!r}")
+    check_int("d_state", d_state)
     if even and d_state % 2:
         raise ValueError(
             f"d_state must be even (N/2 complex-conjugate pairs of modes), got d_state={d_state}"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -479,13 +479,9 @@ def load_task(
     samples of train / val and test (quick runs).  Bad sources raise `DataSourceError`
     (see `check_sources`).
     """
+    arguments = locals()  # the signature, once: `_Request` takes all but the limits
     check_sources(task, data=data, hf=hf, generate=generate, permute=permute)
-    request = _Request(
-        task=task, data=data, hf=hf, generate=generate, seed=seed, n_train=n_train,
-        n_val=n_val, n_test=n_test, min_length=min_length, max_length=max_length,
-        max_depth=max_depth, max_args=max_args, contour_length=contour_length,
-        resolution=resolution, permute=permute, permutation_seed=permutation_seed,
-        truncate=truncate)
+    request = _Request(**{f.name: arguments[f.name] for f in fields(_Request)})
     return _finish(_LOADERS[task].load(request), limit_train, limit_eval)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bpsn_ext.core.checks import check_int
 from bpsn_ext.energy.costs import EnergyModel, resolve_energy_model
 from bpsn_ext.energy.counter_registry import Counter, as_ops_list, find_counter
 from bpsn_ext.energy.detect import KINDS, classify, override_kind
@@ -297,13 +298,10 @@ def _check(model, inputs, T, coding, step_mode, input_kind, conv_ac, raster_neur
         raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
     if step_mode not in STEP_MODES:
         raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
-    if T is not None and (isinstance(T, bool) or not isinstance(T, int) or T < 1):
-        raise ValueError(f"T must be a positive int or None, got {T!r}")
+    check_int("T", T, none_ok=True)
     if conv_ac not in ("rate", "exact"):
         raise ValueError(f"conv_ac must be 'rate' or 'exact', got {conv_ac!r}")
-    if isinstance(raster_neurons, bool) or not isinstance(raster_neurons, int) or (
-            raster_neurons < 1):
-        raise ValueError(f"raster_neurons must be a positive int, got {raster_neurons!r}")
+    check_int("raster_neurons", raster_neurons)
     kinds = input_kind.values() if isinstance(input_kind, Mapping) else [input_kind]
     for k in kinds:
         if k is not None and k not in KINDS:
@@ -382,11 +380,15 @@ class _Plan:
     input, ``batch_size`` samples (the per-sample divisor)."""
 
     T: int
-    passes: int
     batch_size: int
     coding: str
     step_mode: str | None
     forward_kwargs: dict
+
+    @property
+    def passes(self) -> int:
+        """One pass under individual coding (the steps are the data's), else one per step."""
+        return 1 if self.coding == "individual" else self.T
 
     @classmethod
     def of(cls, inputs: tuple, T: int | None, coding: str, step_mode: str | None,
@@ -401,15 +403,13 @@ class _Plan:
                     f"individual coding takes T from the inputs' leading dimension ({T_data}), "
                     f"got T={T}"
                 )
-            T, passes = T_data, 1
+            T = T_data
         else:
             T = 1 if T is None else T
-            passes = T
         if batch_size is None:
             batch_size = _default_batch_size(x0, coding)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        return cls(T, passes, batch_size, coding, step_mode, fkw)
+        check_int("batch_size", batch_size)
+        return cls(T, batch_size, coding, step_mode, fkw)
 
     def drive(self, model: nn.Module, inputs: tuple) -> None:
         """Call ``model`` as the step mode and coding say (see `estimate`)."""

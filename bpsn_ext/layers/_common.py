@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
+from bpsn_ext.core.checks import check_float, check_int
 from bpsn_ext.core.diagonal_ssm import check_sequence
 from bpsn_ext.core.masks import as_mask
 
@@ -13,9 +13,7 @@ __all__ = ["check_d_model", "check_dropout", "check_choice", "stream_steps", "St
 
 
 def check_d_model(d_model: object) -> int:
-    if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
-        raise ValueError(f"d_model must be a positive int, got {d_model!r}")
-    return d_model
+    return check_int("d_model", d_model)
 
 
 def check_dropout(p: object) -> float:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.bpsn_module import BPSN
-from bpsn_ext.core.checks import check_token_ids
+from bpsn_ext.core.checks import check_int, check_token_ids
 from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5, TiedDropout
 from bpsn_ext.layers._block import NORMS, SequenceNorm
@@ -113,8 +113,7 @@ class LRAClassifier(nn.Module):
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         for name, value in (("n_classes", n_classes), ("d_model", d_model),
                             ("n_layers", n_layers)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, value)
         self.layer, self.vocab_size, self.d_model = layer, vocab_size, d_model
         if vocab_size is not None:
             self.encoder: nn.Module = nn.Embedding(vocab_size, d_model)

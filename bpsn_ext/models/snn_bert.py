@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_token_ids
+from bpsn_ext.core.checks import check_int, check_token_ids
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.models.spiking_attention import (
     ANN_ACTIVATIONS,
@@ -85,9 +85,7 @@ class SNNBertConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "num_labels", "layers", "width", "heads", "ffn_width",
                      "max_length", "type_vocab_size", "T"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name))
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
         for name, value, options in (("coding", self.coding, CODINGS),

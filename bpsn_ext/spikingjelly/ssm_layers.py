@@ -54,6 +54,19 @@ class _SSMMemoryModule(BackendMixin):
     SSM module with ``forward``/``forward_with_state``/``step_with_state``."""
 
     # -- construction --------------------------------------------------------------------
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        step_mode: str = "s",
+        backend: str = "torch",
+        carry_state: bool = False,
+        **options,
+    ) -> None:
+        super().__init__(d_model, d_state, **options)
+        self._setup(step_mode, backend, carry_state)
+
     def _init_state(self) -> None:  # called by the core __init__, after MemoryModule.__init__
         self.register_memory("ssm_state", None)
 
@@ -177,6 +190,26 @@ class _SSMMemoryModule(BackendMixin):
         )
 
 
+class _SpikingSSMMemoryModule(_SSMMemoryModule):
+    """`_SSMMemoryModule` for the spiking layers: their ``surrogate`` is SpikingJelly's
+    ``surrogate_function`` (any SpikingJelly surrogate object, a name, or the layer's default
+    ``ATan(alpha=2)``); every other option goes to the core layer."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        surrogate_function: Callable | str | None = None,
+        step_mode: str = "s",
+        backend: str = "torch",
+        carry_state: bool = False,
+        **options,
+    ) -> None:
+        super().__init__(d_model, d_state, step_mode=step_mode, backend=backend,
+                         carry_state=carry_state, surrogate=surrogate_function, **options)
+
+
 class S4DLayer(_SSMMemoryModule, S4D, base.MemoryModule):
     """`bpsn_ext.layers.S4D` as a SpikingJelly memory module (see the module docstring).
 
@@ -184,75 +217,20 @@ class S4DLayer(_SSMMemoryModule, S4D, base.MemoryModule):
     dt_min=0.001, dt_max=0.1, bidirectional=False)``.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        *,
-        step_mode: str = "s",
-        backend: str = "torch",
-        carry_state: bool = False,
-        **options,
-    ) -> None:
-        super().__init__(d_model, d_state, **options)
-        self._setup(step_mode, backend, carry_state)
 
-
-class BinaryS4DLayer(_SSMMemoryModule, BinaryS4D, base.MemoryModule):
+class BinaryS4DLayer(_SpikingSSMMemoryModule, BinaryS4D, base.MemoryModule):
     """`bpsn_ext.layers.BinaryS4D` as a SpikingJelly memory module.
 
     Takes every ``BinaryS4D`` option; the surrogate is ``surrogate_function`` (SpikingJelly's
     name; any SpikingJelly surrogate object, default ``ATan(alpha=2)``).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        *,
-        surrogate_function: Callable | str | None = None,
-        step_mode: str = "s",
-        backend: str = "torch",
-        carry_state: bool = False,
-        **options,
-    ) -> None:
-        super().__init__(d_model, d_state, surrogate=surrogate_function, **options)
-        self._setup(step_mode, backend, carry_state)
 
-
-class GSULayer(_SSMMemoryModule, GSU, base.MemoryModule):
+class GSULayer(_SpikingSSMMemoryModule, GSU, base.MemoryModule):
     """`bpsn_ext.layers.GSU` as a SpikingJelly memory module (``surrogate_function`` is
     the surrogate of ``grad_mode='surrogate'`` and ``'prf_surrogate'``)."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        *,
-        surrogate_function: Callable | str | None = None,
-        step_mode: str = "s",
-        backend: str = "torch",
-        carry_state: bool = False,
-        **options,
-    ) -> None:
-        super().__init__(d_model, d_state, surrogate=surrogate_function, **options)
-        self._setup(step_mode, backend, carry_state)
 
-
-class SpikingS5Layer(_SSMMemoryModule, SpikingS5, base.MemoryModule):
+class SpikingS5Layer(_SpikingSSMMemoryModule, SpikingS5, base.MemoryModule):
     """`bpsn_ext.layers.SpikingS5` as a SpikingJelly memory module (``surrogate_function``
     default ``ATan(alpha=2)``)."""
-
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 64,
-        *,
-        surrogate_function: Callable | str | None = None,
-        step_mode: str = "s",
-        backend: str = "torch",
-        carry_state: bool = False,
-        **options,
-    ) -> None:
-        super().__init__(d_model, d_state, surrogate=surrogate_function, **options)
-        self._setup(step_mode, backend, carry_state)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
+from bpsn_ext.core.checks import check_int
 from bpsn_ext.train.checkpoint import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -83,9 +84,7 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         for name in ("checkpoint_every", "log_every", "warmup_steps", "num_workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+            check_int(name, getattr(self, name), minimum=0)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite float > 0, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
