@@ -79,8 +79,9 @@ DEFAULT_CONFIGS = (
 TASKS = ("digits", "cue")
 DRIVE = 2.0  # the constant supra-threshold input of the drive test
 DRIVE_T = 64
-DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                            "bpsn_defaults.json")
+DEFAULT_JSON = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results", "bpsn_defaults.json"
+)
 
 
 def parse_config(code: str) -> tuple[dict, int | None]:
@@ -91,9 +92,13 @@ def parse_config(code: str) -> tuple[dict, int | None]:
     if len(parts) == 4 and parts[3][:1] == "h" and parts[3][1:].isdigit():
         hidden = int(parts[3][1:])
         parts = parts[:3]
-    if len(parts) != 3 or parts[0] not in KERNELS or parts[1] not in FUSIONS or (
-        parts[2] not in RUNAWAY_CODES
-    ) or hidden == 0:
+    if (
+        len(parts) != 3
+        or parts[0] not in KERNELS
+        or parts[1] not in FUSIONS
+        or (parts[2] not in RUNAWAY_CODES)
+        or hidden == 0
+    ):
         raise argparse.ArgumentTypeError(
             f"config must be KERNEL-FUSION-RUNAWAY[-hWIDTH] with KERNEL in {KERNELS}, FUSION "
             f"in {FUSIONS}, RUNAWAY in {tuple(RUNAWAY_CODES)}; got {code!r}"
@@ -240,8 +245,13 @@ def run_one(task: str, code: str, seed: int, args, data) -> dict:
     epoch_s, losses = [], []
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(args.epochs), desc=f"{task} {code} s{seed}", leave=False,
-               disable=not args.progress, file=sys.stderr)
+    bar = tqdm(
+        range(args.epochs),
+        desc=f"{task} {code} s{seed}",
+        leave=False,
+        disable=not args.progress,
+        file=sys.stderr,
+    )
     model.train()
     for _ in bar:
         start = time.perf_counter()
@@ -297,31 +307,49 @@ def summarize(runs: list[dict], tasks, configs) -> list[dict]:
             if not group:
                 continue
             acc_m, acc_s = _mean_std([r["test_accuracy"] for r in group])
-            rows.append({
-                "task": task,
-                "config": code,
-                "seeds": len(group),
-                "acc_mean": acc_m,
-                "acc_std": acc_s,
-                "firing_rate": statistics.fmean(r["firing_rate"] for r in group),
-                "longest_run_test": max(r["longest_run_test"] for r in group),
-                "drive_rate_fresh": statistics.fmean(r["drive_rate_fresh"] for r in group),
-                "drive_rate_trained": statistics.fmean(r["drive_rate_trained"] for r in group),
-                "drive_longest_run_trained": max(r["drive_longest_run_trained"] for r in group),
-                # the median over all epochs of all seeds damps other jobs on a shared machine
-                "epoch_time_s": statistics.median(t for r in group for t in r["epoch_times_s"]),
-            })
+            rows.append(
+                {
+                    "task": task,
+                    "config": code,
+                    "seeds": len(group),
+                    "acc_mean": acc_m,
+                    "acc_std": acc_s,
+                    "firing_rate": statistics.fmean(r["firing_rate"] for r in group),
+                    "longest_run_test": max(r["longest_run_test"] for r in group),
+                    "drive_rate_fresh": statistics.fmean(r["drive_rate_fresh"] for r in group),
+                    "drive_rate_trained": statistics.fmean(r["drive_rate_trained"] for r in group),
+                    "drive_longest_run_trained": max(r["drive_longest_run_trained"] for r in group),
+                    # the median over all epochs of all seeds damps other jobs on a shared machine
+                    "epoch_time_s": statistics.median(t for r in group for t in r["epoch_times_s"]),
+                }
+            )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    headers = ["task", "config", "acc % (mean +- std)", "rate", "run", "drive fresh",
-               "drive trained", "drive run", "s/epoch"]
+    headers = [
+        "task",
+        "config",
+        "acc % (mean +- std)",
+        "rate",
+        "run",
+        "drive fresh",
+        "drive trained",
+        "drive run",
+        "s/epoch",
+    ]
     cells = [
-        [r["task"], r["config"], f"{100 * r['acc_mean']:.1f} +- {100 * r['acc_std']:.1f}",
-         round(r["firing_rate"], 3), r["longest_run_test"], round(r["drive_rate_fresh"], 3),
-         round(r["drive_rate_trained"], 3), r["drive_longest_run_trained"],
-         round(r["epoch_time_s"], 3)]
+        [
+            r["task"],
+            r["config"],
+            f"{100 * r['acc_mean']:.1f} +- {100 * r['acc_std']:.1f}",
+            round(r["firing_rate"], 3),
+            r["longest_run_test"],
+            round(r["drive_rate_fresh"], 3),
+            round(r["drive_rate_trained"], 3),
+            r["drive_longest_run_trained"],
+            round(r["epoch_time_s"], 3),
+        ]
         for r in rows
     ]
     return format_table(headers, cells)
@@ -329,19 +357,28 @@ def table(rows: list[dict]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
-                        metavar="KERNEL-FUSION-RUNAWAY[-hWIDTH]",
-                        help="configurations (default: %(default)s)")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(DEFAULT_CONFIGS),
+        metavar="KERNEL-FUSION-RUNAWAY[-hWIDTH]",
+        help="configurations (default: %(default)s)",
+    )
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs per run (default: 15 for both tasks)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs per run (default: 15 for both tasks)"
+    )
     parser.add_argument("--hidden", type=int, default=64, help="BPSN channels D (64)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--drive", type=float, default=0.0,
-                        help="cue task: add a per-sample DC offset U(0, drive) to every "
-                        "channel (0: off; 2.0 left every configuration at chance in a pilot)")
+    parser.add_argument(
+        "--drive",
+        type=float,
+        default=0.0,
+        help="cue task: add a per-sample DC offset U(0, drive) to every "
+        "channel (0: off; 2.0 left every configuration at chance in a pilot)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     parser.add_argument("--json", dest="json_path", default=DEFAULT_JSON)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -373,25 +410,40 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_one(task, code, seed, args, data)
                 r["epochs"] = args.epochs
                 runs.append(r)
-                print(f"{task:6s} {code:18s} seed {seed}: acc {100 * r['test_accuracy']:5.1f}%  "
-                      f"rate {r['firing_rate']:.3f}  {r['epoch_time_s']:.2f} s/epoch", flush=True)
+                print(
+                    f"{task:6s} {code:18s} seed {seed}: acc {100 * r['test_accuracy']:5.1f}%  "
+                    f"rate {r['firing_rate']:.3f}  {r['epoch_time_s']:.2f} s/epoch",
+                    flush=True,
+                )
     rows = summarize(runs, args.tasks, args.configs)
     total = time.perf_counter() - start
     print()
     print(table(rows))
     print(f"\ntotal {total:.0f} s")
     report = {
-        "command": " ".join(["python benchmarks/bpsn_defaults.py",
-                             *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            ["python benchmarks/bpsn_defaults.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "settings": {
-            "configs": args.configs, "tasks": args.tasks, "seeds": args.seeds,
-            "epochs": {t: (epochs_arg if epochs_arg is not None else EPOCHS[t])
-                       for t in args.tasks},
-            "hidden": args.hidden, "batch": args.batch, "lr": args.lr, "drive": args.drive,
-            "threads": args.threads, "drive_test": {"input": DRIVE, "T": DRIVE_T},
+            "configs": args.configs,
+            "tasks": args.tasks,
+            "seeds": args.seeds,
+            "epochs": {
+                t: (epochs_arg if epochs_arg is not None else EPOCHS[t]) for t in args.tasks
+            },
+            "hidden": args.hidden,
+            "batch": args.batch,
+            "lr": args.lr,
+            "drive": args.drive,
+            "threads": args.threads,
+            "drive_test": {"input": DRIVE, "T": DRIVE_T},
         },
-        "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "machine": platform.machine(), "cpus": os.cpu_count()},
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
         "total_time_s": total,
         "summary": rows,
         "runs": runs,

@@ -68,8 +68,11 @@ class _AliasLoader(importlib.abc.Loader):
         self.new = new
 
     def create_module(self, spec) -> types.ModuleType:
-        warnings.warn(f"{spec.name} was renamed {self.new}; import from there (or from its "
-                      "package)", FutureWarning, stacklevel=_first_outside_importlib())
+        warnings.warn(
+            f"{spec.name} was renamed {self.new}; import from there (or from its package)",
+            FutureWarning,
+            stacklevel=_first_outside_importlib(),
+        )
         return _Alias(spec.name, importlib.import_module(self.new))
 
     def exec_module(self, module: types.ModuleType) -> None:

@@ -38,8 +38,17 @@ def _gate_logit(gate_init: float) -> float:
 
 
 def _check_options(
-    *, channels, kernel, window, fusion, runaway, refractory_steps, decay_init, gate_init,
-    v_threshold, method,
+    *,
+    channels,
+    kernel,
+    window,
+    fusion,
+    runaway,
+    refractory_steps,
+    decay_init,
+    gate_init,
+    v_threshold,
+    method,
 ) -> None:
     """Raise `ValueError` naming the first argument of `BPSN` that is out of range."""
     for name, value, options in (
@@ -52,8 +61,10 @@ def _check_options(
             raise ValueError(f"{name} must be one of {options}, got {value!r}")
     check_int("channels", channels, none_ok=True)
     check_int("window", window)
-    if isinstance(refractory_steps, bool) or not isinstance(refractory_steps, int) or (
-        refractory_steps < 1
+    if (
+        isinstance(refractory_steps, bool)
+        or not isinstance(refractory_steps, int)
+        or (refractory_steps < 1)
     ):
         raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
     if runaway == "soft_reset" and kernel != "leak":
@@ -132,9 +143,16 @@ class BPSN(nn.Module):
     ) -> None:
         super().__init__()
         _check_options(
-            channels=channels, kernel=kernel, window=window, fusion=fusion, runaway=runaway,
-            refractory_steps=refractory_steps, decay_init=decay_init, gate_init=gate_init,
-            v_threshold=v_threshold, method=method,
+            channels=channels,
+            kernel=kernel,
+            window=window,
+            fusion=fusion,
+            runaway=runaway,
+            refractory_steps=refractory_steps,
+            decay_init=decay_init,
+            gate_init=gate_init,
+            v_threshold=v_threshold,
+            method=method,
         )
         self.channels, self.channel_dim = channels, check_channel_dim_arg(channel_dim)
         self.kernel, self.fusion, self.runaway, self.method = kernel, fusion, runaway, method

@@ -41,8 +41,10 @@ BENCHMARKS = {
     "single-step": ("single_step_bench", "training step: single-step S3NN MLP vs T=4 LIF MLPs"),
     "bpsn": ("bpsn_bench", "BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"),
     "ssm": ("ssm_bench", "S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"),
-    "snn-bert": ("snn_bert_bench",
-                 "SNN-BERT: individual coding vs repeat coding (time, memory, energy)"),
+    "snn-bert": (
+        "snn_bert_bench",
+        "SNN-BERT: individual coding vs repeat coding (time, memory, energy)",
+    ),
 }
 # (subcommand, choice) -> module of bpsn_ext.apps that implements it
 PLOTS = {  # what `--plot PATH` of a benchmark and `plot KIND SOURCE` draw (`bpsn_ext.plots`)
@@ -53,16 +55,22 @@ PLOTS = {  # what `--plot PATH` of a benchmark and `plot KIND SOURCE` draw (`bps
 APPS = {
     "train": {"lra": "lra_commands", "glue": "glue_commands"},
     "evaluate": {"lra": "lra_commands", "glue": "glue_commands"},
-    "generate": {"listops": "generate", "pathfinder": "generate",
-                 "wordnet-glosses": "generate"},
+    "generate": {"listops": "generate", "pathfinder": "generate", "wordnet-glosses": "generate"},
 }
 
 
 def _demo(args: argparse.Namespace) -> int:
     from bpsn_ext.apps.demo import run_demo
 
-    run_demo(epochs=args.epochs, seed=args.seed, hidden=args.hidden, framework=args.framework,
-             parts=args.parts, out=args.out, progress=args.progress)
+    run_demo(
+        epochs=args.epochs,
+        seed=args.seed,
+        hidden=args.hidden,
+        framework=args.framework,
+        parts=args.parts,
+        out=args.out,
+        progress=args.progress,
+    )
     return 0
 
 
@@ -102,8 +110,11 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _add_plot(sub) -> None:
     """`plot KIND SOURCE --out PATH`: a figure from a benchmark or energy-report JSON."""
-    parser = sub.add_parser("plot", help="draw a figure from a benchmark JSON (bench bpsn / "
-                            "bench ssm) or an energy report JSON (EnergyReport.to_json)")
+    parser = sub.add_parser(
+        "plot",
+        help="draw a figure from a benchmark JSON (bench bpsn / "
+        "bench ssm) or an energy report JSON (EnergyReport.to_json)",
+    )
     parser.add_argument("kind", choices=sorted(PLOTS), help="which figure")
     parser.add_argument("source", help="the JSON file")
     parser.add_argument("--out", required=True, help="PNG to write")
@@ -114,15 +125,22 @@ def _add_plot(sub) -> None:
 def _add_benchmarks(sub) -> None:
     """`bench <name>` with one sub-parser per benchmark (see `BENCHMARKS`)."""
     bench = sub.add_parser("bench", help="run a benchmark")
-    which = bench.add_subparsers(dest="benchmark", required=True,
-                                 metavar="{" + ",".join(BENCHMARKS) + "}", help="which benchmark")
+    which = bench.add_subparsers(
+        dest="benchmark",
+        required=True,
+        metavar="{" + ",".join(BENCHMARKS) + "}",
+        help="which benchmark",
+    )
     for name, (module_name, help_text) in BENCHMARKS.items():
         module = importlib.import_module(f"bpsn_ext.bench.{module_name}")
         child = which.add_parser(name, help=help_text)
         module.add_arguments(child)
         if name in PLOTS:
-            child.add_argument("--plot", metavar="PATH", help="also draw time and memory "
-                               "against length into this PNG (needs matplotlib)")
+            child.add_argument(
+                "--plot",
+                metavar="PATH",
+                help="also draw time and memory against length into this PNG (needs matplotlib)",
+            )
         child.set_defaults(handler=_returns_zero(module.run_from_args, name))
 
 
@@ -135,17 +153,21 @@ def _add_apps(sub) -> None:
     helps = {
         "train": "train an example model (LRA / sequential images, or SNN-BERT on GLUE)",
         "evaluate": "evaluate a checkpoint written by `train`",
-        "generate": "write a generated data set (ListOps TSV, Pathfinder images, WordNet "
-                    "glosses)",
+        "generate": "write a generated data set (ListOps TSV, Pathfinder images, WordNet glosses)",
     }
     for verb, choices in APPS.items():
         parser = sub.add_parser(verb, help=helps[verb])
-        which = parser.add_subparsers(dest="task_kind", required=True,
-                                      metavar="{" + ",".join(choices) + "}")
+        which = parser.add_subparsers(
+            dest="task_kind", required=True, metavar="{" + ",".join(choices) + "}"
+        )
         for choice, module_name in choices.items():
             module = _app_module(module_name)
-            child = which.add_parser(choice, help=getattr(module, f"{verb.upper()}_HELP", None)
-                                     if verb != "generate" else module.GENERATE_HELP[choice])
+            child = which.add_parser(
+                choice,
+                help=getattr(module, f"{verb.upper()}_HELP", None)
+                if verb != "generate"
+                else module.GENERATE_HELP[choice],
+            )
             if verb == "generate":
                 module.add_generate_arguments(child, choice)
             else:
@@ -159,22 +181,44 @@ def build_parser() -> argparse.ArgumentParser:
         description="Single-step, parallel and state-space spiking neurons: demo, benchmarks, "
         "training and evaluation of the example models, data generators.",
     )
-    sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{demo,bench,train,evaluate,pretrain,generate,plot}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{demo,bench,train,evaluate,pretrain,generate,plot}"
+    )
 
-    demo = sub.add_parser("demo", help="single-step, BPSN and spiking-SSM networks against "
-                          "their baselines on the 8x8 digits (about a minute)")
-    demo.add_argument("--epochs", type=positive_int, default=None,
-                      help="training epochs of every part (default: 20, 30 and 20)")
+    demo = sub.add_parser(
+        "demo",
+        help="single-step, BPSN and spiking-SSM networks against "
+        "their baselines on the 8x8 digits (about a minute)",
+    )
+    demo.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="training epochs of every part (default: 20, 30 and 20)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="split, weight and order seed (0)")
-    demo.add_argument("--hidden", type=positive_int, default=128,
-                      help="hidden width (128; BPSN part /2, SSM part /4)")
-    demo.add_argument("--framework", choices=("auto", "spikingjelly", "snntorch"),
-                      default="auto", help="whose neurons (auto: SpikingJelly, else snnTorch)")
-    demo.add_argument("--parts", nargs="+", choices=("single_step", "bpsn", "ssm"),
-                      default=["single_step", "bpsn", "ssm"], help="which experiments (all)")
-    demo.add_argument("--out", default="bpsn-demo",
-                      help="report folder (bpsn-demo; taken: bpsn-demo-2, ...)")
+    demo.add_argument(
+        "--hidden",
+        type=positive_int,
+        default=128,
+        help="hidden width (128; BPSN part /2, SSM part /4)",
+    )
+    demo.add_argument(
+        "--framework",
+        choices=("auto", "spikingjelly", "snntorch"),
+        default="auto",
+        help="whose neurons (auto: SpikingJelly, else snnTorch)",
+    )
+    demo.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("single_step", "bpsn", "ssm"),
+        default=["single_step", "bpsn", "ssm"],
+        help="which experiments (all)",
+    )
+    demo.add_argument(
+        "--out", default="bpsn-demo", help="report folder (bpsn-demo; taken: bpsn-demo-2, ...)"
+    )
     demo.add_argument("--no-progress", dest="progress", action="store_false")
     demo.set_defaults(handler=_demo)
 

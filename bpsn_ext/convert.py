@@ -33,8 +33,9 @@ def to_single_step(
     if _framework_of(model) == "spikingjelly":
         from bpsn_ext.spikingjelly import to_single_step as convert
 
-        return convert(model, surrogate_function=surrogate, keep_surrogate=keep_surrogate,
-                       inplace=inplace)
+        return convert(
+            model, surrogate_function=surrogate, keep_surrogate=keep_surrogate, inplace=inplace
+        )
     from bpsn_ext.snntorch import to_single_step as convert
 
     return convert(model, spike_grad=surrogate, keep_surrogate=keep_surrogate, inplace=inplace)

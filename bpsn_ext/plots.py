@@ -42,8 +42,7 @@ def _save(fig, path) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_open(path, binary=True) as f:
-        fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight",
-                    metadata={"Software": None})
+        fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return path
 
 
@@ -60,8 +59,10 @@ def _load(source, name: str) -> dict:
 
 def _need(d: Mapping, key: str, where: str):
     if key not in d:
-        raise KeyError(f"{where}: missing key {key!r} (found {sorted(d)}); "
-                       f"write it with the matching `bpsn-ext bench` command")
+        raise KeyError(
+            f"{where}: missing key {key!r} (found {sorted(d)}); "
+            f"write it with the matching `bpsn-ext bench` command"
+        )
     return d[key]
 
 
@@ -108,8 +109,10 @@ def plot_bpsn_raster(source=None, path="bpsn_raster.png") -> str:
         if n < T:
             ax.axvspan(n - 0.5, T - 0.5, color="0.85", label="padding")
         ax.axvspan(9.5, 12.5, color="#FFE8A0", label="input pulse")
-        for c, color, half in ((range(C // 2), "#4C72B0", "forward half"),
-                               (range(C // 2, C), "#DD8452", "backward half")):
+        for c, color, half in (
+            (range(C // 2), "#4C72B0", "forward half"),
+            (range(C // 2, C), "#DD8452", "backward half"),
+        ):
             t, ch = np.nonzero(s[:, i, list(c)].numpy())
             ax.scatter(t, np.asarray(c)[ch], s=12, marker="s", color=color, label=half)
         ax.axhline(C / 2 - 0.5, color="0.5", lw=0.8)
@@ -127,16 +130,18 @@ def _small_model():
     from bpsn_ext.bpsn_module import BPSN
 
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(16, 32), BPSN(channels=32), nn.Linear(32, 32),
-                         BPSN(channels=32), nn.Linear(32, 4))
+    return nn.Sequential(
+        nn.Linear(16, 32), BPSN(channels=32), nn.Linear(32, 32), BPSN(channels=32), nn.Linear(32, 4)
+    )
 
 
 def _small_report():
     from bpsn_ext.energy import estimate
 
     x = torch.randn(24, 4, 16, generator=torch.Generator().manual_seed(0))
-    return estimate(_small_model(), x, T=24, coding="individual",
-                    title="Linear-BPSN-Linear-BPSN-Linear")
+    return estimate(
+        _small_model(), x, T=24, coding="individual", title="Linear-BPSN-Linear-BPSN-Linear"
+    )
 
 
 def plot_firing_rates(source=None, path="firing_rates.png") -> str:
@@ -166,8 +171,11 @@ def plot_energy_bars(source=None, path="energy_bars.png") -> str:
     ax.invert_yaxis()
     ax.set_xlabel("energy per sample (pJ)")
     cfg = d["config"]
-    ax.set_title(f"{d.get('title') or 'energy per layer'} (T={cfg.get('T')}, "
-                 f"{cfg.get('coding')} coding)", fontsize=10, pad=20)
+    ax.set_title(
+        f"{d.get('title') or 'energy per layer'} (T={cfg.get('T')}, {cfg.get('coding')} coding)",
+        fontsize=10,
+        pad=20,
+    )
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
@@ -217,9 +225,14 @@ def plot_bpsn_bench(source="benchmarks/results/bpsn.json", path="bench_bpsn.png"
         mem = _need(r, "peak_memory_bytes", f"result {label}")
         series.setdefault(label, []).append((_need(r, "T", label), t, mem))
     cfg = d.get("config", {})
-    return _save_series(series, "sequence length T", "bpsn benchmark: no result with status "
-                        "'ok' to plot", f"bench bpsn: batch {cfg.get('batch')}, "
-                        f"{cfg.get('features')} features, {cfg.get('device', 'cpu')}", path)
+    return _save_series(
+        series,
+        "sequence length T",
+        "bpsn benchmark: no result with status 'ok' to plot",
+        f"bench bpsn: batch {cfg.get('batch')}, "
+        f"{cfg.get('features')} features, {cfg.get('device', 'cpu')}",
+        path,
+    )
 
 
 def plot_ssm_bench(source="benchmarks/results/ssm.json", path="bench_ssm.png") -> str:
@@ -236,9 +249,14 @@ def plot_ssm_bench(source="benchmarks/results/ssm.json", path="bench_ssm.png") -
             mem = _need(r, "peak_memory_bytes", f"ssm result {name} at L={L}")
             series.setdefault(label, []).append((int(L), r["median_ms"], mem))
     cfg = d.get("config", {})
-    return _save_series(series, "sequence length L", "ssm benchmark: no timed result to plot",
-                        f"bench ssm: batch {cfg.get('batch')}, d_model {cfg.get('d_model')}, "
-                        f"d_state {cfg.get('d_state')}, {cfg.get('device', 'cpu')}", path)
+    return _save_series(
+        series,
+        "sequence length L",
+        "ssm benchmark: no timed result to plot",
+        f"bench ssm: batch {cfg.get('batch')}, d_model {cfg.get('d_model')}, "
+        f"d_state {cfg.get('d_state')}, {cfg.get('device', 'cpu')}",
+        path,
+    )
 
 
 def plot_demo_summary(report: Mapping, path="summary.png") -> str:
@@ -254,8 +272,10 @@ def plot_demo_summary(report: Mapping, path="summary.png") -> str:
         colors = ["tab:blue" if r.get("ours") else "tab:gray" for r in rows]
         acc = [100 * r["test_accuracy"] for r in rows]
         nj = [r["energy"]["energy_pJ"] / 1000 for r in rows]
-        for ax, values, ylabel, fmt in ((axes[0, col], acc, "test accuracy %", "{:.1f}"),
-                                        (axes[1, col], nj, "energy / sample, nJ", "{:.0f}")):
+        for ax, values, ylabel, fmt in (
+            (axes[0, col], acc, "test accuracy %", "{:.1f}"),
+            (axes[1, col], nj, "energy / sample, nJ", "{:.0f}"),
+        ):
             ax.bar(labels, values, color=colors)
             for i, v in enumerate(values):
                 ax.annotate(fmt.format(v), (i, v), ha="center", va="bottom", fontsize=8)

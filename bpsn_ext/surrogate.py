@@ -205,9 +205,7 @@ class S2NN(SurrogateFunction):
     def grad(x, grad_output, alpha, beta):
         sgax = torch.sigmoid(alpha * x)
         # beta/(x+1) is only evaluated on x >= 0: no pole at x = -1 (same values as SJ's where)
-        grad_x = torch.where(
-            x < 0.0, alpha * sgax * (1.0 - sgax), beta / (x.clamp_min(0.0) + 1.0)
-        )
+        grad_x = torch.where(x < 0.0, alpha * sgax * (1.0 - sgax), beta / (x.clamp_min(0.0) + 1.0))
         return grad_x * grad_output
 
     @staticmethod
@@ -258,8 +256,10 @@ def resolve(
         try:
             value = float(alpha)
         except ValueError:
-            raise ValueError(f"surrogate {surrogate!r}: the part after ':' is the first "
-                             f"parameter (alpha), a number; got {alpha!r}") from None
+            raise ValueError(
+                f"surrogate {surrogate!r}: the part after ':' is the first "
+                f"parameter (alpha), a number; got {alpha!r}"
+            ) from None
         return _REGISTRY[key](value, fire_ge=fire_ge)
     if isinstance(surrogate, type):
         raise TypeError(

@@ -1,6 +1,6 @@
 """What `scripts/check_install.sh` asserts inside the freshly installed venv.
 
-    python scripts/check_install.py TORCH_VERSION_BEFORE sj2|sj014
+python scripts/check_install.py TORCH_VERSION_BEFORE sj2|sj014
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ def main(before: str, generation: str) -> None:
     import torch
 
     assert torch.__version__ == before, f"torch {before} was replaced by {torch.__version__}"
-    nvidia = sorted(d.metadata["Name"] for d in md.distributions()
-                    if d.metadata["Name"].lower().startswith("nvidia"))
+    nvidia = sorted(
+        d.metadata["Name"]
+        for d in md.distributions()
+        if d.metadata["Name"].lower().startswith("nvidia")
+    )
     assert not nvidia, f"the install pulled CUDA packages: {nvidia}"
     want = {"sj2": ("2.0.0", "1.0.0"), "sj014": ("0.0.0.0.14", "0.9.4")}[generation]
     got = (md.version("spikingjelly"), md.version("snntorch"))
@@ -48,9 +51,12 @@ def main(before: str, generation: str) -> None:
     net = torch.nn.Sequential(torch.nn.Linear(6, 6), snn.Leaky(beta=0.9, init_hidden=True))
     snn_swap(net, {snn.Leaky: BPSNLeaky}, allow_sequence_neurons=True)  # net sees [T, B, 6]
     assert isinstance(net[1], BPSNLeaky) and net(x).shape == (32, 3, 6)
-    print(f"[check_install] {generation}: torch {torch.__version__} kept; spikingjelly "
-          f"{got[0]}, snntorch {got[1]}; bpsn_ext {bpsn_ext.__version__}, native kernel, both "
-          "adapters: ok", flush=True)
+    print(
+        f"[check_install] {generation}: torch {torch.__version__} kept; spikingjelly "
+        f"{got[0]}, snntorch {got[1]}; bpsn_ext {bpsn_ext.__version__}, native kernel, both "
+        "adapters: ok",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("maths", ("bpsn_ext.core", "bpsn_ext.surrogate")),
     ("kernels", ("bpsn_ext.kernels",)),
     ("modules", ("bpsn_ext.bpsn_module", "bpsn_ext.layers", "bpsn_ext.optim")),
-    ("adapters", ("bpsn_ext.spikingjelly", "bpsn_ext.snntorch", "bpsn_ext.module_swap",
-                  "bpsn_ext.convert", "bpsn_ext.registry", "bpsn_ext")),
+    (
+        "adapters",
+        (
+            "bpsn_ext.spikingjelly",
+            "bpsn_ext.snntorch",
+            "bpsn_ext.module_swap",
+            "bpsn_ext.convert",
+            "bpsn_ext.registry",
+            "bpsn_ext",
+        ),
+    ),
     ("energy", ("bpsn_ext.energy",)),
     ("models+data", ("bpsn_ext.models", "bpsn_ext.data")),
     ("train", ("bpsn_ext.train",)),
@@ -141,17 +150,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     """Edges `(importer, imported)` whose target lies in a higher layer than the importer."""
-    return sorted((a, b) for a, targets in graph.items() for b in targets
-                  if layer_of(b) > layer_of(a))
+    return sorted(
+        (a, b) for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a)
+    )
 
 
 def shared_basenames(root: Path = ROOT) -> dict[str, list[str]]:
     """Basenames (other than `__init__.py`/`__main__.py`) held by more than one file."""
-    paths = [p for p in module_files(root).values()
-             if p.name not in ("__init__.py", "__main__.py")]
+    paths = [p for p in module_files(root).values() if p.name not in ("__init__.py", "__main__.py")]
     counts = Counter(p.name for p in paths)
-    return {name: sorted(str(p.relative_to(root)) for p in paths if p.name == name)
-            for name, n in sorted(counts.items()) if n > 1}
+    return {
+        name: sorted(str(p.relative_to(root)) for p in paths if p.name == name)
+        for name, n in sorted(counts.items())
+        if n > 1
+    }
 
 
 _PARSER_TABLE = re.compile(r"(parser|arguments)$")

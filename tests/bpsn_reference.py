@@ -37,13 +37,30 @@ def refractory(raw, period):
     for t in range(raw.shape[0]):
         fire_now = (raw[t] > 0) & ((since < 0) | (since >= period))
         out[t] = torch.where(fire_now, raw[t], torch.zeros_like(raw[t]))
-        since = torch.where(raw[t] > 0, torch.where(fire_now, torch.zeros_like(since), since + 1),
-                            torch.full_like(since, -1))
+        since = torch.where(
+            raw[t] > 0,
+            torch.where(fire_now, torch.zeros_like(since), since + 1),
+            torch.full_like(since, -1),
+        )
     return out
 
 
-def bpsn_reference(x, mask, *, lam_f, lam_b, gate, v_threshold, surrogate, fusion="gate",
-                   runaway="none", period=1, kernel="leak", taps_f=None, taps_b=None):
+def bpsn_reference(
+    x,
+    mask,
+    *,
+    lam_f,
+    lam_b,
+    gate,
+    v_threshold,
+    surrogate,
+    fusion="gate",
+    runaway="none",
+    period=1,
+    kernel="leak",
+    taps_f=None,
+    taps_b=None,
+):
     """x [T, N, C] (float64 recommended), mask [T, N] bool or None."""
     m = torch.ones(x.shape[:2], dtype=x.dtype) if mask is None else mask.to(x.dtype)
     xm = x * m[..., None]

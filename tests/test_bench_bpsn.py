@@ -39,9 +39,7 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
     assert "at T=2048: n/a" in out and "BPSN peak memory T=8192 / T=2048: n/a" in out
 
     report = json.loads(path.read_text())
-    assert {"benchmark", "config", "environment", "results", "headline", "elapsed_s"} <= set(
-        report
-    )
+    assert {"benchmark", "config", "environment", "results", "headline", "elapsed_s"} <= set(report)
     cfg, env = report["config"], report["environment"]
     assert report["benchmark"] == "bpsn"
     assert cfg["T"] == [128, 512] and cfg["quick"] is True
@@ -52,13 +50,16 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
 
     rows = report["results"]
     assert [(r["T"], r["neuron"]) for r in rows] == [
-        (T, key) for T in (128, 512) for key in bench_bpsn.NEURON_KEYS
+        (T, key)
+        for T in (128, 512)
+        for key in bench_bpsn.NEURON_KEYS
         if key not in bench_bpsn.QUICK_SKIP  # the compile row: a minute per T
     ]
     floor = _row(report, "floor", 512)
     assert floor["peak_memory_bytes"] == 6 * 512 * 8 * 256 * 4  # the six arrays it streams
     assert report["headline"]["bpsn_fwd_bwd_over_floor"]["512"] == pytest.approx(
-        _row(report, "bpsn", 512)["fwd_bwd"]["median_ms"] / floor["fwd_bwd"]["median_ms"])
+        _row(report, "bpsn", 512)["fwd_bwd"]["median_ms"] / floor["fwd_bwd"]["median_ms"]
+    )
     assert "BPSN fwd+bwd / memory floor at T=512:" in out
     for row in rows:
         assert row["status"] in ("ok", "skipped")
@@ -112,15 +113,24 @@ def test_run_subset_without_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     threads = torch.get_num_threads()
     report = bench_bpsn.run(
-        T=[16, 32], batch=2, features=8, repeats=1, neurons=["bpsn", "bpsn_matmul"],
-        matmul_max_T=16, threads=1, json_path=None, verbose=False,
+        T=[16, 32],
+        batch=2,
+        features=8,
+        repeats=1,
+        neurons=["bpsn", "bpsn_matmul"],
+        matmul_max_T=16,
+        threads=1,
+        json_path=None,
+        verbose=False,
     )
     assert torch.get_num_threads() == threads  # restored
     assert list(tmp_path.iterdir()) == []
     assert report["environment"]["torch_threads"] == 1
     assert [(r["neuron"], r["T"], r["status"]) for r in report["results"]] == [
-        ("bpsn", 16, "ok"), ("bpsn_matmul", 16, "ok"),
-        ("bpsn", 32, "ok"), ("bpsn_matmul", 32, "skipped"),
+        ("bpsn", 16, "ok"),
+        ("bpsn_matmul", 16, "ok"),
+        ("bpsn", 32, "ok"),
+        ("bpsn_matmul", 32, "skipped"),
     ]
     assert report["headline"]["speedup_fwd_bwd_vs_sj_lif"] == {"512": None, "2048": None}
 
@@ -128,8 +138,15 @@ def test_run_subset_without_file(tmp_path, monkeypatch):
 def test_conv_shaped_rows_run_bpsn_on_channels(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     report = bench_bpsn.run(
-        T=[16], batch=2, features=4, spatial=3, repeats=1, warmup=0,
-        neurons=["bpsn", "sj_lif", "snntorch_state_leaky"], json_path=None, verbose=False,
+        T=[16],
+        batch=2,
+        features=4,
+        spatial=3,
+        repeats=1,
+        warmup=0,
+        neurons=["bpsn", "sj_lif", "snntorch_state_leaky"],
+        json_path=None,
+        verbose=False,
     )
     assert report["config"]["spatial"] == 3
     keys = [r["neuron"] for r in report["results"]]
@@ -145,7 +162,8 @@ def test_json_defaults_to_benchmarks_results(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     report = json.loads((tmp_path / "benchmarks" / "results" / "bpsn.json").read_text())
     assert [(r["neuron"], r["T"], r["status"]) for r in report["results"]] == [
-        ("bpsn", 8, "ok"), ("sj_lif", 8, "ok")
+        ("bpsn", 8, "ok"),
+        ("sj_lif", 8, "ok"),
     ]
     assert report["config"]["neurons"] == ["bpsn", "sj_lif"]
     assert "wrote benchmarks/results/bpsn.json" in capsys.readouterr().out
@@ -162,8 +180,18 @@ def test_cli_neuron_choices_match_the_benchmark():
     assert BPSN_NEURONS == bench_bpsn.NEURON_KEYS
 
 
-@pytest.mark.parametrize("kwargs", [{"T": [0]}, {"T": []}, {"repeats": 0}, {"warmup": -1},
-                                    {"neurons": ["nope"]}, {"neurons": []}, {"batch": 1.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"T": [0]},
+        {"T": []},
+        {"repeats": 0},
+        {"warmup": -1},
+        {"neurons": ["nope"]},
+        {"neurons": []},
+        {"batch": 1.5},
+    ],
+)
 def test_run_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         bench_bpsn.run(json_path=None, verbose=False, **kwargs)
@@ -191,9 +219,18 @@ def test_bad_arguments_exit_nonzero_with_message(argv, message, capsys):
 
 
 def test_help_lists_both_benchmarks_and_the_script_runs():
-    proc = subprocess.run([sys.executable, "-m", "bpsn_ext", "bench", "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bpsn_ext", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "single-step" in proc.stdout and "bpsn" in proc.stdout
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
-                           "bpsn", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "bpsn", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0 and "--quick" in proc.stdout and "--T" in proc.stdout

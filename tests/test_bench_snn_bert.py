@@ -23,12 +23,13 @@ def test_quick_run_writes_json(tmp_path):
     # the ratios are what the results say
     assert saved["ratios"]["time"] == pytest.approx(rep["median_ms"] / ind["median_ms"])
     assert saved["ratios"]["memory"] == pytest.approx(
-        rep["peak_memory_bytes"] / ind["peak_memory_bytes"])
+        rep["peak_memory_bytes"] / ind["peak_memory_bytes"]
+    )
     assert saved["ratios"]["energy_synaptic"] == pytest.approx(
-        rep["energy"]["synaptic_energy_pJ"] / ind["energy"]["synaptic_energy_pJ"])
+        rep["energy"]["synaptic_energy_pJ"] / ind["energy"]["synaptic_energy_pJ"]
+    )
     # same synapses: the ANN baselines (one pass) agree up to the head, computed once
-    assert rep["energy"]["ann_energy_pJ"] == pytest.approx(ind["energy"]["ann_energy_pJ"],
-                                                           rel=0.01)
+    assert rep["energy"]["ann_energy_pJ"] == pytest.approx(ind["energy"]["ann_energy_pJ"], rel=0.01)
     # the repeat model has no BPSN parameters, otherwise the same ones
     assert rep["parameters"] < ind["parameters"]
     text = format_report(report)
@@ -37,8 +38,21 @@ def test_quick_run_writes_json(tmp_path):
 
 def test_cli_flags(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["bench", "snn-bert", "--quick", "--no-memory", "--attention", "spike_driven",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "snn-bert",
+                "--quick",
+                "--no-memory",
+                "--attention",
+                "spike_driven",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(out.read_text())
     assert saved["config"]["attention"] == "spike_driven"
     assert saved["results"]["individual"]["peak_memory_bytes"] is None

@@ -37,16 +37,26 @@ def core_args(C=4, gate=0.3, **kw):
 
 @pytest.mark.parametrize(
     "fusion,runaway,method",
-    list(itertools.product(["gate", "avg", "sum"], ["none", "refractory", "soft_reset"],
-                           ["fft", "matmul"])),
+    list(
+        itertools.product(
+            ["gate", "avg", "sum"], ["none", "refractory", "soft_reset"], ["fft", "matmul"]
+        )
+    ),
 )
 def test_parallel_equals_sequential(fusion, runaway, method):
     x, mask, _ = make()
     a = core_args()
     s, h = bpsn(x, mask, fusion=fusion, runaway=runaway, method=method, **a)
     s_ref, h_ref = bpsn_reference(
-        x, mask, lam_f=a["decay_f"], lam_b=a["decay_b"], gate=a["gate"],
-        v_threshold=a["v_threshold"], surrogate=ATan(), fusion=fusion, runaway=runaway,
+        x,
+        mask,
+        lam_f=a["decay_f"],
+        lam_b=a["decay_b"],
+        gate=a["gate"],
+        v_threshold=a["v_threshold"],
+        surrogate=ATan(),
+        fusion=fusion,
+        runaway=runaway,
     )
     torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-10)
     assert torch.equal(s, s_ref)
@@ -59,8 +69,16 @@ def test_window_kernel_equals_sequential_and_concat_streams():
     a = core_args(kernel="window", taps_f=taps, taps_b=taps * 0.9)
     s, h = bpsn(x, mask, runaway="none", **a)
     s_ref, h_ref = bpsn_reference(
-        x, mask, lam_f=None, lam_b=None, gate=a["gate"], v_threshold=a["v_threshold"],
-        surrogate=ATan(), kernel="window", taps_f=taps, taps_b=taps * 0.9,
+        x,
+        mask,
+        lam_f=None,
+        lam_b=None,
+        gate=a["gate"],
+        v_threshold=a["v_threshold"],
+        surrogate=ATan(),
+        kernel="window",
+        taps_f=taps,
+        taps_b=taps * 0.9,
     )
     torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-10)
     assert torch.equal(s, s_ref)
@@ -77,8 +95,16 @@ def test_window_kernel_equals_sequential_and_concat_streams():
 def test_forward_only_is_serial_lif_without_reset():
     x, _, _ = make(T=40)
     lam = torch.tensor(0.5, dtype=F64)
-    s, h = bpsn(x, None, v_threshold=1.0, surrogate=ATan(), decay_f=lam, decay_b=lam,
-                gate=torch.tensor(1.0, dtype=F64), runaway="none")
+    s, h = bpsn(
+        x,
+        None,
+        v_threshold=1.0,
+        surrogate=ATan(),
+        decay_f=lam,
+        decay_b=lam,
+        gate=torch.tensor(1.0, dtype=F64),
+        runaway="none",
+    )
     v = recurrence(x, lam)  # h_t = lam h_{t-1} + x_t, no reset
     torch.testing.assert_close(h, v, rtol=1e-12, atol=1e-12)
     assert torch.equal(s, (v >= 1.0).to(F64))
@@ -89,7 +115,9 @@ def test_gate_zero_is_forward_branch_on_reversed_sequence():
     a = core_args()
     back, _ = bpsn(x, mask, runaway="none", **{**a, "gate": torch.zeros(4, dtype=F64)})
     fwd_on_rev, _ = bpsn(
-        x.flip(0), mask.flip(0), runaway="none",
+        x.flip(0),
+        mask.flip(0),
+        runaway="none",
         **{**a, "gate": torch.ones(4, dtype=F64), "decay_f": a["decay_b"]},
     )
     assert torch.equal(back, fwd_on_rev.flip(0))
@@ -105,20 +133,43 @@ def test_window_reduces_to_sliding_psn():
         psn.bias.fill_(-0.7)
     x = torch.randn(T, N, dtype=F64)
     taps = psn.weight.detach().flip(0)  # SlidingPSN weights the most recent input last
-    s, _ = bpsn(x, None, v_threshold=0.7, surrogate=ATan(), kernel="window", taps_f=taps,
-                taps_b=taps, gate=torch.tensor(1.0, dtype=F64), runaway="none")
+    s, _ = bpsn(
+        x,
+        None,
+        v_threshold=0.7,
+        surrogate=ATan(),
+        kernel="window",
+        taps_f=taps,
+        taps_b=taps,
+        gate=torch.tensor(1.0, dtype=F64),
+        runaway="none",
+    )
     assert torch.equal(s, psn(x))
 
 
 def test_soft_reset_reproduces_lif_with_reset_exactly():
     neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
     x, _, _ = make(T=60, N=4, C=5)
-    lif = neuron.LIFNode(tau=2.0, decay_input=False, v_reset=None, v_threshold=1.0,
-                         surrogate_function=ATan(), step_mode="m")
+    lif = neuron.LIFNode(
+        tau=2.0,
+        decay_input=False,
+        v_reset=None,
+        v_threshold=1.0,
+        surrogate_function=ATan(),
+        step_mode="m",
+    )
     ref = lif(x * 1.5)
     lam = torch.tensor(0.5, dtype=F64)  # 1 - 1/tau
-    s, _ = bpsn(x * 1.5, None, v_threshold=1.0, surrogate=ATan(), decay_f=lam, decay_b=lam,
-                gate=torch.tensor(1.0, dtype=F64), runaway="soft_reset")
+    s, _ = bpsn(
+        x * 1.5,
+        None,
+        v_threshold=1.0,
+        surrogate=ATan(),
+        decay_f=lam,
+        decay_b=lam,
+        gate=torch.tensor(1.0, dtype=F64),
+        runaway="soft_reset",
+    )
     assert ref.sum() > 10 and torch.equal(s, ref)
 
 
@@ -190,8 +241,16 @@ def test_gradients_match_the_sequential_reference(runaway):
     xb = x.clone().requires_grad_(True)
     params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
     df, db, gl, th = params
-    s_ref, _ = bpsn_reference(xb, mask, lam_f=df.sigmoid(), lam_b=db.sigmoid(), gate=gl.sigmoid(),
-                              v_threshold=th, surrogate=ATan(), runaway=runaway)
+    s_ref, _ = bpsn_reference(
+        xb,
+        mask,
+        lam_f=df.sigmoid(),
+        lam_b=db.sigmoid(),
+        gate=gl.sigmoid(),
+        v_threshold=th,
+        surrogate=ATan(),
+        runaway=runaway,
+    )
     ref = torch.autograd.grad((s_ref * up).sum(), [xb, *params])
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
@@ -201,8 +260,9 @@ def test_gradients_match_the_sequential_reference(runaway):
         assert (ours[0][silent & mask[..., None]] != 0).any()
 
 
-@pytest.mark.parametrize("fusion,runaway", [("gate", "none"), ("sum", "none"),
-                                            ("gate", "soft_reset"), ("avg", "none")])
+@pytest.mark.parametrize(
+    "fusion,runaway", [("gate", "none"), ("sum", "none"), ("gate", "soft_reset"), ("avg", "none")]
+)
 def test_gradcheck_with_smooth_surrogate(fusion, runaway):
     """With the surrogate's smooth primitive in place of the step the op is differentiable, so
     the analytic gradients of input, decays, gate and threshold can be checked numerically."""
@@ -213,8 +273,17 @@ def test_gradcheck_with_smooth_surrogate(fusion, runaway):
     ]
 
     def f(x, lf, lb, g, th):
-        return bpsn(x, mask, v_threshold=th, surrogate=ATan(spiking=False), decay_f=lf,
-                    decay_b=lb, gate=g, fusion=fusion, runaway=runaway)[0]
+        return bpsn(
+            x,
+            mask,
+            v_threshold=th,
+            surrogate=ATan(spiking=False),
+            decay_f=lf,
+            decay_b=lb,
+            gate=g,
+            fusion=fusion,
+            runaway=runaway,
+        )[0]
 
     inputs = [x.requires_grad_(True)] + [p.requires_grad_(True) for p in params]
     assert torch.autograd.gradcheck(f, inputs)
@@ -225,10 +294,15 @@ def test_leaky_integration_methods_agree():
     lam = torch.rand(5, dtype=F64) * 0.9 + 0.05
     ref = recurrence(x, lam)
     for method in ("fft", "matmul", "loop", "auto"):
-        torch.testing.assert_close(leaky_integrate(x, lam, method=method), ref,
-                                   rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(leaky_integrate(x, lam, method=method, reverse=True),
-                                   recurrence(x, lam, reverse=True), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(
+            leaky_integrate(x, lam, method=method), ref, rtol=1e-10, atol=1e-10
+        )
+        torch.testing.assert_close(
+            leaky_integrate(x, lam, method=method, reverse=True),
+            recurrence(x, lam, reverse=True),
+            rtol=1e-10,
+            atol=1e-10,
+        )
 
 
 def test_channel_dim_for_conv_layout_and_dtypes():
@@ -352,11 +426,11 @@ def test_block_scan_three_levels_and_tiny_decays_match_the_recurrence():
     x = torch.randn(64 * 64 + 170, 2, 3, dtype=F64)
     lam = torch.tensor([0.02, 0.5, 0.97], dtype=F64)
     ref = recurrence(x, lam)
-    torch.testing.assert_close(leaky_integrate(x, lam, method="chunked"), ref,
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(leaky_integrate(x, lam, method="chunked"), ref, rtol=1e-9, atol=1e-9)
     scalar = torch.tensor(0.3, dtype=F64)
-    torch.testing.assert_close(leaky_integrate(x, scalar, method="chunked"),
-                               recurrence(x, scalar), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        leaky_integrate(x, scalar, method="chunked"), recurrence(x, scalar), rtol=1e-9, atol=1e-9
+    )
     xg = x[:300].clone().requires_grad_(True)
     lg = lam.clone().requires_grad_(True)
     grads = torch.autograd.grad(leaky_integrate(xg, lg).pow(2).sum(), [xg, lg])
@@ -367,6 +441,7 @@ def test_block_scan_three_levels_and_tiny_decays_match_the_recurrence():
 
 
 # -- the channel rule ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(7, 2, 6), (7, 2, 6, 3, 3), (7, 2, 6, 2, 3, 2)])
 def test_auto_channel_axis_is_dimension_2(shape):

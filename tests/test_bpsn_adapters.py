@@ -68,8 +68,7 @@ def test_spikingjelly_step_mode_contract():
 
 
 def test_spikingjelly_surrogates_store_v_seq_and_reset():
-    node = BPSNNode(3, surrogate_function=sj_surrogate.Sigmoid(), store_v_seq=True,
-                    step_mode="m")
+    node = BPSNNode(3, surrogate_function=sj_surrogate.Sigmoid(), store_v_seq=True, step_mode="m")
     x = (torch.randn(6, 2, 3) + 0.5).requires_grad_(True)
     out = node(x)
     out.sum().backward()
@@ -83,8 +82,9 @@ def test_spikingjelly_surrogates_store_v_seq_and_reset():
 
 def test_reset_net_does_not_warn(caplog):
     # SpikingJelly 0.0.0.0.14 logs a warning for modules with reset() that are no MemoryModule
-    net = torch.nn.Sequential(layer.Linear(3, 3, step_mode="m"),
-                              BPSNNode(3, store_v_seq=True, step_mode="m"))
+    net = torch.nn.Sequential(
+        layer.Linear(3, 3, step_mode="m"), BPSNNode(3, store_v_seq=True, step_mode="m")
+    )
     net(torch.randn(5, 2, 3))
     with caplog.at_level("WARNING"):
         functional.reset_net(net)
@@ -224,8 +224,7 @@ def test_bpsn_node_is_found_by_spikingjelly_monitors_and_keeps_v():
     except ImportError as exc:  # 0.0.0.0.14's monitor imports tensorboard
         pytest.skip(f"spikingjelly's monitor does not import here: {exc}")
 
-    net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(), layer.Linear(4, 4),
-                              BPSNNode(4))
+    net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(), layer.Linear(4, 4), BPSNNode(4))
     functional.set_step_mode(net, "m")
     mon = monitor.OutputMonitor(net, neuron.BaseNode)
     x = torch.randn(6, 2, 3)
@@ -244,7 +243,8 @@ def test_register_makes_bpsn_node_a_spikingjelly_neuron_config():
     bpsn_ext.register()
     path = f"{BPSNNode.__module__}.{BPSNNode.__qualname__}"
     cls, kwargs = config._resolve_neuron_config(
-        config.NeuronConfig(class_path=path, kwargs={"tau": 4.0}))
+        config.NeuronConfig(class_path=path, kwargs={"tau": 4.0})
+    )
     assert cls is BPSNNode
     node = cls(**kwargs, step_mode="m")
     assert node.decay_f.item() == pytest.approx(0.75)

@@ -78,7 +78,7 @@ def assert_same(nat, ref, x, mask, *, with_membrane_grad=True, seed=1):
 
 def data(shape, dtype=F64, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=g, dtype=dtype) * 1.2 + 0.5)
+    return torch.randn(shape, generator=g, dtype=dtype) * 1.2 + 0.5
 
 
 LAYOUTS = {  # name: (BPSN options, input shape)
@@ -161,12 +161,22 @@ def test_native_equals_sequential_reference(native, mask_kind):
     grads = torch.autograd.grad((s * grad_s).sum(), [xr, *layer.parameters()])
 
     xq = x.clone().requires_grad_(True)
-    leaves = [layer.decay_f_logit.detach().clone().requires_grad_(True),
-              layer.decay_b_logit.detach().clone().requires_grad_(True),
-              layer.v_threshold.detach().clone().requires_grad_(True)]
+    leaves = [
+        layer.decay_f_logit.detach().clone().requires_grad_(True),
+        layer.decay_b_logit.detach().clone().requires_grad_(True),
+        layer.v_threshold.detach().clone().requires_grad_(True),
+    ]
     s_ref, h_ref = bpsn_reference(
-        xq, mask, lam_f=torch.sigmoid(leaves[0]), lam_b=torch.sigmoid(leaves[1]), gate=gate,
-        v_threshold=leaves[2], surrogate=ATan(), fusion="gate", runaway="refractory", period=2,
+        xq,
+        mask,
+        lam_f=torch.sigmoid(leaves[0]),
+        lam_b=torch.sigmoid(leaves[1]),
+        gate=gate,
+        v_threshold=leaves[2],
+        surrogate=ATan(),
+        fusion="gate",
+        runaway="refractory",
+        period=2,
     )
     ref_grads = torch.autograd.grad((s_ref * grad_s).sum(), [xq, *leaves])
     assert s_ref.sum() > 0
@@ -194,8 +204,11 @@ def test_gradcheck_of_the_membrane_through_native(native):
     wrapper = Membrane()
 
     def f(x, lf, lb):
-        params = {"layer.decay_f_logit": lf, "layer.decay_b_logit": lb,
-                  "layer.v_threshold": layer.v_threshold}
+        params = {
+            "layer.decay_f_logit": lf,
+            "layer.decay_b_logit": lb,
+            "layer.v_threshold": layer.v_threshold,
+        }
         return torch.func.functional_call(wrapper, params, (x,))
 
     x = data((T, N, C)).requires_grad_(True)
@@ -321,8 +334,9 @@ def test_auto_picks_native_only_where_it_applies(native, monkeypatch):
     from bpsn_ext.kernels import bpsn_cpu_ops
 
     calls = []
-    monkeypatch.setattr(bpsn_cpu_ops, "bpsn_native",
-                        lambda module, xx, mask: calls.append(xx) or (xx, xx))
+    monkeypatch.setattr(
+        bpsn_cpu_ops, "bpsn_native", lambda module, xx, mask: calls.append(xx) or (xx, xx)
+    )
     BPSN(4)(x)
     assert calls == []
     monkeypatch.setenv(cpu_native.ENV_SWITCH, "1")
@@ -353,8 +367,10 @@ def test_explicit_request_errors(monkeypatch):
         BPSN(4, method="native")(x)
     monkeypatch.delenv(cpu_native.ENV_SWITCH)
     monkeypatch.setattr(cpu_native, "unavailable_reason", lambda: "no C++ compiler found")
-    with pytest.raises(cpu_native.NativeKernelUnavailable,
-                       match="method='native' was requested .* no C\\+\\+ compiler found"):
+    with pytest.raises(
+        cpu_native.NativeKernelUnavailable,
+        match="method='native' was requested .* no C\\+\\+ compiler found",
+    ):
         BPSN(4, method="native")(x)
 
 
@@ -382,8 +398,9 @@ def test_loader_reports_a_missing_compiler(tmp_path, monkeypatch):
     with pytest.raises(cpu_native.NativeKernelUnavailable, match="no C\\+\\+ compiler"):
         cpu_native.compile_library(compiler=bogus, cache_dir=str(tmp_path))
     monkeypatch.setenv(cpu_native.ENV_CXX, bogus)
-    with pytest.raises(cpu_native.NativeKernelUnavailable,
-                       match="BPSN_EXT_CXX=.*is not an executable"):
+    with pytest.raises(
+        cpu_native.NativeKernelUnavailable, match="BPSN_EXT_CXX=.*is not an executable"
+    ):
         cpu_native.compile_library(cache_dir=str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv(cpu_native.ENV_CXX)

@@ -7,8 +7,9 @@ import bpsn_ext
 from bpsn_ext.kernels import cpu_native
 
 if not cpu_native.available():
-    pytest.skip(f"native kernel unavailable: {cpu_native.unavailable_reason()}",
-                allow_module_level=True)
+    pytest.skip(
+        f"native kernel unavailable: {cpu_native.unavailable_reason()}", allow_module_level=True
+    )
 
 from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_cpu_backward, bpsn_cpu_forward  # noqa: E402
 from bpsn_ext.kernels.provider import choose  # noqa: E402
@@ -20,9 +21,20 @@ def op_inputs(masked: bool, C=4, inner=3, dtype=torch.float64):
     lam = torch.rand(C, generator=g, dtype=dtype) * 0.8 + 0.1
     thr = torch.rand(C, generator=g, dtype=dtype) + 0.5
     mask = (torch.arange(9)[:, None] < torch.tensor([9, 5])[None]).to(torch.uint8)
-    return (x.requires_grad_(True), lam.clone().requires_grad_(True),
-            lam.flip(0).clone().requires_grad_(True), thr.requires_grad_(True),
-            mask if masked else None, C, inner, 1, 1, 0, 2.0, 0.0)
+    return (
+        x.requires_grad_(True),
+        lam.clone().requires_grad_(True),
+        lam.flip(0).clone().requires_grad_(True),
+        thr.requires_grad_(True),
+        mask if masked else None,
+        C,
+        inner,
+        1,
+        1,
+        0,
+        2.0,
+        0.0,
+    )
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -32,8 +44,22 @@ def test_opcheck_forward_and_backward_operators(masked):
     spikes, H = bpsn_cpu_forward(*args)
     x, lam_f, lam_b, thr, mask = args[:5]
     g = torch.randn_like(spikes)
-    back = (g, None, mask, lam_f.detach(), lam_b.detach(), thr.detach(), H.detach(), 4, 3, 1,
-            1, 0, 2.0, 0.0)
+    back = (
+        g,
+        None,
+        mask,
+        lam_f.detach(),
+        lam_b.detach(),
+        thr.detach(),
+        H.detach(),
+        4,
+        3,
+        1,
+        1,
+        0,
+        2.0,
+        0.0,
+    )
     torch.library.opcheck(bpsn_cpu_backward, back)
 
 

@@ -25,9 +25,22 @@ def host_lib(tmp_path_factory):
         pytest.skip("no C++ compiler to build the kernel code for the host")
     out = tmp_path_factory.mktemp("kernel") / "bpsn_host.so"
     subprocess.run(
-        [cxx, "-O1", "-shared", "-fPIC", "-x", "c++", "-std=c++17", "-ffp-contract=off",
-         "-DBPSN_HOST_TEST", str(SOURCE), "-o", str(out)],
-        check=True, capture_output=True,
+        [
+            cxx,
+            "-O1",
+            "-shared",
+            "-fPIC",
+            "-x",
+            "c++",
+            "-std=c++17",
+            "-ffp-contract=off",
+            "-DBPSN_HOST_TEST",
+            str(SOURCE),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
     )
     return ctypes.CDLL(str(out))
 
@@ -40,8 +53,12 @@ def _scalars(a):
     T, M, N, C, inner = a.shape
     c = a.cfg
     return [ctypes.c_longlong(v) for v in (T, M, N, C, inner)] + [
-        ctypes.c_int(int(a.has_mask)), ctypes.c_int(c["fire_ge"]), ctypes.c_int(c["refractory"]),
-        ctypes.c_float(c["k0"]), ctypes.c_int(c["sg_kind"]), ctypes.c_float(c["sg_a"]),
+        ctypes.c_int(int(a.has_mask)),
+        ctypes.c_int(c["fire_ge"]),
+        ctypes.c_int(c["refractory"]),
+        ctypes.c_float(c["k0"]),
+        ctypes.c_int(c["sg_kind"]),
+        ctypes.c_float(c["sg_a"]),
         ctypes.c_float(c["sg_b"]),
     ]
 
@@ -54,14 +71,33 @@ def run_host(lib, module, x, mask, grad_s):
     spikes, membrane = torch.empty(T, M), torch.empty(T, M)
     hf, hb = torch.empty(T, M), torch.empty(T, M)
     params = (a.lam_f, a.lam_b, a.w_f, a.w_b, a.thr)
-    lib.bpsn_forward_host(_ptr(a.x2), _ptr(a.mask_u8), *map(_ptr, params), _ptr(spikes),
-                          _ptr(membrane), _ptr(hf), _ptr(hb), *_scalars(a))
+    lib.bpsn_forward_host(
+        _ptr(a.x2),
+        _ptr(a.mask_u8),
+        *map(_ptr, params),
+        _ptr(spikes),
+        _ptr(membrane),
+        _ptr(hf),
+        _ptr(hb),
+        *_scalars(a),
+    )
     g = grad_s.reshape(T, M).contiguous()
     delta, acc, grad_x = torch.empty(T, M), torch.empty(T, M), torch.empty(T, M)
     partial = [torch.empty(M) for _ in range(5)]
-    lib.bpsn_backward_host(_ptr(g), _ptr(a.x2), _ptr(a.mask_u8), *map(_ptr, params),
-                           _ptr(membrane), _ptr(hf), _ptr(hb), _ptr(delta), _ptr(acc),
-                           _ptr(grad_x), *map(_ptr, partial), *_scalars(a))
+    lib.bpsn_backward_host(
+        _ptr(g),
+        _ptr(a.x2),
+        _ptr(a.mask_u8),
+        *map(_ptr, params),
+        _ptr(membrane),
+        _ptr(hf),
+        _ptr(hb),
+        _ptr(delta),
+        _ptr(acc),
+        _ptr(grad_x),
+        *map(_ptr, partial),
+        *_scalars(a),
+    )
     sums = [channel_sums(p, C, inner) for p in partial]
     return spikes.reshape(x.shape), membrane.reshape(x.shape), grad_x.reshape(x.shape), sums
 
@@ -151,20 +187,33 @@ def test_cuda_source_compiles_for_the_gpu(tmp_path):
     inst = tmp_path / "inst.cu"
     types = ["float", "__half", "__nv_bfloat16"]
     lines = [f'#include "{SOURCE}"']
-    fwd = ("template __global__ void bpsn_forward<{x}>(const {x}*, const unsigned char*, "
-           "const float*, const float*, const float*, const float*, const float*, {x}*, {x}*, "
-           "float*, float*, BPSN_SCALARS);")
-    bwd = ("template __global__ void bpsn_backward<{x}, {g}>(const {g}*, const {x}*, "
-           "const unsigned char*, const float*, const float*, const float*, const float*, "
-           "const float*, const {x}*, const float*, const float*, float*, float*, {x}*, float*, "
-           "float*, float*, float*, float*, BPSN_SCALARS);")
+    fwd = (
+        "template __global__ void bpsn_forward<{x}>(const {x}*, const unsigned char*, "
+        "const float*, const float*, const float*, const float*, const float*, {x}*, {x}*, "
+        "float*, float*, BPSN_SCALARS);"
+    )
+    bwd = (
+        "template __global__ void bpsn_backward<{x}, {g}>(const {g}*, const {x}*, "
+        "const unsigned char*, const float*, const float*, const float*, const float*, "
+        "const float*, const {x}*, const float*, const float*, float*, float*, {x}*, float*, "
+        "float*, float*, float*, float*, BPSN_SCALARS);"
+    )
     lines += [fwd.format(x=x) for x in types]
     lines += [bwd.format(x=x, g=g) for x in types for g in types]
     inst.write_text("\n".join(lines))
     result = subprocess.run(
-        [nvcc, "-ptx", "-arch=compute_80", "--fmad=false", "-std=c++17", str(inst), "-o",
-         str(tmp_path / "inst.ptx")],
-        capture_output=True, text=True,
+        [
+            nvcc,
+            "-ptx",
+            "-arch=compute_80",
+            "--fmad=false",
+            "-std=c++17",
+            str(inst),
+            "-o",
+            str(tmp_path / "inst.ptx"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
 

@@ -11,8 +11,20 @@ pytest.importorskip("snntorch")
 
 from bpsn_ext.cli import main  # noqa: E402
 
-TINY = ["--width", "32", "--depth", "2", "--batch", "8", "--T", "2", "--repeats", "2",
-        "--warmup", "1"]
+TINY = [
+    "--width",
+    "32",
+    "--depth",
+    "2",
+    "--batch",
+    "8",
+    "--T",
+    "2",
+    "--repeats",
+    "2",
+    "--warmup",
+    "1",
+]
 
 
 def test_bench_single_step_writes_json_and_prints_table(tmp_path, capsys):
@@ -23,8 +35,9 @@ def test_bench_single_step_writes_json_and_prints_table(tmp_path, capsys):
     assert "snnTorch Leaky" in out and "median ms" in out
 
     report = json.loads(path.read_text())
-    assert {"config", "environment", "results", "speedup", "speedup_min",
-            "memory_ratio"} <= set(report)
+    assert {"config", "environment", "results", "speedup", "speedup_min", "memory_ratio"} <= set(
+        report
+    )
     assert report["config"]["width"] == 32 and report["config"]["T"] == 2
     assert set(report["results"]) == {"s3nn", "sj_lif", "snntorch_leaky"}
     for key, r in report["results"].items():
@@ -64,8 +77,9 @@ def test_demo_prints_three_parts_without_third_party_noise_and_never_overwrites(
 def test_run_demo_is_seeded_and_learns():
     from bpsn_ext.apps import run_demo
 
-    kwargs = dict(epochs=3, hidden=64, parts=("single_step",), out=None,
-                  progress=False, verbose=False)
+    kwargs = dict(
+        epochs=3, hidden=64, parts=("single_step",), out=None, progress=False, verbose=False
+    )
     a, b = run_demo(**kwargs), run_demo(**kwargs)
     for key in ("s3nn", "lif"):
         ra, rb = a["parts"]["single_step"]["rows"][key], b["parts"]["single_step"]["rows"][key]
@@ -77,8 +91,9 @@ def test_demo_bpsn_reads_the_whole_sequence_at_the_first_token():
     """Direction matters: at the first token a forward-only LIF has seen one row of eight."""
     from bpsn_ext.apps import run_demo
 
-    rows = run_demo(epochs=8, hidden=64, parts=("bpsn",), out=None, progress=False,
-                    verbose=False)["parts"]["bpsn"]["rows"]
+    rows = run_demo(epochs=8, hidden=64, parts=("bpsn",), out=None, progress=False, verbose=False)[
+        "parts"
+    ]["bpsn"]["rows"]
     assert rows["bpsn_first"]["test_accuracy"] > rows["lif_first"]["test_accuracy"] + 0.2
 
 
@@ -87,13 +102,23 @@ def test_demo_for_snntorch_only_users(framework, monkeypatch):
     from bpsn_ext.apps import run_demo
     from bpsn_ext.apps.demo_tasks import neurons_for
 
-    for name in [m for m in sys.modules if m.split(".")[0] == "spikingjelly"
-                 or m.startswith("bpsn_ext.spikingjelly")] + ["spikingjelly"]:
+    for name in [
+        m
+        for m in sys.modules
+        if m.split(".")[0] == "spikingjelly" or m.startswith("bpsn_ext.spikingjelly")
+    ] + ["spikingjelly"]:
         monkeypatch.setitem(sys.modules, name, None)  # importing SpikingJelly fails
     with pytest.raises(ImportError):
         neurons_for("spikingjelly")
-    report = run_demo(epochs=1, hidden=32, parts=("single_step", "bpsn"), framework=framework,
-                      out=None, progress=False, verbose=False)
+    report = run_demo(
+        epochs=1,
+        hidden=32,
+        parts=("single_step", "bpsn"),
+        framework=framework,
+        out=None,
+        progress=False,
+        verbose=False,
+    )
     assert report["config"]["framework"] == "snntorch"
     assert "snntorch" in report["parts"]["single_step"]["rows"]["s3nn"]["label"]
 
@@ -115,8 +140,12 @@ def test_bad_arguments_exit_nonzero_with_message(argv, message, capsys):
 
 
 def test_python_dash_m_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "bpsn_ext", "bench", "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bpsn_ext", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "single-step" in proc.stdout
 
 
@@ -147,24 +176,68 @@ def test_train_and_evaluate_share_the_checkpoint_dir_flag():
 def test_neuron_options_parse_hyper_parameters_as_floats():
     from bpsn_ext.cli import build_parser
 
-    args = build_parser().parse_args([
-        "train", "glue", "--task", "sst2", "--data", "g", "--out", "o",
-        "--lif-option", "tau=3", "--bpsn-option", "refractory_steps=2",
-        "--bpsn-option", "fusion=gate", "--bpsn-option", "learn_gate=false",
-    ])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "glue",
+            "--task",
+            "sst2",
+            "--data",
+            "g",
+            "--out",
+            "o",
+            "--lif-option",
+            "tau=3",
+            "--bpsn-option",
+            "refractory_steps=2",
+            "--bpsn-option",
+            "fusion=gate",
+            "--bpsn-option",
+            "learn_gate=false",
+        ]
+    )
     lif, bpsn = dict(args.lif_option), dict(args.bpsn_option)
     assert lif == {"tau": 3.0} and isinstance(lif["tau"], float)
     assert bpsn == {"refractory_steps": 2, "fusion": "gate", "learn_gate": False}
     assert isinstance(bpsn["refractory_steps"], int)
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "glue", "--task", "sst2", "--data", "g", "--out",
-                                   "o", "--bpsn-option", "refractory_steps=1.5"])
+        build_parser().parse_args(
+            [
+                "train",
+                "glue",
+                "--task",
+                "sst2",
+                "--data",
+                "g",
+                "--out",
+                "o",
+                "--bpsn-option",
+                "refractory_steps=1.5",
+            ]
+        )
 
 
 def test_bench_plot_and_plot_command_draw_pngs_and_never_overwrite(tmp_path, capsys):
     fig, data = tmp_path / "bpsn.png", tmp_path / "bpsn.json"
-    argv = ["bench", "bpsn", "--quick", "--T", "16", "32", "--neurons", "bpsn", "floor",
-            "--repeats", "1", "--warmup", "0", "--json", str(data), "--plot", str(fig)]
+    argv = [
+        "bench",
+        "bpsn",
+        "--quick",
+        "--T",
+        "16",
+        "32",
+        "--neurons",
+        "bpsn",
+        "floor",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        str(data),
+        "--plot",
+        str(fig),
+    ]
     assert main(argv) == 0
     assert fig.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit, match="exists; choose another"):

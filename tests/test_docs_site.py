@@ -42,7 +42,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", BPSN_EXT_CACHE=str(out.parent / "kcache"))
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out
@@ -67,14 +71,32 @@ def test_api_reference_is_generated_from_docstrings(site: Path):
 def test_cli_page_shows_the_live_help(site: Path):
     page = _page(site, "cli")
     assert "bpsn-ext-help" not in page  # every marker was replaced by the hook
-    for words in ("demo", "bench single-step", "bench bpsn", "bench ssm", "train lra",
-                  "evaluate glue", "generate listops", "pretrain", "generate wordnet-glosses"):
+    for words in (
+        "demo",
+        "bench single-step",
+        "bench bpsn",
+        "bench ssm",
+        "train lra",
+        "evaluate glue",
+        "generate listops",
+        "pretrain",
+        "generate wordnet-glosses",
+    ):
         assert f"usage: bpsn-ext {words}" in page, words
 
 
 def test_guides_and_results_are_built(site: Path):
-    for name in ("getting-started", "concepts", "guides/spikingjelly", "guides/snntorch",
-                 "examples", "reconstruction", "benchmarks", "results", "snn_bert"):
+    for name in (
+        "getting-started",
+        "concepts",
+        "guides/spikingjelly",
+        "guides/snntorch",
+        "examples",
+        "reconstruction",
+        "benchmarks",
+        "results",
+        "snn_bert",
+    ):
         _page(site, name)
     assert "Single-step (S3NN) vs multi-step" in _page(site, "benchmarks")  # RESULTS.md included
 
@@ -129,16 +151,22 @@ def test_notebooks_are_pages_linked_from_the_examples_page(site: Path):
 
 
 def test_no_raw_rest_roles_in_guide_pages(site: Path):
-    found = [f"{p.relative_to(site)}: {m.group(0)!r}" for p in _html_pages(site)
-             if "api" not in p.relative_to(site).parts
-             for m in RAW_ROLE.finditer(p.read_text(encoding="utf-8"))]
+    found = [
+        f"{p.relative_to(site)}: {m.group(0)!r}"
+        for p in _html_pages(site)
+        if "api" not in p.relative_to(site).parts
+        for m in RAW_ROLE.finditer(p.read_text(encoding="utf-8"))
+    ]
     assert not found, "raw reST roles (use Markdown code spans / links):\n" + "\n".join(found)
 
 
 def test_no_raw_rest_roles_in_api_pages(site: Path):
-    found = [f"{p.relative_to(site)}: {m.group(0)!r}" for p in _html_pages(site)
-             if "api" in p.relative_to(site).parts
-             for m in RAW_ROLE.finditer(p.read_text(encoding="utf-8"))]
+    found = [
+        f"{p.relative_to(site)}: {m.group(0)!r}"
+        for p in _html_pages(site)
+        if "api" in p.relative_to(site).parts
+        for m in RAW_ROLE.finditer(p.read_text(encoding="utf-8"))
+    ]
     assert not found, "raw reST roles in docstrings:\n" + "\n".join(found[:40])
 
 

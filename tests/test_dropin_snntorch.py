@@ -46,11 +46,14 @@ def tutorial7():
     """snnTorch tutorial 7's conv net (28 x 28 inputs), neurons with init_hidden=True."""
     grad = snn.surrogate.fast_sigmoid(slope=25)
     return nn.Sequential(
-        nn.Conv2d(1, 12, 5), nn.MaxPool2d(2),
+        nn.Conv2d(1, 12, 5),
+        nn.MaxPool2d(2),
         snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True),
-        nn.Conv2d(12, 64, 5), nn.MaxPool2d(2),
+        nn.Conv2d(12, 64, 5),
+        nn.MaxPool2d(2),
         snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True),
-        nn.Flatten(), nn.Linear(64 * 4 * 4, 10),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 10),
         snn.Leaky(beta=0.5, spike_grad=grad, init_hidden=True, output=True),
     )
 

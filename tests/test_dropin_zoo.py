@@ -23,11 +23,18 @@ CNNS = {
 # small configurations of SpikingJelly 2.0's transformers (the builders' kwargs reach neurons);
 # the last field: whether some neuron sees a rank-4 [T, N, C, L] input (Spikformer's MLP)
 TRANSFORMERS = {
-    "spikformer": ("spikformer", "Spikformer", dict(
-        T=2, img_size_h=32, img_size_w=32, patch_size=4, embed_dims=48, num_heads=4, depths=1),
-        True),
-    "spike_driven_transformer": ("spike_driven_transformer", "SpikeDrivenTransformer", dict(
-        T=2, embed_dims=64, num_heads=4, depths=1), False),
+    "spikformer": (
+        "spikformer",
+        "Spikformer",
+        dict(T=2, img_size_h=32, img_size_w=32, patch_size=4, embed_dims=48, num_heads=4, depths=1),
+        True,
+    ),
+    "spike_driven_transformer": (
+        "spike_driven_transformer",
+        "SpikeDrivenTransformer",
+        dict(T=2, embed_dims=64, num_heads=4, depths=1),
+        False,
+    ),
 }
 NEURONS = {"SingleStepNode": SingleStepNode, "BPSNNode": BPSNNode}
 
@@ -65,8 +72,9 @@ def overfit(net, x, steps=4, lr=2e-3):
 def build_cnn(sj_zoo, name, spiking_neuron, **kwargs):
     module, builder, extra, _ = CNNS[name]
     torch.manual_seed(0)
-    return getattr(sj_zoo(module), builder)(spiking_neuron=spiking_neuron, num_classes=10,
-                                            **extra, **kwargs)
+    return getattr(sj_zoo(module), builder)(
+        spiking_neuron=spiking_neuron, num_classes=10, **extra, **kwargs
+    )
 
 
 @pytest.mark.parametrize("neuron_name", sorted(NEURONS))
@@ -80,8 +88,11 @@ def test_zoo_cnn_trains_with_our_neuron(sj_zoo, net_name, path, neuron_name):
         n_lif = sum(type(m) is neuron.LIFNode for m in net.modules())
         assert len(swap_neurons(net, {neuron.LIFNode: new})) == n_lif > 0
     else:
-        with pytest.warns(UserWarning, match="has no effect") if new is SingleStepNode else \
-                _no_warning():
+        with (
+            pytest.warns(UserWarning, match="has no effect")
+            if new is SingleStepNode
+            else _no_warning()
+        ):
             net = build_cnn(sj_zoo, net_name, new, tau=2.0)  # LIF keywords reach the neuron
         functional.set_step_mode(net, "m")
     ours = [m for m in net.modules() if isinstance(m, new)]
@@ -122,7 +133,7 @@ def test_swap_infers_the_channel_axis_from_the_feeding_layer(sj_zoo):
     later[-1] += 3.0
     diff = (node(later) != out)[:-1]
     C = inp.shape[2]
-    assert not diff[:, :, : C // 2].any() and diff[:, :, C // 2:].any()
+    assert not diff[:, :, : C // 2].any() and diff[:, :, C // 2 :].any()
 
 
 def _no_warning():

@@ -277,8 +277,12 @@ def test_bpsn_recurrent_form_cost_and_mask():
     r = estimate(bpsn_ext.BPSN(4, fusion="gate"), x, coding="individual")
     # 2 leaky branches (1 mul + 1 add each), gate (2 mul + 1 add), compare, refractory gate
     assert (r["<model>"].mul, r["<model>"].add) == (4 * 40, 5 * 40)
-    masked = estimate(bpsn_ext.BPSN(4, fusion="gate"), x, coding="individual",
-                      forward_kwargs={"mask": torch.tensor([3, 5])})
+    masked = estimate(
+        bpsn_ext.BPSN(4, fusion="gate"),
+        x,
+        coding="individual",
+        forward_kwargs={"mask": torch.tensor([3, 5])},
+    )
     assert masked["<model>"].mul == 4 * (3 + 5) * 4  # only real steps
     split = estimate(bpsn_ext.BPSN(4), x, coding="individual")  # default: one branch each
     assert (split["<model>"].mul, split["<model>"].add) == (1 * 40, 3 * 40)

@@ -21,8 +21,13 @@ from bpsn_ext.spikingjelly import BPSNNode, SingleStepNode  # noqa: E402
 
 
 def test_spikingjelly_neurons_single_step_mode():
-    net = nn.Sequential(layer.Linear(4, 6), neuron.IFNode(), layer.Linear(6, 6),
-                        neuron.LIFNode(), layer.Linear(6, 2))
+    net = nn.Sequential(
+        layer.Linear(4, 6),
+        neuron.IFNode(),
+        layer.Linear(6, 6),
+        neuron.LIFNode(),
+        layer.Linear(6, 2),
+    )
     x = torch.rand(3, 4) * 2
     r = estimate(net, x, T=5, step_mode="s")
     assert r["1"].calls == 5 and (r["1"].mul, r["1"].add) == (0, 3 * 5 * 3 * 6)  # IF
@@ -33,9 +38,12 @@ def test_spikingjelly_neurons_single_step_mode():
 
 
 def test_spikingjelly_seq_to_ann_conv_counts_every_step():
-    net = nn.Sequential(layer.Conv2d(2, 3, 3, padding=1, step_mode="m"),
-                        neuron.LIFNode(step_mode="m"), layer.Flatten(step_mode="m"),
-                        layer.Linear(3 * 4 * 4, 2, step_mode="m"))
+    net = nn.Sequential(
+        layer.Conv2d(2, 3, 3, padding=1, step_mode="m"),
+        neuron.LIFNode(step_mode="m"),
+        layer.Flatten(step_mode="m"),
+        layer.Linear(3 * 4 * 4, 2, step_mode="m"),
+    )
     x = torch.rand(4, 2, 2, 4, 4) * 3  # [T, N, C, H, W]
     r = estimate(net, x, coding="individual")
     assert r["0"].mac == 4 * 2 * 3 * 16 * 2 * 9
@@ -52,24 +60,30 @@ def test_single_step_neurons_cost_one_compare():
 def test_bpsn_adapters_count_once():
     x = torch.randn(6, 2, 4)
     core = estimate(BPSNNode(4, fusion="gate", step_mode="m"), x, coding="individual").totals()
-    wrapped = estimate(nn.Sequential(SnnBPSN(4, init_hidden=True, fusion="gate")), x,
-                       coding="individual")
+    wrapped = estimate(
+        nn.Sequential(SnnBPSN(4, init_hidden=True, fusion="gate")), x, coding="individual"
+    )
     assert [row.key for row in wrapped.layers] == ["0"]  # the core neuron is not counted again
     assert wrapped.totals()["mul"] == core["mul"] == 4 * 48
 
 
 def test_snntorch_synaptic_and_unknown_neurons():
     x = torch.rand(2, 3)
-    syn = estimate(nn.Sequential(nn.Linear(3, 4), snn.Synaptic(alpha=0.5, beta=0.5,
-                                                               init_hidden=True)), x)
+    syn = estimate(
+        nn.Sequential(nn.Linear(3, 4), snn.Synaptic(alpha=0.5, beta=0.5, init_hidden=True)), x
+    )
     assert (syn["1"].mul, syn["1"].add) == (2 * 8, 4 * 8)
 
 
 def _demo_mlp():
     torch.manual_seed(0)
-    return nn.Sequential(layer.Linear(8, 16, step_mode="m"), neuron.LIFNode(step_mode="m"),
-                         layer.Linear(16, 12, step_mode="m"), neuron.IFNode(step_mode="m"),
-                         layer.Linear(12, 4, bias=False, step_mode="m"))
+    return nn.Sequential(
+        layer.Linear(8, 16, step_mode="m"),
+        neuron.LIFNode(step_mode="m"),
+        layer.Linear(16, 12, step_mode="m"),
+        neuron.IFNode(step_mode="m"),
+        layer.Linear(12, 4, bias=False, step_mode="m"),
+    )
 
 
 def _op_counter():
@@ -90,10 +104,13 @@ def test_agrees_with_spikingjelly_op_counter(which):
         net, x = _demo_mlp(), torch.rand(4, 5, 8) * 3
     else:  # exact border counting needed for 3x3 convolutions on spikes
         net = nn.Sequential(
-            layer.Conv2d(2, 4, 3, padding=1, step_mode="m"), neuron.LIFNode(step_mode="m"),
+            layer.Conv2d(2, 4, 3, padding=1, step_mode="m"),
+            neuron.LIFNode(step_mode="m"),
             layer.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, step_mode="m"),
-            neuron.IFNode(step_mode="m"), layer.Flatten(step_mode="m"),
-            layer.Linear(6 * 4 * 4, 3, step_mode="m"))
+            neuron.IFNode(step_mode="m"),
+            layer.Flatten(step_mode="m"),
+            layer.Linear(6 * 4 * 4, 3, step_mode="m"),
+        )
         x = torch.rand(3, 2, 2, 8, 8) * 3
     syn, mac = oc.SynOpCounter(), oc.MACCounter()
     functional.reset_net(net)

@@ -25,8 +25,17 @@ def test_str_table_and_summary():
     r = _report(title="tiny")
     text = str(r)
     assert text.startswith("tiny")
-    for word in ("layer", "MAC", "AC", "in rate", "TOTAL", "ANN equivalent", "caveats",
-                 "fp32 45nm", "individual coding"):
+    for word in (
+        "layer",
+        "MAC",
+        "AC",
+        "in rate",
+        "TOTAL",
+        "ANN equivalent",
+        "caveats",
+        "fp32 45nm",
+        "individual coding",
+    ):
         assert word in text
     assert "EnergyReport(3 layers" in repr(r)
 
@@ -94,24 +103,51 @@ def test_plots_without_matplotlib_say_what_to_install(tmp_path, monkeypatch):
     "call, error, message",
     [
         (lambda: estimate(nn.Linear(2, 2)), ValueError, "at least one input"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), energy="fp64"), ValueError,
-         "unknown energy preset 'fp64'"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), energy=3), TypeError,
-         "energy must be a preset name"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), coding="rate"), ValueError,
-         "coding must be one of"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), step_mode="x"), ValueError,
-         "step_mode must be one of"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), T=0), ValueError,
-         "T must be a positive int"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(3, 1, 2), coding="individual", T=2),
-         ValueError, "individual coding takes T from the inputs"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), input_kind="binary"), ValueError,
-         "input_kind must be one of"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), input_kind={"fc": "real"}),
-         ValueError, "input_kind names unknown layers"),
-        (lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), conv_ac="all"), ValueError,
-         "conv_ac must be"),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), energy="fp64"),
+            ValueError,
+            "unknown energy preset 'fp64'",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), energy=3),
+            TypeError,
+            "energy must be a preset name",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), coding="rate"),
+            ValueError,
+            "coding must be one of",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), step_mode="x"),
+            ValueError,
+            "step_mode must be one of",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), T=0),
+            ValueError,
+            "T must be a positive int",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(3, 1, 2), coding="individual", T=2),
+            ValueError,
+            "individual coding takes T from the inputs",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), input_kind="binary"),
+            ValueError,
+            "input_kind must be one of",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), input_kind={"fc": "real"}),
+            ValueError,
+            "input_kind names unknown layers",
+        ),
+        (
+            lambda: estimate(nn.Linear(2, 2), torch.randn(1, 2), conv_ac="all"),
+            ValueError,
+            "conv_ac must be",
+        ),
         (lambda: estimate(lambda x: x, torch.randn(1, 2)), TypeError, "needs an nn.Module"),
         (lambda: EnergyModel(e_mac=-1.0), ValueError, "e_mac must be a number >= 0"),
     ],

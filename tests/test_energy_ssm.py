@@ -60,8 +60,9 @@ def test_s4d_spike_input_makes_the_input_projections_ac():
 
 
 # -- SpikingS5 ----------------------------------------------------------------------------
-@pytest.mark.parametrize("activation, add, nonlin", [("spike", 1, 0), ("gelu", 0, 1),
-                                                     ("none", 0, 0)])
+@pytest.mark.parametrize(
+    "activation, add, nonlin", [("spike", 1, 0), ("gelu", 0, 1), ("none", 0, 0)]
+)
 def test_spiking_s5_hand_count(activation, add, nonlin):
     torch.manual_seed(0)
     H, P, T, N = 2, 3, 3, 1
@@ -69,8 +70,7 @@ def test_spiking_s5_hand_count(activation, add, nonlin):
     # A_bar x 4P + B_bar u 2PH + 2Re(C x) 2PH + D u H = 12 + 12 + 12 + 2 = 38 MAC per token
     assert 4 * P + 4 * P * H + H == 38
     steps = T * N
-    assert _counts(r) == _expect(mac=steps * 38, add=steps * H * add,
-                                 nonlin=steps * H * nonlin)
+    assert _counts(r) == _expect(mac=steps * 38, add=steps * H * add, nonlin=steps * H * nonlin)
 
 
 def test_spiking_s5_spike_input():
@@ -158,10 +158,14 @@ def _gsu_known(norm="none"):
     with torch.no_grad():
         gsu.ssm.C.zero_()
         gsu.ssm.D.fill_(1.0)
-        W = torch.tensor([[1.0, -1.0, 0.01, 1.0],
-                          [-0.02, 1.0, 1.0, -1.0],
-                          [1.0, 0.05, -1.0, 1.0],
-                          [0.1, -1.0, 1.0, -0.03]])  # |w| < 0.15: 5 zeros
+        W = torch.tensor(
+            [
+                [1.0, -1.0, 0.01, 1.0],
+                [-0.02, 1.0, 1.0, -1.0],
+                [1.0, 0.05, -1.0, 1.0],
+                [0.1, -1.0, 1.0, -0.03],
+            ]
+        )  # |w| < 0.15: 5 zeros
         gsu.mixer.weight1.copy_(W)
     return gsu
 

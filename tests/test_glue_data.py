@@ -23,54 +23,98 @@ from bpsn_ext.data.tokenizer import WordPieceTokenizer
 # Hand-written rows in the real upstream layouts (made-up text): header + 2 rows per task.
 # These do not go through write_glue_fixture, so a wrong column schema there cannot hide here.
 REAL_LAYOUT = {
-    "cola": ("CoLA", "train.tsv", [
-        "gj04\t1\t\tThe blick sat on the dax.",
-        "gj04\t0\t*\tDax the on sat blick.",
-    ], [("The blick sat on the dax.", None, 1), ("Dax the on sat blick.", None, 0)]),
-    "sst2": ("SST-2", "dev.tsv", [
-        "sentence\tlabel",
-        "a wug of a film \t1",
-        "dull blick\t0",
-    ], [("a wug of a film ", None, 1), ("dull blick", None, 0)]),
-    "mrpc": ("MRPC", "train.tsv", [
-        "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
-        "1\t702876\t702977\tThe dax rose .\tThe dax went up .",
-        "0\t2108705\t2108831\tA wug fell .\tNo blick was seen .",
-    ], [("The dax rose .", "The dax went up .", 1), ("A wug fell .", "No blick was seen .", 0)]),
-    "qqp": ("QQP", "train.tsv", [
-        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
-        "133273\t213221\t213222\tHow is a dax made?\tHow do I make a dax?\t1",
-        "402555\t536040\t536041\tWhat is a wug?\tWho is a blick?\t0",
-    ], [("How is a dax made?", "How do I make a dax?", 1),
-        ("What is a wug?", "Who is a blick?", 0)]),
-    "stsb": ("STS-B", "dev.tsv", [
-        "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
-        "0\tmain-captions\tMSRvid\t2012test\t0000\tnone\tnone\tA dax runs.\tA dax is running.\t"
-        "5.000",
-        "1\tmain-news\theadlines\t2013\t0001\tnone\tnone\tWug wins.\tBlick loses.\t0.400",
-    ], [("A dax runs.", "A dax is running.", 5.0), ("Wug wins.", "Blick loses.", 0.4)]),
-    "mnli": ("MNLI", "dev_mismatched.tsv", [
-        "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-        "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\t"
-        "label4\tlabel5\tgold_label",
-        "0\t75290\t75290c\tletters\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tThe dax is red.\t"
-        "The dax is blue.\tcontradiction\tcontradiction\tneutral\tcontradiction\t"
-        "contradiction\tcontradiction",
-        "1\t133794\t133794e\tverbatim\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tA wug sang.\t"
-        "A wug made a sound.\tentailment\tentailment\tentailment\tentailment\tentailment\t"
-        "entailment",
-    ], [("The dax is red.", "The dax is blue.", 2), ("A wug sang.", "A wug made a sound.", 0)]),
-    "qnli": ("QNLI", "train.tsv", [
-        "index\tquestion\tsentence\tlabel",
-        "0\tWhen did the dax sing?\tThe dax sang in 1990.\tentailment",
-        "1\tWho is the wug?\tBlicks are tall.\tnot_entailment",
-    ], [("When did the dax sing?", "The dax sang in 1990.", 0),
-        ("Who is the wug?", "Blicks are tall.", 1)]),
-    "rte": ("RTE", "dev.tsv", [
-        "index\tsentence1\tsentence2\tlabel",
-        "0\tDax bought wug.\tWug was bought.\tentailment",
-        "1\tBlick is here.\tBlick left.\tnot_entailment",
-    ], [("Dax bought wug.", "Wug was bought.", 0), ("Blick is here.", "Blick left.", 1)]),
+    "cola": (
+        "CoLA",
+        "train.tsv",
+        [
+            "gj04\t1\t\tThe blick sat on the dax.",
+            "gj04\t0\t*\tDax the on sat blick.",
+        ],
+        [("The blick sat on the dax.", None, 1), ("Dax the on sat blick.", None, 0)],
+    ),
+    "sst2": (
+        "SST-2",
+        "dev.tsv",
+        [
+            "sentence\tlabel",
+            "a wug of a film \t1",
+            "dull blick\t0",
+        ],
+        [("a wug of a film ", None, 1), ("dull blick", None, 0)],
+    ),
+    "mrpc": (
+        "MRPC",
+        "train.tsv",
+        [
+            "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+            "1\t702876\t702977\tThe dax rose .\tThe dax went up .",
+            "0\t2108705\t2108831\tA wug fell .\tNo blick was seen .",
+        ],
+        [("The dax rose .", "The dax went up .", 1), ("A wug fell .", "No blick was seen .", 0)],
+    ),
+    "qqp": (
+        "QQP",
+        "train.tsv",
+        [
+            "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+            "133273\t213221\t213222\tHow is a dax made?\tHow do I make a dax?\t1",
+            "402555\t536040\t536041\tWhat is a wug?\tWho is a blick?\t0",
+        ],
+        [
+            ("How is a dax made?", "How do I make a dax?", 1),
+            ("What is a wug?", "Who is a blick?", 0),
+        ],
+    ),
+    "stsb": (
+        "STS-B",
+        "dev.tsv",
+        [
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+            "0\tmain-captions\tMSRvid\t2012test\t0000\tnone\tnone\tA dax runs.\tA dax is running.\t"
+            "5.000",
+            "1\tmain-news\theadlines\t2013\t0001\tnone\tnone\tWug wins.\tBlick loses.\t0.400",
+        ],
+        [("A dax runs.", "A dax is running.", 5.0), ("Wug wins.", "Blick loses.", 0.4)],
+    ),
+    "mnli": (
+        "MNLI",
+        "dev_mismatched.tsv",
+        [
+            "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+            "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\t"
+            "label4\tlabel5\tgold_label",
+            "0\t75290\t75290c\tletters\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tThe dax is red.\t"
+            "The dax is blue.\tcontradiction\tcontradiction\tneutral\tcontradiction\t"
+            "contradiction\tcontradiction",
+            "1\t133794\t133794e\tverbatim\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tA wug sang.\t"
+            "A wug made a sound.\tentailment\tentailment\tentailment\tentailment\tentailment\t"
+            "entailment",
+        ],
+        [("The dax is red.", "The dax is blue.", 2), ("A wug sang.", "A wug made a sound.", 0)],
+    ),
+    "qnli": (
+        "QNLI",
+        "train.tsv",
+        [
+            "index\tquestion\tsentence\tlabel",
+            "0\tWhen did the dax sing?\tThe dax sang in 1990.\tentailment",
+            "1\tWho is the wug?\tBlicks are tall.\tnot_entailment",
+        ],
+        [
+            ("When did the dax sing?", "The dax sang in 1990.", 0),
+            ("Who is the wug?", "Blicks are tall.", 1),
+        ],
+    ),
+    "rte": (
+        "RTE",
+        "dev.tsv",
+        [
+            "index\tsentence1\tsentence2\tlabel",
+            "0\tDax bought wug.\tWug was bought.\tentailment",
+            "1\tBlick is here.\tBlick left.\tnot_entailment",
+        ],
+        [("Dax bought wug.", "Wug was bought.", 0), ("Blick is here.", "Blick left.", 1)],
+    ),
 }
 
 
@@ -185,16 +229,26 @@ def test_missing_data_and_bad_names(tmp_path):
 # ---------------------------------------------------------------------------- HF datasets
 def test_hf_load_from_disk(tmp_path):
     datasets = pytest.importorskip("datasets")
-    dd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"premise": ["a dax", "a wug"],
-                                             "hypothesis": ["no dax", "a wug"],
-                                             "label": [2, 0], "idx": [0, 1]}),
-        "validation_mismatched": datasets.Dataset.from_dict(
-            {"premise": ["p"], "hypothesis": ["h"], "label": [1], "idx": [0]}),
-    })
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {
+                    "premise": ["a dax", "a wug"],
+                    "hypothesis": ["no dax", "a wug"],
+                    "label": [2, 0],
+                    "idx": [0, 1],
+                }
+            ),
+            "validation_mismatched": datasets.Dataset.from_dict(
+                {"premise": ["p"], "hypothesis": ["h"], "label": [1], "idx": [0]}
+            ),
+        }
+    )
     dd.save_to_disk(str(tmp_path / "mnli"))
-    assert load_glue_hf(tmp_path / "mnli", "mnli", "train") == [("a dax", "no dax", 2),
-                                                                ("a wug", "a wug", 0)]
+    assert load_glue_hf(tmp_path / "mnli", "mnli", "train") == [
+        ("a dax", "no dax", 2),
+        ("a wug", "a wug", 0),
+    ]
     assert load_glue_hf(tmp_path / "mnli", "mnli", "dev_mismatched") == [("p", "h", 1)]
     with pytest.raises(ValueError, match="validation_matched"):
         load_glue_hf(tmp_path / "mnli", "mnli", "dev")
@@ -232,8 +286,9 @@ def test_tokenizer_trained_saved_and_from_vocab(tmp_path):
     # the same texts give the same ids every time (the trainer's own order is hash-based)
     texts = [x for e in ex for x in (e.text_a, e.text_b)]
     for _ in range(3):
-        assert WordPieceTokenizer.train(texts, 120).tokenizer.get_vocab() == \
-            tok.tokenizer.get_vocab()
+        assert (
+            WordPieceTokenizer.train(texts, 120).tokenizer.get_vocab() == tok.tokenizer.get_vocab()
+        )
     ids, seg = tok.encode(ex[0].text_a, ex[0].text_b, max_length=64)
     assert ids[0] == tok.cls_id and ids[-1] == tok.sep_id and ids.count(tok.sep_id) == 2
     assert seg == sorted(seg) and seg[0] == 0 and seg[-1] == 1
@@ -266,7 +321,7 @@ def test_dataset_and_collator():
     b = GlueCollator(vocab_tok.pad_id)([ds[0], ds[1]])
     L = len(ds[1][0])
     assert b["input_ids"].shape == (L, 2) and b["lengths"].tolist() == [len(ds[0][0]), L]
-    assert (b["input_ids"][len(ds[0][0]):, 0] == vocab_tok.pad_id).all()
+    assert (b["input_ids"][len(ds[0][0]) :, 0] == vocab_tok.pad_id).all()
     assert b["labels"].dtype == torch.long
     reg = GlueCollator(0)([([2, 3], [0, 0], 1.5), ([2, 5, 3], [0, 0, 0], 0.0)])
     assert reg["labels"].dtype == torch.float32 and reg["segment_ids"].shape == (3, 2)

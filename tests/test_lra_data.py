@@ -19,7 +19,8 @@ from bpsn_ext.data.sequential import bitreversal_permutation, permutation
 # ----------------------------------------------------------------------------- fixtures
 def write_idx(path, array: np.ndarray, gz: bool) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape)
+        f">{array.ndim}I", *array.shape
+    )
     data = header + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(data) if gz else data)
 
@@ -64,7 +65,8 @@ def test_listops_dir_reader_matches_the_evaluator(tmp_path):
         lo.write_tsv(samples, folder / f"basic_{split}.tsv")
     # the release wraps sub-trees in parentheses: the reader drops them
     (folder / "basic_test.tsv").write_text(
-        "Source\tTarget\n( ( [MAX 2 9 ) 4 ] )\t9\n[SM 5 ( [MIN 7 3 ] ) ]\t8\n")
+        "Source\tTarget\n( ( [MAX 2 9 ) 4 ] )\t9\n[SM 5 ( [MIN 7 3 ] ) ]\t8\n"
+    )
     d = lra_release.read_listops_dir(tmp_path)
     assert len(d["train"]) == 30
     for i, s in enumerate(samples):
@@ -81,8 +83,10 @@ def test_listops_dir_reader_matches_the_evaluator(tmp_path):
 
 # ----------------------------------------------------------------------------- AAN
 def test_aan_reader_round_trip_and_errors(tmp_path):
-    rows = [(1, "a1", "b1", "Citation graphs", "We study ümlauts"),
-            ("0.0", "a2", "b2", "x" * 50, "short")]
+    rows = [
+        (1, "a1", "b1", "Citation graphs", "We study ümlauts"),
+        ("0.0", "a2", "b2", "x" * 50, "short"),
+    ]
     aan_tsv(tmp_path / "pairs.tsv", rows)
     d1, d2, y = text.read_aan_tsv(tmp_path / "pairs.tsv", max_length=40)
     assert y.tolist() == [1, 0]
@@ -101,8 +105,10 @@ def test_retrieval_task_pairs_and_collate(tmp_path):
     folder = tmp_path / "lra_release" / "tsv_data"
     folder.mkdir(parents=True)
     for name in text.AAN_FILES.values():
-        aan_tsv(folder / name, [(i % 2, f"a{i}", f"b{i}", "t" * (5 + i), "u" * (9 - i))
-                                for i in range(6)])
+        aan_tsv(
+            folder / name,
+            [(i % 2, f"a{i}", f"b{i}", "t" * (5 + i), "u" * (9 - i)) for i in range(6)],
+        )
     td = lra_release.load_task("retrieval", data=str(tmp_path))
     assert td.dual and td.vocab_size == text.BYTE_VOCAB and len(td.test) == 6
     x1, l1, x2, l2, y = td.collate([td.train[i] for i in range(3)])
@@ -113,7 +119,8 @@ def test_retrieval_task_pairs_and_collate(tmp_path):
 # ----------------------------------------------------------------------------- IMDB
 def test_imdb_csv_and_aclimdb_folder(tmp_path):
     (tmp_path / "reviews.csv").write_text(
-        'review,sentiment\n"Great, film",positive\nawful,negative\n', encoding="utf-8")
+        'review,sentiment\n"Great, film",positive\nawful,negative\n', encoding="utf-8"
+    )
     seqs, labels = text.read_imdb(tmp_path / "reviews.csv")
     assert labels.tolist() == [1, 0] and bytes((seqs[0] - 1).astype(np.uint8)) == b"Great, film"
     (tmp_path / "bad.csv").write_text("text,label\nfine,1\nbroken,2\n")
@@ -226,8 +233,9 @@ def test_permutations_and_splits():
 
 
 def test_generated_listops_and_pathfinder_tasks():
-    td = lra_release.load_task("listops", generate=True, n_train=20, n_val=5, n_test=5,
-                               min_length=5, max_length=40, seed=1)
+    td = lra_release.load_task(
+        "listops", generate=True, n_train=20, n_val=5, n_test=5, min_length=5, max_length=40, seed=1
+    )
     assert td.vocab_size == len(lo.VOCAB) and len(td.train) == 20
     for i in range(20):
         x, y = td.train[i]

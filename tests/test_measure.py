@@ -39,8 +39,9 @@ def test_time_fn_statistics_and_call_count():
 
 def test_time_fns_interleaves():
     order = []
-    stats = time_fns({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
-                     repeats=3, warmup=1)
+    stats = time_fns(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1
+    )
     assert order == ["a", "b"] * 4
     assert set(stats) == {"a", "b"} and stats["a"]["repeats"] == 3
 
@@ -80,6 +81,7 @@ def test_peak_memory_of_a_training_step_grows_with_batch():
         def fn():
             net.zero_grad(set_to_none=True)
             net(torch.ones(batch, 64)).sum().backward()
+
         return fn
 
     small, large = peak_memory_bytes(step(16)), peak_memory_bytes(step(4096))

@@ -66,8 +66,11 @@ def test_notebook_is_stored_clean(path: Path):
     nbformat.validate(nb)
     assert nb.nbformat == 4
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", path.name
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
+    ]
     assert not dirty, f"{path.name}: code cells {dirty} have stored outputs; clear them"
 
 
@@ -115,7 +118,8 @@ def _docs_hook():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "bpsn_docs_notebooks", REPO / "docs" / "_hooks" / "notebooks.py")
+        "bpsn_docs_notebooks", REPO / "docs" / "_hooks" / "notebooks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -44,8 +44,10 @@ def test_labels_match_paddle_connectivity_with_lra_parameters(lra32):
         comp = _chain_components(paddles, s.margin + 1e-6)
         hits = []
         for m in s.markers:
-            d = np.minimum(np.linalg.norm(paddles[:, :2] - m, axis=1),
-                           np.linalg.norm(paddles[:, 2:] - m, axis=1))
+            d = np.minimum(
+                np.linalg.norm(paddles[:, :2] - m, axis=1),
+                np.linalg.norm(paddles[:, 2:] - m, axis=1),
+            )
             assert d.min() < 1e-9  # every marker sits on a paddle end
             hits.append(comp[d.argmin()])
         assert (hits[0] == hits[1]) == bool(s.label)
@@ -111,24 +113,32 @@ def test_lra_release_layout_round_trip_and_s4_split(tmp_path):
     samples = pf.generate(25, seed=2)
     base = pf.write_pathfinder(samples, tmp_path / "lra_release", per_folder=10)
     assert base.endswith("pathfinder32/curv_contour_length_14")
-    assert sorted(p.name for p in (tmp_path / "lra_release/pathfinder32/curv_contour_length_14/"
-                                   "metadata").iterdir()) == ["0.npy", "1.npy", "2.npy"]
-    line = (tmp_path / "lra_release/pathfinder32/curv_contour_length_14/metadata/1.npy"
-            ).read_text().splitlines()[0].split()
+    assert sorted(
+        p.name
+        for p in (tmp_path / "lra_release/pathfinder32/curv_contour_length_14/metadata").iterdir()
+    ) == ["0.npy", "1.npy", "2.npy"]
+    line = (
+        (tmp_path / "lra_release/pathfinder32/curv_contour_length_14/metadata/1.npy")
+        .read_text()
+        .splitlines()[0]
+        .split()
+    )
     assert line[:4] == ["imgs/1", "sample_0.png", "0", str(samples[10].label)]
     for root in (tmp_path, tmp_path / "lra_release", base):  # any level of the tree
         images, labels = pf.read_pathfinder(root)
         assert np.array_equal(images, np.stack([s.image for s in samples]))
         assert labels.tolist() == [s.label for s in samples]
     # the release has an empty image: it is skipped, as S4's blacklist does
-    (tmp_path / "lra_release/pathfinder32/curv_contour_length_14/imgs/0/sample_3.png"
-     ).write_bytes(b"")
+    (tmp_path / "lra_release/pathfinder32/curv_contour_length_14/imgs/0/sample_3.png").write_bytes(
+        b""
+    )
     images, labels = pf.read_pathfinder(tmp_path)
     assert len(labels) == 24 and labels[3] == samples[4].label
     tr, va, te = pf.split_indices(100)
     assert (len(tr), len(va), len(te)) == (80, 10, 10)
-    ref = torch.utils.data.random_split(range(100), [80, 10, 10],
-                                        generator=torch.Generator().manual_seed(42))
+    ref = torch.utils.data.random_split(
+        range(100), [80, 10, 10], generator=torch.Generator().manual_seed(42)
+    )
     assert [list(r) for r in ref] == [tr, va, te]
 
 

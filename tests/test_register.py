@@ -62,8 +62,12 @@ def test_register_is_idempotent_and_resolves_names():
     assert snntorch.SingleStepLeaky is SingleStepLeaky
     from bpsn_ext.snntorch import BinaryS4DLeaky, GSULeaky, S4DLeaky, SpikingS5Leaky
 
-    assert (snntorch.S4DLeaky, snntorch.BinaryS4DLeaky, snntorch.GSULeaky,
-            snntorch.SpikingS5Leaky) == (S4DLeaky, BinaryS4DLeaky, GSULeaky, SpikingS5Leaky)
+    assert (
+        snntorch.S4DLeaky,
+        snntorch.BinaryS4DLeaky,
+        snntorch.GSULeaky,
+        snntorch.SpikingS5Leaky,
+    ) == (S4DLeaky, BinaryS4DLeaky, GSULeaky, SpikingS5Leaky)
     assert first["snntorch.GSULeaky"] == "bpsn_ext.snntorch.GSULeaky"
     assert first["spikingjelly.activation_based.neuron.SingleStepNode"] == (
         "bpsn_ext.spikingjelly.SingleStepNode"

@@ -31,9 +31,12 @@ def write_batches(folder, make, protocol=pickle.DEFAULT_PROTOCOL):
 
 def real_batch(i, name):
     rng = np.random.default_rng(i)
-    return {b"batch_label": name.encode(), b"labels": [int(v) for v in rng.integers(0, 10, 3)],
-            b"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8),
-            b"filenames": [b"a.png", b"b.png", b"c.png"]}
+    return {
+        b"batch_label": name.encode(),
+        b"labels": [int(v) for v in rng.integers(0, 10, 3)],
+        b"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8),
+        b"filenames": [b"a.png", b"b.png", b"c.png"],
+    }
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
@@ -45,22 +48,31 @@ def test_cifar_batches_of_any_protocol_load(tmp_path, protocol):
 
 def test_a_hostile_cifar_batch_runs_no_code(tmp_path):
     marker = tmp_path / "ran"
-    write_batches(tmp_path / "cifar", lambda i, n: {**real_batch(i, n),
-                                                    b"labels": _RunsACommand(marker)})
-    with pytest.raises(ValueError, match="data_batch_1: not a CIFAR-10 pickle batch .*"
-                                         "refused global posix.system"):
+    write_batches(
+        tmp_path / "cifar", lambda i, n: {**real_batch(i, n), b"labels": _RunsACommand(marker)}
+    )
+    with pytest.raises(
+        ValueError, match="data_batch_1: not a CIFAR-10 pickle batch .*refused global posix.system"
+    ):
         images.load_cifar10(tmp_path / "cifar", "train")
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda i, n: [1, 2], "expected a pickled dict, got list"),
-    (lambda i, n: {**real_batch(i, n), b"data": np.zeros((3, 3072), np.float32)},
-     "expected 'data' as a uint8 numpy array"),
-    (lambda i, n: {**real_batch(i, n), b"labels": [0, 11, 2]},
-     "expected 'labels' as a list of ints"),
-    (lambda i, n: {b"data": real_batch(i, n)[b"data"]}, "expected keys 'data' and 'labels'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda i, n: [1, 2], "expected a pickled dict, got list"),
+        (
+            lambda i, n: {**real_batch(i, n), b"data": np.zeros((3, 3072), np.float32)},
+            "expected 'data' as a uint8 numpy array",
+        ),
+        (
+            lambda i, n: {**real_batch(i, n), b"labels": [0, 11, 2]},
+            "expected 'labels' as a list of ints",
+        ),
+        (lambda i, n: {b"data": real_batch(i, n)[b"data"]}, "expected keys 'data' and 'labels'"),
+    ],
+)
 def test_malformed_cifar_batches_name_the_file(tmp_path, bad, match):
     write_batches(tmp_path, bad)
     with pytest.raises(ValueError, match="data_batch_1: " + match):

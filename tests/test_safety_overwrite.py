@@ -17,10 +17,35 @@ from bpsn_ext.data import pathfinder as pf
 from bpsn_ext.data.glue import write_glue_fixture
 from bpsn_ext.train import CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, load_checkpoint
 
-LRA = ["train", "lra", "--task", "digits", "--layer", "s4d", "--epochs", "1",
-       "--limit-train", "64", "--limit-eval", "32", "--batch-size", "32", "--d-model", "8",
-       "--n-layers", "1", "--d-state", "4", "--threads", "1", "--no-progress",
-       "--energy-samples", "0", "--checkpoint-every", "1"]
+LRA = [
+    "train",
+    "lra",
+    "--task",
+    "digits",
+    "--layer",
+    "s4d",
+    "--epochs",
+    "1",
+    "--limit-train",
+    "64",
+    "--limit-eval",
+    "32",
+    "--batch-size",
+    "32",
+    "--d-model",
+    "8",
+    "--n-layers",
+    "1",
+    "--d-state",
+    "4",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--energy-samples",
+    "0",
+    "--checkpoint-every",
+    "1",
+]
 
 
 def test_train_lra_refuses_to_replace_a_finished_run(tmp_path):
@@ -41,8 +66,11 @@ def test_checkpoints_keep_the_previous_one_and_name_a_damaged_file(tmp_path):
     assert load_checkpoint(spare)["global_step"] < load_checkpoint(last)["global_step"]
     for damage in (b"", last.read_bytes()[:1000], b"not a checkpoint at all"):
         last.write_bytes(damage)
-        with pytest.raises(ValueError, match=f"{last}: not a readable checkpoint .*expected a "
-                                             f"complete torch.save file.*{spare.name}"):
+        with pytest.raises(
+            ValueError,
+            match=f"{last}: not a readable checkpoint .*expected a "
+            f"complete torch.save file.*{spare.name}",
+        ):
             main([*LRA, "--checkpoint-dir", str(out), "--resume"])
     spare.unlink()
     with pytest.raises(ValueError, match="not a readable checkpoint") as err:
@@ -53,10 +81,34 @@ def test_checkpoints_keep_the_previous_one_and_name_a_damaged_file(tmp_path):
 def test_train_glue_refuses_to_replace_a_finished_run(tmp_path):
     root = tmp_path / "glue"
     write_glue_fixture(root, tasks=["sst2"], n=16, n_dev=8, seed=0)
-    args = ["train", "glue", "--task", "sst2", "--data", str(root), "--out",
-            str(tmp_path / "run"), "--layers", "1", "--width", "16", "--heads", "2",
-            "--ffn-width", "16", "--max-length", "12", "--batch-size", "8", "--vocab-size",
-            "40", "--no-progress", "--epochs", "1", "--no-energy"]
+    args = [
+        "train",
+        "glue",
+        "--task",
+        "sst2",
+        "--data",
+        str(root),
+        "--out",
+        str(tmp_path / "run"),
+        "--layers",
+        "1",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--ffn-width",
+        "16",
+        "--max-length",
+        "12",
+        "--batch-size",
+        "8",
+        "--vocab-size",
+        "40",
+        "--no-progress",
+        "--epochs",
+        "1",
+        "--no-energy",
+    ]
     assert main(args) == 0
     metrics = (tmp_path / "run" / "metrics.json").read_bytes()
     with pytest.raises(SystemExit, match="train glue: .* already holds a run"):
@@ -65,8 +117,21 @@ def test_train_glue_refuses_to_replace_a_finished_run(tmp_path):
     assert main([*args, "--seed", "5", "--overwrite"]) == 0
 
 
-LISTOPS = ["generate", "listops", "--n-train", "8", "--n-val", "4", "--n-test", "4",
-           "--min-length", "5", "--max-length", "30", "--no-progress"]
+LISTOPS = [
+    "generate",
+    "listops",
+    "--n-train",
+    "8",
+    "--n-val",
+    "4",
+    "--n-test",
+    "4",
+    "--min-length",
+    "5",
+    "--max-length",
+    "30",
+    "--no-progress",
+]
 
 
 def test_generate_listops_refuses_then_swaps_atomically(tmp_path, monkeypatch):
@@ -89,15 +154,27 @@ def test_generate_listops_refuses_then_swaps_atomically(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main([*LISTOPS, "--out", str(tmp_path), "--seed", "1", "--overwrite"])
     assert train.read_bytes() == old and sorted(os.listdir(train.parent)) == [
-        "basic_test.tsv", "basic_train.tsv", "basic_val.tsv"]
+        "basic_test.tsv",
+        "basic_train.tsv",
+        "basic_val.tsv",
+    ]
     monkeypatch.setattr(listops, "write_tsv", real)
     assert main([*LISTOPS, "--out", str(tmp_path), "--seed", "1", "--overwrite"]) == 0
     assert train.read_bytes() != old
     assert sorted(os.listdir(tmp_path)) == ["listops-1000"]  # no staging folder left
 
 
-PATHFINDER = ["generate", "pathfinder", "--n", "6", "--per-folder", "3", "--contour-length",
-              "6", "--no-progress"]
+PATHFINDER = [
+    "generate",
+    "pathfinder",
+    "--n",
+    "6",
+    "--per-folder",
+    "3",
+    "--contour-length",
+    "6",
+    "--no-progress",
+]
 
 
 def test_generate_pathfinder_overwrite_killed_midway_keeps_the_old_set(tmp_path, monkeypatch):
@@ -130,12 +207,14 @@ def test_a_swap_killed_between_its_renames_is_restored(tmp_path):
     assert (target / "basic_train.tsv").read_text() == "old\n"
 
 
-@pytest.mark.parametrize("bench, extra", [
-    ("bpsn", ["--T", "8", "--neurons", "bpsn", "--threads", "1"]),
-    ("ssm", ["--layers", "s4d", "--threads", "1", "--no-memory"]),
-])
-def test_bench_quick_never_replaces_committed_results(tmp_path, monkeypatch, capsys, bench,
-                                                      extra):
+@pytest.mark.parametrize(
+    "bench, extra",
+    [
+        ("bpsn", ["--T", "8", "--neurons", "bpsn", "--threads", "1"]),
+        ("ssm", ["--layers", "s4d", "--threads", "1", "--no-memory"]),
+    ],
+)
+def test_bench_quick_never_replaces_committed_results(tmp_path, monkeypatch, capsys, bench, extra):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -163,8 +242,7 @@ def _claim_worker(rank: int, port: int, folders: list, results: str) -> None:
 
     from bpsn_ext.train import claim_run_folder
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         try:  # each rank is shown its own folder: only rank 0's may decide
             claim_run_folder(folders[rank], resume=False, overwrite=False)
@@ -206,6 +284,9 @@ def test_claim_without_a_process_group_leaves_the_check_to_rank_0(tmp_path, monk
     claim_run_folder(tmp_path, resume=False, overwrite=False)
     monkeypatch.setenv("RANK", "0")
     # the library names its own arguments; the commands spell them as flags (tests above)
-    with pytest.raises(FileExistsError, match=r"already holds a run \(last\.pt\)\. Pass "
-                       r"resume=True to continue it, overwrite=True to replace it"):
+    with pytest.raises(
+        FileExistsError,
+        match=r"already holds a run \(last\.pt\)\. Pass "
+        r"resume=True to continue it, overwrite=True to replace it",
+    ):
         claim_run_folder(tmp_path, resume=False, overwrite=False)

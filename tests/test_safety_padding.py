@@ -64,8 +64,12 @@ def recurrence(x, lam):
 def test_non_finite_real_steps_follow_the_recurrence(method):
     torch.manual_seed(2)
     x = torch.randn(200, 2, 4, dtype=torch.float64)
-    x[40, 0, 0], x[70, 1, 1], x[90, 1, 2], x[95, 1, 2] = float("nan"), float("inf"), \
-        float("inf"), -float("inf")
+    x[40, 0, 0], x[70, 1, 1], x[90, 1, 2], x[95, 1, 2] = (
+        float("nan"),
+        float("inf"),
+        float("inf"),
+        -float("inf"),
+    )
     x[150, 0, 3] = -float("inf")
     lam = torch.tensor([0.9, 0.5, 0.99, 0.3], dtype=torch.float64)
     for reverse in (False, True):
@@ -89,10 +93,16 @@ def test_native_and_torch_paths_agree_on_non_finite_real_steps(method):
     assert (s != s_nat).float().mean() < 1e-2
 
 
-@pytest.mark.parametrize("make", [
-    lambda: S4D(C), lambda: S4D(C, bidirectional=True), lambda: BinaryS4D(C),
-    lambda: GSU(C), lambda: GSU(C, norm="batch"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: S4D(C),
+        lambda: S4D(C, bidirectional=True),
+        lambda: BinaryS4D(C),
+        lambda: GSU(C),
+        lambda: GSU(C, norm="batch"),
+    ],
+)
 def test_sequence_layers_ignore_non_finite_padding(make):
     layer = make()
     x = poisoned()

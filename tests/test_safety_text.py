@@ -11,8 +11,25 @@ from bpsn_ext.data.tokenizer import MAX_CHARS_PER_TOKEN, WordPieceTokenizer
 
 pytest.importorskip("tokenizers")
 
-WORDS = ["the", "cat", "sat", "on", "mat", "don't", "café", "naïve", "東京", "x1y2", "!!", "a-b",
-         "unbelievable", "supercalifragilistic", "...", "é", "z" * 150]
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "mat",
+    "don't",
+    "café",
+    "naïve",
+    "東京",
+    "x1y2",
+    "!!",
+    "a-b",
+    "unbelievable",
+    "supercalifragilistic",
+    "...",
+    "é",
+    "z" * 150,
+]
 
 
 def text(rng: random.Random, n_words: int) -> str:
@@ -95,10 +112,39 @@ def test_train_glue_learns_its_vocabulary_from_a_bounded_prefix(tmp_path):
     lines[1] = sentence + " pad" * 300_000 + " zzzbeyondthecap\t" + label  # a 1.2 MB line
     train.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "run"
-    assert main(["train", "glue", "--task", "sst2", "--data", str(tmp_path / "glue"), "--out",
-                 str(out), "--layers", "1", "--width", "16", "--heads", "2", "--ffn-width",
-                 "16", "--max-length", "12", "--batch-size", "8", "--vocab-size", "200",
-                 "--no-progress", "--epochs", "1", "--no-energy"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "glue",
+                "--task",
+                "sst2",
+                "--data",
+                str(tmp_path / "glue"),
+                "--out",
+                str(out),
+                "--layers",
+                "1",
+                "--width",
+                "16",
+                "--heads",
+                "2",
+                "--ffn-width",
+                "16",
+                "--max-length",
+                "12",
+                "--batch-size",
+                "8",
+                "--vocab-size",
+                "200",
+                "--no-progress",
+                "--epochs",
+                "1",
+                "--no-energy",
+            ]
+        )
+        == 0
+    )
     vocab = WordPieceTokenizer.load(out / "tokenizer.json").tokenizer.get_vocab()
     assert "pad" in vocab and "zzzbeyondthecap" not in vocab
 
@@ -128,8 +174,7 @@ def test_a_listops_line_over_128_kb_is_read_and_truncated(tmp_path):
     folder.mkdir()
     long_row = "[MAX " + "1 " * 70_000 + "]\t1\n"  # 140 kB
     for split in ("train", "val", "test"):
-        (folder / f"basic_{split}.tsv").write_text("Source\tTarget\n( [MAX 1 2 ] )\t2\n"
-                                                  + long_row)
+        (folder / f"basic_{split}.tsv").write_text("Source\tTarget\n( [MAX 1 2 ] )\t2\n" + long_row)
     rows = list(listops.read_tsv(folder / "basic_train.tsv"))
     assert len(rows[1].tokens) == 70_002
     data = read_listops_dir(tmp_path, max_length=2048)

@@ -10,8 +10,16 @@ import torch
 from bpsn_ext.models import MultiStepLIF, SNNBert, SNNBertConfig
 from bpsn_ext.models.hf_bert import distillation_loss, load_bert_weights
 
-TINY = dict(vocab_size=40, num_labels=3, layers=2, width=16, heads=2, ffn_width=32,
-            max_length=24, dropout=0.0)
+TINY = dict(
+    vocab_size=40,
+    num_labels=3,
+    layers=2,
+    width=16,
+    heads=2,
+    ffn_width=32,
+    max_length=24,
+    dropout=0.0,
+)
 
 
 def tiny(**kw) -> SNNBert:
@@ -159,10 +167,14 @@ def test_input_errors():
 def test_multistep_lif_matches_spikingjelly(reset):
     neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
     surrogate = pytest.importorskip("spikingjelly.activation_based.surrogate")
-    x = (torch.randn(6, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * 1.5 + 0.8)
+    x = torch.randn(6, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * 1.5 + 0.8
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    sj = neuron.LIFNode(tau=2.0, v_reset=0.0 if reset == "hard" else None,
-                        surrogate_function=surrogate.ATan(alpha=2.0), step_mode="m")
+    sj = neuron.LIFNode(
+        tau=2.0,
+        v_reset=0.0 if reset == "hard" else None,
+        surrogate_function=surrogate.ATan(alpha=2.0),
+        step_mode="m",
+    )
     ours = MultiStepLIF(tau=2.0, reset=reset)
     s_ref, s = sj(x1), ours(x2)
     assert torch.equal(s, s_ref) and 0 < s.mean() < 1
@@ -187,8 +199,7 @@ def test_energy_report_individual_vs_repeat():
     ind = tiny()
     rep = tiny(coding="repeat", T=4)
     r_ind = estimate(ind, ids, coding="individual", forward_kwargs={"mask": lengths})
-    r_rep = estimate(rep, ids, T=4, coding="repeat", batch_size=3,
-                     forward_kwargs={"mask": lengths})
+    r_rep = estimate(rep, ids, T=4, coding="repeat", batch_size=3, forward_kwargs={"mask": lengths})
     assert r_ind.notes == [] and r_rep.notes == []  # every leaf has a counter
     assert r_ind.T == 10 and r_ind.passes == 1 and r_rep.passes == 4
     # the neurons count only the 19 real tokens: LIF 1 mul + 3 add per neuron, step and token
@@ -212,9 +223,15 @@ def _tiny_bert(tmp_path, num_labels=3, vocab=40):
         pytest.skip("transformers is not installed")
 
     with import_transformers() as transformers:
-        cfg = transformers.BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=2,
-                                      num_attention_heads=2, intermediate_size=32,
-                                      max_position_embeddings=64, num_labels=num_labels)
+        cfg = transformers.BertConfig(
+            vocab_size=vocab,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+            num_labels=num_labels,
+        )
         torch.manual_seed(1)
         bert = transformers.BertForSequenceClassification(cfg).eval()
         bert.save_pretrained(tmp_path / "bert")
@@ -226,12 +243,15 @@ def test_hf_init_copies_matching_weights(tmp_path):
     model = tiny()
     info = load_bert_weights(model, path)
     sd = bert.state_dict()
-    torch.testing.assert_close(model.blocks[1].attn.k.weight,
-                               sd["bert.encoder.layer.1.attention.self.key.weight"])
-    torch.testing.assert_close(model.blocks[0].fc1.bias,
-                               sd["bert.encoder.layer.0.intermediate.dense.bias"])
-    torch.testing.assert_close(model.embeddings.positions.weight,
-                               sd["bert.embeddings.position_embeddings.weight"][:24])
+    torch.testing.assert_close(
+        model.blocks[1].attn.k.weight, sd["bert.encoder.layer.1.attention.self.key.weight"]
+    )
+    torch.testing.assert_close(
+        model.blocks[0].fc1.bias, sd["bert.encoder.layer.0.intermediate.dense.bias"]
+    )
+    torch.testing.assert_close(
+        model.embeddings.positions.weight, sd["bert.embeddings.position_embeddings.weight"][:24]
+    )
     torch.testing.assert_close(model.classifier.weight, sd["classifier.weight"])
     assert "embeddings.tokens.weight" in info["copied"]
     assert any(name.startswith("bert.pooler") for name, _ in info["skipped"])
@@ -244,17 +264,21 @@ def test_hf_init_copies_matching_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="no BERT weights"):
         load_bert_weights(model, tmp_path / "missing")
     # older checkpoints name the LayerNorm parameters gamma / beta
-    old = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
-                                                                    "LayerNorm.beta"): v
-           for k, v in sd.items()}
+    old = {
+        k.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+            "LayerNorm.bias", "LayerNorm.beta"
+        ): v
+        for k, v in sd.items()
+    }
     assert "bert.encoder.layer.1.output.LayerNorm.gamma" in old
     torch.save(old, tmp_path / "old.bin")
     legacy = tiny()
     info = load_bert_weights(legacy, tmp_path / "old.bin")
     assert "blocks.1.fc2_norm.weight" in info["copied"]
     assert "embeddings.norm.bias" in info["copied"]
-    torch.testing.assert_close(legacy.blocks[1].fc2_norm.weight,
-                               sd["bert.encoder.layer.1.output.LayerNorm.weight"])
+    torch.testing.assert_close(
+        legacy.blocks[1].fc2_norm.weight, sd["bert.encoder.layer.1.output.LayerNorm.weight"]
+    )
 
 
 def test_distillation_from_local_teacher(tmp_path):

@@ -13,8 +13,16 @@ from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.models import MultiStepLIF, SNNBert
 from bpsn_ext.models.spiking_attention import RealActivation
 
-TINY = dict(vocab_size=40, num_labels=3, layers=2, width=16, heads=2, ffn_width=32,
-            max_length=24, dropout=0.0)
+TINY = dict(
+    vocab_size=40,
+    num_labels=3,
+    layers=2,
+    width=16,
+    heads=2,
+    ffn_width=32,
+    max_length=24,
+    dropout=0.0,
+)
 
 
 def tiny(**kw) -> SNNBert:
@@ -30,8 +38,9 @@ def test_twin_has_no_neurons_and_the_same_synapses():
     assert ann.neuron_parameters() == []
     ann_keys, snn_keys = set(ann.state_dict()), set(snn.state_dict())
     assert ann_keys < snn_keys  # the spiking model only adds the neurons' parameters
-    neuron_names = {n for n, p in snn.named_parameters()
-                    if any(p is q for q in snn.neuron_parameters())}
+    neuron_names = {
+        n for n, p in snn.named_parameters() if any(p is q for q in snn.neuron_parameters())
+    }
     assert snn_keys - ann_keys == neuron_names
     assert tiny(coding="ann", ann_activation="gelu").blocks[0].ffn_neuron.activation == "gelu"
     with pytest.raises(ValueError, match="ann_activation must be one of"):
@@ -89,11 +98,42 @@ def test_train_glue_and_bench_take_the_twin(tmp_path):
 
     write_glue_fixture(tmp_path / "glue", tasks=["sst2"], n=32, n_dev=8, seed=0)
     out = str(tmp_path / "run")
-    assert main(["train", "glue", "--task", "sst2", "--data", str(tmp_path / "glue"),
-                 "--out", out, "--coding", "ann", "--ann-activation", "gelu", "--layers", "1",
-                 "--width", "16", "--heads", "2", "--ffn-width", "32", "--max-length", "24",
-                 "--epochs", "1", "--batch-size", "16", "--vocab-size", "60",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "glue",
+                "--task",
+                "sst2",
+                "--data",
+                str(tmp_path / "glue"),
+                "--out",
+                out,
+                "--coding",
+                "ann",
+                "--ann-activation",
+                "gelu",
+                "--layers",
+                "1",
+                "--width",
+                "16",
+                "--heads",
+                "2",
+                "--ffn-width",
+                "32",
+                "--max-length",
+                "24",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--vocab-size",
+                "60",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with open(os.path.join(out, "model.json")) as f:
         cfg = json.load(f)["config"]
     assert cfg["coding"] == "ann" and cfg["ann_activation"] == "gelu"
@@ -103,7 +143,8 @@ def test_train_glue_and_bench_take_the_twin(tmp_path):
     ann, ind = report["results"]["ann"], report["results"]["individual"]
     assert ann["energy"]["ac"] == 0 and ann["parameters"] < ind["parameters"]
     assert report["ratios"]["ann_energy_vs_individual"] == pytest.approx(
-        ann["energy"]["synaptic_energy_pJ"] / ind["energy"]["synaptic_energy_pJ"])
+        ann["energy"]["synaptic_energy_pJ"] / ind["energy"]["synaptic_energy_pJ"]
+    )
     assert "ANN twin / individual" in format_report(report)
 
 
@@ -112,8 +153,10 @@ def test_norm_options_add_layernorms_and_keep_padding_invariance():
     normed = tiny(input_norm=True, attn_out_norm=True)
     extra = set(normed.state_dict()) - set(base.state_dict())
     assert {k.rsplit(".", 1)[0] for k in extra} == {
-        f"blocks.{i}.{n}" for i in range(2) for n in ("attn_in_norm", "ffn_in_norm",
-                                                       "attn.out_norm")}
+        f"blocks.{i}.{n}"
+        for i in range(2)
+        for n in ("attn_in_norm", "ffn_in_norm", "attn.out_norm")
+    }
     g = torch.Generator().manual_seed(4)
     ids = torch.randint(5, 40, (9, 2), generator=g)
     lengths = torch.tensor([9, 4])

@@ -20,8 +20,12 @@ from bpsn_ext.snntorch import (  # noqa: E402
 )
 
 F64 = torch.float64
-PAIRS = [(S4DLeaky, S4D, {}), (BinaryS4DLeaky, BinaryS4D, {}), (GSULeaky, GSU, {}),
-         (SpikingS5Leaky, SpikingS5, {})]
+PAIRS = [
+    (S4DLeaky, S4D, {}),
+    (BinaryS4DLeaky, BinaryS4D, {}),
+    (GSULeaky, GSU, {}),
+    (SpikingS5Leaky, SpikingS5, {}),
+]
 IDS = ["s4d", "binary", "gsu", "s5"]
 
 

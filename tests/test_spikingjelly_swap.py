@@ -1,6 +1,5 @@
 """swap_neurons / to_single_step on SpikingJelly models (both generations)."""
 
-
 import pytest
 import torch
 
@@ -83,9 +82,7 @@ def test_multi_step_only_neuron_is_refused_where_wrong():
         swap_neurons(single, {neuron.LIFNode: lambda old: MultiStepOnly()})
     assert isinstance(single[1], neuron.LIFNode) and isinstance(single[3], neuron.LIFNode)
 
-    contained = torch.nn.Sequential(
-        layer.Linear(4, 4), layer.MultiStepContainer(neuron.LIFNode())
-    )
+    contained = torch.nn.Sequential(layer.Linear(4, 4), layer.MultiStepContainer(neuron.LIFNode()))
     with pytest.raises(ValueError, match="MultiStepContainer drives children one step"):
         swap_neurons(contained, {neuron.LIFNode: lambda old: MultiStepOnly()})
 

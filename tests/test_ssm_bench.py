@@ -42,13 +42,16 @@ def test_quick_run_writes_a_complete_report(tmp_path):
     for key in ("binary_s4d", "gsu"):
         for L in ("64", "256"):
             ratio = saved["spiking_cost"][key][L]
-            assert ratio == pytest.approx(saved["results"][L][key]["median_ms"]
-                                          / saved["results"][L]["s4d_block"]["median_ms"])
+            assert ratio == pytest.approx(
+                saved["results"][L][key]["median_ms"]
+                / saved["results"][L]["s4d_block"]["median_ms"]
+            )
     assert set(saved["streaming"]) == {"s4d", "s4d_block", "binary_s4d", "gsu", "spiking_s5"}
     for v in saved["streaming"].values():
         assert v["step_us_per_token"] > 0 and v["parallel_us_per_token"] > 0
         assert v["step_over_parallel"] == pytest.approx(
-            v["step_us_per_token"] / v["parallel_us_per_token"])
+            v["step_us_per_token"] / v["parallel_us_per_token"]
+        )
     assert saved["config"]["stream_tokens"] == 16
     assert saved["reference_ratios"]["L"] == 4.0
     assert saved["reference_ratios"]["L_log2_L"] == pytest.approx(4 * 8 / 6)
@@ -67,10 +70,33 @@ def test_arguments_and_script(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         parser.parse_args(["--layers", "lstm"])
     out = tmp_path / "s.json"
-    monkeypatch.setattr(sys, "argv", ["run.py", "ssm", "--lengths", "16", "32", "--batch", "1",
-                                      "--d-model", "4", "--d-state", "2", "--repeats", "1",
-                                      "--warmup", "0", "--layers", "s4d", "spiking_s5",
-                                      "--no-memory", "--json", str(out)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "run.py",
+            "ssm",
+            "--lengths",
+            "16",
+            "32",
+            "--batch",
+            "1",
+            "--d-model",
+            "4",
+            "--d-state",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--layers",
+            "s4d",
+            "spiking_s5",
+            "--no-memory",
+            "--json",
+            str(out),
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(SCRIPT), run_name="__main__")
     assert exit_info.value.code == 0

@@ -26,9 +26,22 @@ def host_scan(tmp_path_factory):
         pytest.skip("no C++ compiler to build the kernel code for the host")
     out = tmp_path_factory.mktemp("ssm_kernel") / "ssm_host.so"
     subprocess.run(
-        [cxx, "-O1", "-shared", "-fPIC", "-x", "c++", "-std=c++17", "-ffp-contract=off",
-         "-DSSM_HOST_TEST", str(SOURCE), "-o", str(out)],
-        check=True, capture_output=True,
+        [
+            cxx,
+            "-O1",
+            "-shared",
+            "-fPIC",
+            "-x",
+            "c++",
+            "-std=c++17",
+            "-ffp-contract=off",
+            "-DSSM_HOST_TEST",
+            str(SOURCE),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
     )
     lib = ctypes.CDLL(str(out))
 
@@ -38,12 +51,17 @@ def host_scan(tmp_path_factory):
                 assert t.is_contiguous() and t.device.type == "cpu"
             ptrs = [ctypes.c_void_p(t.data_ptr()) for t in tensors]
             T, N, H, P, *flags = scalars
-            fn(*ptrs, *(ctypes.c_longlong(v) for v in (T, N, H, P)),
-               *(ctypes.c_int(v) for v in flags))
+            fn(
+                *ptrs,
+                *(ctypes.c_longlong(v) for v in (T, N, H, P)),
+                *(ctypes.c_int(v) for v in flags),
+            )
+
         return launch
 
-    return make_scan_function(launcher(lib.s4d_scan_forward_host),
-                              launcher(lib.s4d_scan_backward_host))
+    return make_scan_function(
+        launcher(lib.s4d_scan_forward_host), launcher(lib.s4d_scan_backward_host)
+    )
 
 
 def randomised_s4d(H, d_state, seed):
@@ -76,8 +94,10 @@ def grads(out, state, params, g, g_state):
 
 def _random_size(seed):
     g = torch.Generator().manual_seed(seed)
-    T, N, H, P = (int(torch.randint(lo, hi, (1,), generator=g))
-                  for lo, hi in ((50, 300), (1, 4), (1, 7), (1, 33)))
+    T, N, H, P = (
+        int(torch.randint(lo, hi, (1,), generator=g))
+        for lo, hi in ((50, 300), (1, 4), (1, 7), (1, 33))
+    )
     return T, N, H, 2 * P
 
 
@@ -89,8 +109,7 @@ SIZES += [_random_size(seed) for seed in range(2)]
 @pytest.mark.parametrize("T,N,H,d_state", SIZES)
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "carried_state"])
-def test_host_build_of_the_scan_equals_torch_s4d(host_scan, T, N, H, d_state, masked,
-                                                 with_state):
+def test_host_build_of_the_scan_equals_torch_s4d(host_scan, T, N, H, d_state, masked, with_state):
     m = randomised_s4d(H, d_state, seed=T + N + H)
     P = d_state // 2
     x = torch.randn(T, N, H)
@@ -127,10 +146,20 @@ def test_host_build_of_the_scan_equals_torch_s4d(host_scan, T, N, H, d_state, ma
     # relative in float32: a float64 run puts that error in the float32 recurrence itself (the
     # torch step form has it too), not in the kernel.  Hence 1e-3 there.
     for name, a, b, c in zip(names, g_step, g_fft, g_ker):
-        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-4 * a.abs().max().item(),
-                                   msg=lambda s, name=name: f"{name} vs step: {s}")
-        torch.testing.assert_close(c, b, rtol=1e-3, atol=1e-4 * b.abs().max().item(),
-                                   msg=lambda s, name=name: f"{name} vs FFT: {s}")
+        torch.testing.assert_close(
+            c,
+            a,
+            rtol=1e-4,
+            atol=1e-4 * a.abs().max().item(),
+            msg=lambda s, name=name: f"{name} vs step: {s}",
+        )
+        torch.testing.assert_close(
+            c,
+            b,
+            rtol=1e-3,
+            atol=1e-4 * b.abs().max().item(),
+            msg=lambda s, name=name: f"{name} vs FFT: {s}",
+        )
 
 
 def test_host_scan_chunks_continue_from_the_final_state(host_scan):
@@ -150,8 +179,9 @@ def test_prepare_refuses_what_the_scan_does_not_cover():
     with pytest.raises(ValueError, match="float32"):
         prepare_scan(S4D(3, 4).double(), torch.randn(5, 2, 3, dtype=torch.float64), None, None)
     with pytest.raises(ValueError, match="reset_state"):
-        prepare_scan(S4D(3, 4), torch.randn(5, 2, 3), torch.zeros(1, 3, 2, dtype=torch.cfloat),
-                     None)
+        prepare_scan(
+            S4D(3, 4), torch.randn(5, 2, 3), torch.zeros(1, 3, 2, dtype=torch.cfloat), None
+        )
 
 
 def test_cuda_source_compiles_for_the_gpu(tmp_path):
@@ -162,9 +192,9 @@ def test_cuda_source_compiles_for_the_gpu(tmp_path):
     inst.write_text(f'#include "{SOURCE}"\n')
     ptx = tmp_path / "inst.ptx"
     result = subprocess.run(
-        [nvcc, "-ptx", "-arch=compute_80", "--fmad=false", "-std=c++17", str(inst), "-o",
-         str(ptx)],
-        capture_output=True, text=True,
+        [nvcc, "-ptx", "-arch=compute_80", "--fmad=false", "-std=c++17", str(inst), "-o", str(ptx)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     text = ptx.read_text()
@@ -195,8 +225,11 @@ def fake_cupy_backend(host_scan, monkeypatch):
     fake = types.ModuleType("bpsn_ext.kernels.cupy_ssm")
     fake.s4d_scan_cupy = fake_scan
     monkeypatch.setitem(sys.modules, "bpsn_ext.kernels.cupy_ssm", fake)
-    monkeypatch.setattr(sj_layers, "resolve_backend", lambda requested, x: (
-        "torch" if requested == "torch" else "cupy"))
+    monkeypatch.setattr(
+        sj_layers,
+        "resolve_backend",
+        lambda requested, x: "torch" if requested == "torch" else "cupy",
+    )
     from bpsn_ext.spikingjelly import _compat
 
     monkeypatch.setattr(_compat, "check_backend", lambda name: name)  # no CuPy here
@@ -211,10 +244,8 @@ def test_adapters_route_m_mode_through_the_scan(fake_cupy_backend, name, carry_s
 
     cls = getattr(sj_layers, name)
     torch.manual_seed(0)
-    ref = cls(5, 6, step_mode="m", backend="torch", carry_state=carry_state,
-              **BLOCK_OPTIONS[name])
-    fast = cls(5, 6, step_mode="m", backend="cupy", carry_state=carry_state,
-               **BLOCK_OPTIONS[name])
+    ref = cls(5, 6, step_mode="m", backend="torch", carry_state=carry_state, **BLOCK_OPTIONS[name])
+    fast = cls(5, 6, step_mode="m", backend="cupy", carry_state=carry_state, **BLOCK_OPTIONS[name])
     fast.load_state_dict(ref.state_dict())
     x = torch.randn(13, 3, 5)
     lengths = torch.tensor([13, 9, 2])
@@ -278,10 +309,12 @@ def test_cupy_equals_torch_on_gpu(name, carry_state):
 
     cls = getattr(sj_layers, name)
     torch.manual_seed(0)
-    ref = cls(7, 16, step_mode="m", backend="torch", carry_state=carry_state,
-              **BLOCK_OPTIONS[name]).cuda()
-    fast = cls(7, 16, step_mode="m", backend="cupy", carry_state=carry_state,
-               **BLOCK_OPTIONS[name]).cuda()
+    ref = cls(
+        7, 16, step_mode="m", backend="torch", carry_state=carry_state, **BLOCK_OPTIONS[name]
+    ).cuda()
+    fast = cls(
+        7, 16, step_mode="m", backend="cupy", carry_state=carry_state, **BLOCK_OPTIONS[name]
+    ).cuda()
     fast.load_state_dict(ref.state_dict())
     x = torch.randn(37, 5, 7, device="cuda")  # odd sizes on purpose
     lengths = torch.tensor([37, 30, 1, 12, 37], device="cuda")

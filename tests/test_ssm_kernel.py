@@ -67,8 +67,17 @@ def test_kernel_equals_direct_vandermonde_sum(L):
     dt = torch.exp(m.log_dt.detach())[:, None, None]
     C = torch.view_as_complex(m.C.detach())
     ell = torch.arange(L, dtype=torch.float64)
-    direct = 2 * (C[..., None] * (torch.exp(dt[..., 0] * A) - 1)[..., None] / A[..., None]
-                  * torch.exp(dt * A[..., None] * ell)).sum(1).real
+    direct = (
+        2
+        * (
+            C[..., None]
+            * (torch.exp(dt[..., 0] * A) - 1)[..., None]
+            / A[..., None]
+            * torch.exp(dt * A[..., None] * ell)
+        )
+        .sum(1)
+        .real
+    )
     assert (m.kernel(L) - direct).abs().max() < 1e-12
 
 
@@ -109,8 +118,10 @@ def test_fft_convolutions_against_direct_sums_and_gradcheck():
     direct_b = torch.stack([sum(K_b[:, s - t] * u[s] for s in range(t, T)) for t in range(T)])
     assert torch.allclose(causal_conv(u, K_f), direct_f, atol=1e-12)
     assert torch.allclose(bidirectional_conv(u, K_f, K_b), direct_f + direct_b, atol=1e-12)
-    u_s, kf_s, kb_s = (torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-                       for shape in ((5, 1, 2), (2, 5), (2, 5)))  # small: gradcheck is O(n^2)
+    u_s, kf_s, kb_s = (
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        for shape in ((5, 1, 2), (2, 5), (2, 5))
+    )  # small: gradcheck is O(n^2)
     assert torch.autograd.gradcheck(causal_conv, (u_s, kf_s), fast_mode=True)
     assert torch.autograd.gradcheck(bidirectional_conv, (u_s, kf_s, kb_s), fast_mode=True)
 

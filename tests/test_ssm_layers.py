@@ -214,8 +214,9 @@ def test_gsu_surrogate_rule_gradient_through_both_ternarisations():
     dy = 0.15 * y2.detach().abs().amax(-1, keepdim=True)
     tW = sg(W - dW) - sg(-W - dW)
     ty = sg(y2 - dy) - sg(-y2 - dy)
-    F.gelu((y2 @ tW.T + mix.bias1.detach()) * (ty @ mix.weight2.detach().T + mix.bias2.detach())
-           ).sum().backward()
+    F.gelu(
+        (y2 @ tW.T + mix.bias1.detach()) * (ty @ mix.weight2.detach().T + mix.bias2.detach())
+    ).sum().backward()
     assert torch.allclose(y.grad, y2.grad, atol=1e-12)
     assert torch.allclose(mix.weight1.grad, W.grad, atol=1e-12)
 

@@ -10,8 +10,9 @@ from bpsn_ext.optim import ssm_param_groups, ssm_parameters
 
 def _model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(3, 8), BinaryS4D(8, 8), GSU(8, 8), SpikingS5(8, 4),
-                         nn.Linear(8, 2))
+    return nn.Sequential(
+        nn.Linear(3, 8), BinaryS4D(8, 8), GSU(8, 8), SpikingS5(8, 4), nn.Linear(8, 2)
+    )
 
 
 def test_groups_split_ssm_parameters_with_small_lr_and_no_decay():
@@ -22,9 +23,7 @@ def test_groups_split_ssm_parameters_with_small_lr_and_no_decay():
     assert base["lr"] == 0.01 and base["weight_decay"] == 0.05
     assert ssm["lr"] == 0.001 and ssm["weight_decay"] == 0.0
     expected = {
-        id(p)
-        for m in (model[1].ssm, model[2].ssm)
-        for p in (m.log_dt, m.log_A_real, m.A_imag)
+        id(p) for m in (model[1].ssm, model[2].ssm) for p in (m.log_dt, m.log_A_real, m.A_imag)
     } | {id(p) for p in (model[3].log_dt, model[3].log_A_real, model[3].A_imag, model[3].B)}
     assert {id(p) for p in ssm["params"]} == expected
     ids = [id(p) for g in groups for p in g["params"]]

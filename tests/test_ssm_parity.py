@@ -64,8 +64,9 @@ def test_prf_spike_gate_frozen_values():
     assert t.log_scale.grad.item() == pytest.approx(1.0 * 1 + 2.0 * -1 + -0.5 * 1)
     # the detached threshold (our own rule) misses exactly the argmax term 0.04937...
     x2 = x.detach().clone().requires_grad_(True)
-    (Ternary(grad="surrogate").double()(x2) * torch.tensor([1.0, 2.0, -0.5], dtype=F64)).sum(
-    ).backward()
+    (
+        Ternary(grad="surrogate").double()(x2) * torch.tensor([1.0, 2.0, -0.5], dtype=F64)
+    ).sum().backward()
     assert (x.grad - x2.grad).abs().argmax().item() == 1
     assert (x.grad - x2.grad)[1].item() == pytest.approx(0.04937223444874314, abs=1e-15)
 
@@ -77,8 +78,12 @@ def _prf_pair(H=6, seed=0):
         mix.tern_act.log_scale.fill_(0.3)
         mix.tern_weight.log_scale.fill_(-0.2)
     ref = {  # PRF names: pro_linear1 (real weight, ternary input), pro_linear2 (ternary weight)
-        "lin1_w": mix.weight2, "lin1_b": mix.bias2, "lin2_w": mix.weight1, "lin2_b": mix.bias1,
-        "log_w1": mix.tern_act.log_scale, "log_w2": mix.tern_weight.log_scale,
+        "lin1_w": mix.weight2,
+        "lin1_b": mix.bias2,
+        "lin2_w": mix.weight1,
+        "lin2_b": mix.bias1,
+        "log_w1": mix.tern_act.log_scale,
+        "log_w2": mix.tern_weight.log_scale,
     }
     ref = {k: v.detach().clone().requires_grad_(True) for k, v in ref.items()}
     return mix, ref
@@ -97,8 +102,14 @@ def test_prf_preset_equals_the_prf_gsu_in_forward_and_gradients(shape):
     (out * g).sum().backward()
     (out_ref * g).sum().backward()
     assert torch.allclose(y1.grad, y2.grad, rtol=0, atol=1e-12)
-    pairs = {"weight2": "lin1_w", "bias2": "lin1_b", "weight1": "lin2_w", "bias1": "lin2_b",
-             "tern_act.log_scale": "log_w1", "tern_weight.log_scale": "log_w2"}
+    pairs = {
+        "weight2": "lin1_w",
+        "bias2": "lin1_b",
+        "weight1": "lin2_w",
+        "bias1": "lin2_b",
+        "tern_act.log_scale": "log_w1",
+        "tern_weight.log_scale": "log_w2",
+    }
     params = dict(mix.named_parameters())
     for ours, theirs in pairs.items():
         assert torch.allclose(params[ours].grad, ref[theirs].grad, rtol=0, atol=1e-12), ours
@@ -135,15 +146,17 @@ def _setup_optimizer(model, lr, weight_decay):
     """The state-spaces convention: plain parameters in the base group, then one group per
     distinct ``_optim`` hint with the hint's values over the defaults."""
     params = list(model.parameters())
-    opt = torch.optim.AdamW([p for p in params if not hasattr(p, "_optim")], lr=lr,
-                            weight_decay=weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in params if not hasattr(p, "_optim")], lr=lr, weight_decay=weight_decay
+    )
     hints = []
     for p in params:
         if hasattr(p, "_optim") and p._optim not in hints:
             hints.append(p._optim)
     for hint in hints:
-        opt.add_param_group({"params": [p for p in params if getattr(p, "_optim", None) == hint],
-                             **hint})
+        opt.add_param_group(
+            {"params": [p for p in params if getattr(p, "_optim", None) == hint], **hint}
+        )
     return opt
 
 
@@ -153,12 +166,21 @@ def _group_of(opt, p):
 
 def test_state_spaces_setup_optimizer_reads_our_hints():
     torch.manual_seed(0)
-    model = nn.Sequential(BinaryS4D(4, 8), GSU(4, 8, grad_mode="prf_surrogate"),
-                          SpikingS5(4, 4, real_part="free"))
+    model = nn.Sequential(
+        BinaryS4D(4, 8), GSU(4, 8, grad_mode="prf_surrogate"), SpikingS5(4, 4, real_part="free")
+    )
     opt = _setup_optimizer(model, lr=0.01, weight_decay=0.05)
-    small = [model[0].ssm.log_dt, model[0].ssm.log_A_real, model[0].ssm.A_imag,
-             model[2].log_dt, model[2].A_real, model[2].A_imag, model[2].B,
-             model[1].mixer.tern_act.log_scale, model[1].mixer.tern_weight.log_scale]
+    small = [
+        model[0].ssm.log_dt,
+        model[0].ssm.log_A_real,
+        model[0].ssm.A_imag,
+        model[2].log_dt,
+        model[2].A_real,
+        model[2].A_imag,
+        model[2].B,
+        model[1].mixer.tern_act.log_scale,
+        model[1].mixer.tern_weight.log_scale,
+    ]
     for p in small:
         g = _group_of(opt, p)
         assert g["lr"] == 0.001 and g["weight_decay"] == 0.0
@@ -276,14 +298,24 @@ def _s5_reference(s5, x, reverse=False, C=None):
 
 def test_s5_bilinear_free_real_part_and_bidirectional_match_the_recurrence():
     torch.manual_seed(0)
-    s5 = SpikingS5(4, 6, activation="none", real_part="free", clip_real=-1e-4,
-                   discretization="bilinear", bidirectional=True).double()
+    s5 = SpikingS5(
+        4,
+        6,
+        activation="none",
+        real_part="free",
+        clip_real=-1e-4,
+        discretization="bilinear",
+        bidirectional=True,
+    ).double()
     with torch.no_grad():
         s5.A_real[0] = 0.3  # positive: clipped to -1e-4
     assert s5.A.real[0].item() == -1e-4 and s5.A.real[1].item() == -0.5
     x = torch.randn(13, 2, 4, dtype=F64)
-    ref = (_s5_reference(s5, x) + _s5_reference(s5, x, reverse=True, C=s5.C_backward)
-           + s5.D.detach() * x)
+    ref = (
+        _s5_reference(s5, x)
+        + _s5_reference(s5, x, reverse=True, C=s5.C_backward)
+        + s5.D.detach() * x
+    )
     assert torch.allclose(s5(x), ref, atol=1e-12)
     (s5(x) ** 2).sum().backward()
     assert s5.A_real.grad[0] == 0 and s5.A_real.grad[1] != 0  # the clip passes no gradient
@@ -293,6 +325,5 @@ def test_s5_bilinear_free_real_part_and_bidirectional_match_the_recurrence():
     with pytest.raises(ValueError, match="clip_real applies"):
         SpikingS5(4, 6, clip_real=-1e-4)
     causal = SpikingS5(4, 6, activation="none", discretization="bilinear").double()
-    assert torch.allclose(causal(x), _s5_reference(causal, x) + causal.D.detach() * x,
-                          atol=1e-12)
+    assert torch.allclose(causal(x), _s5_reference(causal, x) + causal.D.detach() * x, atol=1e-12)
     assert torch.allclose(causal.stream(x), causal(x), atol=1e-12)

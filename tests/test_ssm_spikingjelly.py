@@ -92,12 +92,16 @@ def test_carry_state_chunks_equal_the_whole_sequence(cls, core_cls):
 
 def test_inside_a_spikingjelly_network_in_both_step_modes():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        layer.Linear(4, 6, step_mode="m"),
-        BinaryS4DLayer(6, 8, step_mode="m"),
-        SpikingS5Layer(6, 8, step_mode="m"),
-        layer.Linear(6, 2, step_mode="m"),
-    ).to(F64).eval()
+    net = (
+        torch.nn.Sequential(
+            layer.Linear(4, 6, step_mode="m"),
+            BinaryS4DLayer(6, 8, step_mode="m"),
+            SpikingS5Layer(6, 8, step_mode="m"),
+            layer.Linear(6, 2, step_mode="m"),
+        )
+        .to(F64)
+        .eval()
+    )
     x = torch.randn(15, 2, 4, dtype=F64)
     parallel = net(x)
     functional.set_step_mode(net, "s")

@@ -18,9 +18,25 @@ from bpsn_ext.cli import build_parser, main
 from bpsn_ext.data.glue import write_glue_fixture
 from bpsn_ext.train import CHECKPOINT_NAME, load_checkpoint
 
-SMALL = ["--layers", "1", "--width", "32", "--heads", "2", "--ffn-width", "64",
-         "--max-length", "24", "--batch-size", "16", "--lr", "1e-2", "--vocab-size", "60",
-         "--no-progress"]
+SMALL = [
+    "--layers",
+    "1",
+    "--width",
+    "32",
+    "--heads",
+    "2",
+    "--ffn-width",
+    "64",
+    "--max-length",
+    "24",
+    "--batch-size",
+    "16",
+    "--lr",
+    "1e-2",
+    "--vocab-size",
+    "60",
+    "--no-progress",
+]
 
 
 def parse(*argv: str):
@@ -36,10 +52,34 @@ def glue_root(tmp_path_factory):
 
 def test_train_then_evaluate(glue_root, tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert main(["train", "glue", "--task", "sst2", "--data", glue_root, "--out", out,
-                 "--epochs", "6", "--dropout", "0.0", *SMALL]) == 0
-    assert sorted(os.listdir(out)) == ["energy.json", CHECKPOINT_NAME, "metrics.json",
-                                       "model.json", "previous.pt", "tokenizer.json"]
+    assert (
+        main(
+            [
+                "train",
+                "glue",
+                "--task",
+                "sst2",
+                "--data",
+                glue_root,
+                "--out",
+                out,
+                "--epochs",
+                "6",
+                "--dropout",
+                "0.0",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    assert sorted(os.listdir(out)) == [
+        "energy.json",
+        CHECKPOINT_NAME,
+        "metrics.json",
+        "model.json",
+        "previous.pt",
+        "tokenizer.json",
+    ]
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())
     hist = metrics["history"]
     assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"] - 0.05
@@ -50,8 +90,9 @@ def test_train_then_evaluate(glue_root, tmp_path, capsys):
     assert "energy per sample" in capsys.readouterr().out
 
     result = str(tmp_path / "eval.json")
-    assert main(["evaluate", "glue", "--checkpoint", out, "--data", glue_root,
-                 "--json", result]) == 0
+    assert (
+        main(["evaluate", "glue", "--checkpoint", out, "--data", glue_root, "--json", result]) == 0
+    )
     got = json.loads(open(result).read())
     assert got["task"] == "sst2" and got["samples"] == 16
     assert got["metrics"]["accuracy"] == pytest.approx(hist[-1]["eval_accuracy"])
@@ -66,8 +107,20 @@ class Killed(RuntimeError):
 
 
 def test_killed_mid_epoch_and_resumed_equals_uninterrupted(glue_root, tmp_path):
-    common = ["--task", "sst2", "--data", glue_root, "--epochs", "2", "--checkpoint-every",
-              "2", "--dropout", "0.1", "--no-energy", *SMALL]
+    common = [
+        "--task",
+        "sst2",
+        "--data",
+        glue_root,
+        "--epochs",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--dropout",
+        "0.1",
+        "--no-energy",
+        *SMALL,
+    ]
     assert app.run_train(parse(*common, "--out", str(tmp_path / "ref"))) == 0
 
     def kill(trainer):
@@ -90,24 +143,52 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(glue_root, tmp_path):
 
 def test_regression_mnli_and_errors(glue_root, tmp_path):
     tiny = ["--epochs", "1", "--no-energy", *SMALL]
-    app.run_train(parse("--task", "stsb", "--data", glue_root, "--out", str(tmp_path / "s"),
-                        *tiny))
+    app.run_train(parse("--task", "stsb", "--data", glue_root, "--out", str(tmp_path / "s"), *tiny))
     final = json.loads((tmp_path / "s" / "metrics.json").read_text())["final"]
     assert {"eval_pearson", "eval_spearman", "eval_pearson_spearman"} <= set(final)
-    app.run_train(parse("--task", "mnli", "--data", glue_root, "--out", str(tmp_path / "m"),
-                        "--eval-split", "dev_mismatched", "--coding", "repeat", "--T", "2",
-                        "--attention", "spike_driven", "--bpsn-option", "fusion=gate", *tiny))
+    app.run_train(
+        parse(
+            "--task",
+            "mnli",
+            "--data",
+            glue_root,
+            "--out",
+            str(tmp_path / "m"),
+            "--eval-split",
+            "dev_mismatched",
+            "--coding",
+            "repeat",
+            "--T",
+            "2",
+            "--attention",
+            "spike_driven",
+            "--bpsn-option",
+            "fusion=gate",
+            *tiny,
+        )
+    )
     saved = json.loads((tmp_path / "m" / "model.json").read_text())
     assert saved["config"]["coding"] == "repeat" and saved["config"]["num_labels"] == 3
     assert saved["config"]["bpsn_options"] == {"runaway": "none", "fusion": "gate"}
     assert "eval_accuracy" in json.loads((tmp_path / "m" / "metrics.json").read_text())["final"]
 
     with pytest.raises(FileNotFoundError, match="run without --resume first"):
-        app.run_train(parse("--task", "sst2", "--data", glue_root, "--out",
-                            str(tmp_path / "new"), "--resume", *tiny))
+        app.run_train(
+            parse(
+                "--task",
+                "sst2",
+                "--data",
+                glue_root,
+                "--out",
+                str(tmp_path / "new"),
+                "--resume",
+                *tiny,
+            )
+        )
     with pytest.raises(FileNotFoundError, match=r"RTE.*train\.tsv"):
-        app.run_train(parse("--task", "rte", "--data", glue_root, "--out", str(tmp_path / "r"),
-                            *tiny))
+        app.run_train(
+            parse("--task", "rte", "--data", glue_root, "--out", str(tmp_path / "r"), *tiny)
+        )
     with pytest.raises(FileNotFoundError, match="train glue. output folder"):
         main(["evaluate", "glue", "--checkpoint", str(tmp_path / "new"), "--data", glue_root])
     with pytest.raises(SystemExit):
@@ -122,8 +203,20 @@ def test_hf_cache_miss_names_the_data_flag_only_on_the_command_line(tmp_path):
         load_glue_hf("no-such/glue-copy", "sst2", "train")
     assert "--" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="or pass a GLUE TSV tree with --data$"):
-        app.run_train(parse("--task", "sst2", "--hf", "no-such/glue-copy", "--out",
-                            str(tmp_path / "o"), "--epochs", "1", "--no-energy", *SMALL))
+        app.run_train(
+            parse(
+                "--task",
+                "sst2",
+                "--hf",
+                "no-such/glue-copy",
+                "--out",
+                str(tmp_path / "o"),
+                "--epochs",
+                "1",
+                "--no-energy",
+                *SMALL,
+            )
+        )
 
 
 def test_hf_disk_input_init_and_distillation(glue_root, tmp_path, capsys):
@@ -135,28 +228,64 @@ def test_hf_disk_input_init_and_distillation(glue_root, tmp_path, capsys):
 
     def as_ds(split):
         ex = load_glue(glue_root, "sst2", split)
-        return datasets.Dataset.from_dict({"sentence": [e.text_a for e in ex],
-                                           "label": [e.label for e in ex]})
+        return datasets.Dataset.from_dict(
+            {"sentence": [e.text_a for e in ex], "label": [e.label for e in ex]}
+        )
 
     datasets.DatasetDict({"train": as_ds("train"), "validation": as_ds("dev")}).save_to_disk(
-        str(tmp_path / "hf"))
+        str(tmp_path / "hf")
+    )
     # a tiny local BERT teacher with its own vocab.txt (made-up words of the fixture)
-    words = ("blick dax wug fep toma lorp zav kiki bouba snarf glim yop trel mip quor vash pim "
-             "dree sook nalu zib gorp flen . ! ?").split()
+    words = (
+        "blick dax wug fep toma lorp zav kiki bouba snarf glim yop trel mip quor vash pim "
+        "dree sook nalu zib gorp flen . ! ?"
+    ).split()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     with import_transformers() as transformers:
-        cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, intermediate_size=32,
-                                      max_position_embeddings=64, num_labels=2)
+        cfg = transformers.BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+            num_labels=2,
+        )
         torch.manual_seed(0)
         transformers.BertForSequenceClassification(cfg).save_pretrained(tmp_path / "bert")
     (tmp_path / "bert" / "vocab.txt").write_text("\n".join(vocab) + "\n")
     bert = str(tmp_path / "bert")
     out = tmp_path / "kd"
-    app.run_train(parse("--task", "sst2", "--hf", str(tmp_path / "hf"), "--out", str(out),
-                        "--layers", "1", "--width", "16", "--heads", "2", "--ffn-width", "32",
-                        "--vocab", bert, "--init-from", bert, "--teacher", bert,
-                        "--epochs", "1", "--batch-size", "16", "--no-progress", "--no-energy"))
+    app.run_train(
+        parse(
+            "--task",
+            "sst2",
+            "--hf",
+            str(tmp_path / "hf"),
+            "--out",
+            str(out),
+            "--layers",
+            "1",
+            "--width",
+            "16",
+            "--heads",
+            "2",
+            "--ffn-width",
+            "32",
+            "--vocab",
+            bert,
+            "--init-from",
+            bert,
+            "--teacher",
+            bert,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--no-energy",
+        )
+    )
     assert "initialised" in capsys.readouterr().err
     final = json.loads((out / "metrics.json").read_text())["final"]
     assert final["step"] == 4 and "eval_accuracy" in final
@@ -173,8 +302,9 @@ def _free_port() -> int:
 
 def _ddp_worker(rank: int, world: int, port: int, argv: list) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         app.run_train(parse(*argv))
     finally:
@@ -186,12 +316,27 @@ def _ddp_worker(rank: int, world: int, port: int, argv: list) -> None:
 def test_ddp_gloo_matches_single_process(glue_root, tmp_path):
     import torch.multiprocessing as mp
 
-    common = ["--task", "sst2", "--data", glue_root, "--epochs", "1", "--dropout", "0.0",
-              "--no-energy", "--max-train-samples", "48", *SMALL]
+    common = [
+        "--task",
+        "sst2",
+        "--data",
+        glue_root,
+        "--epochs",
+        "1",
+        "--dropout",
+        "0.0",
+        "--no-energy",
+        "--max-train-samples",
+        "48",
+        *SMALL,
+    ]
     for attempt in range(3):
         try:
-            mp.spawn(_ddp_worker, args=(2, _free_port(), [*common, "--out", str(tmp_path / "d")]),
-                     nprocs=2)
+            mp.spawn(
+                _ddp_worker,
+                args=(2, _free_port(), [*common, "--out", str(tmp_path / "d")]),
+                nprocs=2,
+            )
             break
         except mp.ProcessRaisedException as e:
             network = ("DistNetworkError", "address already in use", "EADDRINUSE", "onnect")

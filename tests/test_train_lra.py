@@ -16,8 +16,19 @@ from bpsn_ext.models.lra_classifier import LRA_PRESETS, LRADualClassifier, build
 from bpsn_ext.train import load_checkpoint
 from bpsn_ext.train import trainer as trainer_mod
 
-TINY = ["--d-model", "16", "--n-layers", "1", "--d-state", "8", "--threads", "1",
-        "--no-progress", "--energy-samples", "8"]
+TINY = [
+    "--d-model",
+    "16",
+    "--n-layers",
+    "1",
+    "--d-state",
+    "8",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--energy-samples",
+    "8",
+]
 
 
 def read(path):
@@ -26,10 +37,32 @@ def read(path):
 
 def test_digits_training_reduces_loss_and_reports(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "lra", "--task", "digits", "--layer", "binary_s4d", "--epochs", "3",
-                 "--limit-train", "400", "--batch-size", "16", "--norm", "batch",
-                 "--checkpoint-dir", str(out),
-                 "--metrics-json", str(tmp_path / "copy.json"), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "lra",
+                "--task",
+                "digits",
+                "--layer",
+                "binary_s4d",
+                "--epochs",
+                "3",
+                "--limit-train",
+                "400",
+                "--batch-size",
+                "16",
+                "--norm",
+                "batch",
+                "--checkpoint-dir",
+                str(out),
+                "--metrics-json",
+                str(tmp_path / "copy.json"),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     m = read(out / "metrics.json")
     assert m == read(tmp_path / "copy.json")
     losses = [h["train_loss"] for h in m["history"]]
@@ -52,11 +85,37 @@ class Killed(RuntimeError):
 
 
 def test_kill_and_resume_equals_uninterrupted_on_the_cli(tmp_path, monkeypatch):
-    args = ["train", "lra", "--task", "digits", "--layer", "gsu", "--epochs", "2",
-            "--limit-train", "160", "--limit-eval", "40", "--batch-size", "32",
-            "--checkpoint-every", "2", "--energy-samples", "0", "--dropout", "0.1",
-            "--d-model", "16", "--n-layers", "1", "--d-state", "8", "--threads", "1",
-            "--no-progress"]
+    args = [
+        "train",
+        "lra",
+        "--task",
+        "digits",
+        "--layer",
+        "gsu",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "160",
+        "--limit-eval",
+        "40",
+        "--batch-size",
+        "32",
+        "--checkpoint-every",
+        "2",
+        "--energy-samples",
+        "0",
+        "--dropout",
+        "0.1",
+        "--d-model",
+        "16",
+        "--n-layers",
+        "1",
+        "--d-state",
+        "8",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     assert main(args + ["--checkpoint-dir", str(tmp_path / "ref")]) == 0
 
     real_step = trainer_mod.Trainer._train_step
@@ -82,35 +141,131 @@ def test_kill_and_resume_equals_uninterrupted_on_the_cli(tmp_path, monkeypatch):
 
 def test_generated_listops_round_trip_and_training(tmp_path):
     root = tmp_path / "lra"
-    assert main(["generate", "listops", "--out", str(root), "--n-train", "64", "--n-val", "16",
-                 "--n-test", "16", "--min-length", "10", "--max-length", "60",
-                 "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "listops",
+                "--out",
+                str(root),
+                "--n-train",
+                "64",
+                "--n-val",
+                "16",
+                "--n-test",
+                "16",
+                "--min-length",
+                "10",
+                "--max-length",
+                "60",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     rows = list(listops.read_tsv(root / "listops-1000" / "basic_train.tsv"))
     assert len(rows) == 64 and all(listops.evaluate(r.tokens) == r.label for r in rows)
     assert all(10 < len(r.tokens) < 60 for r in rows)
     out = tmp_path / "run"
-    assert main(["train", "lra", "--task", "listops", "--data", str(root), "--layer", "s5",
-                 "--epochs", "1", "--batch-size", "16", "--norm", "batch",
-                 "--checkpoint-dir", str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "lra",
+                "--task",
+                "listops",
+                "--data",
+                str(root),
+                "--layer",
+                "s5",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--norm",
+                "batch",
+                "--checkpoint-dir",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     m = read(out / "metrics.json")
     assert m["data"]["n_test"] == 16 and m["run_config"]["norm"] == "batch"
     assert m["run_config"]["preset"] == "listops" and m["run_config"]["lr"] == 0.01
     # and generated on the fly, with the bpsn layer
-    assert main(["train", "lra", "--task", "listops", "--generate", "--n-train", "32",
-                 "--n-val", "8", "--n-test", "8", "--min-length", "5", "--max-length", "30",
-                 "--layer", "bpsn", "--epochs", "1", "--batch-size", "16", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "lra",
+                "--task",
+                "listops",
+                "--generate",
+                "--n-train",
+                "32",
+                "--n-val",
+                "8",
+                "--n-test",
+                "8",
+                "--min-length",
+                "5",
+                "--max-length",
+                "30",
+                "--layer",
+                "bpsn",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                *TINY,
+            ]
+        )
+        == 0
+    )
 
 
 def test_generated_pathfinder_read_back(tmp_path):
-    assert main(["generate", "pathfinder", "--out", str(tmp_path), "--n", "12",
-                 "--per-folder", "5", "--contour-length", "6", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "pathfinder",
+                "--out",
+                str(tmp_path),
+                "--n",
+                "12",
+                "--per-folder",
+                "5",
+                "--contour-length",
+                "6",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     images, labels = pf.read_pathfinder(tmp_path, difficulty="easy")
     assert images.shape == (12, 32, 32) and set(labels.tolist()) <= {0, 1}
     td = lra_release.load_task("pathfinder", data=str(tmp_path), contour_length=6)
     assert (len(td.train), len(td.val), len(td.test)) == (10, 1, 1)
     # a second, smaller set in the same place must not mix with the first
-    again = ["generate", "pathfinder", "--out", str(tmp_path), "--n", "4", "--per-folder", "5",
-             "--contour-length", "6", "--no-progress", "--seed", "1"]
+    again = [
+        "generate",
+        "pathfinder",
+        "--out",
+        str(tmp_path),
+        "--n",
+        "4",
+        "--per-folder",
+        "5",
+        "--contour-length",
+        "6",
+        "--no-progress",
+        "--seed",
+        "1",
+    ]
     with pytest.raises(SystemExit, match="--overwrite"):
         main(again)
     assert main([*again, "--overwrite"]) == 0
@@ -120,14 +275,33 @@ def test_generated_pathfinder_read_back(tmp_path):
 def test_retrieval_dual_model_trains(tmp_path):
     folder = tmp_path / "tsv_data"
     folder.mkdir()
-    for name in ("new_aan_pairs.train.tsv", "new_aan_pairs.eval.tsv",
-                 "new_aan_pairs.test.tsv"):
-        (folder / name).write_text("".join(f"{i % 2}\ta{i}\tb{i}\tdoc {'x' * i}\tother {i}\n"
-                                           for i in range(8)))
+    for name in ("new_aan_pairs.train.tsv", "new_aan_pairs.eval.tsv", "new_aan_pairs.test.tsv"):
+        (folder / name).write_text(
+            "".join(f"{i % 2}\ta{i}\tb{i}\tdoc {'x' * i}\tother {i}\n" for i in range(8))
+        )
     out = tmp_path / "run"
-    assert main(["train", "lra", "--task", "retrieval", "--data", str(tmp_path), "--layer",
-                 "binary_s4d", "--epochs", "1", "--batch-size", "4", "--checkpoint-dir",
-                 str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "lra",
+                "--task",
+                "retrieval",
+                "--data",
+                str(tmp_path),
+                "--layer",
+                "binary_s4d",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--checkpoint-dir",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     m = read(out / "metrics.json")
     assert m["run_config"]["prenorm"] is True and "accuracy" in m["test"]
     assert set(m["energy"]["firing_rates"]) == {"blocks.0"}
@@ -136,14 +310,31 @@ def test_retrieval_dual_model_trains(tmp_path):
 def test_presets_follow_the_s4d_table():
     p = LRA_PRESETS["listops"]
     assert (p.n_layers, p.d_model, p.norm, p.prenorm, p.lr, p.batch_size, p.epochs) == (
-        8, 128, "batch", False, 0.01, 50, 40)
+        8,
+        128,
+        "batch",
+        False,
+        0.01,
+        50,
+        40,
+    )
     assert LRA_PRESETS["pathx"].dt_min == 0.0001 and LRA_PRESETS["pathfinder"].lr == 0.004
-    model = build_lra_model("text", "gsu", d_input=1, n_classes=2, vocab_size=257, d_model=16,
-                            n_layers=2, d_state=4)
+    model = build_lra_model(
+        "text", "gsu", d_input=1, n_classes=2, vocab_size=257, d_model=16, n_layers=2, d_state=4
+    )
     assert len(model.blocks) == 2 and model.blocks[0].prenorm
     assert model.blocks[0].norm.kind == "batch"
-    dual = build_lra_model("retrieval", "s4d", d_input=1, n_classes=2, vocab_size=257,
-                           dual=True, d_model=8, n_layers=1, d_state=4)
+    dual = build_lra_model(
+        "retrieval",
+        "s4d",
+        d_input=1,
+        n_classes=2,
+        vocab_size=257,
+        dual=True,
+        d_model=8,
+        n_layers=1,
+        d_state=4,
+    )
     assert isinstance(dual, LRADualClassifier)
     x = torch.randint(1, 257, (9, 3))
     assert dual(x, torch.tensor([9, 4, 2]), x[:5], None).shape == (3, 2)
@@ -192,8 +383,27 @@ def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
 
 def test_data_sources_are_exclusive_and_evaluate_switches_source(tmp_path):
     root = tmp_path / "lra"
-    assert main(["generate", "listops", "--out", str(root), "--n-train", "16", "--n-val", "8",
-                 "--n-test", "12", "--min-length", "5", "--max-length", "30"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "listops",
+                "--out",
+                str(root),
+                "--n-train",
+                "16",
+                "--n-val",
+                "8",
+                "--n-test",
+                "12",
+                "--min-length",
+                "5",
+                "--max-length",
+                "30",
+            ]
+        )
+        == 0
+    )
     with pytest.raises(ValueError, match="one data source"):
         lra_release.load_task("listops", data=str(root), generate=True)
     with pytest.raises(ValueError, match="hf=NAME applies to the tasks"):
@@ -201,35 +411,91 @@ def test_data_sources_are_exclusive_and_evaluate_switches_source(tmp_path):
     with pytest.raises(ValueError, match="takes no data=PATH"):
         lra_release.load_task("digits", data=str(root))
     out = tmp_path / "run"
-    assert main(["train", "lra", "--task", "listops", "--generate", "--n-train", "16",
-                 "--n-val", "8", "--n-test", "8", "--min-length", "5", "--max-length", "30",
-                 "--epochs", "1", "--batch-size", "8", "--checkpoint-dir", str(out),
-                 *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "lra",
+                "--task",
+                "listops",
+                "--generate",
+                "--n-train",
+                "16",
+                "--n-val",
+                "8",
+                "--n-test",
+                "8",
+                "--min-length",
+                "5",
+                "--max-length",
+                "30",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--checkpoint-dir",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     # a run trained on generated data, evaluated on files: --data replaces --generate
-    assert main(["evaluate", "lra", "--checkpoint-dir", str(out), "--data", str(root),
-                 "--energy-samples", "0"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "lra",
+                "--checkpoint-dir",
+                str(out),
+                "--data",
+                str(root),
+                "--energy-samples",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert read(out / "eval_test.json")["samples"] == 12
     # evaluate reports the loader's argument errors in flags too
     with pytest.raises(SystemExit, match=r"evaluate lra: --hf NAME applies to the tasks"):
         main(["evaluate", "lra", "--checkpoint-dir", str(out), "--hf", "some/name"])
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--task", "image"], "train lra: task image needs --data CIFAR_DIR (python batches) or "
-                          "--hf NAME (e.g. uoft-cs/cifar10); nothing is downloaded"),
-    (["--task", "text"], "train lra: task text needs --data PATH (aclImdb folder or CSV files) "
-                         "or --hf imdb; nothing is downloaded"),
-    (["--task", "retrieval"], "train lra: task retrieval needs --data LRA_DIR "
-                              "(tsv_data/new_aan_pairs.*)"),
-    (["--task", "listops", "--generate", "--data", "x"],
-     "train lra: task 'listops': pass one data source, --data PATH/--hf NAME or --generate, "
-     "not both"),
-    (["--task", "pathfinder", "--hf", "x"], "train lra: --hf NAME applies to the tasks "
-                                            "('mnist', 'fashion-mnist', 'text', 'image'), not "
-                                            "'pathfinder'"),
-    (["--task", "digits", "--data", "x"], "train lra: task digits uses the bundled "
-                                          "scikit-learn digits; it takes no --data PATH"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (
+            ["--task", "image"],
+            "train lra: task image needs --data CIFAR_DIR (python batches) or "
+            "--hf NAME (e.g. uoft-cs/cifar10); nothing is downloaded",
+        ),
+        (
+            ["--task", "text"],
+            "train lra: task text needs --data PATH (aclImdb folder or CSV files) "
+            "or --hf imdb; nothing is downloaded",
+        ),
+        (
+            ["--task", "retrieval"],
+            "train lra: task retrieval needs --data LRA_DIR (tsv_data/new_aan_pairs.*)",
+        ),
+        (
+            ["--task", "listops", "--generate", "--data", "x"],
+            "train lra: task 'listops': pass one data source, --data PATH/--hf NAME or --generate, "
+            "not both",
+        ),
+        (
+            ["--task", "pathfinder", "--hf", "x"],
+            "train lra: --hf NAME applies to the tasks "
+            "('mnist', 'fashion-mnist', 'text', 'image'), not "
+            "'pathfinder'",
+        ),
+        (
+            ["--task", "digits", "--data", "x"],
+            "train lra: task digits uses the bundled scikit-learn digits; it takes no --data PATH",
+        ),
+    ],
+)
 def test_cli_names_the_flags_of_data_source_errors(flags, expected):
     with pytest.raises(SystemExit) as info:
         main(["train", "lra", *flags, *TINY])
@@ -237,8 +503,9 @@ def test_cli_names_the_flags_of_data_source_errors(flags, expected):
 
 
 def test_cli_names_the_data_flag_of_missing_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*; choose the folder "
-                                                "with --data$"):
+    with pytest.raises(
+        FileNotFoundError, match="train-images-idx3-ubyte.*; choose the folder with --data$"
+    ):
         main(["train", "lra", "--task", "mnist", "--data", str(tmp_path), *TINY])
     with pytest.raises(FileNotFoundError, match="no ListOps files under") as info:
         lra_release.load_task("listops", data=str(tmp_path))

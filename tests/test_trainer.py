@@ -237,15 +237,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str, batch_size: int, n: int,
-                batch_norm: bool = False) -> None:
+def _ddp_worker(
+    rank: int, world: int, port: int, out: str, batch_size: int, n: int, batch_norm: bool = False
+) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     try:
-        trainer = make_trainer(out, epochs=1, batch_size=batch_size, n_train=n, device="cpu",
-                               model=make_model(batch_norm=batch_norm))
+        trainer = make_trainer(
+            out,
+            epochs=1,
+            batch_size=batch_size,
+            n_train=n,
+            device="cpu",
+            model=make_model(batch_norm=batch_norm),
+        )
         assert trainer.world_size == world
         final = trainer.fit()
         if rank == 0:
@@ -262,8 +269,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, batch_size: int, n: 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 # (20, 95): the last global batch has 15 samples, split 8 + 7 between the ranks.
 # batch_norm: BatchNorm statistics span both ranks' shards (GlobalBatchNorm), as in one process.
-@pytest.mark.parametrize("batch_size, n, batch_norm", [(16, 96, False), (20, 95, False),
-                                                       (20, 95, True)])
+@pytest.mark.parametrize(
+    "batch_size, n, batch_norm", [(16, 96, False), (20, 95, False), (20, 95, True)]
+)
 def test_ddp_gloo_matches_single_process(tmp_path, batch_size, n, batch_norm):
     import torch.multiprocessing as mp
 
@@ -271,8 +279,7 @@ def test_ddp_gloo_matches_single_process(tmp_path, batch_size, n, batch_norm):
     os.makedirs(out)
     for attempt in range(3):
         try:
-            mp.spawn(_ddp_worker, args=(2, _free_port(), out, batch_size, n, batch_norm),
-                     nprocs=2)
+            mp.spawn(_ddp_worker, args=(2, _free_port(), out, batch_size, n, batch_norm), nprocs=2)
             break
         except mp.ProcessRaisedException as e:
             # The free port can be taken by someone else between _free_port and the bind.
@@ -282,7 +289,11 @@ def test_ddp_gloo_matches_single_process(tmp_path, batch_size, n, batch_norm):
     ddp = torch.load(out + "/ddp.pt", weights_only=False)
 
     single = make_trainer(
-        tmp_path / "single", epochs=1, batch_size=batch_size, n_train=n, device="cpu",
+        tmp_path / "single",
+        epochs=1,
+        batch_size=batch_size,
+        n_train=n,
+        device="cpu",
         model=make_model(batch_norm=batch_norm),
     )
     final = single.fit()

@@ -11,8 +11,9 @@ from bpsn_ext.util.errors import DataSourceError, OutputExistsError
 
 
 def test_message_spells_arguments_as_keywords_and_fills_values():
-    err = DataSourceError("task {task!r} needs {data:LRA_DIR} or {generate:True}; {data:X}",
-                          task="listops")
+    err = DataSourceError(
+        "task {task!r} needs {data:LRA_DIR} or {generate:True}; {data:X}", task="listops"
+    )
     assert isinstance(err, ValueError)
     assert str(err) == "task 'listops' needs data=LRA_DIR or generate=True; data=X"
     assert err.arguments == ("data", "generate")
@@ -38,19 +39,44 @@ def test_flag_errors_turns_only_data_source_errors_into_exits():
             raise ValueError("plain")
 
 
-@pytest.mark.parametrize("task, sources, arguments, text", [
-    ("image", {}, ("data", "hf"), "task image needs data=CIFAR_DIR (python batches) or "
-                                  "hf=NAME (e.g. uoft-cs/cifar10); nothing is downloaded"),
-    ("listops", {}, ("data", "generate"), "task listops needs data=LRA_DIR or generate=True"),
-    ("pathfinder", {}, ("data", "generate"), "task pathfinder needs data=LRA_DIR or "
-                                             "generate=True"),
-    ("text", {"generate": True}, ("generate",), "generate=True is for listops and pathfinder, "
-                                                "not 'text'"),
-    ("pathfinder", {"data": "x", "generate": True}, ("data", "hf", "generate"),
-     "task 'pathfinder': pass one data source, data=PATH/hf=NAME or generate=True, not both"),
-    ("retrieval", {"hf": "x"}, ("hf",), "hf=NAME applies to the tasks ('mnist', "
-                                        "'fashion-mnist', 'text', 'image'), not 'retrieval'"),
-])
+@pytest.mark.parametrize(
+    "task, sources, arguments, text",
+    [
+        (
+            "image",
+            {},
+            ("data", "hf"),
+            "task image needs data=CIFAR_DIR (python batches) or "
+            "hf=NAME (e.g. uoft-cs/cifar10); nothing is downloaded",
+        ),
+        ("listops", {}, ("data", "generate"), "task listops needs data=LRA_DIR or generate=True"),
+        (
+            "pathfinder",
+            {},
+            ("data", "generate"),
+            "task pathfinder needs data=LRA_DIR or generate=True",
+        ),
+        (
+            "text",
+            {"generate": True},
+            ("generate",),
+            "generate=True is for listops and pathfinder, not 'text'",
+        ),
+        (
+            "pathfinder",
+            {"data": "x", "generate": True},
+            ("data", "hf", "generate"),
+            "task 'pathfinder': pass one data source, data=PATH/hf=NAME or generate=True, not both",
+        ),
+        (
+            "retrieval",
+            {"hf": "x"},
+            ("hf",),
+            "hf=NAME applies to the tasks ('mnist', "
+            "'fashion-mnist', 'text', 'image'), not 'retrieval'",
+        ),
+    ],
+)
 def test_load_task_names_its_keyword_arguments(task, sources, arguments, text):
     for call in (lra_release.check_sources, lra_release.load_task):
         with pytest.raises(DataSourceError) as info:

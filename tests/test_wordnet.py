@@ -16,16 +16,18 @@ HEADER = "  1 This software and database is being provided to you, the LICENSEE,
 
 def _line(offset: int, lex: int, words: list[str], gloss: str) -> str:
     ws = " ".join(f"{w} 0" for w in words)
-    return (f"{offset:08d} {lex:02d} n {len(words):02x} {ws} 001 @ 00001740 n 0000 | "
-            f"{gloss}  \n")
+    return f"{offset:08d} {lex:02d} n {len(words):02x} {ws} 001 @ 00001740 n 0000 | {gloss}  \n"
 
 
 def write_fixture(path, n: int = 12) -> str:
     lines = [HEADER]
     for i in range(n):
         lines.append(_line(100 + i, 5, [f"beast_{i}"], f"a furry animal number {i}"))
-        lines.append(_line(200 + i, 20, [f"herb_{i}", "weed"], f"a green plant kind {i}; "
-                           f'"it grew {i} leaves"'))
+        lines.append(
+            _line(
+                200 + i, 20, [f"herb_{i}", "weed"], f'a green plant kind {i}; "it grew {i} leaves"'
+            )
+        )
     lines.append(_line(300, 13, ["bread"], "food made from flour"))
     lines.append(_line(301, 13, ["loaf"], "food made from flour"))  # duplicate gloss
     path.write_text("".join(lines), encoding="utf-8")
@@ -61,8 +63,7 @@ def test_split_is_seeded_balanced_and_disjoint(tmp_path):
     assert sorted(y for _, y in dev) == [0] * 4 + [1] * 4
     assert not {g for g, _ in train} & {g for g, _ in dev}
     assert all(("animal" in g) == (y == 0) for g, y in train + dev)
-    assert (train, dev) == gloss_split(syn, ("noun.animal", "noun.plant"), dev_fraction=0.2,
-                                       seed=1)
+    assert (train, dev) == gloss_split(syn, ("noun.animal", "noun.plant"), dev_fraction=0.2, seed=1)
     assert dev != gloss_split(syn, ("noun.animal", "noun.plant"), dev_fraction=0.2, seed=2)[1]
     small, _ = gloss_split(syn, ("noun.animal", "noun.plant"), max_per_class=5, seed=1)
     assert len(small) == 8
@@ -77,8 +78,19 @@ def test_split_is_seeded_balanced_and_disjoint(tmp_path):
 def test_generate_writes_the_sst2_layout_and_the_corpus(tmp_path, capsys):
     data = write_fixture(tmp_path / "data.noun", n=20)
     out = tmp_path / "wn"
-    argv = ["generate", "wordnet-glosses", "--wordnet", data, "--out", str(out),
-            "--categories", "noun.plant", "noun.animal", "--dev-fraction", "0.25"]
+    argv = [
+        "generate",
+        "wordnet-glosses",
+        "--wordnet",
+        data,
+        "--out",
+        str(out),
+        "--categories",
+        "noun.plant",
+        "noun.animal",
+        "--dev-fraction",
+        "0.25",
+    ]
     assert main(argv) == 0
     assert "wrote 30 train / 10 dev glosses" in capsys.readouterr().out
     train, dev = load_glue(out, "sst2", "train"), load_glue(out, "sst2", "dev")

@@ -35,14 +35,26 @@ EPOCHS = {"single_step": 20, "bpsn": 30, "ssm": 20}
 OURS = ("s3nn", "bpsn_first", "binary_s4d", "gsu")  # the rest are baselines
 LR = {"single_step": 3e-3, "bpsn": 3e-3, "ssm": 1e-2}
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "single_step": lambda x: x,                                         # [N, 64]
-    "bpsn": lambda x: x.view(-1, 8, 8).transpose(0, 1).contiguous(),    # [8, N, 8]
-    "ssm": lambda x: x.t().unsqueeze(-1).contiguous(),                  # [64, N, 1]
+    "single_step": lambda x: x,  # [N, 64]
+    "bpsn": lambda x: x.view(-1, 8, 8).transpose(0, 1).contiguous(),  # [8, N, 8]
+    "ssm": lambda x: x.t().unsqueeze(-1).contiguous(),  # [64, N, 1]
 }
 
 
-def _train(model: nn.Module, reset, x: torch.Tensor, y: torch.Tensor, view, *, epochs: int,
-           lr: float, batch_size: int, seed: int, label: str, progress: bool):
+def _train(
+    model: nn.Module,
+    reset,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    view,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    label: str,
+    progress: bool,
+):
     """Train in place; ``(seconds, one_more_step)``."""
     from tqdm.auto import tqdm
 
@@ -67,8 +79,9 @@ def _train(model: nn.Module, reset, x: torch.Tensor, y: torch.Tensor, view, *, e
     return time.perf_counter() - start, lambda: step(torch.arange(min(batch_size, len(x))))
 
 
-def _evaluate(model: nn.Module, reset, x: torch.Tensor, y: torch.Tensor, part: str,
-              steps: int) -> tuple[float, dict]:
+def _evaluate(
+    model: nn.Module, reset, x: torch.Tensor, y: torch.Tensor, part: str, steps: int
+) -> tuple[float, dict]:
     """``(test accuracy, energy per sample)``."""
     from bpsn_ext.energy import demo_energy, estimate
 
@@ -94,28 +107,63 @@ def _models(part: str, neurons: tasks.Neurons, hidden: int, T: int) -> dict:
     return tasks.ssm_models(hidden // 4, 16)
 
 
-def _run_part(part: str, data, neurons: tasks.Neurons, *, epochs: int, hidden: int, T: int,
-              batch_size: int, seed: int, progress: bool) -> dict:
+def _run_part(
+    part: str,
+    data,
+    neurons: tasks.Neurons,
+    *,
+    epochs: int,
+    hidden: int,
+    T: int,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+) -> dict:
     x_train, y_train, x_test, y_test = data
     reset = None if part == "ssm" else neurons.reset
     rows = {}
     for key, (label, steps, build) in _models(part, neurons, hidden, T).items():
         torch.manual_seed(seed)
         model = build()
-        seconds, one_step = _train(model, reset, x_train, y_train, VIEWS[part], epochs=epochs,
-                                   lr=LR[part], batch_size=batch_size, seed=seed, label=label,
-                                   progress=progress)
+        seconds, one_step = _train(
+            model,
+            reset,
+            x_train,
+            y_train,
+            VIEWS[part],
+            epochs=epochs,
+            lr=LR[part],
+            batch_size=batch_size,
+            seed=seed,
+            label=label,
+            progress=progress,
+        )
         accuracy, energy = _evaluate(model, reset, x_test, y_test, part, steps)
-        rows[key] = {"label": label, "ours": key in OURS, "steps": steps, "test_accuracy": accuracy,
-                     "train_time_s": seconds, "peak_memory_bytes": peak_memory_bytes(one_step),
-                     "parameters": sum(p.numel() for p in model.parameters()),
-                     "energy": energy}
+        rows[key] = {
+            "label": label,
+            "ours": key in OURS,
+            "steps": steps,
+            "test_accuracy": accuracy,
+            "train_time_s": seconds,
+            "peak_memory_bytes": peak_memory_bytes(one_step),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "energy": energy,
+        }
     return {"title": TITLES[part], "epochs": epochs, "lr": LR[part], "rows": rows}
 
 
-def run_demo(epochs: int | None = None, seed: int = 0, hidden: int = 128, T: int = 4,
-             batch_size: int = 64, framework: str = "auto", parts=PARTS,
-             out: str | None = "bpsn-demo", progress: bool = True, verbose: bool = True) -> dict:
+def run_demo(
+    epochs: int | None = None,
+    seed: int = 0,
+    hidden: int = 128,
+    T: int = 4,
+    batch_size: int = 64,
+    framework: str = "auto",
+    parts=PARTS,
+    out: str | None = "bpsn-demo",
+    progress: bool = True,
+    verbose: bool = True,
+) -> dict:
     """Run the experiments ``parts``; print, save (``out``, None: nothing written) and return
     ``{"config": {...}, "parts": {part: {"title", "epochs", "lr", "rows": {key: row}}}}``;
     a row has ``label``, ``steps``, ``test_accuracy`` (0..1), ``train_time_s``,
@@ -131,14 +179,31 @@ def run_demo(epochs: int | None = None, seed: int = 0, hidden: int = 128, T: int
     neurons = tasks.neurons_for(framework)
     data = load_digits(seed=seed)
     start = time.perf_counter()
-    report = {"config": {"framework": neurons.framework, "seed": seed, "hidden": hidden,
-                         "T": T, "batch_size": batch_size, "optimizer": "Adam",
-                         "train_size": len(data[0]), "test_size": len(data[2])},
-              "parts": {}}
+    report = {
+        "config": {
+            "framework": neurons.framework,
+            "seed": seed,
+            "hidden": hidden,
+            "T": T,
+            "batch_size": batch_size,
+            "optimizer": "Adam",
+            "train_size": len(data[0]),
+            "test_size": len(data[2]),
+        },
+        "parts": {},
+    }
     for part in parts:
-        report["parts"][part] = _run_part(part, data, neurons, epochs=epochs or EPOCHS[part],
-                                          hidden=hidden, T=T, batch_size=batch_size, seed=seed,
-                                          progress=progress)
+        report["parts"][part] = _run_part(
+            part,
+            data,
+            neurons,
+            epochs=epochs or EPOCHS[part],
+            hidden=hidden,
+            T=T,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+        )
         if verbose:
             print(format_part(report["parts"][part]) + "\n", flush=True)
     report["config"]["total_time_s"] = time.perf_counter() - start
@@ -146,19 +211,36 @@ def run_demo(epochs: int | None = None, seed: int = 0, hidden: int = 128, T: int
         folder = save_report(report, out)
         report["config"]["out"] = folder
         if verbose:
-            print(f"report and figure: {folder}/summary.json, {folder}/summary.png "
-                  f"({report['config']['total_time_s']:.0f} s in all)")
+            print(
+                f"report and figure: {folder}/summary.json, {folder}/summary.png "
+                f"({report['config']['total_time_s']:.0f} s in all)"
+            )
     return report
 
 
 def format_part(part: dict) -> str:
     """One experiment as a title line and a table."""
-    headers = ["network", "steps", "test acc %", "train s", "peak mem/step", "energy/sample",
-               "ANN/SNN"]
-    rows = [[r["label"], r["steps"], 100.0 * r["test_accuracy"], r["train_time_s"],
-             format_bytes(r["peak_memory_bytes"]), _nj(r["energy"]["energy_pJ"]),
-             "n/a" if r["energy"]["ratio"] is None else f"{r['energy']['ratio']:.2f}x"]
-            for r in part["rows"].values()]
+    headers = [
+        "network",
+        "steps",
+        "test acc %",
+        "train s",
+        "peak mem/step",
+        "energy/sample",
+        "ANN/SNN",
+    ]
+    rows = [
+        [
+            r["label"],
+            r["steps"],
+            100.0 * r["test_accuracy"],
+            r["train_time_s"],
+            format_bytes(r["peak_memory_bytes"]),
+            _nj(r["energy"]["energy_pJ"]),
+            "n/a" if r["energy"]["ratio"] is None else f"{r['energy']['ratio']:.2f}x",
+        ]
+        for r in part["rows"].values()
+    ]
     return f"{part['title']}; {part['epochs']} epochs\n{format_table(headers, rows)}"
 
 

@@ -45,24 +45,34 @@ def neurons_for(framework: str = "auto") -> Neurons:
                 return neurons_for(name)
             except ImportError:
                 continue
-        raise ImportError("the demo needs SpikingJelly or snnTorch: pip install -c "
-                          "torch-pin.txt \"bpsn-ext[spikingjelly]\" (or [snntorch])")
+        raise ImportError(
+            "the demo needs SpikingJelly or snnTorch: pip install -c "
+            'torch-pin.txt "bpsn-ext[spikingjelly]" (or [snntorch])'
+        )
     if framework == "spikingjelly":
         from spikingjelly.activation_based import functional, neuron
 
         from bpsn_ext.spikingjelly import BPSNNode, SingleStepNode
 
-        return Neurons("spikingjelly", SingleStepNode,
-                       lambda: neuron.LIFNode(tau=2.0, step_mode="m", detach_reset=True),
-                       lambda d: BPSNNode(d, step_mode="m"), functional.reset_net)
+        return Neurons(
+            "spikingjelly",
+            SingleStepNode,
+            lambda: neuron.LIFNode(tau=2.0, step_mode="m", detach_reset=True),
+            lambda d: BPSNNode(d, step_mode="m"),
+            functional.reset_net,
+        )
     if framework == "snntorch":
         import snntorch as snn
 
         from bpsn_ext.snntorch import BPSNLeaky, SingleStepLeaky, StepLoop
 
-        return Neurons("snntorch", lambda: SingleStepLeaky(init_hidden=True),
-                       lambda: StepLoop(snn.Leaky(beta=0.5, init_hidden=True)),
-                       lambda d: BPSNLeaky(d, init_hidden=True), None)
+        return Neurons(
+            "snntorch",
+            lambda: SingleStepLeaky(init_hidden=True),
+            lambda: StepLoop(snn.Leaky(beta=0.5, init_hidden=True)),
+            lambda d: BPSNLeaky(d, init_hidden=True),
+            None,
+        )
     raise ValueError(f"framework must be 'auto', 'spikingjelly' or 'snntorch', got {framework!r}")
 
 
@@ -74,8 +84,13 @@ class RepeatMLP(nn.Module):
         super().__init__()
         d_in, hidden, classes = dims
         self.T = T
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), neuron(), nn.Linear(hidden, hidden),
-                                 neuron(), nn.Linear(hidden, classes))
+        self.net = nn.Sequential(
+            nn.Linear(d_in, hidden),
+            neuron(),
+            nn.Linear(hidden, hidden),
+            neuron(),
+            nn.Linear(hidden, classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.T == 1:
@@ -87,13 +102,13 @@ class TokenReader(nn.Module):
     """``[T, N, D_in]`` tokens -> logits ``[N, C]`` read at token ``read`` (0: first, -1:
     last) after two spiking layers ``Linear -> neuron(width)``."""
 
-    def __init__(self, dims: tuple[int, int, int], neuron: Callable[[int], nn.Module],
-                 read: int):
+    def __init__(self, dims: tuple[int, int, int], neuron: Callable[[int], nn.Module], read: int):
         super().__init__()
         d_in, hidden, classes = dims
         self.read = read
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), neuron(hidden),
-                                 nn.Linear(hidden, hidden), neuron(hidden))
+        self.net = nn.Sequential(
+            nn.Linear(d_in, hidden), neuron(hidden), nn.Linear(hidden, hidden), neuron(hidden)
+        )
         self.head = nn.Linear(hidden, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,8 +139,9 @@ def ssm_models(d_model: int, d_state: int) -> dict[str, tuple[str, int, Callable
     from bpsn_ext.models import LRAClassifier
 
     def build(layer: str) -> Callable[[], nn.Module]:
-        return lambda: LRAClassifier(1, 10, layer=layer, d_model=d_model, n_layers=2,
-                                     d_state=d_state)
+        return lambda: LRAClassifier(
+            1, 10, layer=layer, d_model=d_model, n_layers=2, d_state=d_state
+        )
 
     return {
         "binary_s4d": ("Binary S4D", 64, build("binary_s4d")),

@@ -37,27 +37,43 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     parser.add_argument("--out", required=True, help="output folder (the lra_release root)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing data set (otherwise refused); the new one is "
-                        "written beside it and swapped in when complete")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing data set (otherwise refused); the new one is "
+        "written beside it and swapped in when complete",
+    )
     if which == "wordnet-glosses":
         _wordnet_arguments(parser)
     elif which == "listops":
         parser.add_argument("--n-train", type=positive_int, default=96_000)
         parser.add_argument("--n-val", type=positive_int, default=2_000)
         parser.add_argument("--n-test", type=positive_int, default=2_000)
-        parser.add_argument("--min-length", type=int, default=500,
-                            help="keep trees with more tokens than this (500)")
-        parser.add_argument("--max-length", type=int, default=2000,
-                            help="keep trees with fewer tokens than this (2000)")
+        parser.add_argument(
+            "--min-length",
+            type=int,
+            default=500,
+            help="keep trees with more tokens than this (500)",
+        )
+        parser.add_argument(
+            "--max-length",
+            type=int,
+            default=2000,
+            help="keep trees with fewer tokens than this (2000)",
+        )
         parser.add_argument("--max-depth", type=positive_int, default=10)
         parser.add_argument("--max-args", type=int, default=10)
     else:
-        parser.add_argument("--n", type=positive_int, default=200_000,
-                            help="images (LRA: 200000 per difficulty)")
+        parser.add_argument(
+            "--n", type=positive_int, default=200_000, help="images (LRA: 200000 per difficulty)"
+        )
         parser.add_argument("--resolution", type=int, choices=(32, 128), default=32)
-        parser.add_argument("--contour-length", type=positive_int, default=14,
-                            help="difficulty: 6 (baseline), 9, 14 (hard, default)")
+        parser.add_argument(
+            "--contour-length",
+            type=positive_int,
+            default=14,
+            help="difficulty: 6 (baseline), 9, 14 (hard, default)",
+        )
         parser.add_argument("--per-folder", type=positive_int, default=1000)
         for name, kind, help_ in (
             ("--continuity", float, "turn smoothness (1.0; 128: 1.8)"),
@@ -107,14 +123,26 @@ def _swap_in(staging: str, target: str) -> None:
 def _wordnet_arguments(parser: argparse.ArgumentParser) -> None:
     from bpsn_ext.data.wordnet import DEFAULT_CATEGORIES
 
-    parser.add_argument("--wordnet", nargs="+", default=["/usr/share/wordnet/data.noun"],
-                        metavar="DATA_FILE", help="WordNet data.* files; the corpus takes "
-                        "every gloss of all of them (/usr/share/wordnet/data.noun)")
-    parser.add_argument("--categories", nargs=2, default=list(DEFAULT_CATEGORIES),
-                        metavar=("LABEL0", "LABEL1"),
-                        help=f"the two lexicographer categories ({' '.join(DEFAULT_CATEGORIES)})")
-    parser.add_argument("--max-per-class", type=positive_int,
-                        help="glosses per category (default: all of the smaller one)")
+    parser.add_argument(
+        "--wordnet",
+        nargs="+",
+        default=["/usr/share/wordnet/data.noun"],
+        metavar="DATA_FILE",
+        help="WordNet data.* files; the corpus takes "
+        "every gloss of all of them (/usr/share/wordnet/data.noun)",
+    )
+    parser.add_argument(
+        "--categories",
+        nargs=2,
+        default=list(DEFAULT_CATEGORIES),
+        metavar=("LABEL0", "LABEL1"),
+        help=f"the two lexicographer categories ({' '.join(DEFAULT_CATEGORIES)})",
+    )
+    parser.add_argument(
+        "--max-per-class",
+        type=positive_int,
+        help="glosses per category (default: all of the smaller one)",
+    )
     parser.add_argument("--dev-fraction", type=float, default=0.1, help="(0.1)")
 
 
@@ -130,13 +158,21 @@ def _wordnet(args: argparse.Namespace) -> int:
     from bpsn_ext.data.wordnet import write_gloss_data
 
     with flag_errors("generate wordnet-glosses"):
-        info = write_gloss_data(args.wordnet, args.out, args.categories,
-                                dev_fraction=args.dev_fraction,
-                                max_per_class=args.max_per_class, seed=args.seed,
-                                overwrite=args.overwrite)
-    print(f"wrote {info['train']} train / {info['dev']} dev glosses ({info['labels']}) to "
-          f"{os.path.dirname(info['paths']['train'])} and {info['corpus_lines']} corpus lines "
-          f"to {info['paths']['corpus']}", flush=True)
+        info = write_gloss_data(
+            args.wordnet,
+            args.out,
+            args.categories,
+            dev_fraction=args.dev_fraction,
+            max_per_class=args.max_per_class,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+    print(
+        f"wrote {info['train']} train / {info['dev']} dev glosses ({info['labels']}) to "
+        f"{os.path.dirname(info['paths']['train'])} and {info['corpus_lines']} corpus lines "
+        f"to {info['paths']['corpus']}",
+        flush=True,
+    )
     return 0
 
 
@@ -144,15 +180,25 @@ def _listops(args: argparse.Namespace) -> int:
     from bpsn_ext.data import listops
 
     total = args.n_train + args.n_val + args.n_test
-    print(f"generating {total} ListOps samples ({args.min_length} < tokens < "
-          f"{args.max_length}) ...", flush=True)
-    samples = listops.generate(total, seed=args.seed, min_length=args.min_length,
-                               max_length=args.max_length, max_depth=args.max_depth,
-                               max_args=args.max_args)
+    print(
+        f"generating {total} ListOps samples ({args.min_length} < tokens < {args.max_length}) ...",
+        flush=True,
+    )
+    samples = listops.generate(
+        total,
+        seed=args.seed,
+        min_length=args.min_length,
+        max_length=args.max_length,
+        max_depth=args.max_depth,
+        max_args=args.max_args,
+    )
     folder = os.path.join(args.out, "listops-1000")
     staging = _staging(folder, args.overwrite, "listops")
-    bounds = {"train": (0, args.n_train), "val": (args.n_train, args.n_train + args.n_val),
-              "test": (args.n_train + args.n_val, total)}
+    bounds = {
+        "train": (0, args.n_train),
+        "val": (args.n_train, args.n_train + args.n_val),
+        "test": (args.n_train + args.n_val, total),
+    }
     for split, (lo, hi) in bounds.items():
         listops.write_tsv(samples[lo:hi], os.path.join(staging, f"basic_{split}.tsv"))
     _swap_in(staging, folder)
@@ -171,14 +217,22 @@ def _pathfinder(args: argparse.Namespace) -> int:
 
     cfg = pathfinder.PRESETS[f"pathfinder{args.resolution}"]
     overrides = {"contour_length": args.contour_length}
-    for key in ("continuity", "seed_distance", "marker_radius", "thickness", "paddle_length",
-                "n_distractors", "antialias"):
+    for key in (
+        "continuity",
+        "seed_distance",
+        "marker_radius",
+        "thickness",
+        "paddle_length",
+        "n_distractors",
+        "antialias",
+    ):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
     cfg = replace(cfg, **overrides)
-    target = os.path.join(args.out, f"pathfinder{args.resolution}",
-                          pathfinder.difficulty_folder(cfg.contour_length))
+    target = os.path.join(
+        args.out, f"pathfinder{args.resolution}", pathfinder.difficulty_folder(cfg.contour_length)
+    )
     staging = _staging(target, args.overwrite, "pathfinder")
     root = os.path.join(staging, "root")  # write_pathfinder adds pathfinder<size>/<difficulty>
     rng = np.random.default_rng(args.seed)
@@ -186,10 +240,13 @@ def _pathfinder(args: argparse.Namespace) -> int:
     base = None
     with tqdm(total=args.n, desc="pathfinder", disable=not args.progress) as bar:
         for k, lo in enumerate(range(0, args.n, args.per_folder)):
-            chunk = [pathfinder.generate_sample(cfg, rng)
-                     for _ in range(min(args.per_folder, args.n - lo))]
-            base = pathfinder.write_pathfinder(chunk, root, config=cfg,
-                                               per_folder=args.per_folder, start_folder=k)
+            chunk = [
+                pathfinder.generate_sample(cfg, rng)
+                for _ in range(min(args.per_folder, args.n - lo))
+            ]
+            base = pathfinder.write_pathfinder(
+                chunk, root, config=cfg, per_folder=args.per_folder, start_folder=k
+            )
             written += len(chunk)
             bar.update(len(chunk))
     os.replace(base, os.path.join(staging, "complete"))

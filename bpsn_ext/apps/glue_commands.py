@@ -48,8 +48,7 @@ def _option(text: str) -> tuple[str, object]:
         try:
             return key, int(raw)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{key} takes an integer, got {raw!r}") from None
+            raise argparse.ArgumentTypeError(f"{key} takes an integer, got {raw!r}") from None
     try:
         return key, float(raw)
     except ValueError:
@@ -58,39 +57,63 @@ def _option(text: str) -> tuple[str, object]:
 
 def _add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     src = parser.add_mutually_exclusive_group(required=required)
-    src.add_argument("--data", help="GLUE TSV root (<root>/<TASK>/train.tsv, dev.tsv) or a task "
-                     "folder")
-    src.add_argument("--hf", help="HF datasets: a load_from_disk folder, or a cached name such "
-                     "as glue:sst2 (loaded offline)")
-    parser.add_argument("--skip-bad-rows", action="store_true",
-                        help="skip malformed TSV rows instead of stopping at the first")
+    src.add_argument(
+        "--data", help="GLUE TSV root (<root>/<TASK>/train.tsv, dev.tsv) or a task folder"
+    )
+    src.add_argument(
+        "--hf",
+        help="HF datasets: a load_from_disk folder, or a cached name such "
+        "as glue:sst2 (loaded offline)",
+    )
+    parser.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip malformed TSV rows instead of stopping at the first",
+    )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``train glue``."""
     parser.add_argument("--task", required=True, choices=TASK_NAMES, help="GLUE task")
     _add_data_arguments(parser, required=True)
-    parser.add_argument("--out", "--checkpoint-dir", dest="out", required=True,
-                        help="output folder (checkpoints, metrics)")
+    parser.add_argument(
+        "--out",
+        "--checkpoint-dir",
+        dest="out",
+        required=True,
+        help="output folder (checkpoints, metrics)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier run in OUT (otherwise refused)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in OUT (otherwise refused)"
+    )
     add_model_arguments(parser.add_argument_group("model"))
     g = parser.add_argument_group("tokenizer and initialisation (all local, never downloaded)")
     add_vocab_arguments(g)
-    g.add_argument("--init-from", metavar="DIR",
-                   help="a `bpsn-ext pretrain` (or `train glue`) run folder: its encoder "
-                   "weights, tokenizer and architecture (the model flags are ignored); or a "
-                   "local HF BERT folder: copy the matching weights")
-    g.add_argument("--teacher", metavar="DIR",
-                   help="logit distillation from a `train glue` run folder of the same task "
-                   "(e.g. the ANN twin; its tokenizer is used unless --vocab/--init-from give "
-                   "one, which must then be the same), or a local fine-tuned HF model folder "
-                   "(needs the same vocabulary: use its vocab.txt with --vocab)")
-    g.add_argument("--distill-alpha", type=float, default=0.5,
-                   help="weight of the distillation term (0.5)")
-    g.add_argument("--distill-temperature", type=float, default=2.0,
-                   help="softmax temperature of the distillation (2.0)")
+    g.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="a `bpsn-ext pretrain` (or `train glue`) run folder: its encoder "
+        "weights, tokenizer and architecture (the model flags are ignored); or a "
+        "local HF BERT folder: copy the matching weights",
+    )
+    g.add_argument(
+        "--teacher",
+        metavar="DIR",
+        help="logit distillation from a `train glue` run folder of the same task "
+        "(e.g. the ANN twin; its tokenizer is used unless --vocab/--init-from give "
+        "one, which must then be the same), or a local fine-tuned HF model folder "
+        "(needs the same vocabulary: use its vocab.txt with --vocab)",
+    )
+    g.add_argument(
+        "--distill-alpha", type=float, default=0.5, help="weight of the distillation term (0.5)"
+    )
+    g.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=2.0,
+        help="softmax temperature of the distillation (2.0)",
+    )
     g = parser.add_argument_group("training")
     add_optim_arguments(g, epochs=3)
     g.add_argument("--eval-split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
@@ -109,35 +132,78 @@ def add_model_arguments(g) -> None:
     g.add_argument("--heads", type=positive_int, default=4, help="attention heads (4)")
     g.add_argument("--ffn-width", type=positive_int, default=1024, help="FFN width (1024)")
     g.add_argument("--max-length", type=positive_int, default=128, help="tokens per sample (128)")
-    g.add_argument("--coding", choices=("individual", "repeat", "ann"), default="individual",
-                   help="individual: BPSN over tokens; repeat: LIF over T repeats; ann: the ANN "
-                   "twin, real-valued activations instead of neurons (individual)")
-    g.add_argument("--ann-activation", choices=("relu", "gelu", "identity"), default="relu",
-                   help="the ANN twin's activation under --coding ann (relu)")
+    g.add_argument(
+        "--coding",
+        choices=("individual", "repeat", "ann"),
+        default="individual",
+        help="individual: BPSN over tokens; repeat: LIF over T repeats; ann: the ANN "
+        "twin, real-valued activations instead of neurons (individual)",
+    )
+    g.add_argument(
+        "--ann-activation",
+        choices=("relu", "gelu", "identity"),
+        default="relu",
+        help="the ANN twin's activation under --coding ann (relu)",
+    )
     g.add_argument("--T", type=positive_int, default=4, help="repeats under --coding repeat (4)")
-    g.add_argument("--attention", choices=("softmax", "spike_driven"), default="softmax",
-                   help="attention variant (softmax)")
-    g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
-                   help="mean over real tokens, or the first token (mean)")
+    g.add_argument(
+        "--attention",
+        choices=("softmax", "spike_driven"),
+        default="softmax",
+        help="attention variant (softmax)",
+    )
+    g.add_argument(
+        "--pooling",
+        choices=("mean", "cls"),
+        default="mean",
+        help="mean over real tokens, or the first token (mean)",
+    )
     g.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
-    g.add_argument("--attn-out-norm", action=argparse.BooleanOptionalAction, default=False,
-                   help="a LayerNorm before the attention-output neuron (off)")
-    g.add_argument("--input-norm", action=argparse.BooleanOptionalAction, default=False,
-                   help="a LayerNorm before each block's input neurons, pre-norm (off)")
-    g.add_argument("--bpsn-option", action="append", type=_option, default=[], metavar="K=V",
-                   help="a BPSN argument, over SNN-BERT's default runaway=none; repeat the "
-                   "flag for several (--bpsn-option fusion=gate --bpsn-option "
-                   "runaway=refractory)")
-    g.add_argument("--lif-option", action="append", type=_option, default=[], metavar="K=V",
-                   help="MultiStepLIF argument for --coding repeat (tau, v_threshold, reset)")
+    g.add_argument(
+        "--attn-out-norm",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="a LayerNorm before the attention-output neuron (off)",
+    )
+    g.add_argument(
+        "--input-norm",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="a LayerNorm before each block's input neurons, pre-norm (off)",
+    )
+    g.add_argument(
+        "--bpsn-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="K=V",
+        help="a BPSN argument, over SNN-BERT's default runaway=none; repeat the "
+        "flag for several (--bpsn-option fusion=gate --bpsn-option "
+        "runaway=refractory)",
+    )
+    g.add_argument(
+        "--lif-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="K=V",
+        help="MultiStepLIF argument for --coding repeat (tau, v_threshold, reset)",
+    )
 
 
 def add_vocab_arguments(g) -> None:
     """``--vocab``, ``--vocab-size``, ``--cased`` (shared with ``pretrain``)."""
-    g.add_argument("--vocab", help="WordPiece vocab.txt (or a BERT folder holding one); "
-                   "default: train one on the training split")
-    g.add_argument("--vocab-size", type=positive_int, default=8000,
-                   help="size of the trained vocabulary (8000)")
+    g.add_argument(
+        "--vocab",
+        help="WordPiece vocab.txt (or a BERT folder holding one); "
+        "default: train one on the training split",
+    )
+    g.add_argument(
+        "--vocab-size",
+        type=positive_int,
+        default=8000,
+        help="size of the trained vocabulary (8000)",
+    )
     g.add_argument("--cased", action="store_true", help="keep case (default: lowercase)")
 
 
@@ -146,23 +212,44 @@ def add_optim_arguments(g, epochs: int) -> None:
     g.add_argument("--epochs", type=positive_int, default=epochs, help=f"({epochs})")
     g.add_argument("--batch-size", type=positive_int, default=32, help="global batch (32)")
     g.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
-    g.add_argument("--neuron-lr-mult", type=float, default=10.0,
-                   help="lr factor for the neurons' decays, gates and thresholds (10)")
+    g.add_argument(
+        "--neuron-lr-mult",
+        type=float,
+        default=10.0,
+        help="lr factor for the neurons' decays, gates and thresholds (10)",
+    )
     g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (0.01)")
-    g.add_argument("--warmup-ratio", type=float, default=0.1,
-                   help="linear warm-up, fraction of all steps (0.1)")
-    g.add_argument("--scheduler", choices=("cosine", "constant"), default="cosine",
-                   help="after the warm-up (cosine)")
+    g.add_argument(
+        "--warmup-ratio",
+        type=float,
+        default=0.1,
+        help="linear warm-up, fraction of all steps (0.1)",
+    )
+    g.add_argument(
+        "--scheduler",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="after the warm-up (cosine)",
+    )
     g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (1.0)")
     g.add_argument("--seed", type=int, default=0, help="weights, batches, dropout (0)")
-    g.add_argument("--checkpoint-every", type=int, default=0,
-                   help="optimizer steps between checkpoints (0: each epoch end)")
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="optimizer steps between checkpoints (0: each epoch end)",
+    )
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``evaluate glue``."""
-    parser.add_argument("--checkpoint", "--checkpoint-dir", dest="checkpoint", required=True,
-                        help="a train glue output folder, or its last.pt")
+    parser.add_argument(
+        "--checkpoint",
+        "--checkpoint-dir",
+        dest="checkpoint",
+        required=True,
+        help="a train glue output folder, or its last.pt",
+    )
     _add_data_arguments(parser, required=True)
     parser.add_argument("--split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
@@ -255,8 +342,10 @@ def param_groups_for(neuron_lr_mult: float):
                 no_decay.append(p)
             else:
                 decay.append(p)
-        out = [{"params": decay, "lr": lr, "weight_decay": weight_decay},
-               {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+        out = [
+            {"params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+        ]
         if neurons:
             out.append({"params": neurons, "lr": lr * neuron_lr_mult, "weight_decay": 0.0})
         return out
@@ -279,17 +368,36 @@ def energy_report(model, dataset, collate, batch_size: int = 8):
     with torch.no_grad():
         if cfg.coding != "repeat":
             name = "ANN twin" if cfg.coding == "ann" else "SNN-BERT individual coding"
-            return estimate(model, ids, coding="individual", forward_kwargs=kwargs,
-                            title=f"{name}, L={ids.shape[0]}")
-        return estimate(model, ids, T=cfg.T, coding="repeat", batch_size=ids.shape[1],
-                        forward_kwargs=kwargs,
-                        title=f"SNN-BERT repeat coding T={cfg.T}, L={ids.shape[0]}")
+            return estimate(
+                model,
+                ids,
+                coding="individual",
+                forward_kwargs=kwargs,
+                title=f"{name}, L={ids.shape[0]}",
+            )
+        return estimate(
+            model,
+            ids,
+            T=cfg.T,
+            coding="repeat",
+            batch_size=ids.shape[1],
+            forward_kwargs=kwargs,
+            title=f"SNN-BERT repeat coding T={cfg.T}, L={ids.shape[0]}",
+        )
 
 
 def _energy_summary(report) -> dict:
     per = report.per_sample()
-    keep = ("mac", "ac", "synaptic_energy_pJ", "energy_pJ", "ann_energy_pJ", "ratio",
-            "ratio_total", "mean_output_rate")
+    keep = (
+        "mac",
+        "ac",
+        "synaptic_energy_pJ",
+        "energy_pJ",
+        "ann_energy_pJ",
+        "ratio",
+        "ratio_total",
+        "mean_output_rate",
+    )
     return {f"{k}_per_sample" if k.endswith(("pJ", "mac", "ac")) else k: per[k] for k in keep}
 
 
@@ -313,8 +421,9 @@ def is_run_dir(path: str | None) -> bool:
     + ``last.pt``), as opposed to an HF checkpoint folder."""
     from bpsn_ext.train import CHECKPOINT_NAME
 
-    return bool(path) and all(os.path.isfile(os.path.join(path, f)) for f in
-                              (MODEL_FILE, TOKENIZER_FILE, CHECKPOINT_NAME))
+    return bool(path) and all(
+        os.path.isfile(os.path.join(path, f)) for f in (MODEL_FILE, TOKENIZER_FILE, CHECKPOINT_NAME)
+    )
 
 
 def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
@@ -323,12 +432,23 @@ def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
     from bpsn_ext.models.snn_bert import BPSN_DEFAULTS
 
     return SNNBertConfig(
-        vocab_size=vocab_size, num_labels=num_labels, layers=args.layers, width=args.width,
-        heads=args.heads, ffn_width=args.ffn_width, max_length=args.max_length,
-        coding=args.coding, T=args.T, attention=args.attention, pooling=args.pooling,
-        dropout=float(args.dropout), bpsn_options={**BPSN_DEFAULTS, **dict(args.bpsn_option)},
-        lif_options=dict(args.lif_option), ann_activation=args.ann_activation,
-        attn_out_norm=args.attn_out_norm, input_norm=args.input_norm,
+        vocab_size=vocab_size,
+        num_labels=num_labels,
+        layers=args.layers,
+        width=args.width,
+        heads=args.heads,
+        ffn_width=args.ffn_width,
+        max_length=args.max_length,
+        coding=args.coding,
+        T=args.T,
+        attention=args.attention,
+        pooling=args.pooling,
+        dropout=float(args.dropout),
+        bpsn_options={**BPSN_DEFAULTS, **dict(args.bpsn_option)},
+        lif_options=dict(args.lif_option),
+        ann_activation=args.ann_activation,
+        attn_out_norm=args.attn_out_norm,
+        input_norm=args.input_norm,
     )
 
 
@@ -340,8 +460,11 @@ def make_tokenizer(args: argparse.Namespace, texts):
     if args.vocab:
         return WordPieceTokenizer.from_vocab(args.vocab, lowercase=not args.cased)
     return WordPieceTokenizer.train(  # memory bounded by max_length, not by a line's length
-        texts(), args.vocab_size, lowercase=not args.cased,
-        max_chars=MAX_CHARS_PER_TOKEN * args.max_length)
+        texts(),
+        args.vocab_size,
+        lowercase=not args.cased,
+        max_chars=MAX_CHARS_PER_TOKEN * args.max_length,
+    )
 
 
 def _run_files(folder: str):
@@ -365,18 +488,24 @@ def _new_model_setup(args: argparse.Namespace, task, train_ex):
 
     if is_run_dir(args.init_from):
         if args.vocab:
-            raise ValueError("--vocab and --init-from RUN_DIR both give the tokenizer; the run's "
-                             "is used, drop --vocab")
+            raise ValueError(
+                "--vocab and --init-from RUN_DIR both give the tokenizer; the run's "
+                "is used, drop --vocab"
+            )
         saved, tokenizer, state = _run_files(args.init_from)
-        config = dataclasses.replace(SNNBertConfig.from_dict(saved["config"]),
-                                     num_labels=task.num_labels, pooling=args.pooling,
-                                     dropout=float(args.dropout))
+        config = dataclasses.replace(
+            SNNBertConfig.from_dict(saved["config"]),
+            num_labels=task.num_labels,
+            pooling=args.pooling,
+            dropout=float(args.dropout),
+        )
         return config, tokenizer, state
     if is_run_dir(args.teacher) and not args.vocab:
         tokenizer = _run_files(args.teacher)[1]
     else:
         tokenizer = make_tokenizer(
-            args, lambda: [x for e in train_ex for x in (e.text_a, e.text_b) if x])
+            args, lambda: [x for e in train_ex for x in (e.text_a, e.text_b) if x]
+        )
     return model_config(args, tokenizer.vocab_size, task.num_labels), tokenizer, None
 
 
@@ -390,8 +519,10 @@ def _load_teacher(path: str, task: str, tokenizer):
     if teacher_task != task:
         raise ValueError(f"--teacher {path!r} was trained on {teacher_task}, not {task}")
     if teacher_tok.tokenizer.get_vocab() != tokenizer.tokenizer.get_vocab():
-        raise ValueError(f"--teacher {path!r} has another vocabulary than the student: drop "
-                         "--vocab (the teacher's tokenizer is then used) or pass the same one")
+        raise ValueError(
+            f"--teacher {path!r} has another vocabulary than the student: drop "
+            "--vocab (the teacher's tokenizer is then used) or pass the same one"
+        )
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
@@ -413,8 +544,9 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
         torch.set_num_threads(args.threads)
     task = get_task(args.task)
     with flag_errors("train glue"):
-        claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
-                         extra=(MODEL_FILE,))
+        claim_run_folder(
+            args.out, resume=args.resume, overwrite=args.overwrite, extra=(MODEL_FILE,)
+        )
     os.makedirs(args.out, exist_ok=True)
     train_ex, eval_ex = _train_eval_examples(args, task.name)
     model, tokenizer = _student(args, task, train_ex)
@@ -423,14 +555,25 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     train_ds = GlueDataset(train_ex, tokenizer, model.config.max_length)
     eval_ds = GlueDataset(eval_ex, tokenizer, model.config.max_length)
     collate = GlueCollator(tokenizer.pad_id)
-    loss_fn, metrics_fn, reduce_fn = make_task_fns(task.name, teacher, args.distill_alpha,
-                                                   args.distill_temperature)
+    loss_fn, metrics_fn, reduce_fn = make_task_fns(
+        task.name, teacher, args.distill_alpha, args.distill_temperature
+    )
     tc = train_config(args, len(train_ds))
     energy_fn = None if args.no_energy else _energy_fn(eval_ds, collate, args.out)
     if teacher is not None:
         teacher.to(tc.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    trainer = Trainer(model, train_ds, eval_ds, loss_fn, metrics_fn, tc, collate_fn=collate,
-                      energy_fn=energy_fn, eval_reduce_fn=reduce_fn, callbacks=callbacks)
+    trainer = Trainer(
+        model,
+        train_ds,
+        eval_ds,
+        loss_fn,
+        metrics_fn,
+        tc,
+        collate_fn=collate,
+        energy_fn=energy_fn,
+        eval_reduce_fn=reduce_fn,
+        callbacks=callbacks,
+    )
     try:
         final = trainer.fit(resume=args.resume)
     finally:
@@ -464,8 +607,10 @@ def _student(args: argparse.Namespace, task, train_ex):
     _init_weights(args, model, init_state)
     if _rank() == 0 and not args.resume:
         tokenizer.save(os.path.join(args.out, TOKENIZER_FILE))
-        _write_json(os.path.join(args.out, MODEL_FILE),
-                    {"task": task.name, "config": config.to_dict(), "eval_split": args.eval_split})
+        _write_json(
+            os.path.join(args.out, MODEL_FILE),
+            {"task": task.name, "config": config.to_dict(), "eval_split": args.eval_split},
+        )
     return model, tokenizer
 
 
@@ -485,8 +630,10 @@ def _resumed_or_new_setup(args: argparse.Namespace, task, train_ex):
             raise ValueError(f"--resume: {out!r} holds a {saved['task']} run, not {task.name}")
         return SNNBertConfig.from_dict(saved["config"]), tokenizer, None
     if args.resume:
-        raise FileNotFoundError(f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
-                                f"{os.path.abspath(out)!r}; run without --resume first")
+        raise FileNotFoundError(
+            f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
+            f"{os.path.abspath(out)!r}; run without --resume first"
+        )
     return _new_model_setup(args, task, train_ex)
 
 
@@ -498,15 +645,20 @@ def _init_weights(args: argparse.Namespace, model, init_state) -> None:
 
         names = load_encoder(model, init_state)
         if rank0:
-            print(f"initialised the encoder ({len(names)} tensors) from the run "
-                  f"{args.init_from}", file=sys.stderr)
+            print(
+                f"initialised the encoder ({len(names)} tensors) from the run {args.init_from}",
+                file=sys.stderr,
+            )
     elif args.init_from and not args.resume:
         from bpsn_ext.models.hf_bert import load_bert_weights
 
         info = load_bert_weights(model, args.init_from)
         if rank0:
-            print(f"initialised {len(info['copied'])} tensors from {args.init_from} "
-                  f"({len(info['skipped'])} skipped)", file=sys.stderr)
+            print(
+                f"initialised {len(info['copied'])} tensors from {args.init_from} "
+                f"({len(info['skipped'])} skipped)",
+                file=sys.stderr,
+            )
 
 
 def train_config(args: argparse.Namespace, n_train: int):
@@ -517,12 +669,19 @@ def train_config(args: argparse.Namespace, n_train: int):
 
     steps = -(-n_train // args.batch_size) * args.epochs
     return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=float(args.lr),
-        weight_decay=float(args.weight_decay), seed=args.seed,
-        grad_clip=float(args.grad_clip) if args.grad_clip else None, checkpoint_dir=args.out,
-        checkpoint_every=args.checkpoint_every, device=args.device,
-        param_groups=param_groups_for(float(args.neuron_lr_mult)), scheduler=args.scheduler,
-        warmup_steps=int(args.warmup_ratio * steps), progress=not args.no_progress,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=float(args.lr),
+        weight_decay=float(args.weight_decay),
+        seed=args.seed,
+        grad_clip=float(args.grad_clip) if args.grad_clip else None,
+        checkpoint_dir=args.out,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        param_groups=param_groups_for(float(args.neuron_lr_mult)),
+        scheduler=args.scheduler,
+        warmup_steps=int(args.warmup_ratio * steps),
+        progress=not args.no_progress,
     )
 
 
@@ -544,9 +703,11 @@ def _print_final(final: dict, out: str) -> None:
     print(json.dumps(shown, indent=None))
     if final.get("energy"):
         e = final["energy"]
-        print(f"energy per sample: {e['synaptic_energy_pJ_per_sample'] / 1e6:.4g} uJ "
-              f"synaptic (ANN {e['ann_energy_pJ_per_sample'] / 1e6:.4g} uJ, "
-              f"{e['ratio']:.3g}x); report: {os.path.join(out, ENERGY_FILE)}")
+        print(
+            f"energy per sample: {e['synaptic_energy_pJ_per_sample'] / 1e6:.4g} uJ "
+            f"synaptic (ANN {e['ann_energy_pJ_per_sample'] / 1e6:.4g} uJ, "
+            f"{e['ratio']:.3g}x); report: {os.path.join(out, ENERGY_FILE)}"
+        )
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -560,21 +721,26 @@ def load_trained(checkpoint: str, device: str = "cpu"):
     ckpt = os.path.join(checkpoint, CHECKPOINT_NAME) if os.path.isdir(checkpoint) else checkpoint
     for p in (ckpt, os.path.join(folder, MODEL_FILE), os.path.join(folder, TOKENIZER_FILE)):
         if not os.path.isfile(p):
-            raise FileNotFoundError(f"{os.path.abspath(p)!r} not found: --checkpoint must be a "
-                                    "`bpsn-ext train glue` output folder (or its last.pt)")
+            raise FileNotFoundError(
+                f"{os.path.abspath(p)!r} not found: --checkpoint must be a "
+                "`bpsn-ext train glue` output folder (or its last.pt)"
+            )
     with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
         saved = json.load(f)
     if "task" not in saved:
-        raise ValueError(f"{os.path.abspath(folder)!r} is not a `train glue` run (a `pretrain` "
-                         "run? fine-tune it with `train glue --init-from` first)")
+        raise ValueError(
+            f"{os.path.abspath(folder)!r} is not a `train glue` run (a `pretrain` "
+            "run? fine-tune it with `train glue --init-from` first)"
+        )
     model = SNNBert(SNNBertConfig.from_dict(saved["config"]))
     model.load_state_dict(load_checkpoint(ckpt, map_location=device)["model"])
     model.to(device).eval()
     return model, WordPieceTokenizer.load(os.path.join(folder, TOKENIZER_FILE)), saved["task"]
 
 
-def evaluate_model(model, tokenizer, task: str, examples, batch_size: int = 64,
-                   device: str = "cpu") -> dict:
+def evaluate_model(
+    model, tokenizer, task: str, examples, batch_size: int = 64, device: str = "cpu"
+) -> dict:
     """The task's metrics (and mean loss) of ``model`` on ``examples``."""
     import torch
 
@@ -610,8 +776,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_model(model, tokenizer, task, examples, args.batch_size, args.device)
     result = {"task": task, "split": args.split, "samples": len(examples), "metrics": metrics}
     if args.energy:
-        report = energy_report(model, GlueDataset(examples, tokenizer, model.config.max_length),
-                               GlueCollator(tokenizer.pad_id))
+        report = energy_report(
+            model,
+            GlueDataset(examples, tokenizer, model.config.max_length),
+            GlueCollator(tokenizer.pad_id),
+        )
         print(report)
         result["energy"] = _energy_summary(report)
     print(json.dumps(result))

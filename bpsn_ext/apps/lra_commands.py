@@ -25,56 +25,141 @@ TRAIN_HELP = "train an LRAClassifier on an LRA task or sequential images"
 EVALUATE_HELP = "evaluate an LRA checkpoint"
 
 RUN_CONFIG = "run_config.json"
-TASK_PRESET = {"digits": "digits", "mnist": "sequential", "fashion-mnist": "sequential",
-               "listops": "listops", "pathfinder": "pathfinder", "text": "text",
-               "retrieval": "retrieval", "image": "image"}
-DIGITS_PRESET = dict(n_layers=2, d_model=64, norm="batch", prenorm=False, dropout=0.0, lr=0.01,
-                     batch_size=64, epochs=20, weight_decay=0.01)
-_DATA_KEYS = ("task", "data", "hf", "generate", "seed", "n_train", "n_val", "n_test",
-              "min_length", "max_length", "max_depth", "max_args", "contour_length",
-              "resolution", "permute", "permutation_seed", "truncate", "limit_train",
-              "limit_eval")
-_MODEL_KEYS = ("layer", "d_model", "n_layers", "d_state", "dropout", "norm", "prenorm",
-               "dt_min", "dt_max", "bidirectional", "bidirectional_convention", "surrogate")
+TASK_PRESET = {
+    "digits": "digits",
+    "mnist": "sequential",
+    "fashion-mnist": "sequential",
+    "listops": "listops",
+    "pathfinder": "pathfinder",
+    "text": "text",
+    "retrieval": "retrieval",
+    "image": "image",
+}
+DIGITS_PRESET = dict(
+    n_layers=2,
+    d_model=64,
+    norm="batch",
+    prenorm=False,
+    dropout=0.0,
+    lr=0.01,
+    batch_size=64,
+    epochs=20,
+    weight_decay=0.01,
+)
+_DATA_KEYS = (
+    "task",
+    "data",
+    "hf",
+    "generate",
+    "seed",
+    "n_train",
+    "n_val",
+    "n_test",
+    "min_length",
+    "max_length",
+    "max_depth",
+    "max_args",
+    "contour_length",
+    "resolution",
+    "permute",
+    "permutation_seed",
+    "truncate",
+    "limit_train",
+    "limit_eval",
+)
+_MODEL_KEYS = (
+    "layer",
+    "d_model",
+    "n_layers",
+    "d_state",
+    "dropout",
+    "norm",
+    "prenorm",
+    "dt_min",
+    "dt_max",
+    "bidirectional",
+    "bidirectional_convention",
+    "surrogate",
+)
 
 
 def _data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> None:
     S = argparse.SUPPRESS
     g = parser.add_argument_group("data")
-    g.add_argument("--task", choices=TASKS, required=required_task, default=S if not
-                   required_task else None, help="which task")
-    g.add_argument("--data", default=S, metavar="PATH",
-                   help="local data: lra_release folder (listops, pathfinder, retrieval), "
-                   "aclImdb/CSV (text), CIFAR-10 python batches (image), IDX folder "
-                   "(mnist, fashion-mnist; default /usr/share/datasets/fashion-mnist)")
-    g.add_argument("--hf", default=S, metavar="NAME[:CONFIG]",
-                   help="a Hugging Face datasets name (text, image, mnist); honours "
-                   "HF_DATASETS_OFFLINE and the local cache")
-    g.add_argument("--generate", action="store_true", default=S,
-                   help="generate the data (listops, pathfinder) instead of reading it")
+    g.add_argument(
+        "--task",
+        choices=TASKS,
+        required=required_task,
+        default=S if not required_task else None,
+        help="which task",
+    )
+    g.add_argument(
+        "--data",
+        default=S,
+        metavar="PATH",
+        help="local data: lra_release folder (listops, pathfinder, retrieval), "
+        "aclImdb/CSV (text), CIFAR-10 python batches (image), IDX folder "
+        "(mnist, fashion-mnist; default /usr/share/datasets/fashion-mnist)",
+    )
+    g.add_argument(
+        "--hf",
+        default=S,
+        metavar="NAME[:CONFIG]",
+        help="a Hugging Face datasets name (text, image, mnist); honours "
+        "HF_DATASETS_OFFLINE and the local cache",
+    )
+    g.add_argument(
+        "--generate",
+        action="store_true",
+        default=S,
+        help="generate the data (listops, pathfinder) instead of reading it",
+    )
     g.add_argument("--n-train", type=positive_int, default=S, help="generated train samples (2000)")
     g.add_argument("--n-val", type=positive_int, default=S, help="generated val samples (200)")
     g.add_argument("--n-test", type=positive_int, default=S, help="generated test samples (200)")
-    g.add_argument("--min-length", type=int, default=S,
-                   help="ListOps: tokens > min-length (LRA 500)")
-    g.add_argument("--max-length", type=int, default=S,
-                   help="ListOps: tokens < max-length (LRA 2000)")
+    g.add_argument(
+        "--min-length", type=int, default=S, help="ListOps: tokens > min-length (LRA 500)"
+    )
+    g.add_argument(
+        "--max-length", type=int, default=S, help="ListOps: tokens < max-length (LRA 2000)"
+    )
     g.add_argument("--max-depth", type=positive_int, default=S, help="ListOps tree depth (10)")
     g.add_argument("--max-args", type=int, default=S, help="ListOps operator arity (10)")
-    g.add_argument("--contour-length", type=positive_int, default=S,
-                   help="Pathfinder difficulty: 6, 9 or 14 (hard, default)")
-    g.add_argument("--resolution", type=int, choices=(32, 128), default=S,
-                   help="Pathfinder image size (32; 128 = Path-X)")
-    g.add_argument("--permute", choices=("none", "bitreversal", "random"), default=S,
-                   help="image tasks: step order (none)")
-    g.add_argument("--permutation-seed", type=int, default=S,
-                   help="seed of --permute random (0)")
-    g.add_argument("--truncate", type=positive_int, default=S,
-                   help="cap token sequences (LRA: listops 2048, text 4096, retrieval 4000)")
-    g.add_argument("--limit-train", type=positive_int, default=S,
-                   help="use only the first N training samples")
-    g.add_argument("--limit-eval", type=positive_int, default=S,
-                   help="use only the first N val and test samples")
+    g.add_argument(
+        "--contour-length",
+        type=positive_int,
+        default=S,
+        help="Pathfinder difficulty: 6, 9 or 14 (hard, default)",
+    )
+    g.add_argument(
+        "--resolution",
+        type=int,
+        choices=(32, 128),
+        default=S,
+        help="Pathfinder image size (32; 128 = Path-X)",
+    )
+    g.add_argument(
+        "--permute",
+        choices=("none", "bitreversal", "random"),
+        default=S,
+        help="image tasks: step order (none)",
+    )
+    g.add_argument("--permutation-seed", type=int, default=S, help="seed of --permute random (0)")
+    g.add_argument(
+        "--truncate",
+        type=positive_int,
+        default=S,
+        help="cap token sequences (LRA: listops 2048, text 4096, retrieval 4000)",
+    )
+    g.add_argument(
+        "--limit-train", type=positive_int, default=S, help="use only the first N training samples"
+    )
+    g.add_argument(
+        "--limit-eval",
+        type=positive_int,
+        default=S,
+        help="use only the first N val and test samples",
+    )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,50 +169,87 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS
     _data_arguments(parser, required_task=True)
     m = parser.add_argument_group("model (defaults: the task preset)")
-    m.add_argument("--layer", choices=LAYERS, default="binary_s4d",
-                   help="sequence layer (binary_s4d); s4d is the non-spiking reference")
+    m.add_argument(
+        "--layer",
+        choices=LAYERS,
+        default="binary_s4d",
+        help="sequence layer (binary_s4d); s4d is the non-spiking reference",
+    )
     m.add_argument("--d-model", type=positive_int, default=S, help="width")
     m.add_argument("--n-layers", type=positive_int, default=S, help="residual blocks")
     m.add_argument("--d-state", type=positive_int, default=S, help="SSM state size (64)")
     m.add_argument("--dropout", type=float, default=S, help="dropout")
     m.add_argument("--norm", choices=("layer", "batch", "none"), default=S, help="norm")
-    m.add_argument("--prenorm", action=argparse.BooleanOptionalAction, default=S,
-                   help="pre-norm (--no-prenorm: post-norm)")
+    m.add_argument(
+        "--prenorm",
+        action=argparse.BooleanOptionalAction,
+        default=S,
+        help="pre-norm (--no-prenorm: post-norm)",
+    )
     m.add_argument("--dt-min", type=float, default=S, help="SSM step size range, lower")
     m.add_argument("--dt-max", type=float, default=S, help="SSM step size range, upper")
-    m.add_argument("--bidirectional", action="store_true", default=S,
-                   help="bidirectional SSM (binary_s4d, s4d, gsu: two kernels; s5: a backward "
-                        "scan)")
-    m.add_argument("--bidirectional-convention", choices=("lag0", "s4"), default=S,
-                   help="S4D backward kernel: lag0 (default, includes the current step) or s4 "
-                        "(state-spaces/s4's FFTConv, shifted by one step)")
-    m.add_argument("--surrogate", default=S,
-                   help="surrogate of the spiking layers, e.g. atan (default) or fast_sigmoid")
+    m.add_argument(
+        "--bidirectional",
+        action="store_true",
+        default=S,
+        help="bidirectional SSM (binary_s4d, s4d, gsu: two kernels; s5: a backward scan)",
+    )
+    m.add_argument(
+        "--bidirectional-convention",
+        choices=("lag0", "s4"),
+        default=S,
+        help="S4D backward kernel: lag0 (default, includes the current step) or s4 "
+        "(state-spaces/s4's FFTConv, shifted by one step)",
+    )
+    m.add_argument(
+        "--surrogate",
+        default=S,
+        help="surrogate of the spiking layers, e.g. atan (default) or fast_sigmoid",
+    )
     t = parser.add_argument_group("training (defaults: the task preset)")
     t.add_argument("--epochs", type=positive_int, default=S)
     t.add_argument("--batch-size", type=positive_int, default=S, help="global batch")
     t.add_argument("--lr", type=float, default=S)
-    t.add_argument("--ssm-lr", type=float, default=0.001,
-                   help="learning rate of the SSM parameters (min with --lr; wd 0) (0.001)")
+    t.add_argument(
+        "--ssm-lr",
+        type=float,
+        default=0.001,
+        help="learning rate of the SSM parameters (min with --lr; wd 0) (0.001)",
+    )
     t.add_argument("--weight-decay", type=float, default=S)
     t.add_argument("--scheduler", choices=("cosine", "constant"), default="cosine")
     t.add_argument("--warmup-steps", type=int, default=0)
     t.add_argument("--grad-clip", type=float, default=None)
     t.add_argument("--seed", type=int, default=0, help="weights, batch order, generated data")
-    t.add_argument("--checkpoint-dir", "--out", dest="checkpoint_dir", default=None,
-                   help="folder for last.pt, metrics.json, run_config.json")
-    t.add_argument("--checkpoint-every", type=int, default=0,
-                   help="also checkpoint every N steps (0: at epoch ends)")
+    t.add_argument(
+        "--checkpoint-dir",
+        "--out",
+        dest="checkpoint_dir",
+        default=None,
+        help="folder for last.pt, metrics.json, run_config.json",
+    )
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="also checkpoint every N steps (0: at epoch ends)",
+    )
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    t.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run in --checkpoint-dir (otherwise refused)")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --checkpoint-dir (otherwise refused)",
+    )
     t.add_argument("--metrics-json", default=None, help="also copy metrics.json here")
-    t.add_argument("--energy-samples", type=int, default=64,
-                   help="test samples of the energy report (0: no report) (64)")
+    t.add_argument(
+        "--energy-samples",
+        type=int,
+        default=64,
+        help="test samples of the energy report (0: no report) (64)",
+    )
     t.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
     t.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    t.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bars")
+    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -143,8 +265,7 @@ def _resolve(args: argparse.Namespace) -> dict:
     preset_name = TASK_PRESET[args.task]
     if args.task == "pathfinder" and getattr(args, "resolution", 32) == 128:
         preset_name = "pathx"
-    preset = dict(DIGITS_PRESET) if preset_name == "digits" else \
-        LRA_PRESETS[preset_name].to_dict()
+    preset = dict(DIGITS_PRESET) if preset_name == "digits" else LRA_PRESETS[preset_name].to_dict()
     preset.setdefault("d_state", 64)
     preset.setdefault("dt_min", 0.001)
     preset.setdefault("dt_max", 0.1)
@@ -161,8 +282,13 @@ def _resolve(args: argparse.Namespace) -> dict:
     if cfg.get("data"):  # stored in run_config.json: `evaluate` may run from another folder
         cfg["data"] = os.path.abspath(cfg["data"])
     with flag_errors("train lra"):  # before anything is written
-        check_sources(cfg["task"], data=cfg.get("data"), hf=cfg.get("hf"),
-                      generate=bool(cfg["generate"]), permute=cfg.get("permute"))
+        check_sources(
+            cfg["task"],
+            data=cfg.get("data"),
+            hf=cfg.get("hf"),
+            generate=bool(cfg["generate"]),
+            permute=cfg.get("permute"),
+        )
     return cfg
 
 
@@ -175,23 +301,35 @@ def _build_model(cfg: dict, td):
     convention = cfg.get("bidirectional_convention") or "lag0"
     if cfg.get("bidirectional"):
         if cfg["layer"] not in ("binary_s4d", "s4d", "gsu", "s5"):
-            raise SystemExit(f"--bidirectional applies to binary_s4d, s4d, gsu and s5, not "
-                             f"--layer {cfg['layer']}")
+            raise SystemExit(
+                f"--bidirectional applies to binary_s4d, s4d, gsu and s5, not "
+                f"--layer {cfg['layer']}"
+            )
         opts["bidirectional"] = True
         if cfg["layer"] != "s5":
             opts["bidirectional_convention"] = convention
     if convention != "lag0" and (not cfg.get("bidirectional") or cfg["layer"] == "s5"):
-        raise SystemExit("--bidirectional-convention s4 applies to --bidirectional with "
-                         "binary_s4d, s4d or gsu")
+        raise SystemExit(
+            "--bidirectional-convention s4 applies to --bidirectional with binary_s4d, s4d or gsu"
+        )
     if cfg.get("surrogate"):
         if cfg["layer"] == "s4d":
             raise SystemExit("--surrogate applies to the spiking layers, not --layer s4d")
         opts["surrogate"] = cfg["surrogate"]
     cls = LRADualClassifier if td.dual else LRAClassifier
-    return cls(td.d_input, td.n_classes, layer=cfg["layer"], d_model=int(cfg["d_model"]),
-               n_layers=int(cfg["n_layers"]), d_state=int(cfg["d_state"]),
-               dropout=float(cfg["dropout"]), prenorm=bool(cfg["prenorm"]), norm=cfg["norm"],
-               vocab_size=td.vocab_size, layer_options=opts)
+    return cls(
+        td.d_input,
+        td.n_classes,
+        layer=cfg["layer"],
+        d_model=int(cfg["d_model"]),
+        n_layers=int(cfg["n_layers"]),
+        d_state=int(cfg["d_state"]),
+        dropout=float(cfg["dropout"]),
+        prenorm=bool(cfg["prenorm"]),
+        norm=cfg["norm"],
+        vocab_size=td.vocab_size,
+        layer_options=opts,
+    )
 
 
 def _forward(model, batch, dual: bool):
@@ -211,8 +349,10 @@ def _fns(dual: bool):
 
     def metrics_fn(model, batch):
         logits, y = _forward(model, batch, dual)
-        return {"loss": F.cross_entropy(logits, y).item(),
-                "accuracy": (logits.argmax(-1) == y).float().mean().item()}
+        return {
+            "loss": F.cross_entropy(logits, y).item(),
+            "accuracy": (logits.argmax(-1) == y).float().mean().item(),
+        }
 
     return loss_fn, metrics_fn
 
@@ -249,9 +389,11 @@ def firing_rates(model, *inputs) -> dict[str, float]:
                         acts.append(act)
                     else:
                         record = acts.append
-                        hooks = [mod.register_forward_hook(
-                                     lambda _m, _i, o, record=record: record(o))
-                                 for mod in block.modules() if isinstance(mod, (SpikingS5, BPSN))]
+                        hooks = [
+                            mod.register_forward_hook(lambda _m, _i, o, record=record: record(o))
+                            for mod in block.modules()
+                            if isinstance(mod, (SpikingS5, BPSN))
+                        ]
                         try:
                             h = block(h, m)
                         finally:
@@ -280,15 +422,35 @@ def energy_summary(model, td, n_samples: int, device=None) -> dict:
         batch = tuple(b.to(device) for b in batch)
     inputs = batch[:-1]
     with torch.no_grad():
-        report = estimate(model, *inputs, coding="individual",
-                          title=f"energy: {type(model).__name__}, {n} test samples")
+        report = estimate(
+            model,
+            *inputs,
+            coding="individual",
+            title=f"energy: {type(model).__name__}, {n} test samples",
+        )
     s = report.per_sample()
     rates = firing_rates(model, *inputs)
-    out = {k: s[k] for k in ("energy_pJ", "synaptic_energy_pJ", "ann_energy_pJ", "mac", "ac",
-                             "ratio", "ratio_total", "effective_ac_rate", "mean_output_rate")}
-    out.update(samples=n, T=report.T, energy_model=report.energy_model.name,
-               firing_rates=rates,
-               mean_firing_rate=sum(rates.values()) / len(rates) if rates else None)
+    out = {
+        k: s[k]
+        for k in (
+            "energy_pJ",
+            "synaptic_energy_pJ",
+            "ann_energy_pJ",
+            "mac",
+            "ac",
+            "ratio",
+            "ratio_total",
+            "effective_ac_rate",
+            "mean_output_rate",
+        )
+    }
+    out.update(
+        samples=n,
+        T=report.T,
+        energy_model=report.energy_model.name,
+        firing_rates=rates,
+        mean_firing_rate=sum(rates.values()) / len(rates) if rates else None,
+    )
     out["_report"] = report
     return out
 
@@ -321,9 +483,11 @@ def _print(*parts) -> None:
 
 
 def _format_epoch(entry: dict) -> str:
-    return (f"epoch {entry['epoch']}: train loss {entry['train_loss']:.4f}, val loss "
-            f"{entry.get('eval_loss', float('nan')):.4f}, val acc "
-            f"{entry.get('eval_accuracy', float('nan')):.4f}")
+    return (
+        f"epoch {entry['epoch']}: train loss {entry['train_loss']:.4f}, val loss "
+        f"{entry.get('eval_loss', float('nan')):.4f}, val acc "
+        f"{entry.get('eval_accuracy', float('nan')):.4f}"
+    )
 
 
 class _EpochPrinter:
@@ -334,8 +498,12 @@ class _EpochPrinter:
 
         class Handler(logging.Handler):
             def emit(self, record):
-                if isinstance(record.args, tuple) and len(record.args) == 2 and isinstance(
-                        record.args[1], dict) and "train_loss" in record.args[1]:
+                if (
+                    isinstance(record.args, tuple)
+                    and len(record.args) == 2
+                    and isinstance(record.args[1], dict)
+                    and "train_loss" in record.args[1]
+                ):
                     _print(_format_epoch(record.args[1]))
 
         self.logger = logging.getLogger("bpsn_ext.train.trainer")
@@ -358,8 +526,12 @@ def _claim(cfg: dict) -> None:
         raise SystemExit("train lra --resume needs --checkpoint-dir")
     if cfg.get("checkpoint_dir"):
         with flag_errors("train lra"):
-            claim_run_folder(cfg["checkpoint_dir"], resume=bool(cfg["resume"]),
-                             overwrite=bool(cfg.get("overwrite")), extra=(RUN_CONFIG,))
+            claim_run_folder(
+                cfg["checkpoint_dir"],
+                resume=bool(cfg["resume"]),
+                overwrite=bool(cfg.get("overwrite")),
+                extra=(RUN_CONFIG,),
+            )
 
 
 def _train_config(cfg: dict):
@@ -373,11 +545,18 @@ def _train_config(cfg: dict):
         return ssm_param_groups(m, lr=lr, weight_decay=weight_decay, ssm_lr=ssm_lr)
 
     return TrainConfig(
-        epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
-        weight_decay=float(cfg["weight_decay"]), seed=int(cfg["seed"]),
-        grad_clip=cfg["grad_clip"], checkpoint_dir=cfg["checkpoint_dir"],
-        checkpoint_every=int(cfg["checkpoint_every"]), device=cfg["device"],
-        param_groups=groups, scheduler=cfg["scheduler"], warmup_steps=int(cfg["warmup_steps"]),
+        epochs=int(cfg["epochs"]),
+        batch_size=int(cfg["batch_size"]),
+        lr=float(cfg["lr"]),
+        weight_decay=float(cfg["weight_decay"]),
+        seed=int(cfg["seed"]),
+        grad_clip=cfg["grad_clip"],
+        checkpoint_dir=cfg["checkpoint_dir"],
+        checkpoint_every=int(cfg["checkpoint_every"]),
+        device=cfg["device"],
+        param_groups=groups,
+        scheduler=cfg["scheduler"],
+        warmup_steps=int(cfg["warmup_steps"]),
         progress=bool(cfg["progress"]),
     )
 
@@ -395,8 +574,16 @@ def _make_trainer(cfg: dict, td, model):
         energy.update(energy_summary(m, td, int(cfg["energy_samples"]), trainer.device))
         return {k: v for k, v in energy.items() if k != "_report"}
 
-    trainer = Trainer(model, td.train, td.val, loss_fn, metrics_fn, _train_config(cfg),
-                      collate_fn=td.collate, energy_fn=energy_fn)
+    trainer = Trainer(
+        model,
+        td.train,
+        td.val,
+        loss_fn,
+        metrics_fn,
+        _train_config(cfg),
+        collate_fn=td.collate,
+        energy_fn=energy_fn,
+    )
     return trainer, energy
 
 
@@ -431,9 +618,11 @@ def run_train(args: argparse.Namespace) -> int:
     rank0 = int(os.environ.get("RANK", "0")) == 0
     n_params = sum(p.numel() for p in model.parameters())
     if rank0:
-        _print(f"task {cfg['task']} ({td.info.get('source', '')}): train {len(td.train)}, val "
-               f"{len(td.val)}, test {len(td.test)}; layer {cfg['layer']}, "
-               f"{cfg['n_layers']} x {cfg['d_model']}, {n_params} parameters")
+        _print(
+            f"task {cfg['task']} ({td.info.get('source', '')}): train {len(td.train)}, val "
+            f"{len(td.val)}, test {len(td.test)}; layer {cfg['layer']}, "
+            f"{cfg['n_layers']} x {cfg['d_model']}, {n_params} parameters"
+        )
     if cfg["checkpoint_dir"] and rank0 and not cfg["resume"]:
         write_json_atomic(os.path.join(cfg["checkpoint_dir"], RUN_CONFIG), cfg)
     trainer, energy = _make_trainer(cfg, td, model)
@@ -444,26 +633,46 @@ def run_train(args: argparse.Namespace) -> int:
         final = trainer.fit(resume=bool(cfg["resume"]))
     test = trainer.evaluate(td.test)
     _print_test(test, energy)
-    _write_metrics(cfg, {
-        "task": cfg["task"], "layer": cfg["layer"], "parameters": n_params, "data": td.info,
-        "run_config": dict(cfg), "final": final, "test": test, "energy": final.get("energy"),
-        "history": trainer.state.history, "steps": trainer.state.global_step,
-        "world_size": trainer.world_size})
+    _write_metrics(
+        cfg,
+        {
+            "task": cfg["task"],
+            "layer": cfg["layer"],
+            "parameters": n_params,
+            "data": td.info,
+            "run_config": dict(cfg),
+            "final": final,
+            "test": test,
+            "energy": final.get("energy"),
+            "history": trainer.state.history,
+            "steps": trainer.state.global_step,
+            "world_size": trainer.world_size,
+        },
+    )
     return 0
 
 
 # ----------------------------------------------------------------------------- evaluate
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``evaluate lra``."""
-    parser.add_argument("--checkpoint-dir", required=True,
-                        help="folder of a `train lra` run (run_config.json and last.pt)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file (default: <checkpoint-dir>/last.pt)")
+    parser.add_argument(
+        "--checkpoint-dir",
+        required=True,
+        help="folder of a `train lra` run (run_config.json and last.pt)",
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="checkpoint file (default: <checkpoint-dir>/last.pt)"
+    )
     parser.add_argument("--split", choices=("test", "val", "train"), default="test")
-    parser.add_argument("--out", default=None,
-                        help="metrics JSON (default: <checkpoint-dir>/eval_<split>.json)")
-    parser.add_argument("--energy-samples", type=int, default=64,
-                        help="test samples of the energy report (0: none) (64)")
+    parser.add_argument(
+        "--out", default=None, help="metrics JSON (default: <checkpoint-dir>/eval_<split>.json)"
+    )
+    parser.add_argument(
+        "--energy-samples",
+        type=int,
+        default=64,
+        help="test samples of the energy report (0: none) (64)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--device", default="cpu")
@@ -479,8 +688,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     folder = args.checkpoint_dir
     path = os.path.join(folder, RUN_CONFIG)
     if not os.path.isfile(path):
-        raise SystemExit(f"evaluate lra: {path!r} is missing (not a `train lra` checkpoint "
-                         "folder)")
+        raise SystemExit(f"evaluate lra: {path!r} is missing (not a `train lra` checkpoint folder)")
     with open(path, encoding="utf-8") as f:
         cfg = json.load(f)
     for key in _DATA_KEYS:  # data flags given here override the stored ones
@@ -501,15 +709,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])
     loss_fn, metrics_fn = _fns(td.dual)
     dataset = {"test": td.test, "val": td.val, "train": td.train}[args.split]
-    config = TrainConfig(batch_size=args.batch_size or int(cfg["batch_size"]),
-                         device=args.device, progress=False)
-    trainer = Trainer(model, dataset, None, loss_fn, metrics_fn, config,
-                      collate_fn=td.collate)
+    config = TrainConfig(
+        batch_size=args.batch_size or int(cfg["batch_size"]), device=args.device, progress=False
+    )
+    trainer = Trainer(model, dataset, None, loss_fn, metrics_fn, config, collate_fn=td.collate)
     metrics = trainer.evaluate(dataset)
-    out = {"task": cfg["task"], "layer": cfg["layer"], "split": args.split,
-           "checkpoint": os.path.abspath(ckpt_path), "samples": len(dataset), **metrics}
-    print(f"{cfg['task']} / {cfg['layer']} / {args.split} ({len(dataset)} samples): "
-          f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}", flush=True)
+    out = {
+        "task": cfg["task"],
+        "layer": cfg["layer"],
+        "split": args.split,
+        "checkpoint": os.path.abspath(ckpt_path),
+        "samples": len(dataset),
+        **metrics,
+    }
+    print(
+        f"{cfg['task']} / {cfg['layer']} / {args.split} ({len(dataset)} samples): "
+        f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}",
+        flush=True,
+    )
     if args.energy_samples > 0:
         e = energy_summary(trainer.model, td, args.energy_samples, torch.device(args.device))
         print(e.pop("_report"), flush=True)

@@ -37,24 +37,39 @@ PRETRAIN_HELP = "masked-LM pretraining of SNN-BERT (or its ANN twin) on local te
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``pretrain``."""
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--text", nargs="+", metavar="FILE",
-                     help="plain-text files, one text a line (e.g. generate wordnet-glosses' "
-                     "corpus.txt)")
-    src.add_argument("--hf", help="HF datasets: a load_from_disk folder or a cached name "
-                     "(name or name:config; loaded offline, never downloaded)")
+    src.add_argument(
+        "--text",
+        nargs="+",
+        metavar="FILE",
+        help="plain-text files, one text a line (e.g. generate wordnet-glosses' corpus.txt)",
+    )
+    src.add_argument(
+        "--hf",
+        help="HF datasets: a load_from_disk folder or a cached name "
+        "(name or name:config; loaded offline, never downloaded)",
+    )
     parser.add_argument("--hf-split", default="train", help="split of --hf (train)")
     parser.add_argument("--hf-column", default="text", help="text column of --hf (text)")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier run in OUT (otherwise refused)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in OUT (otherwise refused)"
+    )
     add_model_arguments(parser.add_argument_group("model"))
     add_vocab_arguments(parser.add_argument_group("tokenizer (local, never downloaded)"))
     g = parser.add_argument_group("masked LM")
-    g.add_argument("--mask-prob", type=float, default=0.15,
-                   help="share of the tokens chosen (80%% [MASK], 10%% random, 10%% kept) (0.15)")
-    g.add_argument("--eval-samples", type=positive_int, default=500,
-                   help="lines held out for the eval loss (500)")
+    g.add_argument(
+        "--mask-prob",
+        type=float,
+        default=0.15,
+        help="share of the tokens chosen (80%% [MASK], 10%% random, 10%% kept) (0.15)",
+    )
+    g.add_argument(
+        "--eval-samples",
+        type=positive_int,
+        default=500,
+        help="lines held out for the eval loss (500)",
+    )
     g.add_argument("--max-train-samples", type=positive_int, help="use N training lines")
     g = parser.add_argument_group("training")
     add_optim_arguments(g, epochs=1)
@@ -82,16 +97,14 @@ def read_hf_lines(source: str, split: str, column: str) -> list[str]:
 
     ds = load_hf_split(source, split)
     if column not in ds.column_names:
-        raise ValueError(f"--hf-column {column!r} is not a column of {source!r}: "
-                         f"{ds.column_names}")
+        raise ValueError(f"--hf-column {column!r} is not a column of {source!r}: {ds.column_names}")
     return [t.strip() for t in ds[column] if isinstance(t, str) and t.strip()]
 
 
 def split_lines(lines: list[str], n_eval: int, seed: int) -> tuple[list[str], list[str]]:
     """``(train, eval)``: a seeded choice of ``n_eval`` held-out lines (order kept)."""
     if n_eval >= len(lines):
-        raise ValueError(f"--eval-samples {n_eval} leaves nothing to train on ({len(lines)} "
-                         "lines)")
+        raise ValueError(f"--eval-samples {n_eval} leaves nothing to train on ({len(lines)} lines)")
     held = set(random.Random(seed).sample(range(len(lines)), n_eval))
     train = [x for i, x in enumerate(lines) if i not in held]
     return train, [x for i, x in enumerate(lines) if i in held]
@@ -115,9 +128,15 @@ def make_mlm_fns(tokenizer, mask_prob: float):
     def run(model, batch, generator):
         ids = batch["input_ids"]
         real = as_mask(batch["lengths"], ids.shape[0], ids.shape[1], ids.device)
-        corrupted, pos = mask_tokens(ids, real, mask_id=mask_id, vocab_size=tokenizer.vocab_size,
-                                     special_ids=special, mask_prob=mask_prob,
-                                     generator=generator)
+        corrupted, pos = mask_tokens(
+            ids,
+            real,
+            mask_id=mask_id,
+            vocab_size=tokenizer.vocab_size,
+            special_ids=special,
+            mask_prob=mask_prob,
+            generator=generator,
+        )
         logits = model(corrupted, batch["lengths"], batch["segment_ids"], positions=pos)
         return logits, ids[pos]
 
@@ -128,8 +147,10 @@ def make_mlm_fns(tokenizer, mask_prob: float):
     def metrics_fn(model, batch):
         g = torch.Generator().manual_seed(int(batch["input_ids"].sum()) % 2**31)
         logits, target = run(model, batch, g)
-        return {"mlm_loss": F.cross_entropy(logits, target).item(),
-                "masked_accuracy": (logits.argmax(-1) == target).float().mean().item()}
+        return {
+            "mlm_loss": F.cross_entropy(logits, target).item(),
+            "masked_accuracy": (logits.argmax(-1) == target).float().mean().item(),
+        }
 
     return loss_fn, metrics_fn
 
@@ -143,8 +164,10 @@ def _setup(args: argparse.Namespace, out: str, train_lines: list[str]):
     model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     if args.resume:
         if not (os.path.isfile(model_path) and os.path.isfile(tok_path)):
-            raise FileNotFoundError(f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
-                                    f"{os.path.abspath(out)!r}; run without --resume first")
+            raise FileNotFoundError(
+                f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
+                f"{os.path.abspath(out)!r}; run without --resume first"
+            )
         with open(model_path, encoding="utf-8") as f:
             saved = json.load(f)
         return SNNBertConfig.from_dict(saved["config"]), WordPieceTokenizer.load(tok_path)
@@ -152,8 +175,9 @@ def _setup(args: argparse.Namespace, out: str, train_lines: list[str]):
     config = model_config(args, tokenizer.vocab_size, num_labels=1)
     if _rank() == 0:
         tokenizer.save(tok_path)
-        _write_json(model_path, {"kind": "mlm", "config": config.to_dict(),
-                                 "mask_prob": args.mask_prob})
+        _write_json(
+            model_path, {"kind": "mlm", "config": config.to_dict(), "mask_prob": args.mask_prob}
+        )
     return config, tokenizer
 
 
@@ -168,12 +192,16 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     with flag_errors("pretrain"):
-        claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite,
-                         extra=(MODEL_FILE,))
+        claim_run_folder(
+            args.out, resume=args.resume, overwrite=args.overwrite, extra=(MODEL_FILE,)
+        )
     if not 0.0 < args.mask_prob < 1.0:
         raise ValueError(f"--mask-prob must be in (0, 1), got {args.mask_prob}")
-    lines = (read_lines(args.text) if args.text
-             else read_hf_lines(args.hf, args.hf_split, args.hf_column))
+    lines = (
+        read_lines(args.text)
+        if args.text
+        else read_hf_lines(args.hf, args.hf_split, args.hf_column)
+    )
     train_lines, eval_lines = split_lines(lines, args.eval_samples, args.seed)
     if args.max_train_samples:
         train_lines = train_lines[: args.max_train_samples]
@@ -183,14 +211,21 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
     model = SNNBertForMaskedLM(config)
 
     def dataset(texts):
-        return GlueDataset([GlueExample(t, None, 0) for t in texts], tokenizer,
-                           config.max_length)
+        return GlueDataset([GlueExample(t, None, 0) for t in texts], tokenizer, config.max_length)
 
     train_ds, eval_ds = dataset(train_lines), dataset(eval_lines)
     loss_fn, metrics_fn = make_mlm_fns(tokenizer, float(args.mask_prob))
     tc = train_config(args, len(train_ds))
-    trainer = Trainer(model, train_ds, eval_ds, loss_fn, metrics_fn, tc,
-                      collate_fn=GlueCollator(tokenizer.pad_id), callbacks=callbacks)
+    trainer = Trainer(
+        model,
+        train_ds,
+        eval_ds,
+        loss_fn,
+        metrics_fn,
+        tc,
+        collate_fn=GlueCollator(tokenizer.pad_id),
+        callbacks=callbacks,
+    )
     try:
         final = trainer.fit(resume=args.resume)
     finally:

@@ -160,9 +160,17 @@ class _Settings:
 
     @classmethod
     def of(
-        cls, T: Sequence[int] | None, batch: int, features: int, spatial: int,
-        repeats: int | None, warmup: int | None, matmul_max_T: int | None,
-        neurons: Sequence[str] | None, quick: bool, seed: int,
+        cls,
+        T: Sequence[int] | None,
+        batch: int,
+        features: int,
+        spatial: int,
+        repeats: int | None,
+        warmup: int | None,
+        matmul_max_T: int | None,
+        neurons: Sequence[str] | None,
+        quick: bool,
+        seed: int,
     ) -> _Settings:
         keys = tuple(NEURON_KEYS if neurons is None else neurons)
         if quick and neurons is None:
@@ -171,20 +179,28 @@ class _Settings:
             keys = tuple(k for k in keys if k != "snntorch_state_leaky")
         return cls(
             Ts=tuple(QUICK_T if quick else DEFAULT_T) if T is None else tuple(T),
-            batch=batch, features=features, spatial=spatial,
+            batch=batch,
+            features=features,
+            spatial=spatial,
             repeats=_or_default(repeats, quick, QUICK_REPEATS, DEFAULT_REPEATS),
             warmup=_or_default(warmup, quick, QUICK_WARMUP, DEFAULT_WARMUP),
             matmul_max_T=_or_default(matmul_max_T, quick, QUICK_MATMUL_MAX_T, MATMUL_MAX_T),
-            keys=keys, seed=seed,
+            keys=keys,
+            seed=seed,
         )
 
     def check(self, threads: int | None) -> None:
         """Raise `ValueError` naming the first setting out of range."""
-        check_positive_ints([
-            ("batch", self.batch), ("features", self.features), ("repeats", self.repeats),
-            ("matmul_max_T", self.matmul_max_T), *((f"T[{i}]", t) for i, t in enumerate(self.Ts)),
-            *([] if threads is None else [("threads", threads)]),
-        ])
+        check_positive_ints(
+            [
+                ("batch", self.batch),
+                ("features", self.features),
+                ("repeats", self.repeats),
+                ("matmul_max_T", self.matmul_max_T),
+                *((f"T[{i}]", t) for i, t in enumerate(self.Ts)),
+                *([] if threads is None else [("threads", threads)]),
+            ]
+        )
         if not self.Ts:
             raise ValueError("T must name at least one sequence length")
         for name, value in (("warmup", self.warmup), ("spatial", self.spatial)):
@@ -192,18 +208,29 @@ class _Settings:
         unknown = [k for k in self.keys if k not in NEURON_KEYS]
         if unknown or not self.keys:
             raise ValueError(
-                f"neurons must be a non-empty subset of {NEURON_KEYS}, got {self.keys}")
+                f"neurons must be a non-empty subset of {NEURON_KEYS}, got {self.keys}"
+            )
 
     def config(self, quick: bool, threads: int | None, dev: torch.device) -> dict:
         """The report's ``config``."""
         Ts, repeats, warmup = self.Ts, self.repeats, self.warmup
         return {
-            "T": list(Ts), "batch": self.batch, "features": self.features,
-            "spatial": self.spatial, "input": "N(0.5, 1) float32",
-            "repeats": repeats, "repeats_per_T": {str(t): repeats_for(t, repeats) for t in Ts},
-            "warmup": warmup, "warmup_per_T": {str(t): warmup_for(t, warmup) for t in Ts},
-            "quick": quick, "neurons": list(self.keys), "matmul_max_T": self.matmul_max_T,
-            "threads": threads, "device": str(dev), "seed": self.seed, "statistic": "median_ms",
+            "T": list(Ts),
+            "batch": self.batch,
+            "features": self.features,
+            "spatial": self.spatial,
+            "input": "N(0.5, 1) float32",
+            "repeats": repeats,
+            "repeats_per_T": {str(t): repeats_for(t, repeats) for t in Ts},
+            "warmup": warmup,
+            "warmup_per_T": {str(t): warmup_for(t, warmup) for t in Ts},
+            "quick": quick,
+            "neurons": list(self.keys),
+            "matmul_max_T": self.matmul_max_T,
+            "threads": threads,
+            "device": str(dev),
+            "seed": self.seed,
+            "statistic": "median_ms",
             "bpsn_default": _bpsn_default(self.features) if BASE in self.keys else None,
         }
 
@@ -265,18 +292,23 @@ def _bpsn_neurons() -> list[_Neuron]:
         _Neuron("bpsn_compiled", "BPSN torch.compile", compiled, _direct),
         _Neuron("floor", "memory floor (streaming)", lambda T, C: _Floor(), _direct),
         _Neuron("bpsn", "BPSN (default)", lambda T, C: BPSN(C), _direct),
-        _Neuron("bpsn_torch", "BPSN torch path", lambda T, C: BPSN(C, method="chunked"),
-                _direct),
+        _Neuron("bpsn_torch", "BPSN torch path", lambda T, C: BPSN(C, method="chunked"), _direct),
         _Neuron(
-            "bpsn_matmul", "BPSN method=matmul", lambda T, C: BPSN(C, method="matmul"), _direct,
+            "bpsn_matmul",
+            "BPSN method=matmul",
+            lambda T, C: BPSN(C, method="matmul"),
+            _direct,
             max_T=MATMUL_MAX_T,
         ),
     ]
 
 
 def _spikingjelly_neurons() -> list[_Neuron]:
-    keys = (("sj_lif", "SJ LIFNode"), ("sj_psn", "SJ PSN"),
-            ("sj_sliding_psn", "SJ SlidingPSN(k=4)"))
+    keys = (
+        ("sj_lif", "SJ LIFNode"),
+        ("sj_psn", "SJ PSN"),
+        ("sj_sliding_psn", "SJ SlidingPSN(k=4)"),
+    )
     try:
         from spikingjelly.activation_based import functional, neuron, surrogate
     except ImportError as exc:
@@ -286,40 +318,69 @@ def _spikingjelly_neurons() -> list[_Neuron]:
     reset = functional.reset_net
     out = [
         _Neuron(
-            "sj_lif", "SJ LIFNode",
+            "sj_lif",
+            "SJ LIFNode",
             lambda T, C: neuron.LIFNode(
                 tau=2.0, step_mode="m", surrogate_function=surrogate.ATan()
             ),
-            _direct, reset,
+            _direct,
+            reset,
         )
     ]
     if hasattr(neuron, "PSN"):
-        out.append(_Neuron(
-            "sj_psn", "SJ PSN",
-            lambda T, C: neuron.PSN(T, surrogate_function=surrogate.ATan()), _direct, reset,
-            max_T=2048, max_T_note="skipped: T > 2048 (T x T weight, quadratic)",
-        ))
+        out.append(
+            _Neuron(
+                "sj_psn",
+                "SJ PSN",
+                lambda T, C: neuron.PSN(T, surrogate_function=surrogate.ATan()),
+                _direct,
+                reset,
+                max_T=2048,
+                max_T_note="skipped: T > 2048 (T x T weight, quadratic)",
+            )
+        )
     else:
-        out.append(_Neuron("sj_psn", "SJ PSN", None, _direct,
-                           missing=f"skipped: no neuron.PSN in spikingjelly {version}"))
+        out.append(
+            _Neuron(
+                "sj_psn",
+                "SJ PSN",
+                None,
+                _direct,
+                missing=f"skipped: no neuron.PSN in spikingjelly {version}",
+            )
+        )
     if hasattr(neuron, "SlidingPSN"):
-        out.append(_Neuron(
-            "sj_sliding_psn", "SJ SlidingPSN(k=4)",
-            lambda T, C: neuron.SlidingPSN(
-                4, surrogate_function=surrogate.ATan(), step_mode="m"
-            ),
-            _direct, reset,
-            max_T=2048, max_T_note="skipped: T > 2048 (T x T matrix built in a loop over T)",
-        ))
+        out.append(
+            _Neuron(
+                "sj_sliding_psn",
+                "SJ SlidingPSN(k=4)",
+                lambda T, C: neuron.SlidingPSN(
+                    4, surrogate_function=surrogate.ATan(), step_mode="m"
+                ),
+                _direct,
+                reset,
+                max_T=2048,
+                max_T_note="skipped: T > 2048 (T x T matrix built in a loop over T)",
+            )
+        )
     else:
-        out.append(_Neuron("sj_sliding_psn", "SJ SlidingPSN(k=4)", None, _direct,
-                           missing=f"skipped: no neuron.SlidingPSN in spikingjelly {version}"))
+        out.append(
+            _Neuron(
+                "sj_sliding_psn",
+                "SJ SlidingPSN(k=4)",
+                None,
+                _direct,
+                missing=f"skipped: no neuron.SlidingPSN in spikingjelly {version}",
+            )
+        )
     return out
 
 
 def _snntorch_neurons() -> list[_Neuron]:
-    keys = (("snntorch_leaky", "snnTorch Leaky (loop)"),
-            ("snntorch_state_leaky", "snnTorch StateLeaky"))
+    keys = (
+        ("snntorch_leaky", "snnTorch Leaky (loop)"),
+        ("snntorch_state_leaky", "snnTorch StateLeaky"),
+    )
     try:
         import snntorch as snn
         from snntorch import surrogate
@@ -328,20 +389,31 @@ def _snntorch_neurons() -> list[_Neuron]:
         return [_Neuron(k, label, None, _direct, missing=note) for k, label in keys]
     out = [
         _Neuron(
-            "snntorch_leaky", "snnTorch Leaky (loop)",
-            lambda T, C: snn.Leaky(beta=0.5, spike_grad=surrogate.atan()), _snntorch_loop,
+            "snntorch_leaky",
+            "snnTorch Leaky (loop)",
+            lambda T, C: snn.Leaky(beta=0.5, spike_grad=surrogate.atan()),
+            _snntorch_loop,
         )
     ]
     if hasattr(snn, "StateLeaky"):
-        out.append(_Neuron(
-            "snntorch_state_leaky", "snnTorch StateLeaky",
-            lambda T, C: snn.StateLeaky(beta=0.5, channels=C), _first,
-        ))
+        out.append(
+            _Neuron(
+                "snntorch_state_leaky",
+                "snnTorch StateLeaky",
+                lambda T, C: snn.StateLeaky(beta=0.5, channels=C),
+                _first,
+            )
+        )
     else:
-        out.append(_Neuron(
-            "snntorch_state_leaky", "snnTorch StateLeaky", None, _direct,
-            missing=f"skipped: no snn.StateLeaky in snntorch {package_version('snntorch')}",
-        ))
+        out.append(
+            _Neuron(
+                "snntorch_state_leaky",
+                "snnTorch StateLeaky",
+                None,
+                _direct,
+                missing=f"skipped: no snn.StateLeaky in snntorch {package_version('snntorch')}",
+            )
+        )
     return out
 
 
@@ -349,7 +421,8 @@ def _neurons(keys: Sequence[str], matmul_max_T: int) -> list[_Neuron]:
     available = _bpsn_neurons() + _spikingjelly_neurons() + _snntorch_neurons()
     by_key = {n.key: n for n in available}
     by_key["bpsn_matmul"] = replace(
-        by_key["bpsn_matmul"], max_T=matmul_max_T,
+        by_key["bpsn_matmul"],
+        max_T=matmul_max_T,
         max_T_note=f"skipped: T > {matmul_max_T} ([C, T, T] kernel: quadratic time and memory)",
     )
     return [by_key[k] for k in NEURON_KEYS if k in keys]
@@ -444,8 +517,11 @@ def _memory(key: str, fwd_bwd: Callable, x: torch.Tensor, dev: torch.device) -> 
 
 
 def _timings(
-    active: dict[str, tuple[nn.Module, Callable, Callable]], repeats: int, warmup: int,
-    forward_warmup: bool, dev: torch.device,
+    active: dict[str, tuple[nn.Module, Callable, Callable]],
+    repeats: int,
+    warmup: int,
+    forward_warmup: bool,
+    dev: torch.device,
 ) -> dict[str, dict]:
     """Forward and forward+backward of every active neuron, timed in one rotation:
     ``{key: {"fwd": stats, "fwd_bwd": stats}}``."""
@@ -456,8 +532,9 @@ def _timings(
         fns[f"{key}/fwd"] = fwd
         fns[f"{key}/fwd_bwd"] = fwd_bwd
     timings = time_fns(fns, repeats=repeats, warmup=warmup, device=dev) if fns else {}
-    return {key: {phase: timings[f"{key}/{phase}"] for phase in ("fwd", "fwd_bwd")}
-            for key in active}
+    return {
+        key: {phase: timings[f"{key}/{phase}"] for phase in ("fwd", "fwd_bwd")} for key in active
+    }
 
 
 def _add_speedups(rows: list[dict]) -> None:
@@ -487,8 +564,12 @@ def _measure_T(
     forward_warmup = w == 0 and s.warmup > 0
     if verbose:
         extra = ", one untimed forward each" if forward_warmup else ""
-        print(f"T={T}: {len(active)} neurons, peak-memory pass{extra}, then {w} warm-up + {r} "
-              f"timed rounds ...", file=sys.stderr, flush=True)
+        print(
+            f"T={T}: {len(active)} neurons, peak-memory pass{extra}, then {w} warm-up + {r} "
+            f"timed rounds ...",
+            file=sys.stderr,
+            flush=True,
+        )
     by_key = {row["neuron"]: row for row in rows}
     for key, (_, _, fwd_bwd) in active.items():
         by_key[key].update(_memory(key, fwd_bwd, x, dev))
@@ -514,21 +595,31 @@ def _headline(rows: list[dict]) -> dict:
     for T in HEADLINE_T:
         row, base = _find(rows, "sj_lif", T), _find(rows, BASE, T)
         speedups[str(T)] = None if row is None else row["speedup_fwd_bwd"]
-        speedups_min[str(T)] = None if row is None or base is None else (
-            row["fwd_bwd"]["min_ms"] / base["fwd_bwd"]["min_ms"]
+        speedups_min[str(T)] = (
+            None
+            if row is None or base is None
+            else (row["fwd_bwd"]["min_ms"] / base["fwd_bwd"]["min_ms"])
         )
         tp = _find(rows, "bpsn_torch", T)
-        torch_path[str(T)] = None if row is None or tp is None else (
-            row["fwd_bwd"]["median_ms"] / tp["fwd_bwd"]["median_ms"]
+        torch_path[str(T)] = (
+            None
+            if row is None or tp is None
+            else (row["fwd_bwd"]["median_ms"] / tp["fwd_bwd"]["median_ms"])
         )
     floor_ratio: dict[str, float | None] = {}
     compiled_ratio: dict[str, float | None] = {}
     for T in sorted({r["T"] for r in rows}):
         base, floor, comp = (_find(rows, k, T) for k in (BASE, "floor", "bpsn_compiled"))
-        floor_ratio[str(T)] = None if base is None or floor is None else (
-            base["fwd_bwd"]["median_ms"] / floor["fwd_bwd"]["median_ms"])
-        compiled_ratio[str(T)] = None if base is None or comp is None else (
-            comp["fwd_bwd"]["median_ms"] / base["fwd_bwd"]["median_ms"])
+        floor_ratio[str(T)] = (
+            None
+            if base is None or floor is None
+            else (base["fwd_bwd"]["median_ms"] / floor["fwd_bwd"]["median_ms"])
+        )
+        compiled_ratio[str(T)] = (
+            None
+            if base is None or comp is None
+            else (comp["fwd_bwd"]["median_ms"] / base["fwd_bwd"]["median_ms"])
+        )
     small, large = (_find(rows, BASE, T) for T in MEMORY_T)
     mem_ratio = None
     if small is not None and large is not None and small["peak_memory_bytes"] > 0:
@@ -537,11 +628,13 @@ def _headline(rows: list[dict]) -> dict:
         "target_speedup_fwd_bwd_vs_sj_lif": TARGET_SPEEDUP,
         "speedup_fwd_bwd_vs_sj_lif": speedups,
         "speedup_fwd_bwd_vs_sj_lif_min_times": speedups_min,
-        "meets_target": {T: (None if s is None else s >= TARGET_SPEEDUP)
-                         for T, s in speedups.items()},
-        "bpsn_method": {str(T): (None if _find(rows, BASE, T) is None
-                                 else _find(rows, BASE, T).get("method"))
-                        for T in HEADLINE_T},
+        "meets_target": {
+            T: (None if s is None else s >= TARGET_SPEEDUP) for T, s in speedups.items()
+        },
+        "bpsn_method": {
+            str(T): (None if _find(rows, BASE, T) is None else _find(rows, BASE, T).get("method"))
+            for T in HEADLINE_T
+        },
         "speedup_fwd_bwd_vs_sj_lif_torch_path": torch_path,
         "bpsn_fwd_bwd_over_floor": floor_ratio,
         "target_over_floor": TARGET_OVER_FLOOR,
@@ -586,8 +679,9 @@ def run(
     is that neuron's median time over BPSN's (> 1: BPSN is faster).  ``json_path=None`` skips
     the file.
     """
-    s = _Settings.of(T, batch, features, spatial, repeats, warmup, matmul_max_T, neurons,
-                     quick, seed)
+    s = _Settings.of(
+        T, batch, features, spatial, repeats, warmup, matmul_max_T, neurons, quick, seed
+    )
     s.check(threads)
     dev = torch.device(device)
     start, load_start = time.perf_counter(), _load_average()
@@ -598,8 +692,11 @@ def run(
     report = {
         "benchmark": "bpsn",
         "config": s.config(quick, threads, dev),
-        "environment": {**env, "load_average_start": load_start,
-                        "load_average_end": _load_average()},
+        "environment": {
+            **env,
+            "load_average_start": load_start,
+            "load_average_end": _load_average(),
+        },
         "results": rows,
         "headline": _headline(rows),
         "elapsed_s": time.perf_counter() - start,
@@ -618,20 +715,36 @@ def _num(value: float | None) -> float:
 def format_report(report: dict) -> str:
     """The table (rows: T x neuron) and the headline ratios as plain text."""
     cfg, env = report["config"], report["environment"]
-    headers = ["T", "neuron", "fwd ms", "fwd+bwd ms", "peak MiB", "BPSN x fwd",
-               "BPSN x fwd+bwd", "note"]
+    headers = [
+        "T",
+        "neuron",
+        "fwd ms",
+        "fwd+bwd ms",
+        "peak MiB",
+        "BPSN x fwd",
+        "BPSN x fwd+bwd",
+        "note",
+    ]
     rows = []
     for r in report["results"]:
         ok = r["status"] == "ok"
-        rows.append([
-            r["T"], r["label"], _ms(r, "fwd"), _ms(r, "fwd_bwd"),
-            r["peak_memory_bytes"] / MiB if ok else math.nan,
-            _num(r["speedup_fwd"]), _num(r["speedup_fwd_bwd"]), r["note"] or "",
-        ])
+        rows.append(
+            [
+                r["T"],
+                r["label"],
+                _ms(r, "fwd"),
+                _ms(r, "fwd_bwd"),
+                r["peak_memory_bytes"] / MiB if ok else math.nan,
+                _num(r["speedup_fwd"]),
+                _num(r["speedup_fwd_bwd"]),
+                r["note"] or "",
+            ]
+        )
     reps = ", ".join(f"T={t}: {n}" for t, n in cfg["repeats_per_T"].items())
     lines = [
         f"BPSN vs other neurons: x ~ {cfg['input']} [T, {cfg['batch']}, {cfg['features']}"
-        + (f", {cfg['spatial']}, {cfg['spatial']}" if cfg.get("spatial") else "") + "], "
+        + (f", {cfg['spatial']}, {cfg['spatial']}" if cfg.get("spatial") else "")
+        + "], "
         f"device {cfg['device']}, {env['torch_threads']} torch threads; median ms "
         f"(timed rounds {reps}); peak MiB of one fwd+bwd",
         "BPSN x = that neuron's time / BPSN (default)'s time at the same T (> 1: BPSN faster); "
@@ -658,8 +771,10 @@ def format_report(report: dict) -> str:
         if r is not None:
             c = head["compiled_over_eager_fwd_bwd"].get(T)
             comp = "" if c is None else f"; torch.compile / eager {c:.2f}x"
-            lines.append(f"BPSN fwd+bwd / memory floor at T={T}: {r:.2f}x "
-                         f"(target <= {head['target_over_floor']:g}x){comp}")
+            lines.append(
+                f"BPSN fwd+bwd / memory floor at T={T}: {r:.2f}x "
+                f"(target <= {head['target_over_floor']:g}x){comp}"
+            )
     small, large = MEMORY_T
     ratio = head[f"bpsn_peak_memory_ratio_T{large}_vs_T{small}"]
     text = "n/a (not measured)" if ratio is None else f"{ratio:.2f}x"
@@ -673,26 +788,64 @@ def format_report(report: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the BPSN sequence-length benchmark (unset flags keep `run`'s defaults)."""
     S = argparse.SUPPRESS
-    parser.add_argument("--T", nargs="+", type=positive_int, default=S, metavar="T",
-                        help="sequence lengths (128 512 2048 8192; --quick: 128 512)")
+    parser.add_argument(
+        "--T",
+        nargs="+",
+        type=positive_int,
+        default=S,
+        metavar="T",
+        help="sequence lengths (128 512 2048 8192; --quick: 128 512)",
+    )
     parser.add_argument("--batch", type=positive_int, default=S, help="batch size (8)")
-    parser.add_argument("--features", type=positive_int, default=S,
-                        help="features = channels (256)")
-    parser.add_argument("--spatial", type=int_at_least(0), default=S, metavar="S",
-                        help="conv-shaped input [T, batch, features, S, S] (0: [T, batch, "
-                             "features])")
-    parser.add_argument("--repeats", type=positive_int, default=S,
-                        help="timed rounds up to T=256, fewer for larger T (10; --quick: 2)")
-    parser.add_argument("--warmup", type=int_at_least(0), default=S,
-                        help="untimed rounds up to T=256 (1; --quick: 0)")
-    parser.add_argument("--quick", action="store_true", default=S,
-                        help="a quick run: T 128 512, 2 repeats, matmul row up to T=128 (tests)")
-    parser.add_argument("--neurons", nargs="+", choices=NEURON_KEYS, default=S,
-                        metavar="NEURON", help=f"subset of {', '.join(NEURON_KEYS)} (all)")
-    parser.add_argument("--matmul-max-T", dest="matmul_max_T", type=positive_int, default=S,
-                        help="largest T of the BPSN method=matmul row (512; --quick: 128)")
-    parser.add_argument("--threads", type=positive_int, default=S,
-                        help="torch.set_num_threads for the run (default: unchanged)")
+    parser.add_argument(
+        "--features", type=positive_int, default=S, help="features = channels (256)"
+    )
+    parser.add_argument(
+        "--spatial",
+        type=int_at_least(0),
+        default=S,
+        metavar="S",
+        help="conv-shaped input [T, batch, features, S, S] (0: [T, batch, features])",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=S,
+        help="timed rounds up to T=256, fewer for larger T (10; --quick: 2)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int_at_least(0),
+        default=S,
+        help="untimed rounds up to T=256 (1; --quick: 0)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=S,
+        help="a quick run: T 128 512, 2 repeats, matmul row up to T=128 (tests)",
+    )
+    parser.add_argument(
+        "--neurons",
+        nargs="+",
+        choices=NEURON_KEYS,
+        default=S,
+        metavar="NEURON",
+        help=f"subset of {', '.join(NEURON_KEYS)} (all)",
+    )
+    parser.add_argument(
+        "--matmul-max-T",
+        dest="matmul_max_T",
+        type=positive_int,
+        default=S,
+        help="largest T of the BPSN method=matmul row (512; --quick: 128)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=S,
+        help="torch.set_num_threads for the run (default: unchanged)",
+    )
     parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
     parser.add_argument("--seed", type=int, default=S, help="input and weight seed (0)")
     add_json_arguments(parser, "benchmarks/results/bpsn.json")
@@ -700,6 +853,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> dict:
     """`run` with the flags that `add_arguments` parsed into `args`."""
-    names = ("T", "batch", "features", "spatial", "repeats", "warmup", "quick", "neurons",
-             "matmul_max_T", "threads", "device", "seed", "json_path")
+    names = (
+        "T",
+        "batch",
+        "features",
+        "spatial",
+        "repeats",
+        "warmup",
+        "quick",
+        "neurons",
+        "matmul_max_T",
+        "threads",
+        "device",
+        "seed",
+        "json_path",
+    )
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

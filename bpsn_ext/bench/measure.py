@@ -140,8 +140,10 @@ def peak_memory_bytes(fn: Callable[[], Any], device: Device = "cpu") -> int:
         return max(0, torch.cuda.max_memory_allocated(device) - base)
     activities = [torch.profiler.ProfilerActivity.CPU]
     # the profiler's start/stop lines and allocator warnings are printed from C++
-    with _native_output_silenced(), torch.profiler.profile(
-            activities=activities, profile_memory=True) as prof:
+    with (
+        _native_output_silenced(),
+        torch.profiler.profile(activities=activities, profile_memory=True) as prof,
+    ):
         fn()
     return _running_peak(_cpu_memory_events(prof))
 
@@ -169,11 +171,18 @@ def _native_output_silenced():
 def add_json_arguments(parser: argparse.ArgumentParser, default_path: str) -> None:
     """``--json PATH`` / ``--no-json`` (into ``json_path``); unset, ``run`` keeps its default."""
     out = parser.add_mutually_exclusive_group()
-    out.add_argument("--json", dest="json_path", default=argparse.SUPPRESS,
-                     help=f"result file ({default_path})")
+    out.add_argument(
+        "--json", dest="json_path", default=argparse.SUPPRESS, help=f"result file ({default_path})"
+    )
     # SUPPRESS here too: argparse would otherwise set json_path=None when neither flag is given
-    out.add_argument("--no-json", dest="json_path", action="store_const", const=None,
-                     default=argparse.SUPPRESS, help="do not write a result file")
+    out.add_argument(
+        "--no-json",
+        dest="json_path",
+        action="store_const",
+        const=None,
+        default=argparse.SUPPRESS,
+        help="do not write a result file",
+    )
 
 
 class DefaultJson(str):
@@ -189,8 +198,9 @@ def quick_json_path(default: str | os.PathLike) -> str:
     """Where a ``--quick`` run writes when no ``--json`` was given: the system temporary
     folder, ``bpsn_ext-quick-<uid>/<name>.json``."""
     uid = os.geteuid() if hasattr(os, "geteuid") else 0
-    return os.path.join(tempfile.gettempdir(), f"bpsn_ext-quick-{uid}",
-                        os.path.basename(os.fspath(default)))
+    return os.path.join(
+        tempfile.gettempdir(), f"bpsn_ext-quick-{uid}", os.path.basename(os.fspath(default))
+    )
 
 
 def publish_report(

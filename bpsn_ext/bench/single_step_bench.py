@@ -37,8 +37,15 @@ from bpsn_ext.bench.measure import (
 )
 from bpsn_ext.util.cli_args import int_at_least, positive_int
 
-__all__ = ["run", "add_arguments", "run_from_args", "build_s3nn", "build_sj_lif",
-           "SnnTorchLeakyMLP", "DEFAULT_JSON"]
+__all__ = [
+    "run",
+    "add_arguments",
+    "run_from_args",
+    "build_s3nn",
+    "build_sj_lif",
+    "SnnTorchLeakyMLP",
+    "DEFAULT_JSON",
+]
 
 DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "single_step.json"))
 IN_FEATURES = 784
@@ -73,9 +80,7 @@ class RepeatOverTime(nn.Module):
         return self.net(x_seq).mean(0)
 
 
-def build_sj_lif(
-    in_features: int, width: int, depth: int, out_features: int, T: int
-) -> nn.Module:
+def build_sj_lif(in_features: int, width: int, depth: int, out_features: int, T: int) -> nn.Module:
     """``[N, in] -> [N, out]``: multi-step SpikingJelly LIF MLP over T repeated steps.
 
     Call ``functional.reset_net`` on it before every sample batch.
@@ -93,7 +98,12 @@ class SnnTorchLeakyMLP(nn.Module):
     """``[N, in] -> [N, out]``: snnTorch ``Leaky`` MLP unrolled over T steps, tutorial style."""
 
     def __init__(
-        self, in_features: int, width: int, depth: int, out_features: int, T: int,
+        self,
+        in_features: int,
+        width: int,
+        depth: int,
+        out_features: int,
+        T: int,
         beta: float = 0.5,
     ) -> None:
         import snntorch as snn
@@ -131,8 +141,7 @@ def _variants(width: int, depth: int, T: int) -> list[_Variant]:
     dims = (IN_FEATURES, width, depth, NUM_CLASSES)
     return [
         _Variant("s3nn", "S3NN SingleStepNode (SJ)", 1, build_s3nn(*dims)),
-        _Variant("sj_lif", "SpikingJelly LIFNode", T, build_sj_lif(*dims, T),
-                 functional.reset_net),
+        _Variant("sj_lif", "SpikingJelly LIFNode", T, build_sj_lif(*dims, T), functional.reset_net),
         _Variant("snntorch_leaky", "snnTorch Leaky", T, SnnTorchLeakyMLP(*dims, T)),
     ]
 
@@ -183,19 +192,31 @@ def run(
         steps[v.key] = _train_step(v, x, y, lr)
     # interleaved rounds: a busy spell of a shared machine slows all networks alike
     timings = time_fns(steps, repeats=repeats, warmup=max(warmup, 1), device=dev)
-    results = {v.key: {
-        "label": v.label,
-        "T": v.T,
-        **timings[v.key],
-        "peak_memory_bytes": peak_memory_bytes(steps[v.key], device=dev),
-        "parameters": sum(p.numel() for p in v.model.parameters()),
-    } for v in variants}
+    results = {
+        v.key: {
+            "label": v.label,
+            "T": v.T,
+            **timings[v.key],
+            "peak_memory_bytes": peak_memory_bytes(steps[v.key], device=dev),
+            "parameters": sum(p.numel() for p in v.model.parameters()),
+        }
+        for v in variants
+    }
     report = {
         "benchmark": "single_step",
         "config": {
-            "width": width, "depth": depth, "batch": batch, "T": T, "in_features": IN_FEATURES,
-            "out_features": NUM_CLASSES, "repeats": repeats, "warmup": warmup,
-            "device": str(dev), "seed": seed, "lr": lr, "optimizer": "Adam",
+            "width": width,
+            "depth": depth,
+            "batch": batch,
+            "T": T,
+            "in_features": IN_FEATURES,
+            "out_features": NUM_CLASSES,
+            "repeats": repeats,
+            "warmup": warmup,
+            "device": str(dev),
+            "seed": seed,
+            "lr": lr,
+            "optimizer": "Adam",
         },
         "environment": environment(dev),
         "results": results,
@@ -231,11 +252,17 @@ def format_report(report: dict) -> str:
     cfg, results = report["config"], report["results"]
     rows = []
     for key, r in results.items():
-        rows.append([
-            r["label"], r["T"], r["median_ms"], r["min_ms"],
-            format_bytes(r["peak_memory_bytes"]),
-            report["speedup"].get(key, 1.0), report["memory_ratio"].get(key, 1.0),
-        ])
+        rows.append(
+            [
+                r["label"],
+                r["T"],
+                r["median_ms"],
+                r["min_ms"],
+                format_bytes(r["peak_memory_bytes"]),
+                report["speedup"].get(key, 1.0),
+                report["memory_ratio"].get(key, 1.0),
+            ]
+        )
     headers = ["network", "T", "median ms", "min ms", "peak mem", "time / S3NN", "mem / S3NN"]
     title = (
         f"training step (fwd+bwd+Adam), MLP {cfg['in_features']}-{cfg['width']}x{cfg['depth']}"

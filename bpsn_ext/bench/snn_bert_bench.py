@@ -46,8 +46,17 @@ __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JS
 
 DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "snn_bert.json"))
 PAPER = {"time": 3.5, "memory": 3.8, "energy": 6.46, "ann_energy": 22.5}
-QUICK = {"layers": 1, "width": 32, "heads": 2, "ffn_width": 64, "length": 16, "batch": 4,
-         "repeats": 1, "warmup": 1, "vocab_size": 100}
+QUICK = {
+    "layers": 1,
+    "width": 32,
+    "heads": 2,
+    "ffn_width": 64,
+    "length": 16,
+    "batch": 4,
+    "repeats": 1,
+    "warmup": 1,
+    "vocab_size": 100,
+}
 CODINGS = ("individual", "repeat", "ann")
 
 
@@ -55,9 +64,16 @@ def _models(cfg: dict, device: torch.device):
     from bpsn_ext.models import SNNBert, SNNBertConfig
 
     base = SNNBertConfig(
-        vocab_size=cfg["vocab_size"], num_labels=2, layers=cfg["layers"], width=cfg["width"],
-        heads=cfg["heads"], ffn_width=cfg["ffn_width"], max_length=cfg["length"], T=cfg["T"],
-        attention=cfg["attention"], dropout=0.0,
+        vocab_size=cfg["vocab_size"],
+        num_labels=2,
+        layers=cfg["layers"],
+        width=cfg["width"],
+        heads=cfg["heads"],
+        ffn_width=cfg["ffn_width"],
+        max_length=cfg["length"],
+        T=cfg["T"],
+        attention=cfg["attention"],
+        dropout=0.0,
     )
     torch.manual_seed(cfg["seed"])
     ind = SNNBert(base, coding="individual").to(device)
@@ -90,9 +106,22 @@ def _energy(model, ids, T: int) -> dict:
     else:
         report = estimate(model, ids, T=T, coding="repeat", batch_size=ids.shape[1])
     per = report.per_sample()
-    return {k: per[k] for k in ("mac", "ac", "mul", "add", "nonlin", "synaptic_energy_pJ",
-                                "energy_pJ", "ann_energy_pJ", "ratio", "mean_output_rate",
-                                "effective_ac_rate")}
+    return {
+        k: per[k]
+        for k in (
+            "mac",
+            "ac",
+            "mul",
+            "add",
+            "nonlin",
+            "synaptic_energy_pJ",
+            "energy_pJ",
+            "ann_energy_pJ",
+            "ratio",
+            "mean_output_rate",
+            "effective_ac_rate",
+        )
+    }
 
 
 def run(
@@ -123,21 +152,44 @@ def run(
     ``memory``, ``energy_synaptic`` and ``energy_total``.
     """
     if quick:
-        layers, width, heads, ffn_width = (QUICK[k] for k in ("layers", "width", "heads",
-                                                              "ffn_width"))
-        length, batch, repeats, warmup = (QUICK[k] for k in ("length", "batch", "repeats",
-                                                             "warmup"))
+        layers, width, heads, ffn_width = (
+            QUICK[k] for k in ("layers", "width", "heads", "ffn_width")
+        )
+        length, batch, repeats, warmup = (
+            QUICK[k] for k in ("length", "batch", "repeats", "warmup")
+        )
         vocab_size = QUICK["vocab_size"]
-    check_positive_ints([("layers", layers), ("width", width), ("heads", heads),
-                         ("ffn_width", ffn_width), ("length", length), ("batch", batch),
-                         ("T", T), ("vocab_size", vocab_size), ("repeats", repeats)])
+    check_positive_ints(
+        [
+            ("layers", layers),
+            ("width", width),
+            ("heads", heads),
+            ("ffn_width", ffn_width),
+            ("length", length),
+            ("batch", batch),
+            ("T", T),
+            ("vocab_size", vocab_size),
+            ("repeats", repeats),
+        ]
+    )
     check_int("threads", threads, none_ok=True)
     dev = torch.device(device)
     config = {
-        "layers": layers, "width": width, "heads": heads, "ffn_width": ffn_width,
-        "length": length, "batch": batch, "T": T, "vocab_size": vocab_size,
-        "attention": attention, "repeats": repeats, "warmup": warmup, "device": str(dev),
-        "seed": seed, "quick": quick, "threads": threads or torch.get_num_threads(),
+        "layers": layers,
+        "width": width,
+        "heads": heads,
+        "ffn_width": ffn_width,
+        "length": length,
+        "batch": batch,
+        "T": T,
+        "vocab_size": vocab_size,
+        "attention": attention,
+        "repeats": repeats,
+        "warmup": warmup,
+        "device": str(dev),
+        "seed": seed,
+        "quick": quick,
+        "threads": threads or torch.get_num_threads(),
         "step": "forward + cross-entropy + backward + AdamW step, full-length samples",
     }
     with torch_threads(threads):
@@ -149,8 +201,9 @@ def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
 
     models = _models(config, dev)
     gen = torch.Generator().manual_seed(config["seed"] + 1)
-    ids = torch.randint(0, config["vocab_size"], (config["length"], config["batch"]),
-                        generator=gen).to(dev)
+    ids = torch.randint(
+        0, config["vocab_size"], (config["length"], config["batch"]), generator=gen
+    ).to(dev)
     labels = torch.randint(0, 2, (config["batch"],), generator=gen).to(dev)
     energy = {c: _energy(m, ids, config["T"]) for c, m in models.items()}
     steps = {c: _train_step(m, ids, labels) for c, m in models.items()}
@@ -166,15 +219,21 @@ def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
     ind, rep, ann = results["individual"], results["repeat"], results["ann"]
     ratios = {
         "time": rep["median_ms"] / ind["median_ms"],
-        "memory": (rep["peak_memory_bytes"] / ind["peak_memory_bytes"]
-                   if memory and ind["peak_memory_bytes"] else None),
-        "energy_synaptic": (rep["energy"]["synaptic_energy_pJ"]
-                            / ind["energy"]["synaptic_energy_pJ"]),
+        "memory": (
+            rep["peak_memory_bytes"] / ind["peak_memory_bytes"]
+            if memory and ind["peak_memory_bytes"]
+            else None
+        ),
+        "energy_synaptic": (
+            rep["energy"]["synaptic_energy_pJ"] / ind["energy"]["synaptic_energy_pJ"]
+        ),
         "energy_total": rep["energy"]["energy_pJ"] / ind["energy"]["energy_pJ"],
-        "ann_energy_vs_individual": (ann["energy"]["synaptic_energy_pJ"]
-                                     / ind["energy"]["synaptic_energy_pJ"]),
-        "ann_energy_vs_repeat": (ann["energy"]["synaptic_energy_pJ"]
-                                 / rep["energy"]["synaptic_energy_pJ"]),
+        "ann_energy_vs_individual": (
+            ann["energy"]["synaptic_energy_pJ"] / ind["energy"]["synaptic_energy_pJ"]
+        ),
+        "ann_energy_vs_repeat": (
+            ann["energy"]["synaptic_energy_pJ"] / rep["energy"]["synaptic_energy_pJ"]
+        ),
     }
     return {
         "benchmark": "snn_bert",
@@ -202,23 +261,53 @@ def format_report(report: dict) -> str:
         x = res[c]
         mem = x["peak_memory_bytes"]
         e = x["energy"]
-        rows.append([c, x["median_ms"], format_bytes(mem) if mem is not None else None,
-                     e["synaptic_energy_pJ"] / 1e6, e["energy_pJ"] / 1e6, e["mean_output_rate"]])
-    rows.append(["repeat / individual", r["time"], None if r["memory"] is None
-                 else f"{r['memory']:.2f}x", r["energy_synaptic"], r["energy_total"], None])
-    rows.append(["paper (repeat / individual)", PAPER["time"], f"{PAPER['memory']}x",
-                 PAPER["energy"], None, None])
-    rows.append(["ANN twin / individual", None, None, r["ann_energy_vs_individual"], None,
-                 None])
+        rows.append(
+            [
+                c,
+                x["median_ms"],
+                format_bytes(mem) if mem is not None else None,
+                e["synaptic_energy_pJ"] / 1e6,
+                e["energy_pJ"] / 1e6,
+                e["mean_output_rate"],
+            ]
+        )
+    rows.append(
+        [
+            "repeat / individual",
+            r["time"],
+            None if r["memory"] is None else f"{r['memory']:.2f}x",
+            r["energy_synaptic"],
+            r["energy_total"],
+            None,
+        ]
+    )
+    rows.append(
+        [
+            "paper (repeat / individual)",
+            PAPER["time"],
+            f"{PAPER['memory']}x",
+            PAPER["energy"],
+            None,
+            None,
+        ]
+    )
+    rows.append(["ANN twin / individual", None, None, r["ann_energy_vs_individual"], None, None])
     rows.append(["ANN twin / repeat", None, None, r["ann_energy_vs_repeat"], None, None])
-    rows.append(["paper (ANN / individual, up to)", None, None, PAPER["ann_energy"], None,
-                 None])
-    title = (f"SNN-BERT training step, {cfg['layers']} layers, width {cfg['width']}, "
-             f"{cfg['heads']} heads, FFN {cfg['ffn_width']}, L={cfg['length']}, batch "
-             f"{cfg['batch']}, repeat T={cfg['T']}, {cfg['attention']} attention, device "
-             f"{cfg['device']}, {cfg['threads']} thread(s), median of {cfg['repeats']}")
-    headers = ["coding", "step ms", "peak mem", "synaptic uJ/sample", "total uJ/sample",
-               "firing rate"]
+    rows.append(["paper (ANN / individual, up to)", None, None, PAPER["ann_energy"], None, None])
+    title = (
+        f"SNN-BERT training step, {cfg['layers']} layers, width {cfg['width']}, "
+        f"{cfg['heads']} heads, FFN {cfg['ffn_width']}, L={cfg['length']}, batch "
+        f"{cfg['batch']}, repeat T={cfg['T']}, {cfg['attention']} attention, device "
+        f"{cfg['device']}, {cfg['threads']} thread(s), median of {cfg['repeats']}"
+    )
+    headers = [
+        "coding",
+        "step ms",
+        "peak mem",
+        "synaptic uJ/sample",
+        "total uJ/sample",
+        "firing rate",
+    ]
     return "\n".join([title, format_table(headers, rows)])
 
 
@@ -228,30 +317,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=positive_int, default=S, help="encoder blocks (4)")
     parser.add_argument("--width", type=positive_int, default=S, help="model width D (256)")
     parser.add_argument("--heads", type=positive_int, default=S, help="attention heads (4)")
-    parser.add_argument("--ffn-width", dest="ffn_width", type=positive_int, default=S,
-                        help="FFN (1024)")
+    parser.add_argument(
+        "--ffn-width", dest="ffn_width", type=positive_int, default=S, help="FFN (1024)"
+    )
     parser.add_argument("--length", type=positive_int, default=S, help="tokens per sample L (128)")
     parser.add_argument("--batch", type=positive_int, default=S, help="batch size (16)")
     parser.add_argument("--T", type=positive_int, default=S, help="repeat-coding steps (4)")
-    parser.add_argument("--vocab-size", dest="vocab_size", type=positive_int, default=S,
-                        help="(8000)")
-    parser.add_argument("--attention", choices=("softmax", "spike_driven"), default=S,
-                        help="attention variant (softmax)")
+    parser.add_argument(
+        "--vocab-size", dest="vocab_size", type=positive_int, default=S, help="(8000)"
+    )
+    parser.add_argument(
+        "--attention",
+        choices=("softmax", "spike_driven"),
+        default=S,
+        help="attention variant (softmax)",
+    )
     parser.add_argument("--repeats", type=positive_int, default=S, help="timed steps per model (5)")
     parser.add_argument("--warmup", type=int, default=S, help="untimed steps per model (1)")
     parser.add_argument("--device", default=S, help="torch device (cpu)")
     parser.add_argument("--threads", type=positive_int, default=S, help="torch threads (unchanged)")
     parser.add_argument("--seed", type=int, default=S, help="weights and tokens seed (0)")
-    parser.add_argument("--no-memory", dest="memory", action="store_false", default=S,
-                        help="skip the peak-memory measurement")
-    parser.add_argument("--quick", action="store_true", default=S,
-                        help="tiny sizes, one repeat (a smoke test)")
+    parser.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        default=S,
+        help="skip the peak-memory measurement",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", default=S, help="tiny sizes, one repeat (a smoke test)"
+    )
     add_json_arguments(parser, "benchmarks/results/snn_bert.json")
 
 
 def run_from_args(args: argparse.Namespace) -> dict:
     """`run` with the flags that `add_arguments` parsed into ``args``."""
-    names = ("layers", "width", "heads", "ffn_width", "length", "batch", "T", "vocab_size",
-             "attention", "repeats", "warmup", "device", "threads", "seed", "memory", "quick",
-             "json_path")
+    names = (
+        "layers",
+        "width",
+        "heads",
+        "ffn_width",
+        "length",
+        "batch",
+        "T",
+        "vocab_size",
+        "attention",
+        "repeats",
+        "warmup",
+        "device",
+        "threads",
+        "seed",
+        "memory",
+        "quick",
+        "json_path",
+    )
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

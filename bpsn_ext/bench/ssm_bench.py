@@ -53,8 +53,7 @@ from bpsn_ext.util.cli_args import int_at_least
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]
 
 DEFAULT_JSON = DefaultJson(os.path.join("benchmarks", "results", "ssm.json"))
-LAYERS = ("s4d", "s4d_block", "binary_s4d", "gsu", "spiking_s5", "s4d_sequential",
-          "s5_sequential")
+LAYERS = ("s4d", "s4d_block", "binary_s4d", "gsu", "spiking_s5", "s4d_sequential", "s5_sequential")
 SPIKING = ("binary_s4d", "gsu")  # compared with s4d_block
 LABELS = {
     "s4d": "S4D (FFT)",
@@ -65,8 +64,16 @@ LABELS = {
     "s4d_sequential": "S4D recurrence (loop)",
     "s5_sequential": "S5 recurrence (loop)",
 }
-QUICK = {"lengths": (64, 256), "batch": 2, "d_model": 16, "d_state": 8, "repeats": 1,
-         "warmup": 1, "seq_max_len": 64, "stream_tokens": 16}
+QUICK = {
+    "lengths": (64, 256),
+    "batch": 2,
+    "d_model": 16,
+    "d_state": 8,
+    "repeats": 1,
+    "warmup": 1,
+    "seq_max_len": 64,
+    "stream_tokens": 16,
+}
 
 
 def _build(key: str, d_model: int, d_state: int) -> nn.Module:
@@ -98,8 +105,7 @@ def _sequential(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _pass(key: str, model: nn.Module, x: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
-    forward = (lambda: _sequential(model, x)) if key.endswith("_sequential") else (
-        lambda: model(x))
+    forward = (lambda: _sequential(model, x)) if key.endswith("_sequential") else (lambda: model(x))
 
     def fwd_bwd() -> None:
         model.zero_grad(set_to_none=True)
@@ -140,16 +146,27 @@ def run(
     over the non-spiking ``s4d_block``; ``streaming[key]`` the step and parallel inference cost
     per token.  ``json_path=None`` skips the file.
     """
-    sizes = {"lengths": lengths, "batch": batch, "d_model": d_model, "d_state": d_state,
-             "repeats": repeats, "warmup": warmup, "seq_max_len": seq_max_len,
-             "stream_tokens": stream_tokens}
+    sizes = {
+        "lengths": lengths,
+        "batch": batch,
+        "d_model": d_model,
+        "d_state": d_state,
+        "repeats": repeats,
+        "warmup": warmup,
+        "seq_max_len": seq_max_len,
+        "stream_tokens": stream_tokens,
+    }
     if quick:
         sizes.update(QUICK)
     sizes["lengths"] = sorted(set(int(v) for v in sizes["lengths"]))
     _check(sizes, layers, threads)
     config = {
-        **sizes, "layers": list(layers), "device": str(torch.device(device)), "seed": seed,
-        "quick": quick, "threads": threads or torch.get_num_threads(),
+        **sizes,
+        "layers": list(layers),
+        "device": str(torch.device(device)),
+        "seed": seed,
+        "quick": quick,
+        "threads": threads or torch.get_num_threads(),
         "pass": "forward + backward of sum(out * g)",
         "timing": "all (L, layer) passes interleaved in one rotation",
     }
@@ -161,8 +178,12 @@ def run(
 def _check(sizes: dict, layers: Sequence[str], threads: int | None) -> None:
     """Raise `ValueError` naming the first size, layer or thread count out of range."""
     lengths = sizes["lengths"]
-    check_positive_ints([*((k, sizes[k]) for k in ("batch", "d_model", "d_state", "repeats")),
-                         ("min length", lengths[0] if lengths else 0)])
+    check_positive_ints(
+        [
+            *((k, sizes[k]) for k in ("batch", "d_model", "d_state", "repeats")),
+            ("min length", lengths[0] if lengths else 0),
+        ]
+    )
     unknown = [k for k in layers if k not in LAYERS]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; expected some of {LAYERS}")
@@ -254,12 +275,14 @@ def _measure_stream(config: dict, models: dict, dev: torch.device) -> dict:
             with torch.no_grad():
                 model.reset_state()
                 model.stream(x)
+
         return fn
 
     def parallel_fn(model):
         def fn():
             with torch.no_grad():
                 model(x)
+
         return fn
 
     fns = {}
@@ -270,8 +293,12 @@ def _measure_stream(config: dict, models: dict, dev: torch.device) -> dict:
     out = {}
     for key in keys:
         step, par = (timings[f"{f}/{key}"]["median_ms"] * 1e3 / T for f in ("step", "parallel"))
-        out[key] = {"label": LABELS[key], "step_us_per_token": step,
-                    "parallel_us_per_token": par, "step_over_parallel": step / par}
+        out[key] = {
+            "label": LABELS[key],
+            "step_us_per_token": step,
+            "parallel_us_per_token": par,
+            "step_over_parallel": step / par,
+        }
     return out
 
 
@@ -289,8 +316,11 @@ def format_report(report: dict) -> str:
         row.append(format_bytes(mem) if mem is not None else None)
         row.append(report["scaling"].get(key))
         rows.append(row)
-    headers = (["layer"] + [f"L={L} ms" for L in lengths]
-               + [f"peak mem L={lengths[-1]}", f"t({lengths[-1]})/t({lengths[0]})"])
+    headers = (
+        ["layer"]
+        + [f"L={L} ms" for L in lengths]
+        + [f"peak mem L={lengths[-1]}", f"t({lengths[-1]})/t({lengths[0]})"]
+    )
     ref = report["reference_ratios"]
     title = (
         f"forward+backward, batch {cfg['batch']}, D={cfg['d_model']}, N={cfg['d_state']}, "
@@ -304,8 +334,10 @@ def format_report(report: dict) -> str:
             f"L log L {ref['L_log2_L']:.1f}x"
         )
     for key, Ls in report["skipped"].items():
-        lines.append(f"{LABELS[key]}: not run for L = {', '.join(map(str, Ls))} "
-                     f"(> seq_max_len = {cfg['seq_max_len']}; linear in L, slow)")
+        lines.append(
+            f"{LABELS[key]}: not run for L = {', '.join(map(str, Ls))} "
+            f"(> seq_max_len = {cfg['seq_max_len']}; linear in L, slow)"
+        )
     lines += _format_extras(report, lengths)
     return "\n".join(lines)
 
@@ -316,50 +348,93 @@ def _format_extras(report: dict, lengths: list[str]) -> list[str]:
     cost = report.get("spiking_cost") or {}
     if cost:
         rows = [[LABELS[k]] + [cost[k].get(L) for L in lengths] for k in cost]
-        lines += ["", "cost of spiking: time / time of the non-spiking S4D block (same run)",
-                  format_table(["block"] + [f"L={L}" for L in lengths], rows)]
+        lines += [
+            "",
+            "cost of spiking: time / time of the non-spiking S4D block (same run)",
+            format_table(["block"] + [f"L={L}" for L in lengths], rows),
+        ]
     stream = report.get("streaming") or {}
     if stream:
         cfg = report["config"]
-        rows = [[v["label"], v["step_us_per_token"], v["parallel_us_per_token"],
-                 v["step_over_parallel"]] for v in stream.values()]
-        lines += ["", f"inference per token, {cfg['stream_tokens']} tokens, batch "
-                  f"{cfg['batch']} (step: state carried token by token)",
-                  format_table(["layer", "step us/token", "parallel us/token", "step/parallel"],
-                               rows)]
+        rows = [
+            [
+                v["label"],
+                v["step_us_per_token"],
+                v["parallel_us_per_token"],
+                v["step_over_parallel"],
+            ]
+            for v in stream.values()
+        ]
+        lines += [
+            "",
+            f"inference per token, {cfg['stream_tokens']} tokens, batch "
+            f"{cfg['batch']} (step: state carried token by token)",
+            format_table(["layer", "step us/token", "parallel us/token", "step/parallel"], rows),
+        ]
     return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of this benchmark (unset flags keep `run`'s defaults)."""
     S, pos = argparse.SUPPRESS, int_at_least(1)
-    parser.add_argument("--lengths", type=pos, nargs="+", default=S,
-                        help="sequence lengths L (1024 4096 16384)")
+    parser.add_argument(
+        "--lengths", type=pos, nargs="+", default=S, help="sequence lengths L (1024 4096 16384)"
+    )
     parser.add_argument("--batch", type=pos, default=S, help="batch size (8)")
     parser.add_argument("--d-model", dest="d_model", type=pos, default=S, help="channels D (128)")
     parser.add_argument("--d-state", dest="d_state", type=pos, default=S, help="state N (64)")
     parser.add_argument("--repeats", type=pos, default=S, help="timed passes (5)")
     parser.add_argument("--warmup", type=int_at_least(0), default=S, help="untimed passes (1)")
-    parser.add_argument("--seq-max-len", dest="seq_max_len", type=int_at_least(0), default=S,
-                        help="longest L for the sequential loops (1024)")
-    parser.add_argument("--stream-tokens", dest="stream_tokens", type=int_at_least(0),
-                        default=S, help="tokens streamed per layer for the step form (256; 0: "
-                                        "skip)")
-    parser.add_argument("--layers", nargs="+", choices=LAYERS, default=S,
-                        help="which layers (all)")
+    parser.add_argument(
+        "--seq-max-len",
+        dest="seq_max_len",
+        type=int_at_least(0),
+        default=S,
+        help="longest L for the sequential loops (1024)",
+    )
+    parser.add_argument(
+        "--stream-tokens",
+        dest="stream_tokens",
+        type=int_at_least(0),
+        default=S,
+        help="tokens streamed per layer for the step form (256; 0: skip)",
+    )
+    parser.add_argument("--layers", nargs="+", choices=LAYERS, default=S, help="which layers (all)")
     parser.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (cpu)")
     parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
-    parser.add_argument("--threads", type=pos, default=S,
-                        help="torch threads for the run (torch's default)")
-    parser.add_argument("--no-memory", dest="memory", action="store_false", default=S,
-                        help="skip the peak-memory measurement")
-    parser.add_argument("--quick", action="store_true", default=S,
-                        help="tiny sizes, one repeat (a smoke test)")
+    parser.add_argument(
+        "--threads", type=pos, default=S, help="torch threads for the run (torch's default)"
+    )
+    parser.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        default=S,
+        help="skip the peak-memory measurement",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", default=S, help="tiny sizes, one repeat (a smoke test)"
+    )
     add_json_arguments(parser, "benchmarks/results/ssm.json")
 
 
 def run_from_args(args: argparse.Namespace) -> dict:
     """`run` with the flags that `add_arguments` parsed into ``args``."""
-    names = ("lengths", "batch", "d_model", "d_state", "repeats", "warmup", "seq_max_len",
-             "stream_tokens", "layers", "device", "seed", "memory", "threads", "quick", "json_path")
+    names = (
+        "lengths",
+        "batch",
+        "d_model",
+        "d_state",
+        "repeats",
+        "warmup",
+        "seq_max_len",
+        "stream_tokens",
+        "layers",
+        "device",
+        "seed",
+        "memory",
+        "threads",
+        "quick",
+        "json_path",
+    )
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

@@ -145,8 +145,10 @@ def _check_options(
             f"kernel/fusion/runaway must be in {KERNELS}/{FUSIONS}/{RUNAWAY}, "
             f"got {kernel!r}/{fusion!r}/{runaway!r}"
         )
-    if isinstance(refractory_steps, bool) or not isinstance(refractory_steps, int) or (
-        refractory_steps < 1
+    if (
+        isinstance(refractory_steps, bool)
+        or not isinstance(refractory_steps, int)
+        or (refractory_steps < 1)
     ):
         raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
     if runaway == "soft_reset" and kernel != "leak":
@@ -161,10 +163,16 @@ def _integrate_split(x, decay_f, decay_b, cd: int, method: str) -> torch.Tensor:
     def part(p, start, n):  # the per-channel decays of that half (a scalar stays)
         return p.narrow(0, start, n) if isinstance(p, torch.Tensor) and p.dim() else p
 
-    hf = leaky_integrate(x.narrow(cd, 0, half), part(decay_f, 0, half), channel_dim=cd,
-                         method=method)
-    hb = leaky_integrate(x.narrow(cd, half, C - half), part(decay_b, half, C - half),
-                         channel_dim=cd, reverse=True, method=method)
+    hf = leaky_integrate(
+        x.narrow(cd, 0, half), part(decay_f, 0, half), channel_dim=cd, method=method
+    )
+    hb = leaky_integrate(
+        x.narrow(cd, half, C - half),
+        part(decay_b, half, C - half),
+        channel_dim=cd,
+        reverse=True,
+        method=method,
+    )
     return torch.cat([hf, hb], dim=cd % x.dim())
 
 
@@ -190,8 +198,10 @@ def _fuse(fusion: str, hf, hb, x, gate, k0, cd: int) -> torch.Tensor:
 def _fire_concat(hf, hb, thr, surrogate, runaway, mb, decays, detach_reset, period, cd):
     """`fusion="concat"`: each direction fires on its own; channels concatenated."""
     ndim = hf.dim()
-    reset_f, reset_b = ((_at_channel(d, ndim, cd), detach_reset) if runaway == "soft_reset"
-                        else None for d in decays)
+    reset_f, reset_b = (
+        (_at_channel(d, ndim, cd), detach_reset) if runaway == "soft_reset" else None
+        for d in decays
+    )
     sf, mf = _fire(hf, thr, surrogate, runaway, mb, reset_f, period)
     mb_rev = None if mb is None else mb.flip(0)
     sb, mbr = _fire(hb.flip(0), thr, surrogate, runaway, mb_rev, reset_b, period)
@@ -243,12 +253,24 @@ def bpsn(
         # integrate forward and backward in time
         hf, hb, k0 = _integrate(x, kernel, decay_f, decay_b, taps_f, taps_b, cd, method)
         if fusion == "concat":  # fire each direction, then concatenate
-            spikes, membrane = _fire_concat(hf, hb, thr, surrogate, runaway, mb,
-                                            (decay_f, decay_b), detach_reset,
-                                            refractory_steps, cd)
+            spikes, membrane = _fire_concat(
+                hf,
+                hb,
+                thr,
+                surrogate,
+                runaway,
+                mb,
+                (decay_f, decay_b),
+                detach_reset,
+                refractory_steps,
+                cd,
+            )
         else:  # fuse, then fire under the runaway rule
-            reset = ((_at_channel(decay_f, x.dim(), cd), detach_reset)
-                     if runaway == "soft_reset" else None)
+            reset = (
+                (_at_channel(decay_f, x.dim(), cd), detach_reset)
+                if runaway == "soft_reset"
+                else None
+            )
             h = _fuse(fusion, hf, hb, x, gate, k0, cd)
             spikes, membrane = _fire(h, thr, surrogate, runaway, mb, reset, refractory_steps)
     if mb is not None:

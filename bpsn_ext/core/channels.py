@@ -23,14 +23,34 @@ __all__ = ["resolve_channel_dim", "channel_dim_of_layer", "check_channel_dim_arg
 
 # layers whose output keeps the input's layout: look further back for the channel axis
 _PASS_THROUGH = (
-    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.ZeroPad2d, nn.ConstantPad2d,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.ReLU,
+    nn.GELU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.ZeroPad2d,
+    nn.ConstantPad2d,
 )
 _CHANNELS_FIRST = (
-    nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
     nn.GroupNorm,
 )
 _CHANNELS_LAST = (nn.Linear, nn.LayerNorm, nn.Embedding, nn.Bilinear)
@@ -38,14 +58,16 @@ _CHANNELS_LAST = (nn.Linear, nn.LayerNorm, nn.Embedding, nn.Bilinear)
 
 def check_channel_dim_arg(channel_dim: object) -> int | None:
     """``channel_dim`` must be None (auto) or an int."""
-    if channel_dim is not None and (isinstance(channel_dim, bool) or not isinstance(channel_dim,
-                                                                                    int)):
+    if channel_dim is not None and (
+        isinstance(channel_dim, bool) or not isinstance(channel_dim, int)
+    ):
         raise TypeError(f"channel_dim must be an int or None (auto), got {channel_dim!r}")
     return channel_dim
 
 
-def resolve_channel_dim(shape: tuple[int, ...], channel_dim: int | None, *,
-                        owner: str = "BPSN") -> int | None:
+def resolve_channel_dim(
+    shape: tuple[int, ...], channel_dim: int | None, *, owner: str = "BPSN"
+) -> int | None:
     """The non-negative channel dimension of an input of ``shape`` ``[T, N, *]``, or None.
 
     Args:

@@ -19,14 +19,14 @@ __all__ = [
 _warned: set[str] = set()
 
 
-def check_float(
-    name: str, value: object, *, positive: bool = False, finite: bool = True
-) -> float:
+def check_float(name: str, value: object, *, positive: bool = False, finite: bool = True) -> float:
     """Return ``value`` if it is a Python float (hyper-parameters are floats by convention)."""
     if isinstance(value, bool) or not isinstance(value, float):
-        hint = f"; write {float(value)!r}" if isinstance(value, int) and not isinstance(
-            value, bool
-        ) else ""
+        hint = (
+            f"; write {float(value)!r}"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else ""
+        )
         raise TypeError(
             f"{name} must be a Python float, got {type(value).__name__} {value!r}{hint}"
         )

@@ -24,8 +24,7 @@ def as_mask(mask: torch.Tensor | None, T: int, N: int, device: torch.device) -> 
             return mask[:, None].expand(T, N)
         if mask.shape != (T, N):
             raise ValueError(
-                f"a bool mask must have shape [T, N] = [{T}, {N}] (or [T]), "
-                f"got {list(mask.shape)}"
+                f"a bool mask must have shape [T, N] = [{T}, {N}] (or [T]), got {list(mask.shape)}"
             )
         return mask
     if mask.is_floating_point() or mask.is_complex():

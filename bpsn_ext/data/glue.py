@@ -92,44 +92,144 @@ class GlueTask:
         return self.labels is None
 
 
-_MNLI_COLS = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse",
-              "sentence2_binary_parse", "sentence1_parse", "sentence2_parse", "sentence1",
-              "sentence2", "label1", "gold_label")
+_MNLI_COLS = (
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+    "label1",
+    "gold_label",
+)
 _DEV = {"train": "train.tsv", "dev": "dev.tsv"}
 _HF = {"train": "train", "dev": "validation"}
 
 TASKS: dict[str, GlueTask] = {
     t.name: t
     for t in (
-        GlueTask("cola", "CoLA", ("source", "label", "original_label", "sentence"), "sentence",
-                 None, "label", ("0", "1"), _DEV, header=False, hf_columns=("sentence", None),
-                 hf_splits=_HF),
-        GlueTask("sst2", "SST-2", ("sentence", "label"), "sentence", None, "label", ("0", "1"),
-                 _DEV, hf_columns=("sentence", None), hf_splits=_HF),
-        GlueTask("mrpc", "MRPC", ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-                 "#1 String", "#2 String", "Quality", ("0", "1"), _DEV,
-                 hf_columns=("sentence1", "sentence2"), hf_splits=_HF),
-        GlueTask("qqp", "QQP", ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
-                 "question1", "question2", "is_duplicate", ("0", "1"), _DEV,
-                 hf_columns=("question1", "question2"), hf_splits=_HF),
-        GlueTask("stsb", "STS-B", ("index", "genre", "filename", "year", "old_index", "source1",
-                                   "source2", "sentence1", "sentence2", "score"),
-                 "sentence1", "sentence2", "score", None, _DEV,
-                 hf_columns=("sentence1", "sentence2"), hf_splits=_HF),
-        GlueTask("mnli", "MNLI", _MNLI_COLS, "sentence1", "sentence2", "gold_label",
-                 ("entailment", "neutral", "contradiction"),
-                 {"train": "train.tsv", "dev": "dev_matched.tsv",
-                  "dev_matched": "dev_matched.tsv", "dev_mismatched": "dev_mismatched.tsv"},
-                 hf_columns=("premise", "hypothesis"),
-                 hf_splits={"train": "train", "dev": "validation_matched",
-                            "dev_matched": "validation_matched",
-                            "dev_mismatched": "validation_mismatched"}),
-        GlueTask("qnli", "QNLI", ("index", "question", "sentence", "label"), "question",
-                 "sentence", "label", ("entailment", "not_entailment"), _DEV,
-                 hf_columns=("question", "sentence"), hf_splits=_HF),
-        GlueTask("rte", "RTE", ("index", "sentence1", "sentence2", "label"), "sentence1",
-                 "sentence2", "label", ("entailment", "not_entailment"), _DEV,
-                 hf_columns=("sentence1", "sentence2"), hf_splits=_HF),
+        GlueTask(
+            "cola",
+            "CoLA",
+            ("source", "label", "original_label", "sentence"),
+            "sentence",
+            None,
+            "label",
+            ("0", "1"),
+            _DEV,
+            header=False,
+            hf_columns=("sentence", None),
+            hf_splits=_HF,
+        ),
+        GlueTask(
+            "sst2",
+            "SST-2",
+            ("sentence", "label"),
+            "sentence",
+            None,
+            "label",
+            ("0", "1"),
+            _DEV,
+            hf_columns=("sentence", None),
+            hf_splits=_HF,
+        ),
+        GlueTask(
+            "mrpc",
+            "MRPC",
+            ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+            "#1 String",
+            "#2 String",
+            "Quality",
+            ("0", "1"),
+            _DEV,
+            hf_columns=("sentence1", "sentence2"),
+            hf_splits=_HF,
+        ),
+        GlueTask(
+            "qqp",
+            "QQP",
+            ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+            "question1",
+            "question2",
+            "is_duplicate",
+            ("0", "1"),
+            _DEV,
+            hf_columns=("question1", "question2"),
+            hf_splits=_HF,
+        ),
+        GlueTask(
+            "stsb",
+            "STS-B",
+            (
+                "index",
+                "genre",
+                "filename",
+                "year",
+                "old_index",
+                "source1",
+                "source2",
+                "sentence1",
+                "sentence2",
+                "score",
+            ),
+            "sentence1",
+            "sentence2",
+            "score",
+            None,
+            _DEV,
+            hf_columns=("sentence1", "sentence2"),
+            hf_splits=_HF,
+        ),
+        GlueTask(
+            "mnli",
+            "MNLI",
+            _MNLI_COLS,
+            "sentence1",
+            "sentence2",
+            "gold_label",
+            ("entailment", "neutral", "contradiction"),
+            {
+                "train": "train.tsv",
+                "dev": "dev_matched.tsv",
+                "dev_matched": "dev_matched.tsv",
+                "dev_mismatched": "dev_mismatched.tsv",
+            },
+            hf_columns=("premise", "hypothesis"),
+            hf_splits={
+                "train": "train",
+                "dev": "validation_matched",
+                "dev_matched": "validation_matched",
+                "dev_mismatched": "validation_mismatched",
+            },
+        ),
+        GlueTask(
+            "qnli",
+            "QNLI",
+            ("index", "question", "sentence", "label"),
+            "question",
+            "sentence",
+            "label",
+            ("entailment", "not_entailment"),
+            _DEV,
+            hf_columns=("question", "sentence"),
+            hf_splits=_HF,
+        ),
+        GlueTask(
+            "rte",
+            "RTE",
+            ("index", "sentence1", "sentence2", "label"),
+            "sentence1",
+            "sentence2",
+            "label",
+            ("entailment", "not_entailment"),
+            _DEV,
+            hf_columns=("sentence1", "sentence2"),
+            hf_splits=_HF,
+        ),
     )
 }
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli"}
@@ -178,8 +278,9 @@ def _parse_label(task: GlueTask, value: str, where: str) -> int | float:
     return task.labels.index(value)
 
 
-def read_glue_tsv(path: str | os.PathLike, task: str | GlueTask, *,
-                  skip_bad_rows: bool = False) -> list[GlueExample]:
+def read_glue_tsv(
+    path: str | os.PathLike, task: str | GlueTask, *, skip_bad_rows: bool = False
+) -> list[GlueExample]:
     """Read one GLUE TSV file of ``task`` (fields split on tabs, no quoting, as GLUE's own
     readers do).  Columns are found by the header's names (CoLA: by position)."""
     t = get_task(task)
@@ -235,19 +336,30 @@ def read_glue_tsv(path: str | os.PathLike, task: str | GlueTask, *,
     return examples
 
 
-def load_glue(root: str | os.PathLike, task: str | GlueTask, split: str = "train", *,
-              skip_bad_rows: bool = False) -> list[GlueExample]:
+def load_glue(
+    root: str | os.PathLike,
+    task: str | GlueTask,
+    split: str = "train",
+    *,
+    skip_bad_rows: bool = False,
+) -> list[GlueExample]:
     """Examples of ``split`` (``train``, ``dev``; MNLI also ``dev_matched``/``dev_mismatched``)
     from a GLUE TSV tree (or a task folder)."""
     t = get_task(task)
     if split not in t.files:
         raise ValueError(f"{t.name} has the splits {sorted(t.files)}, got {split!r}")
-    return read_glue_tsv(os.path.join(task_dir(root, t), t.files[split]), t,
-                         skip_bad_rows=skip_bad_rows)
+    return read_glue_tsv(
+        os.path.join(task_dir(root, t), t.files[split]), t, skip_bad_rows=skip_bad_rows
+    )
 
 
-def load_glue_hf(source: str | os.PathLike, task: str | GlueTask, split: str = "train", *,
-                 allow_download: bool = False) -> list[GlueExample]:
+def load_glue_hf(
+    source: str | os.PathLike,
+    task: str | GlueTask,
+    split: str = "train",
+    *,
+    allow_download: bool = False,
+) -> list[GlueExample]:
     """Examples from HF ``datasets``: a ``save_to_disk`` folder (``load_from_disk``: a
     ``DatasetDict`` with the GLUE split names, or one ``Dataset``), or a name
     ``glue:sst2`` / ``nyu-mll/glue:sst2`` / ``glue`` (config = the task) that is already in the
@@ -261,23 +373,32 @@ def load_glue_hf(source: str | os.PathLike, task: str | GlueTask, split: str = "
     a_col, b_col = t.hf_columns
     missing = [c for c in (a_col, b_col, "label") if c is not None and c not in ds.column_names]
     if missing:
-        raise ValueError(f"the {t.name} dataset needs the columns {missing}; it has "
-                         f"{ds.column_names}")
+        raise ValueError(
+            f"the {t.name} dataset needs the columns {missing}; it has {ds.column_names}"
+        )
     out = []
     for i, row in enumerate(ds):
         label = row["label"]
-        bad = label is None or (not 0 <= float(label) <= 5 if t.is_regression
-                                else not 0 <= int(label) < len(t.labels))
+        bad = label is None or (
+            not 0 <= float(label) <= 5 if t.is_regression else not 0 <= int(label) < len(t.labels)
+        )
         if bad:  # GLUE test splits carry the label -1 (STS-B: -1.0)
-            raise GlueFormatError(f"{source} [{hf_split}] row {i}: label {label!r} is not a "
-                                  f"valid {t.name} label (unlabelled test split?)")
+            raise GlueFormatError(
+                f"{source} [{hf_split}] row {i}: label {label!r} is not a "
+                f"valid {t.name} label (unlabelled test split?)"
+            )
         label = float(label) if t.is_regression else int(label)
         out.append(GlueExample(row[a_col], None if b_col is None else row[b_col], label))
     return out
 
 
-def load_hf_split(source: str | os.PathLike, split: str, config: str | None = None, *,
-                  allow_download: bool = False):
+def load_hf_split(
+    source: str | os.PathLike,
+    split: str,
+    config: str | None = None,
+    *,
+    allow_download: bool = False,
+):
     """One split of a HF dataset: a ``save_to_disk`` folder (a ``DatasetDict``, or one
     ``Dataset`` taken as it is) or a cached name ``name[:config]`` (``config`` fills in a
     missing one), loaded offline unless ``allow_download=True``."""
@@ -330,8 +451,9 @@ class GlueDataset(torch.utils.data.Dataset):
     def __init__(self, examples: Sequence[GlueExample], tokenizer, max_length: int = 128) -> None:
         self.examples = [GlueExample(*e) for e in examples]
         self.max_length = max_length
-        self.items = [(*tokenizer.encode(e.text_a, e.text_b, max_length), e.label)
-                      for e in self.examples]
+        self.items = [
+            (*tokenizer.encode(e.text_a, e.text_b, max_length), e.label) for e in self.examples
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -365,8 +487,10 @@ class GlueCollator:
 
 
 # ---------------------------------------------------------------------------- fixtures
-_WORDS = ("blick dax wug fep toma lorp zav kiki bouba snarf glim yop trel mip quor vash "
-          "pim dree sook nalu").split()
+_WORDS = (
+    "blick dax wug fep toma lorp zav kiki bouba snarf glim yop trel mip quor vash "
+    "pim dree sook nalu"
+).split()
 _CUES = ("zib", "gorp", "flen")  # class k is marked by _CUES[k]
 
 
@@ -414,8 +538,13 @@ def _rows(t: GlueTask, rng: random.Random, n: int, dev: bool) -> list[list[str]]
     return rows
 
 
-def write_glue_fixture(root: str | os.PathLike, tasks: Sequence[str] | None = None, n: int = 32,
-                       seed: int = 0, n_dev: int | None = None) -> dict[str, str]:
+def write_glue_fixture(
+    root: str | os.PathLike,
+    tasks: Sequence[str] | None = None,
+    n: int = 32,
+    seed: int = 0,
+    n_dev: int | None = None,
+) -> dict[str, str]:
     """Write synthetic GLUE-layout files under ``root`` (made-up words, **not GLUE data**).
 
     For each task: ``<root>/<TASK>/train.tsv`` (``n`` rows) and the dev file(s) (``n_dev``,

@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["accuracy", "f1_binary", "matthews", "pearson", "spearman", "glue_metrics",
-           "TASK_METRICS"]
+__all__ = [
+    "accuracy",
+    "f1_binary",
+    "matthews",
+    "pearson",
+    "spearman",
+    "glue_metrics",
+    "TASK_METRICS",
+]
 
 TASK_METRICS = {
     "cola": ("matthews",),
@@ -93,8 +100,13 @@ def glue_metrics(task: str, pred, label) -> dict[str, float]:
     """The task's metrics; for STS-B also ``pearson_spearman`` (their mean, GLUE's score)."""
     if task not in TASK_METRICS:
         raise ValueError(f"unknown GLUE task {task!r}; expected one of {sorted(TASK_METRICS)}")
-    fns = {"accuracy": accuracy, "f1": f1_binary, "matthews": matthews, "pearson": pearson,
-           "spearman": spearman}
+    fns = {
+        "accuracy": accuracy,
+        "f1": f1_binary,
+        "matthews": matthews,
+        "pearson": pearson,
+        "spearman": spearman,
+    }
     out = {name: fns[name](pred, label) for name in TASK_METRICS[task]}
     if task == "stsb":
         out["pearson_spearman"] = (out["pearson"] + out["spearman"]) / 2

@@ -27,8 +27,15 @@ import zlib
 
 import numpy as np
 
-__all__ = ["read_idx", "load_idx_dataset", "load_cifar10", "load_hf_images", "IDX_FILES",
-           "DEFAULT_FASHION_MNIST", "to_grey"]
+__all__ = [
+    "read_idx",
+    "load_idx_dataset",
+    "load_cifar10",
+    "load_hf_images",
+    "IDX_FILES",
+    "DEFAULT_FASHION_MNIST",
+    "to_grey",
+]
 
 DEFAULT_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 IDX_FILES = {
@@ -47,8 +54,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
-            raise ValueError(f"{path}: truncated or corrupt gzip file ({err}); expected a "
-                             "complete gzip-compressed IDX file") from err
+            raise ValueError(
+                f"{path}: truncated or corrupt gzip file ({err}); expected a "
+                "complete gzip-compressed IDX file"
+            ) from err
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic {raw[:4]!r})")
     ndim = raw[3]
@@ -59,8 +68,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = np.dtype(_IDX_TYPES[raw[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(f"{path}: IDX header says shape {shape} ({expected} bytes of data), "
-                         f"the file holds {len(raw) - header}")
+        raise ValueError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes of data), "
+            f"the file holds {len(raw) - header}"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -72,8 +83,9 @@ def _find(root: str, name: str) -> str | None:
     return None
 
 
-def load_idx_dataset(root: str | os.PathLike, split: str, num_classes: int | None = 10
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def load_idx_dataset(
+    root: str | os.PathLike, split: str, num_classes: int | None = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """``(images [N, H, W] uint8, labels [N] int64)`` of ``split`` (``"train"``/``"test"``)
     from an MNIST-format folder; a missing file raises FileNotFoundError naming them all, a
     label outside ``0..num_classes-1`` ValueError naming the file and sample (None: no check)."""
@@ -90,14 +102,18 @@ def load_idx_dataset(root: str | os.PathLike, split: str, num_classes: int | Non
         )
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{paths[0]} / {paths[1]}: expected images [N, H, W] and labels [N], "
-                         f"got {images.shape} and {labels.shape}")
+        raise ValueError(
+            f"{paths[0]} / {paths[1]}: expected images [N, H, W] and labels [N], "
+            f"got {images.shape} and {labels.shape}"
+        )
     labels = labels.astype(np.int64)
     if num_classes is not None:
         bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
         if len(bad):
-            raise ValueError(f"{paths[1]}: label {labels[bad[0]]} of sample {bad[0]} is outside "
-                             f"0..{num_classes - 1} ({len(bad)} such labels)")
+            raise ValueError(
+                f"{paths[1]}: label {labels[bad[0]]} of sample {bad[0]} is outside "
+                f"0..{num_classes - 1} ({len(bad)} such labels)"
+            )
     return np.array(images, dtype=np.uint8), labels
 
 
@@ -130,7 +146,8 @@ class _CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_GLOBALS or (module, name) in (
-            ("numpy", "ndarray"), ("numpy", "dtype")
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
         ):
             return super().find_class(module, name)
         if (module, name) == ("_codecs", "encode"):
@@ -153,24 +170,29 @@ def _read_cifar_batch(path: str) -> dict:
         raise ValueError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{path}: expected keys 'data' and 'labels', got "
-                         f"{sorted(map(str, batch))}")
+        raise ValueError(
+            f"{path}: expected keys 'data' and 'labels', got {sorted(map(str, batch))}"
+        )
     data, labels = batch["data"], batch["labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-        raise ValueError(f"{path}: expected 'data' as a uint8 numpy array, got "
-                         f"{getattr(data, 'dtype', type(data).__name__)}")
+        raise ValueError(
+            f"{path}: expected 'data' as a uint8 numpy array, got "
+            f"{getattr(data, 'dtype', type(data).__name__)}"
+        )
     if not isinstance(labels, (list, np.ndarray)) or not all(
         isinstance(v, (int, np.integer)) and 0 <= v < 10 for v in labels
     ):
         raise ValueError(f"{path}: expected 'labels' as a list of ints in 0..9")
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise ValueError(f"{path}: expected data [N, 3072] and N labels, got "
-                         f"{data.shape} and {len(labels)}")
+        raise ValueError(
+            f"{path}: expected data [N, 3072] and N labels, got {data.shape} and {len(labels)}"
+        )
     return {"data": data, "labels": np.asarray(labels, dtype=np.int64)}
 
 
-def load_cifar10(root: str | os.PathLike, split: str, grey: bool = True
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def load_cifar10(
+    root: str | os.PathLike, split: str, grey: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 (python pickle batches): ``[N, 32, 32]`` grey (or ``[N, 32, 32, 3]``) uint8
     and labels ``[N]``."""
     root = os.fspath(root)
@@ -205,8 +227,9 @@ def load_hf_images(name: str, split: str, grey: bool = True) -> tuple[np.ndarray
     image_col = next((c for c in ("img", "image") if c in ds.column_names), None)
     label_col = next((c for c in ("label", "labels", "fine_label") if c in ds.column_names), None)
     if image_col is None or label_col is None:
-        raise ValueError(f"{name}: expected an 'img'/'image' and a 'label' column, got "
-                         f"{ds.column_names}")
+        raise ValueError(
+            f"{name}: expected an 'img'/'image' and a 'label' column, got {ds.column_names}"
+        )
     images = np.stack([np.asarray(im) for im in ds[image_col]])
     if images.ndim == 4 and grey:
         images = to_grey(images)

@@ -89,8 +89,9 @@ def generate(
             f"max_length={max_length}"
         )
     if n < 0 or max_depth < 1 or max_args < 2:
-        raise ValueError(f"need n >= 0, max_depth >= 1, max_args >= 2; got {n}, {max_depth}, "
-                         f"{max_args}")
+        raise ValueError(
+            f"need n >= 0, max_depth >= 1, max_args >= 2; got {n}, {max_depth}, {max_args}"
+        )
     rng = random.Random(seed)
     seen: set[str] = set()
     out: list[ListOpsSample] = []

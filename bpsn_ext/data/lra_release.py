@@ -47,12 +47,21 @@ from bpsn_ext.data.sequential import permutation as make_permutation
 from bpsn_ext.data.text import AAN_FILES, BYTE_VOCAB, load_hf_text, read_aan_tsv, read_imdb
 from bpsn_ext.util.errors import DataSourceError
 
-__all__ = ["TASKS", "TaskData", "SequenceDataset", "PairDataset", "collate_sequences",
-           "collate_pairs", "check_sources", "load_task", "val_split", "read_listops_dir",
-           "LISTOPS_FILES"]
+__all__ = [
+    "TASKS",
+    "TaskData",
+    "SequenceDataset",
+    "PairDataset",
+    "collate_sequences",
+    "collate_pairs",
+    "check_sources",
+    "load_task",
+    "val_split",
+    "read_listops_dir",
+    "LISTOPS_FILES",
+]
 
-TASKS = ("digits", "mnist", "fashion-mnist", "listops", "pathfinder", "text", "retrieval",
-         "image")
+TASKS = ("digits", "mnist", "fashion-mnist", "listops", "pathfinder", "text", "retrieval", "image")
 LISTOPS_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 LISTOPS_INDEX = {tok: i for i, tok in enumerate(listops.VOCAB)}
 CIFAR_MEAN, CIFAR_STD = 122.6 / 255, 61.0 / 255
@@ -77,10 +86,14 @@ class SequenceDataset(Dataset):
 
     def subset(self, idx) -> SequenceDataset:
         idx = list(idx)
-        seqs = self.seqs[torch.as_tensor(idx)] if isinstance(self.seqs, torch.Tensor) \
+        seqs = (
+            self.seqs[torch.as_tensor(idx)]
+            if isinstance(self.seqs, torch.Tensor)
             else [self.seqs[i] for i in idx]
-        return SequenceDataset(seqs, self.labels[torch.as_tensor(idx, dtype=torch.long)],
-                               self.transform)
+        )
+        return SequenceDataset(
+            seqs, self.labels[torch.as_tensor(idx, dtype=torch.long)], self.transform
+        )
 
 
 class PairDataset(Dataset):
@@ -99,8 +112,11 @@ class PairDataset(Dataset):
 
     def subset(self, idx) -> PairDataset:
         idx = list(idx)
-        return PairDataset([self.first[i] for i in idx], [self.second[i] for i in idx],
-                           self.labels[torch.as_tensor(idx, dtype=torch.long)])
+        return PairDataset(
+            [self.first[i] for i in idx],
+            [self.second[i] for i in idx],
+            self.labels[torch.as_tensor(idx, dtype=torch.long)],
+        )
 
 
 def _pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +169,7 @@ def val_split(n: int, fraction: float = 0.1, seed: int = 42) -> tuple[list, list
     ``m = int(fraction * n)`` (S4's convention for the sequential-image tasks)."""
     m = int(fraction * n)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return perm[: n - m], perm[n - m:]
+    return perm[: n - m], perm[n - m :]
 
 
 def _find_dir(root: str, *names: str) -> str | None:
@@ -172,49 +188,71 @@ def _listops_tokens(sample: listops.ListOpsSample, path: str, max_length: int | 
     return torch.tensor(ids[:max_length] if max_length else ids, dtype=torch.uint8)
 
 
-def read_listops_dir(root: str | os.PathLike, max_length: int | None = 2048
-                     ) -> dict[str, SequenceDataset]:
+def read_listops_dir(
+    root: str | os.PathLike, max_length: int | None = 2048
+) -> dict[str, SequenceDataset]:
     """The three ListOps TSV files of ``root`` (``lra_release``, or ``listops-1000``, or the
     folder holding ``basic_*.tsv``) as token datasets (ids: `listops.VOCAB`)."""
     root = os.fspath(root)
-    folder = root if os.path.isfile(os.path.join(root, LISTOPS_FILES["train"])) \
+    folder = (
+        root
+        if os.path.isfile(os.path.join(root, LISTOPS_FILES["train"]))
         else _find_dir(root, "listops-1000", "listops")
+    )
     if folder is None:
         raise FileNotFoundError(
             f"no ListOps files under {os.path.abspath(root)!r}: expected [lra_release/]"
-            f"listops-1000/{{{','.join(LISTOPS_FILES.values())}}}")
+            f"listops-1000/{{{','.join(LISTOPS_FILES.values())}}}"
+        )
     out = {}
     for split, name in LISTOPS_FILES.items():
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"ListOps file {path!r} is missing")
         samples = list(listops.read_tsv(path))
-        out[split] = SequenceDataset([_listops_tokens(s, path, max_length) for s in samples],
-                                     [s.label for s in samples])
+        out[split] = SequenceDataset(
+            [_listops_tokens(s, path, max_length) for s in samples], [s.label for s in samples]
+        )
     return out
 
 
-def _listops_generated(n_train, n_val, n_test, seed, min_length, max_length, max_depth,
-                       max_args):
-    samples = listops.generate(n_train + n_val + n_test, seed=seed, min_length=min_length,
-                               max_length=max_length, max_depth=max_depth, max_args=max_args)
-    ds = SequenceDataset([_listops_tokens(s, "generated", None) for s in samples],
-                         [s.label for s in samples])
+def _listops_generated(n_train, n_val, n_test, seed, min_length, max_length, max_depth, max_args):
+    samples = listops.generate(
+        n_train + n_val + n_test,
+        seed=seed,
+        min_length=min_length,
+        max_length=max_length,
+        max_depth=max_depth,
+        max_args=max_args,
+    )
+    ds = SequenceDataset(
+        [_listops_tokens(s, "generated", None) for s in samples], [s.label for s in samples]
+    )
     n = n_train + n_val
-    return ds.subset(range(n_train)), ds.subset(range(n_train, n)), \
-        ds.subset(range(n, n + n_test))
+    return ds.subset(range(n_train)), ds.subset(range(n_train, n)), ds.subset(range(n, n + n_test))
 
 
 def _pixels(order: torch.Tensor, scale: float, shift: float):
     """uint8 ``[L]`` -> float ``[L, 1]``: ``x[order] * scale + shift``."""
+
     def transform(x: torch.Tensor) -> torch.Tensor:
         return (x[order].to(torch.float32) * scale + shift).unsqueeze(-1)
 
     return transform
 
 
-def _image_task(x_train, y_train, x_test, y_test, scale, shift, permute, permutation_seed,
-                n_classes=10, info=None) -> TaskData:
+def _image_task(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    scale,
+    shift,
+    permute,
+    permutation_seed,
+    n_classes=10,
+    info=None,
+) -> TaskData:
     flat_train = torch.from_numpy(np.ascontiguousarray(x_train.reshape(len(x_train), -1)))
     flat_test = torch.from_numpy(np.ascontiguousarray(x_test.reshape(len(x_test), -1)))
     L = flat_train.shape[1]
@@ -223,8 +261,7 @@ def _image_task(x_train, y_train, x_test, y_test, scale, shift, permute, permuta
     full = SequenceDataset(flat_train, torch.from_numpy(np.asarray(y_train)), tf)
     tr, va = val_split(len(full))
     test = SequenceDataset(flat_test, torch.from_numpy(np.asarray(y_test)), tf)
-    info = dict(info or {}, length=L, permute=permute or "none",
-                permutation_seed=permutation_seed)
+    info = dict(info or {}, length=L, permute=permute or "none", permutation_seed=permutation_seed)
     return TaskData(full.subset(tr), full.subset(va), test, n_classes, 1, None, False, info)
 
 
@@ -264,9 +301,17 @@ def _load_digits(r: _Request) -> TaskData:
     from bpsn_ext.data.digits import load_digits
 
     x_tr, y_tr, x_te, y_te = load_digits(seed=r.seed)
-    return _image_task((x_tr * 16).round().to(torch.uint8).numpy(), y_tr.numpy(),
-                       (x_te * 16).round().to(torch.uint8).numpy(), y_te.numpy(), 1 / 16, 0.0,
-                       r.permute, r.permutation_seed, info={"source": "sklearn"})
+    return _image_task(
+        (x_tr * 16).round().to(torch.uint8).numpy(),
+        y_tr.numpy(),
+        (x_te * 16).round().to(torch.uint8).numpy(),
+        y_te.numpy(),
+        1 / 16,
+        0.0,
+        r.permute,
+        r.permutation_seed,
+        info={"source": "sklearn"},
+    )
 
 
 def _load_idx(r: _Request) -> TaskData:
@@ -277,8 +322,9 @@ def _load_idx(r: _Request) -> TaskData:
         root = r.data or DEFAULT_FASHION_MNIST
         splits = (*load_idx_dataset(root, "train"), *load_idx_dataset(root, "test"))
         source = os.path.abspath(root)
-    return _image_task(*splits, 1 / 255, 0.0, r.permute, r.permutation_seed,
-                       info={"source": source})
+    return _image_task(
+        *splits, 1 / 255, 0.0, r.permute, r.permutation_seed, info={"source": source}
+    )
 
 
 def _load_cifar(r: _Request) -> TaskData:
@@ -288,17 +334,37 @@ def _load_cifar(r: _Request) -> TaskData:
     else:
         splits = (*load_cifar10(r.data, "train"), *load_cifar10(r.data, "test"))
         source = os.path.abspath(r.data)
-    return _image_task(*splits, 1 / (255 * CIFAR_STD), -CIFAR_MEAN / CIFAR_STD, r.permute,
-                       r.permutation_seed, info={"source": source})
+    return _image_task(
+        *splits,
+        1 / (255 * CIFAR_STD),
+        -CIFAR_MEAN / CIFAR_STD,
+        r.permute,
+        r.permutation_seed,
+        info={"source": source},
+    )
 
 
 def _load_listops(r: _Request) -> TaskData:
     info: dict = {"task": r.task}
     if r.generate:
-        tr, va, te = _listops_generated(r.n_train, r.n_val, r.n_test, r.seed, r.min_length,
-                                        r.max_length, r.max_depth, r.max_args)
-        info.update(source="generated", seed=r.seed, min_length=r.min_length,
-                    max_length=r.max_length, max_depth=r.max_depth, max_args=r.max_args)
+        tr, va, te = _listops_generated(
+            r.n_train,
+            r.n_val,
+            r.n_test,
+            r.seed,
+            r.min_length,
+            r.max_length,
+            r.max_depth,
+            r.max_args,
+        )
+        info.update(
+            source="generated",
+            seed=r.seed,
+            min_length=r.min_length,
+            max_length=r.max_length,
+            max_depth=r.max_depth,
+            max_args=r.max_args,
+        )
     else:
         d = read_listops_dir(r.data, r.truncate or 2048)
         tr, va, te = d["train"], d["val"], d["test"]
@@ -310,8 +376,13 @@ def _pathfinder_generated(r: _Request):
     """Seeded images, labels and ``(train, val, test)`` index ranges of generated data."""
     name = f"pathfinder{r.resolution}"
     preset = pathfinder.PRESETS.get(name, pathfinder.PRESETS["pathfinder32"])
-    samples = pathfinder.generate(r.n_train + r.n_val + r.n_test, preset, seed=r.seed,
-                                  contour_length=r.contour_length, size=r.resolution)
+    samples = pathfinder.generate(
+        r.n_train + r.n_val + r.n_test,
+        preset,
+        seed=r.seed,
+        contour_length=r.contour_length,
+        size=r.resolution,
+    )
     n = r.n_train + r.n_val
     idx = (range(r.n_train), range(r.n_train, n), range(n, n + r.n_test))
     return np.stack([s.image for s in samples]), np.asarray([s.label for s in samples]), idx
@@ -324,14 +395,17 @@ def _load_pathfinder(r: _Request) -> TaskData:
         info.update(source="generated", seed=r.seed, contour_length=r.contour_length)
     else:
         difficulty = {6: "easy", 9: "intermediate", 14: "hard"}.get(
-            r.contour_length, f"curv_contour_length_{r.contour_length}")
-        images, labels = pathfinder.read_pathfinder(r.data, resolution=r.resolution,
-                                                    difficulty=difficulty)
+            r.contour_length, f"curv_contour_length_{r.contour_length}"
+        )
+        images, labels = pathfinder.read_pathfinder(
+            r.data, resolution=r.resolution, difficulty=difficulty
+        )
         idx = pathfinder.split_indices(len(labels))
         info["source"] = os.path.abspath(r.data)
     flat = torch.from_numpy(images.reshape(len(images), -1).copy())
-    full = SequenceDataset(flat, torch.from_numpy(labels),
-                           _pixels(torch.arange(flat.shape[1]), 2 / 255, -1.0))
+    full = SequenceDataset(
+        flat, torch.from_numpy(labels), _pixels(torch.arange(flat.shape[1]), 2 / 255, -1.0)
+    )
     info["length"] = flat.shape[1]
     return TaskData(*(full.subset(i) for i in idx), 2, 1, None, False, info)
 
@@ -348,24 +422,38 @@ def _load_text(r: _Request) -> TaskData:
     full = SequenceDataset([torch.from_numpy(s) for s in seqs], labels)
     tr, va = val_split(len(full))
     te = SequenceDataset([torch.from_numpy(s) for s in te_seqs], te_labels)
-    return TaskData(full.subset(tr), full.subset(va), te, 2, 1, BYTE_VOCAB, False,
-                    {"task": r.task, "source": source})
+    return TaskData(
+        full.subset(tr),
+        full.subset(va),
+        te,
+        2,
+        1,
+        BYTE_VOCAB,
+        False,
+        {"task": r.task, "source": source},
+    )
 
 
 def _load_retrieval(r: _Request) -> TaskData:
-    folder = r.data if os.path.isfile(os.path.join(r.data, AAN_FILES["train"])) \
+    folder = (
+        r.data
+        if os.path.isfile(os.path.join(r.data, AAN_FILES["train"]))
         else _find_dir(r.data, "tsv_data")
+    )
     if folder is None:
         raise FileNotFoundError(
             f"no AAN files under {os.path.abspath(r.data)!r}: expected [lra_release/]tsv_data/"
-            f"{{{','.join(AAN_FILES.values())}}}")
+            f"{{{','.join(AAN_FILES.values())}}}"
+        )
     splits = []
     for name in AAN_FILES.values():
         a, b, y = read_aan_tsv(os.path.join(folder, name), r.truncate or 4000)
-        splits.append(PairDataset([torch.from_numpy(s) for s in a],
-                                  [torch.from_numpy(s) for s in b], y))
-    return TaskData(*splits, 2, 1, BYTE_VOCAB, True,
-                    {"task": r.task, "source": os.path.abspath(folder)})
+        splits.append(
+            PairDataset([torch.from_numpy(s) for s in a], [torch.from_numpy(s) for s in b], y)
+        )
+    return TaskData(
+        *splits, 2, 1, BYTE_VOCAB, True, {"task": r.task, "source": os.path.abspath(folder)}
+    )
 
 
 @dataclass(frozen=True)
@@ -383,18 +471,22 @@ _LOADERS = {
     "digits": _Loader(_load_digits, ()),
     "mnist": _Loader(_load_idx, ("data", "hf")),
     "fashion-mnist": _Loader(_load_idx, ("data", "hf")),
-    "listops": _Loader(_load_listops, ("data", "generate"),
-                       "{data:LRA_DIR} or {generate:True}"),
-    "pathfinder": _Loader(_load_pathfinder, ("data", "generate"),
-                          "{data:LRA_DIR} or {generate:True}"),
-    "text": _Loader(_load_text, ("data", "hf"),
-                    "{data:PATH} (aclImdb folder or CSV files) or {hf:imdb}; nothing is "
-                    "downloaded"),
-    "retrieval": _Loader(_load_retrieval, ("data",),
-                         "{data:LRA_DIR} (tsv_data/new_aan_pairs.*)"),
-    "image": _Loader(_load_cifar, ("data", "hf"),
-                     "{data:CIFAR_DIR} (python batches) or {hf:NAME} (e.g. uoft-cs/cifar10); "
-                     "nothing is downloaded"),
+    "listops": _Loader(_load_listops, ("data", "generate"), "{data:LRA_DIR} or {generate:True}"),
+    "pathfinder": _Loader(
+        _load_pathfinder, ("data", "generate"), "{data:LRA_DIR} or {generate:True}"
+    ),
+    "text": _Loader(
+        _load_text,
+        ("data", "hf"),
+        "{data:PATH} (aclImdb folder or CSV files) or {hf:imdb}; nothing is downloaded",
+    ),
+    "retrieval": _Loader(_load_retrieval, ("data",), "{data:LRA_DIR} (tsv_data/new_aan_pairs.*)"),
+    "image": _Loader(
+        _load_cifar,
+        ("data", "hf"),
+        "{data:CIFAR_DIR} (python batches) or {hf:NAME} (e.g. uoft-cs/cifar10); "
+        "nothing is downloaded",
+    ),
 }
 _IMAGE_TASKS = ("digits", "mnist", "fashion-mnist", "image")
 
@@ -403,8 +495,14 @@ def _tasks_taking(source: str) -> tuple[str, ...]:
     return tuple(t for t in TASKS if source in _LOADERS[t].sources)
 
 
-def check_sources(task: str, *, data: str | None = None, hf: str | None = None,
-                  generate: bool = False, permute: str | None = None) -> None:
+def check_sources(
+    task: str,
+    *,
+    data: str | None = None,
+    hf: str | None = None,
+    generate: bool = False,
+    permute: str | None = None,
+) -> None:
     """Refuse data sources that `load_task` would not read for ``task`` (before any reading).
 
     Raises:
@@ -422,17 +520,25 @@ def check_sources(task: str, *, data: str | None = None, hf: str | None = None,
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     loader = _LOADERS[task]
     if generate and "generate" not in loader.sources:
-        raise DataSourceError("{generate:True} is for listops and pathfinder, not {task!r}",
-                              task=task)
+        raise DataSourceError(
+            "{generate:True} is for listops and pathfinder, not {task!r}", task=task
+        )
     if generate and (data or hf):
-        raise DataSourceError("task {task!r}: pass one data source, {data:PATH}/{hf:NAME} or "
-                              "{generate:True}, not both", task=task)
+        raise DataSourceError(
+            "task {task!r}: pass one data source, {data:PATH}/{hf:NAME} or "
+            "{generate:True}, not both",
+            task=task,
+        )
     if hf and "hf" not in loader.sources:
-        raise DataSourceError("{hf:NAME} applies to the tasks {tasks}, not {task!r}",
-                              tasks=_tasks_taking("hf"), task=task)
+        raise DataSourceError(
+            "{hf:NAME} applies to the tasks {tasks}, not {task!r}",
+            tasks=_tasks_taking("hf"),
+            task=task,
+        )
     if data and "data" not in loader.sources:  # digits
-        raise DataSourceError("task {task} uses the bundled scikit-learn digits; it takes no "
-                              "{data:PATH}", task=task)
+        raise DataSourceError(
+            "task {task} uses the bundled scikit-learn digits; it takes no {data:PATH}", task=task
+        )
     if permute not in (None, "none") and task not in _IMAGE_TASKS:
         raise ValueError(f"permute applies to the image tasks {_IMAGE_TASKS}, not {task!r}")
     if loader.needs and not (data or hf or generate):

@@ -45,9 +45,18 @@ import numpy as np
 from bpsn_ext.util.files import atomic_open
 
 __all__ = [
-    "PathfinderConfig", "PathfinderSample", "PRESETS", "DIFFICULTIES", "generate_sample",
-    "generate", "write_pathfinder", "read_pathfinder", "split_indices", "difficulty_folder",
-    "write_png", "read_png",
+    "PathfinderConfig",
+    "PathfinderSample",
+    "PRESETS",
+    "DIFFICULTIES",
+    "generate_sample",
+    "generate",
+    "write_pathfinder",
+    "read_pathfinder",
+    "split_indices",
+    "difficulty_folder",
+    "write_png",
+    "read_png",
 ]
 
 DIFFICULTIES = {"easy": 6, "baseline": 6, "intermediate": 9, "medium": 9, "hard": 14}
@@ -84,15 +93,17 @@ class PathfinderConfig:
 
     def __post_init__(self) -> None:
         if self.size < 8 or self.contour_length < 1 or self.antialias < 1:
-            raise ValueError(f"need size >= 8, contour_length >= 1, antialias >= 1; got "
-                             f"{self.size}, {self.contour_length}, {self.antialias}")
-        for name in ("paddle_length", "thickness", "continuity", "seed_distance",
-                     "marker_radius"):
+            raise ValueError(
+                f"need size >= 8, contour_length >= 1, antialias >= 1; got "
+                f"{self.size}, {self.contour_length}, {self.antialias}"
+            )
+        for name in ("paddle_length", "thickness", "continuity", "seed_distance", "marker_radius"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.margins or min(self.margins) < 0:
-            raise ValueError(f"margins must be a non-empty tuple of values >= 0, got "
-                             f"{self.margins!r}")
+            raise ValueError(
+                f"margins must be a non-empty tuple of values >= 0, got {self.margins!r}"
+            )
 
     @property
     def d_length(self) -> int:
@@ -114,8 +125,15 @@ class PathfinderConfig:
 PRESETS = {
     "pathfinder32": PathfinderConfig(),
     "pathfinder128": PathfinderConfig(
-        size=128, paddle_length=5.0, thickness=1.5, margins=(2.0, 3.0), continuity=1.8,
-        seed_distance=20.0, marker_radius=3.0, distractor_density=35.0, padding=1,
+        size=128,
+        paddle_length=5.0,
+        thickness=1.5,
+        margins=(2.0, 3.0),
+        continuity=1.8,
+        seed_distance=20.0,
+        marker_radius=3.0,
+        distractor_density=35.0,
+        padding=1,
     ),
 }
 
@@ -200,8 +218,10 @@ class _Canvas:
                 p = np.asarray(start, dtype=float)
             theta = self.rng.uniform(-math.pi, math.pi)
             seg = np.concatenate([p, p + L * np.array([math.sin(theta), math.cos(theta)])])
-            if self.inside(seg[None])[0] and _segment_clear(seg[None], self._others(),
-                                                           self.clearance)[0]:
+            if (
+                self.inside(seg[None])[0]
+                and _segment_clear(seg[None], self._others(), self.clearance)[0]
+            ):
                 self.segs.append(seg)
                 self.ids.append(snake)
                 return seg
@@ -224,8 +244,9 @@ class _Canvas:
         ok = (weight > 1e-9) & self.inside(cands)
         if ok.any():
             idx = np.flatnonzero(ok)
-            ok[idx] = _segment_clear(cands[idx], self._others(exclude_last_of=snake),
-                                     self.clearance)
+            ok[idx] = _segment_clear(
+                cands[idx], self._others(exclude_last_of=snake), self.clearance
+            )
         if not ok.any():
             return False
         w = np.where(ok, weight, 0.0)
@@ -260,7 +281,7 @@ def _render(segs: np.ndarray, cfg: PathfinderConfig) -> np.ndarray:
     half = max(cfg.thickness, 1.0 / aa) / 2
     d = np.full(grid.shape[:2], np.inf)
     for chunk in range(0, len(segs), 16):
-        d = np.minimum(d, _point_segment_distance(grid, segs[chunk:chunk + 16]).min(-1))
+        d = np.minimum(d, _point_segment_distance(grid, segs[chunk : chunk + 16]).min(-1))
     fine = np.clip((half - d) * aa + 0.5, 0.0, 1.0)
     return fine.reshape(n, aa, n, aa).mean(axis=(1, 3))
 
@@ -273,8 +294,9 @@ def _disc(center, radius: float, cfg: PathfinderConfig) -> np.ndarray:
     return fine.reshape(n, aa, n, aa).mean(axis=(1, 3))
 
 
-def generate_sample(cfg: PathfinderConfig, rng: np.random.Generator,
-                    label: int | None = None) -> PathfinderSample:
+def generate_sample(
+    cfg: PathfinderConfig, rng: np.random.Generator, label: int | None = None
+) -> PathfinderSample:
     """One image (the label is drawn with probability 1/2 unless given)."""
     if label is None:
         label = int(rng.integers(2))
@@ -290,8 +312,10 @@ def generate_sample(cfg: PathfinderConfig, rng: np.random.Generator,
             continue
         break
     else:
-        raise RuntimeError(f"could not place two target snakes with {cfg}; lower "
-                           "contour_length / seed_distance or raise size")
+        raise RuntimeError(
+            f"could not place two target snakes with {cfg}; lower "
+            "contour_length / seed_distance or raise size"
+        )
     for d in range(cfg.n_distractor_snakes):
         for _ in range(cfg.max_tries // 10 + 1):
             if canvas.snake(None, cfg.d_length, 2 + d):
@@ -309,16 +333,19 @@ def generate_sample(cfg: PathfinderConfig, rng: np.random.Generator,
     terminal = origin if label == 1 else 1 - origin
     markers = [tips[origin][0], tips[terminal][1]]
     ink = _render(segs, cfg)
-    mark = np.maximum(_disc(markers[0], cfg.marker_radius, cfg),
-                      _disc(markers[1], cfg.marker_radius, cfg))
+    mark = np.maximum(
+        _disc(markers[0], cfg.marker_radius, cfg), _disc(markers[1], cfg.marker_radius, cfg)
+    )
     image = np.maximum(ink, mark)
     image = np.rint(255.0 * image / max(image.max(), 1e-12)).astype(np.uint8)
-    return PathfinderSample(image, label, [tuple(map(float, m)) for m in markers], segs, ids,
-                            margin, ink)
+    return PathfinderSample(
+        image, label, [tuple(map(float, m)) for m in markers], segs, ids, margin, ink
+    )
 
 
-def generate(n: int, config: PathfinderConfig | None = None, *, seed: int = 0,
-             **overrides) -> list[PathfinderSample]:
+def generate(
+    n: int, config: PathfinderConfig | None = None, *, seed: int = 0, **overrides
+) -> list[PathfinderSample]:
     """``n`` samples from ``config`` (default ``pathfinder32``; ``overrides`` replace fields,
     e.g. ``contour_length=6``), seeded."""
     if n < 0:
@@ -330,8 +357,12 @@ def generate(n: int, config: PathfinderConfig | None = None, *, seed: int = 0,
 
 # ----------------------------------------------------------------------------- PNG
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -349,9 +380,12 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
             return
         h, w = image.shape
         raw = b"".join(b"\x00" + image[y].tobytes() for y in range(h))
-        f.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0,
-                                                                      0, 0))
-                + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n"
+            + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(raw))
+            + _png_chunk(b"IEND", b"")
+        )
 
 
 def _paeth(a: int, b: int, c: int) -> int:
@@ -365,16 +399,18 @@ def _decode_png(data: bytes, path: str) -> np.ndarray:
         raise ValueError(f"{path}: not a PNG file")
     pos, idat, hdr = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             hdr = struct.unpack(">IIBBBBB", chunk)
         elif kind == b"IDAT":
             idat += chunk
         pos += 12 + length
     if hdr is None or hdr[2] != 8 or hdr[3] not in (0, 4) or hdr[6] != 0:
-        raise ValueError(f"{path}: only 8-bit greyscale non-interlaced PNGs are read without "
-                         f"PIL (header {hdr}); install Pillow")
+        raise ValueError(
+            f"{path}: only 8-bit greyscale non-interlaced PNGs are read without "
+            f"PIL (header {hdr}); install Pillow"
+        )
     w, h, bpp = hdr[0], hdr[1], 1 if hdr[3] == 0 else 2
     raw = zlib.decompress(idat)
     stride = w * bpp
@@ -382,7 +418,7 @@ def _decode_png(data: bytes, path: str) -> np.ndarray:
     prev = [0] * stride
     for y in range(h):
         ftype = raw[y * (stride + 1)]
-        line = list(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = list(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
@@ -408,22 +444,29 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im.convert("L"), dtype=np.uint8)
     except (OSError, SyntaxError, struct.error, zlib.error, IndexError) as err:
         detail = "unreadable header" if "cannot identify" in str(err) else str(err)
-        raise ValueError(f"{path}: truncated or corrupt PNG ({len(data)} bytes; {detail}); "
-                         "expected a complete 8-bit greyscale PNG image") from err
+        raise ValueError(
+            f"{path}: truncated or corrupt PNG ({len(data)} bytes; {detail}); "
+            "expected a complete 8-bit greyscale PNG image"
+        ) from err
 
 
 # ----------------------------------------------------------------------------- layout
-def write_pathfinder(samples: list[PathfinderSample], root: str | os.PathLike, *,
-                     config: PathfinderConfig | None = None, per_folder: int = 1000,
-                     start_folder: int = 0, progress: bool = False) -> str:
+def write_pathfinder(
+    samples: list[PathfinderSample],
+    root: str | os.PathLike,
+    *,
+    config: PathfinderConfig | None = None,
+    per_folder: int = 1000,
+    start_folder: int = 0,
+    progress: bool = False,
+) -> str:
     """Write ``samples`` under ``root/pathfinder<size>/<difficulty>/`` (images in folders of
     ``per_folder``, one metadata file per folder).  Returns the difficulty folder."""
     if not samples:
         raise ValueError("write_pathfinder: no samples")
     cfg = config or PRESETS["pathfinder32"]
     size = samples[0].image.shape[0]
-    base = os.path.join(os.fspath(root), f"pathfinder{size}",
-                        difficulty_folder(cfg.contour_length))
+    base = os.path.join(os.fspath(root), f"pathfinder{size}", difficulty_folder(cfg.contour_length))
     chunks = range(0, len(samples), per_folder)
     try:
         from tqdm.auto import tqdm
@@ -434,11 +477,13 @@ def write_pathfinder(samples: list[PathfinderSample], root: str | os.PathLike, *
     for j, lo in enumerate(chunks):
         k = start_folder + j
         lines = []
-        for n, s in enumerate(samples[lo:lo + per_folder]):
+        for n, s in enumerate(samples[lo : lo + per_folder]):
             name = f"sample_{n}.png"
             write_png(os.path.join(base, "imgs", str(k), name), s.image)
-            lines.append(f"imgs/{k} {name} {n} {s.label} {cfg.continuity} {cfg.contour_length} "
-                         f"{cfg.d_length} {cfg.paddle_length} {cfg.thickness} {s.margin} 1")
+            lines.append(
+                f"imgs/{k} {name} {n} {s.label} {cfg.continuity} {cfg.contour_length} "
+                f"{cfg.d_length} {cfg.paddle_length} {cfg.thickness} {s.margin} 1"
+            )
             if bar is not None:
                 bar.update(1)
         with atomic_open(os.path.join(base, "metadata", f"{k}.npy")) as f:
@@ -449,11 +494,15 @@ def write_pathfinder(samples: list[PathfinderSample], root: str | os.PathLike, *
 
 
 def _resolve_root(root: str, resolution: int, difficulty: str) -> str:
-    folder = difficulty_folder(DIFFICULTIES[difficulty]) if difficulty in DIFFICULTIES \
-        else difficulty
-    for cand in (root, os.path.join(root, folder),
-                 os.path.join(root, f"pathfinder{resolution}", folder),
-                 os.path.join(root, "lra_release", f"pathfinder{resolution}", folder)):
+    folder = (
+        difficulty_folder(DIFFICULTIES[difficulty]) if difficulty in DIFFICULTIES else difficulty
+    )
+    for cand in (
+        root,
+        os.path.join(root, folder),
+        os.path.join(root, f"pathfinder{resolution}", folder),
+        os.path.join(root, "lra_release", f"pathfinder{resolution}", folder),
+    ):
         if os.path.isdir(os.path.join(cand, "metadata")):
             return cand
     raise FileNotFoundError(
@@ -472,8 +521,9 @@ def _metadata_lines(path: str) -> list[list[str]]:
     return [line.split() for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
-def read_pathfinder(root: str | os.PathLike, *, resolution: int = 32,
-                    difficulty: str = "hard") -> tuple[np.ndarray, np.ndarray]:
+def read_pathfinder(
+    root: str | os.PathLike, *, resolution: int = 32, difficulty: str = "hard"
+) -> tuple[np.ndarray, np.ndarray]:
     """All images ``[N, S, S]`` uint8 and labels ``[N]`` of a Pathfinder tree, in S4's order
     (metadata files sorted by number, lines in order).  ``root`` may be the ``lra_release``
     folder, ``pathfinder32`` or the difficulty folder itself; ``difficulty`` is ``hard``
@@ -491,8 +541,10 @@ def read_pathfinder(root: str | os.PathLike, *, resolution: int = 32,
         path = os.path.join(meta, name)
         for line, row in enumerate(_metadata_lines(path), start=1):
             if len(row) < 4 or not row[3].lstrip("-").isdigit() or int(row[3]) not in (0, 1):
-                raise ValueError(f"{path}:{line}: expected 'imgs/<k> sample_<n>.png <n> "
-                                 f"<label 0/1> ...', got {' '.join(row)!r}")
+                raise ValueError(
+                    f"{path}:{line}: expected 'imgs/<k> sample_<n>.png <n> "
+                    f"<label 0/1> ...', got {' '.join(row)!r}"
+                )
             img_path = os.path.join(base, row[0], row[1])
             if not os.path.isfile(img_path):
                 raise FileNotFoundError(f"{path}:{line}: image {img_path!r} is missing")
@@ -500,8 +552,7 @@ def read_pathfinder(root: str | os.PathLike, *, resolution: int = 32,
                 continue
             img = read_png(img_path)
             if img.shape != (resolution, resolution):
-                raise ValueError(f"{img_path}: expected {resolution}x{resolution}, got "
-                                 f"{img.shape}")
+                raise ValueError(f"{img_path}: expected {resolution}x{resolution}, got {img.shape}")
             images.append(img)
             labels.append(int(row[3]))
     if not images:
@@ -516,4 +567,4 @@ def split_indices(n: int, seed: int = 42, fraction: float = 0.1) -> tuple[list, 
 
     m = int(fraction * n)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return perm[: n - 2 * m], perm[n - 2 * m: n - m], perm[n - m:]
+    return perm[: n - 2 * m], perm[n - 2 * m : n - m], perm[n - m :]

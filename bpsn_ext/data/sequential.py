@@ -25,8 +25,10 @@ def bitreversal_permutation(n: int, *, pad: bool = False) -> torch.Tensor:
         raise ValueError(f"the bit-reversal permutation needs n >= 1, got {n}")
     if n & (n - 1):
         if not pad:
-            raise ValueError(f"the bit-reversal permutation needs a power of two, got {n} "
-                             "(pad=True follows s4 for other lengths)")
+            raise ValueError(
+                f"the bit-reversal permutation needs a power of two, got {n} "
+                "(pad=True follows s4 for other lengths)"
+            )
         full = bitreversal_permutation(1 << (n - 1).bit_length())
         return full[full < n]
     bits = n.bit_length() - 1

@@ -22,12 +22,14 @@ import numpy as np
 
 from bpsn_ext.data._files import lift_csv_field_limit, utf8_errors
 
-__all__ = ["BYTE_VOCAB", "encode_bytes", "read_imdb", "read_aan_tsv", "load_hf_text",
-           "AAN_FILES"]
+__all__ = ["BYTE_VOCAB", "encode_bytes", "read_imdb", "read_aan_tsv", "load_hf_text", "AAN_FILES"]
 
 BYTE_VOCAB = 257
-AAN_FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv",
-             "test": "new_aan_pairs.test.tsv"}
+AAN_FILES = {
+    "train": "new_aan_pairs.train.tsv",
+    "val": "new_aan_pairs.eval.tsv",
+    "test": "new_aan_pairs.test.tsv",
+}
 _TEXT_COLUMNS = ("text", "review", "sentence")
 _LABEL_WORDS = {"positive": 1, "pos": 1, "negative": 0, "neg": 0}
 
@@ -53,14 +55,16 @@ def _label(value: str, path: str, line: int) -> int:
     return int(f)
 
 
-def read_imdb(path: str | os.PathLike, split: str = "train", max_length: int | None = 4096
-              ) -> tuple[list[np.ndarray], np.ndarray]:
+def read_imdb(
+    path: str | os.PathLike, split: str = "train", max_length: int | None = 4096
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Byte tokens and labels (1 = positive) of an ``aclImdb`` folder's ``split`` or of a CSV
     file (then ``split`` is ignored)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        root = os.path.join(path, "aclImdb") if os.path.isdir(os.path.join(path, "aclImdb")) \
-            else path
+        root = (
+            os.path.join(path, "aclImdb") if os.path.isdir(os.path.join(path, "aclImdb")) else path
+        )
         seqs, labels = [], []
         for label, sub in ((0, "neg"), (1, "pos")):
             folder = os.path.join(root, split, sub)
@@ -77,8 +81,10 @@ def read_imdb(path: str | os.PathLike, split: str = "train", max_length: int | N
                     labels.append(label)
         return seqs, np.asarray(labels, dtype=np.int64)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no IMDB data at {os.path.abspath(path)!r} (an aclImdb folder "
-                                "or a CSV file with text and label columns)")
+        raise FileNotFoundError(
+            f"no IMDB data at {os.path.abspath(path)!r} (an aclImdb folder "
+            "or a CSV file with text and label columns)"
+        )
     lift_csv_field_limit()
     seqs, labels = [], []
     with utf8_errors(path), open(path, newline="", encoding="utf-8") as f:
@@ -87,8 +93,10 @@ def read_imdb(path: str | os.PathLike, split: str = "train", max_length: int | N
         text_col = next((header.index(c) for c in _TEXT_COLUMNS if c in header), None)
         label_col = next((header.index(c) for c in ("label", "sentiment") if c in header), None)
         if text_col is None or label_col is None:
-            raise ValueError(f"{path}:1: expected a header with a text column "
-                             f"({'/'.join(_TEXT_COLUMNS)}) and label/sentiment, got {header}")
+            raise ValueError(
+                f"{path}:1: expected a header with a text column "
+                f"({'/'.join(_TEXT_COLUMNS)}) and label/sentiment, got {header}"
+            )
         for line, row in enumerate(reader, start=2):
             if len(row) != len(header):
                 raise ValueError(f"{path}:{line}: expected {len(header)} fields, got {len(row)}")
@@ -97,29 +105,34 @@ def read_imdb(path: str | os.PathLike, split: str = "train", max_length: int | N
     return seqs, np.asarray(labels, dtype=np.int64)
 
 
-def read_aan_tsv(path: str | os.PathLike, max_length: int | None = 4000
-                 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+def read_aan_tsv(
+    path: str | os.PathLike, max_length: int | None = 4000
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """``(docs1, docs2, labels)`` of an AAN pairs TSV; malformed rows name file and line."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no AAN file at {os.path.abspath(path)!r} (expected "
-                                f"lra_release/tsv_data/{{{','.join(AAN_FILES.values())}}})")
+        raise FileNotFoundError(
+            f"no AAN file at {os.path.abspath(path)!r} (expected "
+            f"lra_release/tsv_data/{{{','.join(AAN_FILES.values())}}})"
+        )
     lift_csv_field_limit()
     docs1, docs2, labels = [], [], []
     with utf8_errors(path), open(path, newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE),
-                                   start=1):
+        for line, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if len(row) != 5:
-                raise ValueError(f"{path}:{line}: expected 5 tab-separated fields "
-                                 f"'label id1 id2 text1 text2', got {len(row)}")
+                raise ValueError(
+                    f"{path}:{line}: expected 5 tab-separated fields "
+                    f"'label id1 id2 text1 text2', got {len(row)}"
+                )
             labels.append(_label(row[0], path, line))
             docs1.append(encode_bytes(row[3], max_length))
             docs2.append(encode_bytes(row[4], max_length))
     return docs1, docs2, np.asarray(labels, dtype=np.int64)
 
 
-def load_hf_text(name: str, split: str, max_length: int | None = 4096
-                 ) -> tuple[list[np.ndarray], np.ndarray]:
+def load_hf_text(
+    name: str, split: str, max_length: int | None = 4096
+) -> tuple[list[np.ndarray], np.ndarray]:
     """A text classification set via ``datasets.load_dataset`` (``NAME[:CONFIG]``, e.g.
     ``imdb``); only when the user asks for it."""
     import datasets
@@ -129,5 +142,4 @@ def load_hf_text(name: str, split: str, max_length: int | None = 4096
     col = next((c for c in _TEXT_COLUMNS if c in ds.column_names), None)
     if col is None or "label" not in ds.column_names:
         raise ValueError(f"{name}: expected a text and a 'label' column, got {ds.column_names}")
-    return ([encode_bytes(t, max_length) for t in ds[col]],
-            np.asarray(ds["label"], dtype=np.int64))
+    return ([encode_bytes(t, max_length) for t in ds[col]], np.asarray(ds["label"], dtype=np.int64))

@@ -70,15 +70,23 @@ class WordPieceTokenizer:
         if os.path.isdir(path):
             path = os.path.join(path, "vocab.txt")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no WordPiece vocabulary at {os.path.abspath(path)!r} "
-                                    "(expected vocab.txt, one token per line)")
+            raise FileNotFoundError(
+                f"no WordPiece vocabulary at {os.path.abspath(path)!r} "
+                "(expected vocab.txt, one token per line)"
+            )
         model = tk.models.WordPiece.from_file(path, unk_token="[UNK]")
         return cls(cls._pipeline(model, lowercase), lowercase)
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
-              min_frequency: int = 1, algorithm: str = "words",
-              max_chars: int | None = None) -> WordPieceTokenizer:
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = 8000,
+        lowercase: bool = True,
+        min_frequency: int = 1,
+        algorithm: str = "words",
+        max_chars: int | None = None,
+    ) -> WordPieceTokenizer:
         """Learn a vocabulary of at most ``vocab_size`` tokens from ``texts``.
 
         ``algorithm="words"`` (default, deterministic): the special tokens, every character
@@ -97,8 +105,10 @@ class WordPieceTokenizer:
         if algorithm == "wordpiece":
             tok = cls._pipeline(tk.models.WordPiece(unk_token="[UNK]"), lowercase)
             trainer = tk.trainers.WordPieceTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency,
-                special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+                vocab_size=vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=list(SPECIAL_TOKENS),
+                show_progress=False,
             )
             tok.train_from_iterator(texts, trainer=trainer)
             return cls(tok, lowercase)
@@ -117,8 +127,11 @@ class WordPieceTokenizer:
         budget = vocab_size - len(SPECIAL_TOKENS)
         pieces = sorted(chars, key=lambda p: (-chars[p], p))[:budget]
         taken = set(pieces)
-        whole = [w for w in sorted(words, key=lambda w: (-words[w], w))
-                 if words[w] >= min_frequency and w not in taken]
+        whole = [
+            w
+            for w in sorted(words, key=lambda w: (-words[w], w))
+            if words[w] >= min_frequency and w not in taken
+        ]
         tokens = [*SPECIAL_TOKENS, *pieces, *whole[: budget - len(pieces)]]
         model = tk.models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]")
         return cls(cls._pipeline(model, lowercase), lowercase)
@@ -146,8 +159,9 @@ class WordPieceTokenizer:
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.encode(text, add_special_tokens=False).tokens
 
-    def encode(self, text_a: str, text_b: str | None = None,
-               max_length: int = 128) -> tuple[list[int], list[int]]:
+    def encode(
+        self, text_a: str, text_b: str | None = None, max_length: int = 128
+    ) -> tuple[list[int], list[int]]:
         """``(ids, segment_ids)`` of ``[CLS] a [SEP] (b [SEP])``, at most ``max_length`` long."""
         if max_length < (5 if text_b is not None else 3):
             raise ValueError(f"max_length={max_length} leaves no room for text")

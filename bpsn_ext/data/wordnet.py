@@ -33,20 +33,62 @@ from typing import NamedTuple
 from bpsn_ext.util.errors import OutputExistsError
 from bpsn_ext.util.files import atomic_open
 
-__all__ = ["LEXNAMES", "Synset", "read_wordnet_data", "gloss_split", "write_gloss_data",
-           "DEFAULT_CATEGORIES"]
+__all__ = [
+    "LEXNAMES",
+    "Synset",
+    "read_wordnet_data",
+    "gloss_split",
+    "write_gloss_data",
+    "DEFAULT_CATEGORIES",
+]
 
 # WordNet's lexicographer files, in file-number order (lexnames(5WN))
 LEXNAMES = (
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
-    "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event",
-    "noun.feeling", "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object",
-    "noun.person", "noun.phenomenon", "noun.plant", "noun.possession", "noun.process",
-    "noun.quantity", "noun.relation", "noun.shape", "noun.state", "noun.substance",
-    "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
-    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion",
-    "verb.motion", "verb.perception", "verb.possession", "verb.social", "verb.stative",
-    "verb.weather", "adj.ppl",
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
 )
 DEFAULT_CATEGORIES = ("noun.act", "noun.artifact")
 
@@ -62,17 +104,20 @@ def _parse_line(line: str, where: str) -> Synset:
     head, sep, gloss = line.partition(" | ")
     fields = head.split()
     if not sep or len(fields) < 5 or not fields[0].isdigit() or not fields[1].isdigit():
-        raise ValueError(f"{where}: not a WordNet data line (expected 'OFFSET LEX_FILENUM "
-                         f"POS W_CNT WORD ... | GLOSS'), got {line[:60]!r}")
+        raise ValueError(
+            f"{where}: not a WordNet data line (expected 'OFFSET LEX_FILENUM "
+            f"POS W_CNT WORD ... | GLOSS'), got {line[:60]!r}"
+        )
     lex = int(fields[1])
     if lex >= len(LEXNAMES):
-        raise ValueError(f"{where}: lexicographer file number {fields[1]} is not in 00.."
-                         f"{len(LEXNAMES) - 1:02d}")
+        raise ValueError(
+            f"{where}: lexicographer file number {fields[1]} is not in 00..{len(LEXNAMES) - 1:02d}"
+        )
     try:
         n_words = int(fields[3], 16)
     except ValueError:
         raise ValueError(f"{where}: word count {fields[3]!r} is not hexadecimal") from None
-    words = tuple(w.replace("_", " ") for w in fields[4: 4 + 2 * n_words: 2])
+    words = tuple(w.replace("_", " ") for w in fields[4 : 4 + 2 * n_words : 2])
     return Synset(fields[0], LEXNAMES[lex], words, " ".join(gloss.split()))
 
 
@@ -83,7 +128,8 @@ def read_wordnet_data(path: str | os.PathLike) -> list[Synset]:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"no WordNet data file at {os.path.abspath(path)!r}: install Debian's wordnet-base "
-            "(apt-get install wordnet-base) and pass /usr/share/wordnet/data.noun")
+            "(apt-get install wordnet-base) and pass /usr/share/wordnet/data.noun"
+        )
     out = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
@@ -95,9 +141,14 @@ def read_wordnet_data(path: str | os.PathLike) -> list[Synset]:
     return out
 
 
-def gloss_split(synsets: Sequence[Synset], categories: Sequence[str] = DEFAULT_CATEGORIES, *,
-                dev_fraction: float = 0.1, max_per_class: int | None = None, seed: int = 0,
-                ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+def gloss_split(
+    synsets: Sequence[Synset],
+    categories: Sequence[str] = DEFAULT_CATEGORIES,
+    *,
+    dev_fraction: float = 0.1,
+    max_per_class: int | None = None,
+    seed: int = 0,
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """``(train, dev)`` lists of ``(gloss, label)``: label ``k`` is ``categories[k]``.
 
     Each category is shuffled with ``seed``, cut to the size of the smallest one (balanced;
@@ -105,8 +156,9 @@ def gloss_split(synsets: Sequence[Synset], categories: Sequence[str] = DEFAULT_C
     more than one synset are kept once (their first category).
     """
     if len(categories) != 2 or len(set(categories)) != 2:
-        raise ValueError(f"the SST-2 layout is binary: give two different categories, got "
-                         f"{list(categories)}")
+        raise ValueError(
+            f"the SST-2 layout is binary: give two different categories, got {list(categories)}"
+        )
     for c in categories:
         if c not in LEXNAMES:
             raise ValueError(f"unknown category {c!r}; WordNet's are {list(LEXNAMES)}")
@@ -123,8 +175,9 @@ def gloss_split(synsets: Sequence[Synset], categories: Sequence[str] = DEFAULT_C
         n = min(n, max_per_class)
     n_dev = max(1, round(n * dev_fraction))
     if n < 2 or n_dev >= n:
-        raise ValueError(f"too few glosses for the split: {[len(p) for p in per]} for "
-                         f"{list(categories)}")
+        raise ValueError(
+            f"too few glosses for the split: {[len(p) for p in per]} for {list(categories)}"
+        )
     rng = random.Random(seed)
     train, dev = [], []
     for label, glosses in enumerate(per):
@@ -141,10 +194,16 @@ def _tsv(rows: list[tuple[str, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_gloss_data(data_files: Sequence[str | os.PathLike], out: str | os.PathLike,
-                     categories: Sequence[str] = DEFAULT_CATEGORIES, *,
-                     dev_fraction: float = 0.1, max_per_class: int | None = None,
-                     seed: int = 0, overwrite: bool = False) -> dict:
+def write_gloss_data(
+    data_files: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    categories: Sequence[str] = DEFAULT_CATEGORIES,
+    *,
+    dev_fraction: float = 0.1,
+    max_per_class: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict:
     """Write the gloss task and the corpus under ``out`` (see the module docstring).
 
     ``data_files``: WordNet ``data.*`` files; the task uses the glosses of ``categories``, the
@@ -152,17 +211,23 @@ def write_gloss_data(data_files: Sequence[str | os.PathLike], out: str | os.Path
     unless ``overwrite``; each file is written atomically.  Returns the counts and paths.
     """
     out = os.fspath(out)
-    paths = {"train": os.path.join(out, "SST-2", "train.tsv"),
-             "dev": os.path.join(out, "SST-2", "dev.tsv"),
-             "corpus": os.path.join(out, "corpus.txt"),
-             "labels": os.path.join(out, "labels.json")}
+    paths = {
+        "train": os.path.join(out, "SST-2", "train.tsv"),
+        "dev": os.path.join(out, "SST-2", "dev.tsv"),
+        "corpus": os.path.join(out, "corpus.txt"),
+        "labels": os.path.join(out, "labels.json"),
+    }
     existing = [p for p in paths.values() if os.path.exists(p)]
     if existing and not overwrite:
-        raise OutputExistsError("{path} exists; pass {overwrite:True} to replace the data set, "
-                                "or choose another output folder", path=existing[0])
+        raise OutputExistsError(
+            "{path} exists; pass {overwrite:True} to replace the data set, "
+            "or choose another output folder",
+            path=existing[0],
+        )
     synsets = [s for f in data_files for s in read_wordnet_data(f)]
-    train, dev = gloss_split(synsets, categories, dev_fraction=dev_fraction,
-                             max_per_class=max_per_class, seed=seed)
+    train, dev = gloss_split(
+        synsets, categories, dev_fraction=dev_fraction, max_per_class=max_per_class, seed=seed
+    )
     held_out = {g for g, _ in dev}
     corpus, seen = [], set()
     for s in synsets:
@@ -170,14 +235,23 @@ def write_gloss_data(data_files: Sequence[str | os.PathLike], out: str | os.Path
             seen.add(s.gloss)
             corpus.append(s.gloss)
     os.makedirs(os.path.dirname(paths["train"]), exist_ok=True)
-    info = {"categories": list(categories), "labels": {str(k): c for k, c in
-                                                       enumerate(categories)},
-            "train": len(train), "dev": len(dev), "corpus_lines": len(corpus),
-            "seed": seed, "dev_fraction": dev_fraction, "max_per_class": max_per_class,
-            "sources": [os.path.abspath(os.fspath(f)) for f in data_files]}
-    for key, text in (("train", _tsv(train)), ("dev", _tsv(dev)),
-                      ("corpus", "\n".join(corpus) + "\n"),
-                      ("labels", json.dumps(info, indent=1) + "\n")):
+    info = {
+        "categories": list(categories),
+        "labels": {str(k): c for k, c in enumerate(categories)},
+        "train": len(train),
+        "dev": len(dev),
+        "corpus_lines": len(corpus),
+        "seed": seed,
+        "dev_fraction": dev_fraction,
+        "max_per_class": max_per_class,
+        "sources": [os.path.abspath(os.fspath(f)) for f in data_files],
+    }
+    for key, text in (
+        ("train", _tsv(train)),
+        ("dev", _tsv(dev)),
+        ("corpus", "\n".join(corpus) + "\n"),
+        ("labels", json.dumps(info, indent=1) + "\n"),
+    ):
         with atomic_open(paths[key], newline="\n") as f:
             f.write(text)
     return {**info, "paths": paths}

@@ -116,9 +116,7 @@ def find_counter(module: nn.Module) -> Counter | None:
     method = getattr(module, "energy_ops", None)
     if method is not None and callable(method):
         if len(inspect.signature(method).parameters) < 2:
-            raise TypeError(
-                f"{type(module).__name__}.energy_ops must take (inputs, output)"
-            )
+            raise TypeError(f"{type(module).__name__}.energy_ops must take (inputs, output)")
         return Counter(_protocol, bool(getattr(module, "energy_exclusive", False)), "protocol")
     for cls, fn, exclusive in _BUILTIN_LAYERS:
         if isinstance(module, cls):

@@ -63,11 +63,27 @@ def demo_energy(
     """
     report = estimate(model, x, T=T, coding=coding, step_mode=step_mode, energy=energy)
     s = report.per_sample()
-    keys = ("energy_pJ", "synaptic_energy_pJ", "mac", "ac", "mul", "add", "nonlin",
-            "ann_energy_pJ", "ann_mac", "ratio", "ratio_total", "effective_ac_rate",
-            "mean_output_rate")
+    keys = (
+        "energy_pJ",
+        "synaptic_energy_pJ",
+        "mac",
+        "ac",
+        "mul",
+        "add",
+        "nonlin",
+        "ann_energy_pJ",
+        "ann_mac",
+        "ratio",
+        "ratio_total",
+        "effective_ac_rate",
+        "mean_output_rate",
+    )
     summary = EnergySummary({k: s[k] for k in keys})
-    summary.update(T=report.T, coding=report.coding, passes=report.passes,
-                   energy_model=report.energy_model.name)
+    summary.update(
+        T=report.T,
+        coding=report.coding,
+        passes=report.passes,
+        energy_model=report.energy_model.name,
+    )
     summary.report = report
     return summary

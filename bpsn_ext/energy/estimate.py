@@ -59,8 +59,13 @@ def _merge_kind(old: str | None, new: str | None) -> str | None:
 class _Recorder:
     """The hooks' shared state: module stack, per-layer statistics, raster rows."""
 
-    def __init__(self, model: nn.Module, options: dict, kind_for: Callable[[str], str | None],
-                 raster_neurons: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        options: dict,
+        kind_for: Callable[[str], str | None],
+        raster_neurons: int,
+    ) -> None:
         self.names = {m: (name or ROOT) for name, m in model.named_modules()}
         self.counters = {m: find_counter(m) for m in self.names}
         self.options = options
@@ -107,7 +112,8 @@ class _Recorder:
         n = self.raster_neurons
         rec = self.rows.setdefault(st.name, {"time": [], "step": [], "batch": None})
         time_major = getattr(module, "step_mode", None) == "m" or getattr(
-            module, "consumes_whole_sequence", False)
+            module, "consumes_whole_sequence", False
+        )
         scale = out.abs().max()
         unit = (out / scale if scale > 0 else out).float()
         if time_major and out.dim() >= 2:
@@ -136,8 +142,11 @@ class _Recorder:
     # -- hooks ----------------------------------------------------------------------------
     def pre(self, module, args, kwargs):
         counter = self.counters.get(module)
-        if counter is None and next(module.children(), None) is None and not any(
-                isinstance(c, Counter) for _, c in self.stack):
+        if (
+            counter is None
+            and next(module.children(), None) is None
+            and not any(isinstance(c, Counter) for _, c in self.stack)
+        ):
             self.bare.setdefault(module, None)  # a leaf that nothing counts (so far)
         self.stack.append((module, counter))
 
@@ -159,8 +168,10 @@ class _Recorder:
         name = self.names[module]
         if not isinstance(counter, Counter):
             return
-        if any(isinstance(c, Counter) and (c.exclusive or counter.standalone_only)
-               for _, c in self.stack):
+        if any(
+            isinstance(c, Counter) and (c.exclusive or counter.standalone_only)
+            for _, c in self.stack
+        ):
             return  # an exclusive ancestor counts this subtree (or any, for a spike function)
         forced = self.kind_for(name)
         where = f"layer {name!r} ({type(module).__name__})"
@@ -190,17 +201,27 @@ class _Recorder:
             return ops
         prev = self.last_input.get(module)
         self.last_input[module] = x
-        if prev is not None and (prev is x or (
-                prev.data_ptr() == x.data_ptr() and prev.shape == x.shape
-                and prev.stride() == x.stride() and prev._version == x._version)):
+        if prev is not None and (
+            prev is x
+            or (
+                prev.data_ptr() == x.data_ptr()
+                and prev.shape == x.shape
+                and prev.stride() == x.stride()
+                and prev._version == x._version
+            )
+        ):
             factor, label = 0.0, "same input as the previous step: result reused"
         elif x.dim() >= 2 and x.shape[0] == T and torch.equal(x, x[:1].expand_as(x)):
             factor, label = 1.0 / T, "input identical at every step: computed once"
         else:
             return ops
         # the ANN baseline (dense ops / passes) is unchanged: an ANN computes the layer once
-        return [Ops(**{f: getattr(o, f) * factor for f in COUNT_FIELDS},
-                    dense=o.dense_macs, label=label) for o in ops]
+        return [
+            Ops(
+                **{f: getattr(o, f) * factor for f in COUNT_FIELDS}, dense=o.dense_macs, label=label
+            )
+            for o in ops
+        ]
 
     def on_matmul(self, fn_name, func, args, kwargs, out) -> None:
         if self.busy or not self.stack:
@@ -218,8 +239,9 @@ class _Recorder:
                 for op in ops:
                     st.add_ops(op)
                 a, b = operands(func, args, kwargs)
-                sparse = a if (forced or classify(a)) != "real" else (
-                    b if classify(b) != "real" else a)
+                sparse = (
+                    a if (forced or classify(a)) != "real" else (b if classify(b) != "real" else a)
+                )
                 self._note_input(st, sparse, forced if sparse is a else None)
             self.captured_in.add(module)
         finally:
@@ -230,13 +252,15 @@ class _Recorder:
         if counter is None:
             return None
         with override_kind(self.kind_for(self.names.get(module, ""))):
-            return as_ops_list(counter.fn(module, tuple(args), dict(kwargs or {}), output,
-                                          self.options))
+            return as_ops_list(
+                counter.fn(module, tuple(args), dict(kwargs or {}), output, self.options)
+            )
 
     def uncounted(self) -> list[str]:
         """Leaf modules called outside counted modules that no counter or capture covered."""
-        return [f"{self.names[m]} ({type(m).__name__})" for m in self.bare
-                if m not in self.captured_in]
+        return [
+            f"{self.names[m]} ({type(m).__name__})" for m in self.bare if m not in self.captured_in
+        ]
 
 
 def last_call(module: nn.Module) -> tuple[tuple, dict, object] | None:
@@ -391,8 +415,15 @@ class _Plan:
         return 1 if self.coding == "individual" else self.T
 
     @classmethod
-    def of(cls, inputs: tuple, T: int | None, coding: str, step_mode: str | None,
-           batch_size: int | None, forward_kwargs: Mapping | None) -> _Plan:
+    def of(
+        cls,
+        inputs: tuple,
+        T: int | None,
+        coding: str,
+        step_mode: str | None,
+        batch_size: int | None,
+        forward_kwargs: Mapping | None,
+    ) -> _Plan:
         """The plan of `estimate`'s arguments (checked by `_check` already)."""
         fkw = dict(forward_kwargs or {})
         x0 = _first_tensor(inputs)
@@ -417,16 +448,20 @@ class _Plan:
         if step_mode is None or (step_mode == "m" and coding == "individual"):
             model(*inputs, **fkw)
         elif step_mode == "m":
-            expanded = [x.unsqueeze(0).repeat(T, *([1] * x.dim()))
-                        if isinstance(x, torch.Tensor) else x for x in inputs]
+            expanded = [
+                x.unsqueeze(0).repeat(T, *([1] * x.dim())) if isinstance(x, torch.Tensor) else x
+                for x in inputs
+            ]
             model(*expanded, **fkw)
         elif coding == "repeat":
             for _ in range(T):
                 model(*inputs, **fkw)
         else:
             for t in range(T):
-                step = [x[t] if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == T
-                        else x for x in inputs]
+                step = [
+                    x[t] if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == T else x
+                    for x in inputs
+                ]
                 model(*step, **fkw)
 
 
@@ -440,8 +475,9 @@ def _default_batch_size(x0: torch.Tensor | None, coding: str) -> int:
     return x0.shape[0]
 
 
-def _kind_lookup(model: nn.Module, input_kind: str | Mapping[str, str] | None
-                 ) -> Callable[[str], str | None]:
+def _kind_lookup(
+    model: nn.Module, input_kind: str | Mapping[str, str] | None
+) -> Callable[[str], str | None]:
     """``input_kind`` as a function of a layer's name; a dict must name layers of ``model``."""
     if not isinstance(input_kind, Mapping):
         return lambda name: input_kind
@@ -480,8 +516,14 @@ def _hooks(model: nn.Module, rec: _Recorder) -> Iterator[None]:
         rec.calls.clear()
 
 
-def _run_hooked(model: nn.Module, inputs: tuple, plan: _Plan, rec: _Recorder, eval_mode: bool,
-                do_reset: Callable | None) -> None:
+def _run_hooked(
+    model: nn.Module,
+    inputs: tuple,
+    plan: _Plan,
+    rec: _Recorder,
+    eval_mode: bool,
+    do_reset: Callable | None,
+) -> None:
     """Drive ``model`` once under the hooks, without gradients, with matrix products
     captured; reset before and after."""
     with _hooks(model, rec):
@@ -508,7 +550,16 @@ def _report(rec: _Recorder, em: EnergyModel, plan: _Plan, title: str) -> EnergyR
     notes = []
     missing = rec.uncounted()
     if missing:
-        notes.append("not counted (no counter; register one with register_counter): "
-                     + ", ".join(missing))
-    return EnergyReport(layers, em, T=plan.T, coding=plan.coding, passes=plan.passes,
-                        batch_size=plan.batch_size, notes=notes, title=title)
+        notes.append(
+            "not counted (no counter; register one with register_counter): " + ", ".join(missing)
+        )
+    return EnergyReport(
+        layers,
+        em,
+        T=plan.T,
+        coding=plan.coding,
+        passes=plan.passes,
+        batch_size=plan.batch_size,
+        notes=notes,
+        title=title,
+    )

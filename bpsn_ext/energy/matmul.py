@@ -28,12 +28,27 @@ from bpsn_ext.energy.ops import Ops
 
 __all__ = ["MatmulCapture", "matmul_ops", "operands", "CAPTURED"]
 
-_PAIR = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
-         torch.bmm, torch.Tensor.bmm}
+_PAIR = {
+    torch.matmul,
+    torch.Tensor.matmul,
+    torch.Tensor.__matmul__,
+    torch.mm,
+    torch.Tensor.mm,
+    torch.bmm,
+    torch.Tensor.bmm,
+}
 _ADD = {torch.addmm, torch.Tensor.addmm, torch.baddbmm, torch.Tensor.baddbmm}
-_NAMES = {F.linear: "linear", torch.addmm: "addmm", torch.Tensor.addmm: "addmm",
-          torch.baddbmm: "baddbmm", torch.Tensor.baddbmm: "baddbmm", torch.bmm: "bmm",
-          torch.Tensor.bmm: "bmm", torch.mm: "mm", torch.Tensor.mm: "mm"}
+_NAMES = {
+    F.linear: "linear",
+    torch.addmm: "addmm",
+    torch.Tensor.addmm: "addmm",
+    torch.baddbmm: "baddbmm",
+    torch.Tensor.baddbmm: "baddbmm",
+    torch.bmm: "bmm",
+    torch.Tensor.bmm: "bmm",
+    torch.mm: "mm",
+    torch.Tensor.mm: "mm",
+}
 CAPTURED = _PAIR | _ADD | {F.linear}
 
 

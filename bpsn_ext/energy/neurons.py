@@ -104,8 +104,12 @@ def sj_neuron(m, args, kwargs, output, options) -> Ops:
 
 
 _SNN_COSTS = {
-    "Leaky": (1, 3), "RLeaky": (1, 3), "Lapicque": (1, 3), "Synaptic": (2, 4),
-    "RSynaptic": (2, 4), "Alpha": (3, 5),
+    "Leaky": (1, 3),
+    "RLeaky": (1, 3),
+    "Lapicque": (1, 3),
+    "Synaptic": (2, 4),
+    "RSynaptic": (2, 4),
+    "Alpha": (3, 5),
 }
 
 
@@ -139,8 +143,10 @@ def neuron_counter(m):
 
     if isinstance(m, BPSN):  # also SpikingJelly's BPSNNode and snnTorch's BPSNLeaky
         return bpsn
-    for module, name in (("bpsn_ext.spikingjelly.single_step_node", "SingleStepNode"),
-                         ("bpsn_ext.snntorch.single_step_leaky", "SingleStepLeaky")):
+    for module, name in (
+        ("bpsn_ext.spikingjelly.single_step_node", "SingleStepNode"),
+        ("bpsn_ext.snntorch.single_step_leaky", "SingleStepLeaky"),
+    ):
         cls = _cls(module, name)
         if cls is not None and isinstance(m, cls):
             return single_step
@@ -150,8 +156,10 @@ def neuron_counter(m):
     snn_base = _cls("snntorch", "SpikingNeuron")
     if snn_base is not None and isinstance(m, snn_base):
         return snntorch_neuron
-    for module, name in (("bpsn_ext.surrogate", "SurrogateFunction"),
-                         ("spikingjelly.activation_based.surrogate", "SurrogateFunctionBase")):
+    for module, name in (
+        ("bpsn_ext.surrogate", "SurrogateFunction"),
+        ("spikingjelly.activation_based.surrogate", "SurrogateFunctionBase"),
+    ):
         cls = _cls(module, name)
         if cls is not None and isinstance(m, cls):
             return spike_function

@@ -61,8 +61,7 @@ def plot_firing_rates(report, path) -> str:
     ax.set_xlabel("fraction of nonzero entries")
     title = report.title or "firing rates per layer"
     ax.set_title(f"{title} (T={report.T}, {report.coding} coding)", fontsize=10, pad=20)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8,
-              frameon=False)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
@@ -77,8 +76,9 @@ def plot_raster(report, layer: str, path) -> str:
     except KeyError:
         st = None
     if st is None or st.raster is None:
-        raise ValueError(f"no spike raster for layer {layer!r}; layers with spiking outputs: "
-                         f"{with_raster}")
+        raise ValueError(
+            f"no spike raster for layer {layer!r}; layers with spiking outputs: {with_raster}"
+        )
     r = np.sign(np.asarray(st.raster, dtype=float))
     rows, neurons = r.shape
     fig = _figure(7.5, 3.8)
@@ -87,20 +87,40 @@ def plot_raster(report, layer: str, path) -> str:
     from matplotlib.ticker import MaxNLocator
 
     cmap = ListedColormap(["#C44E52", "white", "black"])  # -1, 0, +1
-    ax.imshow(r.T, cmap=cmap, vmin=-1.5, vmax=1.5, aspect="auto", interpolation="nearest",
-              origin="lower", extent=(-0.5, rows - 0.5, -0.5, neurons - 0.5))
+    ax.imshow(
+        r.T,
+        cmap=cmap,
+        vmin=-1.5,
+        vmax=1.5,
+        aspect="auto",
+        interpolation="nearest",
+        origin="lower",
+        extent=(-0.5, rows - 0.5, -0.5, neurons - 0.5),
+    )
     if rows <= 20:
         ax.set_xticks(range(rows))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if (r < 0).any():
-        ax.text(1.0, 1.01, "black +1, red -1", transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=8)
-    ax.set_xlabel(f"sample (first {rows} of the batch, one call)" if st.raster_axis == "sample"
-                  else f"{st.raster_axis}, first sample")
+        ax.text(
+            1.0,
+            1.01,
+            "black +1, red -1",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xlabel(
+        f"sample (first {rows} of the batch, one call)"
+        if st.raster_axis == "sample"
+        else f"{st.raster_axis}, first sample"
+    )
     ax.set_ylabel(f"neuron (first {neurons})")
     rate = st.output_rate
-    ax.set_title(f"{st.key} ({st.type}): {int((r != 0).sum())} spikes shown"
-                 + ("" if rate is None else f"; firing rate of the whole layer {rate:.3f}"),
-                 fontsize=10)
+    ax.set_title(
+        f"{st.key} ({st.type}): {int((r != 0).sum())} spikes shown"
+        + ("" if rate is None else f"; firing rate of the whole layer {rate:.3f}"),
+        fontsize=10,
+    )
     return _save(fig, path)

@@ -95,8 +95,12 @@ class LayerStats:
             self.labels.append(ops.label)
 
     def energy_pJ(self, em: EnergyModel) -> float:
-        return (self.synaptic_energy_pJ(em) + em.e_mul * self.mul + em.e_add * self.add
-                + em.e_nonlin * self.nonlin)
+        return (
+            self.synaptic_energy_pJ(em)
+            + em.e_mul * self.mul
+            + em.e_add * self.add
+            + em.e_nonlin * self.nonlin
+        )
 
     def synaptic_energy_pJ(self, em: EnergyModel) -> float:
         return em.e_mac * self.mac + em.e_ac * self.ac
@@ -108,11 +112,16 @@ class LayerStats:
 
     def to_dict(self, em: EnergyModel) -> dict:
         return {
-            "name": self.name, "type": self.type, "source": self.source, "calls": self.calls,
-            "input_kind": self.input_kind, "input_rate": self.input_rate,
+            "name": self.name,
+            "type": self.type,
+            "source": self.source,
+            "calls": self.calls,
+            "input_kind": self.input_kind,
+            "input_rate": self.input_rate,
             "output_rate": self.output_rate,
             **{f: getattr(self, f) for f in COUNT_FIELDS},
-            "dense": self.dense, "ann_mac": self.ann_mac,
+            "dense": self.dense,
+            "ann_mac": self.ann_mac,
             "synaptic_energy_pJ": self.synaptic_energy_pJ(em),
             "energy_pJ": self.energy_pJ(em),
             "ann_energy_pJ": em.e_mac * self.ann_mac,
@@ -133,9 +142,18 @@ class EnergyReport:
     (ANN / synaptic SNN energy) and ``ratio_total`` (ANN / all SNN energy).
     """
 
-    def __init__(self, layers: list[LayerStats], energy_model: EnergyModel, *, T: int,
-                 coding: str, passes: int, batch_size: int, notes: list[str] | None = None,
-                 title: str = "") -> None:
+    def __init__(
+        self,
+        layers: list[LayerStats],
+        energy_model: EnergyModel,
+        *,
+        T: int,
+        coding: str,
+        passes: int,
+        batch_size: int,
+        notes: list[str] | None = None,
+        title: str = "",
+    ) -> None:
         self.layers = layers
         self.energy_model = energy_model
         self.T, self.coding, self.passes, self.batch_size = T, coding, passes, batch_size
@@ -167,8 +185,9 @@ class EnergyReport:
         sparse = [x for x in self.layers if x.input_rate is not None and x.dense]
         t["effective_ac_rate"] = _div(sum(x.ac for x in sparse), sum(x.dense for x in sparse))
         fired = [x for x in self.layers if x.output_numel]
-        t["mean_output_rate"] = _div(sum(x.output_nonzero for x in fired),
-                                     sum(x.output_numel for x in fired))
+        t["mean_output_rate"] = _div(
+            sum(x.output_nonzero for x in fired), sum(x.output_numel for x in fired)
+        )
         return t
 
     def per_sample(self) -> dict:
@@ -192,8 +211,12 @@ class EnergyReport:
         em = self.energy_model
         return {
             "title": self.title,
-            "config": {"T": self.T, "coding": self.coding, "passes": self.passes,
-                       "batch_size": self.batch_size},
+            "config": {
+                "T": self.T,
+                "coding": self.coding,
+                "passes": self.passes,
+                "batch_size": self.batch_size,
+            },
             "energy_model": em.as_dict(),
             "layers": [x.to_dict(em) for x in self.layers],
             "totals": self.totals(),
@@ -213,8 +236,19 @@ class EnergyReport:
         rows = [x.to_dict(em) for x in self.layers]
         t = self.totals()
         total = {k: "" for k in rows[0]} if rows else {}
-        total.update({f: t[f] for f in (*COUNT_FIELDS, "dense", "ann_mac", "energy_pJ",
-                                        "synaptic_energy_pJ", "ann_energy_pJ")})
+        total.update(
+            {
+                f: t[f]
+                for f in (
+                    *COUNT_FIELDS,
+                    "dense",
+                    "ann_mac",
+                    "energy_pJ",
+                    "synaptic_energy_pJ",
+                    "ann_energy_pJ",
+                )
+            }
+        )
         total.update(name="TOTAL", calls=sum(x.calls for x in self.layers))
         rows.append(total)
         folder = os.path.dirname(os.path.abspath(os.fspath(path)))
@@ -242,18 +276,55 @@ class EnergyReport:
         from bpsn_ext.util.tables import format_table
 
         em = self.energy_model
-        headers = ["layer", "type", "calls", "input", "in rate", "out rate", "MAC", "AC",
-                   "mul", "add", "nonlin", "energy"]  # counts: totals over the batch
+        headers = [
+            "layer",
+            "type",
+            "calls",
+            "input",
+            "in rate",
+            "out rate",
+            "MAC",
+            "AC",
+            "mul",
+            "add",
+            "nonlin",
+            "energy",
+        ]  # counts: totals over the batch
         rows = []
         for x in self.layers:
-            rows.append([
-                x.key, x.type, x.calls, x.input_kind or "-", x.input_rate, x.output_rate,
-                x.mac, x.ac, x.mul, x.add, x.nonlin, format_energy(x.energy_pJ(em)),
-            ])
+            rows.append(
+                [
+                    x.key,
+                    x.type,
+                    x.calls,
+                    x.input_kind or "-",
+                    x.input_rate,
+                    x.output_rate,
+                    x.mac,
+                    x.ac,
+                    x.mul,
+                    x.add,
+                    x.nonlin,
+                    format_energy(x.energy_pJ(em)),
+                ]
+            )
         t = self.totals()
-        rows.append(["TOTAL", "", sum(x.calls for x in self.layers), "", None, None,
-                     t["mac"], t["ac"], t["mul"], t["add"], t["nonlin"],
-                     format_energy(t["energy_pJ"])])
+        rows.append(
+            [
+                "TOTAL",
+                "",
+                sum(x.calls for x in self.layers),
+                "",
+                None,
+                None,
+                t["mac"],
+                t["ac"],
+                t["mul"],
+                t["add"],
+                t["nonlin"],
+                format_energy(t["energy_pJ"]),
+            ]
+        )
         return format_table(headers, rows)
 
     def summary(self) -> str:
@@ -283,8 +354,10 @@ class EnergyReport:
 
     def __repr__(self) -> str:
         t = self.totals()
-        return (f"EnergyReport({len(self.layers)} layers, energy={format_energy(t['energy_pJ'])}, "
-                f"ratio={_x(t['ratio'])})")
+        return (
+            f"EnergyReport({len(self.layers)} layers, energy={format_energy(t['energy_pJ'])}, "
+            f"ratio={_x(t['ratio'])})"
+        )
 
 
 def _div(a: float, b: float) -> float | None:

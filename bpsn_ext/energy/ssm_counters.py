@@ -72,8 +72,7 @@ def valid_mask(x: torch.Tensor, mask) -> torch.Tensor | None:
     """
     if mask is None:
         return None
-    if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and (
-            mask.shape == x.shape[:-1]):
+    if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and (mask.shape == x.shape[:-1]):
         return mask
     if x.dim() == 3:
         return as_mask(mask, x.shape[0], x.shape[1], x.device)
@@ -96,8 +95,10 @@ def s4d_ops(m, u: torch.Tensor) -> list[Ops]:
     dirs = 2 if m.bidirectional else 1
     M = u.shape[0]
     return [
-        Ops(mac=M * m.d_model * dirs * 6 * P,
-            label=f"S4D state A_bar x + readout 2Re(Cx): {dirs * 6 * P} MAC/channel"),
+        Ops(
+            mac=M * m.d_model * dirs * 6 * P,
+            label=f"S4D state A_bar x + readout 2Re(Cx): {dirs * 6 * P} MAC/channel",
+        ),
         synaptic(u, u.numel() * dirs * 2 * P, label="S4D B_bar u"),
         synaptic(u, u.numel(), label="S4D D u"),
     ]
@@ -123,14 +124,17 @@ def spiking_s5(m, inputs, output, kwargs=None) -> list[Ops]:
     M, P, H = u.shape[0], m.d_state, m.d_model
     k = 2 if getattr(m, "bidirectional", False) else 1  # a backward scan: states + readout again
     ops = [
-        Ops(mac=M * k * (4 * P + 2 * P * H),
+        Ops(
+            mac=M * k * (4 * P + 2 * P * H),
             label=f"S5 state A_bar x (4P) + readout 2Re(Cx) (2PH), x{k} directions: "
-                  f"{k * (4 * P + 2 * P * H)} MAC"),
+            f"{k * (4 * P + 2 * P * H)} MAC",
+        ),
         synaptic(u, u.numel() * 2 * P, label="S5 B_bar u"),
         synaptic(u, u.numel(), label="S5 D u"),
     ]
-    return ops + _activation_ops(m.activation, u, rows(_out(output), valid),
-                                 m.activation_kind == "spike")
+    return ops + _activation_ops(
+        m.activation, u, rows(_out(output), valid), m.activation_kind == "spike"
+    )
 
 
 # -- blocks ------------------------------------------------------------------------------
@@ -169,8 +173,9 @@ def _need(module, what: str):
 
 def _binary_s4d_mix(m, valid, M: int) -> list[Ops]:
     a_args, _, a_out = _need(m.activation, "the activation")
-    ops = _activation_ops(m.activation, rows(a_args[0], valid), rows(a_out, valid),
-                          m.activation_kind == "spike")
+    ops = _activation_ops(
+        m.activation, rows(a_args[0], valid), rows(a_out, valid), m.activation_kind == "spike"
+    )
     l_args, _, l_out = _need(m.output_linear, "output_linear")
     ops += count_call(m.output_linear, (rows(l_args[0], valid),), rows(l_out, valid)) or []
     if m.glu:
@@ -199,14 +204,22 @@ def mixer_ops(mixer, y: torch.Tensor, ty: torch.Tensor | None, gelu: bool) -> li
         ops = [
             synaptic(y, dense, weight=tern_w, label="Tern(W) y"),
             synaptic(ty, dense, weight=W2, label="W' Tern(y)"),
-            Ops(add=2 * n + max(n - groups, 0), mul=groups, dense=0,
-                label="Tern(y): 2 compares/element, max|y| and delta per group"),
+            Ops(
+                add=2 * n + max(n - groups, 0),
+                mul=groups,
+                dense=0,
+                label="Tern(y): 2 compares/element, max|y| and delta per group",
+            ),
         ]
     else:
-        ops = [synaptic(y, dense, weight=W1, label="W y"),
-               synaptic(y, dense, weight=W2, label="W' y")]
-    ops += [Ops(add=2 * n, dense=0, label="route biases"),
-            Ops(mul=n, dense=0, label="product n * m")]
+        ops = [
+            synaptic(y, dense, weight=W1, label="W y"),
+            synaptic(y, dense, weight=W2, label="W' y"),
+        ]
+    ops += [
+        Ops(add=2 * n, dense=0, label="route biases"),
+        Ops(mul=n, dense=0, label="product n * m"),
+    ]
     if gelu:
         ops.append(Ops(nonlin=n, dense=0, label="GELU"))
     return ops
@@ -250,9 +263,13 @@ def _register_layers() -> None:
     from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
     from bpsn_ext.layers.gsu import GSUMixer
 
-    for cls, fn, exclusive in ((S4D, s4d, False), (SpikingS5, spiking_s5, True),
-                               (BinaryS4D, binary_s4d, True), (GSUMixer, gsu_mixer, True),
-                               (GSU, gsu, True)):
+    for cls, fn, exclusive in (
+        (S4D, s4d, False),
+        (SpikingS5, spiking_s5, True),
+        (BinaryS4D, binary_s4d, True),
+        (GSUMixer, gsu_mixer, True),
+        (GSU, gsu, True),
+    ):
         register_builtin_layer(cls, fn, exclusive=exclusive)
 
 

@@ -67,7 +67,7 @@ def _exact_conv_ac(m: nn.modules.conv._ConvNd, x: torch.Tensor) -> float:
     """Accumulates actually done for the nonzero entries of x (borders and strides exact)."""
     nd = len(m.kernel_size)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
-    nz = (x.detach() != 0).to(torch.float64).reshape(-1, *x.shape[-(nd + 1):])
+    nz = (x.detach() != 0).to(torch.float64).reshape(-1, *x.shape[-(nd + 1) :])
     padding = m.padding
     if m.padding_mode != "zeros":
         nz = F.pad(nz, m._reversed_padding_repeated_twice, mode=m.padding_mode)
@@ -86,12 +86,7 @@ def conv(m: nn.modules.conv._ConvNd, args, kwargs, output, options) -> list[Ops]
     else:
         dense = out.numel() * (m.in_channels // m.groups) * k
     rec = synaptic(x, dense, weight=m.weight, label="weights")
-    if (
-        rec.ac
-        and options.get("conv_ac") == "exact"
-        and not m.transposed
-        and kind_of(x) != "real"
-    ):
+    if rec.ac and options.get("conv_ac") == "exact" and not m.transposed and kind_of(x) != "real":
         rec = Ops(ac=_exact_conv_ac(m, x), dense=dense, label="weights (exact)")
     ops = [rec]
     if m.bias is not None:
@@ -134,8 +129,9 @@ def instance_norm(m: nn.modules.instancenorm._InstanceNorm, args, kwargs, output
 def rms_norm(m, args, kwargs, output, options) -> Ops:
     x = _first(args, kwargs)
     per_group = math.prod(m.normalized_shape)
-    return Ops(mul=3 * x.numel(), add=x.numel(), nonlin=x.numel() // per_group, dense=0,
-               label="rms norm")
+    return Ops(
+        mul=3 * x.numel(), add=x.numel(), nonlin=x.numel() // per_group, dense=0, label="rms norm"
+    )
 
 
 def activation(m, args, kwargs, output, options) -> Ops:
@@ -196,12 +192,18 @@ def multihead_attention(m: nn.MultiheadAttention, args, kwargs, output, options)
         synaptic(k, tk * m.kdim * E, label="k projection"),
         synaptic(v, tk * m.vdim * E, label="v projection"),
         Ops(mac=2 * n * L * S * E, label="q k^T and a v"),
-        Ops(nonlin=n * m.num_heads * L * S, add=n * m.num_heads * L * S,
-            mul=n * m.num_heads * L * S, dense=0, label="softmax"),
+        Ops(
+            nonlin=n * m.num_heads * L * S,
+            add=n * m.num_heads * L * S,
+            mul=n * m.num_heads * L * S,
+            dense=0,
+            label="softmax",
+        ),
         Ops(mac=tq * E * E, label="output projection"),
     ]
     biases = (m.in_proj_bias is not None) * (tq + 2 * tk) * E + (
-        m.out_proj.bias is not None) * tq * E
+        m.out_proj.bias is not None
+    ) * tq * E
     if biases:
         ops.append(Ops(add=biases, dense=0, label="biases"))
     return ops
@@ -214,15 +216,44 @@ def no_ops(m, args, kwargs, output, options) -> Ops:
 _ACTIVATIONS = tuple(
     getattr(nn, name)
     for name in (
-        "ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU", "GELU", "SiLU",
-        "Mish", "Sigmoid", "Tanh", "Softplus", "Softsign", "Hardtanh", "Hardswish",
-        "Hardsigmoid", "Tanhshrink", "Hardshrink", "Softshrink", "LogSigmoid", "Threshold",
+        "ReLU",
+        "ReLU6",
+        "LeakyReLU",
+        "PReLU",
+        "RReLU",
+        "ELU",
+        "SELU",
+        "CELU",
+        "GELU",
+        "SiLU",
+        "Mish",
+        "Sigmoid",
+        "Tanh",
+        "Softplus",
+        "Softsign",
+        "Hardtanh",
+        "Hardswish",
+        "Hardsigmoid",
+        "Tanhshrink",
+        "Hardshrink",
+        "Softshrink",
+        "LogSigmoid",
+        "Threshold",
     )
     if hasattr(nn, name)
 )
 
-_NO_OPS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
-           nn.Flatten, nn.Unflatten, nn.Embedding)
+_NO_OPS = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Embedding,
+)
 
 # (class or tuple of classes, counter), most specific first
 TORCH_COUNTERS: list[tuple[type | tuple[type, ...], object]] = [
@@ -246,9 +277,24 @@ if hasattr(nn, "RMSNorm"):
     TORCH_COUNTERS.insert(5, (nn.RMSNorm, rms_norm))
 
 # counters of layers without state: their output depends on the current input only
-STATELESS = frozenset({linear, conv, batch_norm, layer_norm, group_norm, instance_norm, rms_norm,
-                       activation, softmax, glu, max_pool, avg_pool, adaptive_max_pool,
-                       adaptive_avg_pool})
+STATELESS = frozenset(
+    {
+        linear,
+        conv,
+        batch_norm,
+        layer_norm,
+        group_norm,
+        instance_norm,
+        rms_norm,
+        activation,
+        softmax,
+        glu,
+        max_pool,
+        avg_pool,
+        adaptive_max_pool,
+        adaptive_avg_pool,
+    }
+)
 
 # counters that cover their module's children too (MultiheadAttention uses out_proj directly)
 EXCLUSIVE_TORCH = frozenset({multihead_attention})

@@ -24,8 +24,17 @@ __all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native"]
 
 @torch.library.custom_op("bpsn_ext::bpsn_cpu_forward", mutates_args=(), device_types="cpu")
 def bpsn_cpu_forward(
-    x: Tensor, lam_f: Tensor, lam_b: Tensor, thr: Tensor, mask: Tensor | None,
-    channels: int, inner: int, fire_ge: int, refractory: int, sg_kind: int, sg_a: float,
+    x: Tensor,
+    lam_f: Tensor,
+    lam_b: Tensor,
+    thr: Tensor,
+    mask: Tensor | None,
+    channels: int,
+    inner: int,
+    fire_ge: int,
+    refractory: int,
+    sg_kind: int,
+    sg_a: float,
     sg_b: float,
 ) -> tuple[Tensor, Tensor]:
     """``(spikes, H)`` ``[T, N, *]``: H is the fused membrane before masking.  The surrogate
@@ -36,9 +45,22 @@ def bpsn_cpu_forward(
     spikes, H = torch.empty_like(x), torch.empty_like(x)
     lib = cpu_native._load_default()
     status = getattr(lib, f"bpsn_cpu_forward_{cpu_native._DTYPES[x.dtype]}")(
-        x.data_ptr(), cpu_native._ptr(mask), lam_f.data_ptr(), lam_b.data_ptr(),
-        thr.data_ptr(), spikes.data_ptr(), H.data_ptr(), None, T, M, N, channels, inner,
-        fire_ge, refractory, cpu_native._threads(),
+        x.data_ptr(),
+        cpu_native._ptr(mask),
+        lam_f.data_ptr(),
+        lam_b.data_ptr(),
+        thr.data_ptr(),
+        spikes.data_ptr(),
+        H.data_ptr(),
+        None,
+        T,
+        M,
+        N,
+        channels,
+        inner,
+        fire_ge,
+        refractory,
+        cpu_native._threads(),
     )
     cpu_native._check(status, "forward")
     return spikes, H
@@ -51,9 +73,20 @@ def _(x, lam_f, lam_b, thr, mask, channels, inner, fire_ge, refractory, sg_kind,
 
 @torch.library.custom_op("bpsn_ext::bpsn_cpu_backward", mutates_args=(), device_types="cpu")
 def bpsn_cpu_backward(
-    grad_spikes: Tensor | None, grad_h: Tensor | None, mask: Tensor | None, lam_f: Tensor,
-    lam_b: Tensor, thr: Tensor, H: Tensor, channels: int, inner: int, fire_ge: int,
-    refractory: int, sg_kind: int, sg_a: float, sg_b: float,
+    grad_spikes: Tensor | None,
+    grad_h: Tensor | None,
+    mask: Tensor | None,
+    lam_f: Tensor,
+    lam_b: Tensor,
+    thr: Tensor,
+    H: Tensor,
+    channels: int,
+    inner: int,
+    fire_ge: int,
+    refractory: int,
+    sg_kind: int,
+    sg_a: float,
+    sg_b: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of ``x`` ``[T, N, *]`` and of ``lam_f``, ``lam_b``, ``thr`` ``[C]``."""
     T, N = H.shape[:2]
@@ -70,20 +103,57 @@ def bpsn_cpu_backward(
     g_lf, g_lb, g_th = (H.new_empty(channels) for _ in range(3))
     lib = cpu_native._load_default()
     status = getattr(lib, f"bpsn_cpu_backward_{cpu_native._DTYPES[H.dtype]}")(
-        cpu_native._ptr(g), g_const, cpu_native._ptr(gm), cpu_native._ptr(mask),
-        lam_f.data_ptr(), lam_b.data_ptr(), thr.data_ptr(), H.data_ptr(), grad_x.data_ptr(),
-        g_lf.data_ptr(), g_lb.data_ptr(), g_th.data_ptr(), T, M, N, channels, inner, fire_ge,
-        refractory, sg_kind, sg_a, sg_b, cpu_native._threads(),
+        cpu_native._ptr(g),
+        g_const,
+        cpu_native._ptr(gm),
+        cpu_native._ptr(mask),
+        lam_f.data_ptr(),
+        lam_b.data_ptr(),
+        thr.data_ptr(),
+        H.data_ptr(),
+        grad_x.data_ptr(),
+        g_lf.data_ptr(),
+        g_lb.data_ptr(),
+        g_th.data_ptr(),
+        T,
+        M,
+        N,
+        channels,
+        inner,
+        fire_ge,
+        refractory,
+        sg_kind,
+        sg_a,
+        sg_b,
+        cpu_native._threads(),
     )
     cpu_native._check(status, "backward")
     return grad_x, g_lf, g_lb, g_th
 
 
 @bpsn_cpu_backward.register_fake
-def _(grad_spikes, grad_h, mask, lam_f, lam_b, thr, H, channels, inner, fire_ge, refractory,
-      sg_kind, sg_a, sg_b):
-    return (torch.empty_like(H), H.new_empty(channels), H.new_empty(channels),
-            H.new_empty(channels))
+def _(
+    grad_spikes,
+    grad_h,
+    mask,
+    lam_f,
+    lam_b,
+    thr,
+    H,
+    channels,
+    inner,
+    fire_ge,
+    refractory,
+    sg_kind,
+    sg_a,
+    sg_b,
+):
+    return (
+        torch.empty_like(H),
+        H.new_empty(channels),
+        H.new_empty(channels),
+        H.new_empty(channels),
+    )
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -98,8 +168,22 @@ def _backward(ctx, grad_spikes, grad_h):
     lam_f, lam_b, thr, H, mask = ctx.saved_tensors
     channels, inner, fire_ge, refractory = ctx.ints
     sg_kind, sg_a, sg_b = ctx.surrogate
-    grads = bpsn_cpu_backward(grad_spikes, grad_h, mask, lam_f, lam_b, thr, H, channels, inner,
-                              fire_ge, refractory, sg_kind, sg_a, sg_b)
+    grads = bpsn_cpu_backward(
+        grad_spikes,
+        grad_h,
+        mask,
+        lam_f,
+        lam_b,
+        thr,
+        H,
+        channels,
+        inner,
+        fire_ge,
+        refractory,
+        sg_kind,
+        sg_a,
+        sg_b,
+    )
     return (*grads, None, None, None, None, None, None, None, None)
 
 
@@ -125,7 +209,7 @@ def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
     mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
     M = x[0].numel()
     inner = 1
-    for size in x.shape[cd + 1:]:
+    for size in x.shape[cd + 1 :]:
         inner *= size
     if N == 0 or M == 0:  # nothing to compute: the torch path handles empty batches
         raise ValueError("the native BPSN CPU kernel needs a non-empty batch")
@@ -136,8 +220,18 @@ def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
 
     lam_f, lam_b, thr = vec(module.decay_f), vec(module.decay_b), vec(module.v_threshold)
     spikes, H = bpsn_cpu_forward(
-        x.contiguous(), lam_f, lam_b, thr, mask_u8, C, inner, cfg["fire_ge"],
-        cfg["refractory"], cfg["sg_kind"], cfg["sg_a"], cfg["sg_b"],
+        x.contiguous(),
+        lam_f,
+        lam_b,
+        thr,
+        mask_u8,
+        C,
+        inner,
+        cfg["fire_ge"],
+        cfg["refractory"],
+        cfg["sg_kind"],
+        cfg["sg_a"],
+        cfg["sg_b"],
     )
     if m is None:
         return spikes, H

@@ -249,14 +249,22 @@ def compile_library(compiler: str | None = None, cache_dir: str | None = None) -
     source = (files("bpsn_ext.kernels") / SOURCE_NAME).read_text(encoding="utf-8")
     flags = _flags()
     try:
-        version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
-                                 timeout=60).stdout
+        version = subprocess.run(
+            [cxx, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise NativeKernelUnavailable(f"the C++ compiler {cxx!r} does not run: {exc}") from exc
-    key = hashlib.sha256("\0".join(
-        [source, os.path.realpath(shutil.which(cxx)), version, " ".join(flags),
-         _cpu_signature() if "-march=native" in flags else platform.machine()]
-    ).encode()).hexdigest()[:20]
+    key = hashlib.sha256(
+        "\0".join(
+            [
+                source,
+                os.path.realpath(shutil.which(cxx)),
+                version,
+                " ".join(flags),
+                _cpu_signature() if "-march=native" in flags else platform.machine(),
+            ]
+        ).encode()
+    ).hexdigest()[:20]
     name = f"bpsn_cpu-{key}.so"
     folder, cached = _pick_folder(cache_dir or _cache_dir(), name)
     target = os.path.join(folder, name)

@@ -53,9 +53,17 @@ def _launch(kernel, M: int, device_index: int, tensors: tuple, scalars: tuple) -
 def _scalars(shape: tuple, has_mask: bool, cfg: dict) -> tuple:
     T, M, N, C, inner = shape
     return (
-        np.int64(T), np.int64(M), np.int64(N), np.int64(C), np.int64(inner),
-        np.int32(has_mask), np.int32(cfg["fire_ge"]), np.int32(cfg["refractory"]),
-        np.float32(cfg["k0"]), np.int32(cfg["sg_kind"]), np.float32(cfg["sg_a"]),
+        np.int64(T),
+        np.int64(M),
+        np.int64(N),
+        np.int64(C),
+        np.int64(inner),
+        np.int32(has_mask),
+        np.int32(cfg["fire_ge"]),
+        np.int32(cfg["refractory"]),
+        np.float32(cfg["k0"]),
+        np.int32(cfg["sg_kind"]),
+        np.float32(cfg["sg_a"]),
         np.float32(cfg["sg_b"]),
     )
 
@@ -88,8 +96,23 @@ class _BPSNFunction(torch.autograd.Function):
         grad_x = torch.empty_like(x2)
         partial = [torch.empty(M, device=x2.device, dtype=torch.float32) for _ in range(5)]
         kernel = _module(dev).get_function(f"bpsn_backward<{_TYPES[x2.dtype]}, {_TYPES[g.dtype]}>")
-        tensors = (g, x2, mask_u8, lam_f, lam_b, w_f, w_b, thr, membrane, hf, hb, delta, acc,
-                   grad_x, *partial)
+        tensors = (
+            g,
+            x2,
+            mask_u8,
+            lam_f,
+            lam_b,
+            w_f,
+            w_b,
+            thr,
+            membrane,
+            hf,
+            hb,
+            delta,
+            acc,
+            grad_x,
+            *partial,
+        )
         _launch(kernel, M, dev, tensors, _scalars(ctx.shape, ctx.has_mask, ctx.cfg))
         g_lf, g_lb, g_wf, g_wb, g_th = (channel_sums(p, C, inner) for p in partial)
         return grad_x, None, g_lf, g_lb, g_wf, g_wb, g_th, None, None, None

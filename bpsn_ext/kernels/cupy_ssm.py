@@ -39,8 +39,13 @@ def _launcher(name: str):
         if N * H == 0:  # an empty batch: nothing to launch (outputs are empty too)
             return
         args = tuple(cupy.asarray(t.detach()) for t in tensors) + (
-            np.int64(T), np.int64(N), np.int64(H), np.int64(P),
-            np.int32(has_mask), np.int32(has_x0), np.int32(has_gxT),
+            np.int64(T),
+            np.int64(N),
+            np.int64(H),
+            np.int64(P),
+            np.int32(has_mask),
+            np.int32(has_x0),
+            np.int32(has_gxT),
         )
         kernel = _module(device_index).get_function(name)
         stream = torch.cuda.current_stream(device_index).cuda_stream

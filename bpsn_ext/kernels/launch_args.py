@@ -43,12 +43,15 @@ def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
         raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
     M = math.prod(x.shape[1:])
     m = as_mask(mask, T, N, x.device)
-    mask_u8 = (m.to(torch.uint8).contiguous() if m is not None
-               else torch.zeros(1, device=x.device, dtype=torch.uint8))
+    mask_u8 = (
+        m.to(torch.uint8).contiguous()
+        if m is not None
+        else torch.zeros(1, device=x.device, dtype=torch.uint8)
+    )
     # split fusion gives every channel its own gate even when the other parameters are shared
     per_channel = dim is not None and (module.channels is not None or module.fusion == "split")
     C = x.shape[dim] if per_channel else 1
-    inner = math.prod(x.shape[dim + 1:]) if per_channel else 1
+    inner = math.prod(x.shape[dim + 1 :]) if per_channel else 1
 
     def vec(p) -> torch.Tensor:
         p = torch.as_tensor(p, device=x.device, dtype=torch.float32)
@@ -56,8 +59,16 @@ def prepare(module, x: torch.Tensor, mask: torch.Tensor | None) -> KernelArgs:
 
     w_f, w_b = cfg.pop("weights")
     return KernelArgs(
-        x.contiguous().reshape(T, M), mask_u8, vec(module.decay_f), vec(module.decay_b),
-        vec(w_f), vec(w_b), vec(module.v_threshold), (T, M, N, C, inner), m is not None, cfg,
+        x.contiguous().reshape(T, M),
+        mask_u8,
+        vec(module.decay_f),
+        vec(module.decay_b),
+        vec(w_f),
+        vec(w_b),
+        vec(module.v_threshold),
+        (T, M, N, C, inner),
+        m is not None,
+        cfg,
     )
 
 

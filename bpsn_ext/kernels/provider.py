@@ -96,8 +96,12 @@ def cupy_config(module, x: torch.Tensor | None = None) -> dict:
         w = 0.5 if module.fusion == "avg" else 1.0
         weights = (torch.tensor(w), torch.tensor(w))
     refractory = module.refractory_steps if module.runaway == "refractory" else 0
-    return {"refractory": refractory, "k0": 1.0 if module.fusion == "sum" else 0.0,
-            "weights": weights, **surrogate_args(module.surrogate_function)}
+    return {
+        "refractory": refractory,
+        "k0": 1.0 if module.fusion == "sum" else 0.0,
+        "weights": weights,
+        **surrogate_args(module.surrogate_function),
+    }
 
 
 def _native_explicit(module, x: torch.Tensor) -> str:
@@ -118,8 +122,13 @@ def _native_explicit(module, x: torch.Tensor) -> str:
 
 def _native_auto(module, x: torch.Tensor) -> bool:
     """``method="auto"`` on CPU: the kernel where it covers the input and builds here."""
-    if (x.dtype not in cpu_native._DTYPES or x.dim() < 3 or x.shape[0] == 0
-            or x.shape[1] == 0 or not cpu_native.enabled()):
+    if (
+        x.dtype not in cpu_native._DTYPES
+        or x.dim() < 3
+        or x.shape[0] == 0
+        or x.shape[1] == 0
+        or not cpu_native.enabled()
+    ):
         return False  # odd shapes: the torch path gives its own errors
     try:
         native_config(module, x)
@@ -134,7 +143,9 @@ def _native_auto(module, x: torch.Tensor) -> bool:
                 f"bpsn_ext: BPSN runs the slower torch path on CPU because the native kernel "
                 f"is unavailable: {reason}. Install a C++ compiler (e.g. g++) or point "
                 f"${cpu_native.ENV_CXX} at one; set {cpu_native.ENV_SWITCH}=0 to choose the "
-                f"torch path without this warning", RuntimeWarning, stacklevel=4,
+                f"torch path without this warning",
+                RuntimeWarning,
+                stacklevel=4,
             )
         return False
     return True

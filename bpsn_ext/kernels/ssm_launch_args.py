@@ -52,16 +52,25 @@ def prepare_scan(
     T, N, H = x.shape
     P = ssm.d_state // 2
     m = as_mask(mask, T, N, x.device)
-    mask_u8 = (m.to(torch.uint8).contiguous() if m is not None
-               else torch.zeros(1, device=x.device, dtype=torch.uint8))
+    mask_u8 = (
+        m.to(torch.uint8).contiguous()
+        if m is not None
+        else torch.zeros(1, device=x.device, dtype=torch.uint8)
+    )
     _, A_bar, B_bar = ssm._discrete()
     x0 = None
     if state is not None:
         check_state(type(ssm).__name__, state, (N, H, P), complex_dtype(x.dtype))
         x0 = torch.view_as_real(state.contiguous())
     return ScanArgs(
-        x.contiguous(), mask_u8, torch.view_as_real(A_bar.contiguous()),
-        torch.view_as_real(B_bar.contiguous()), ssm.C.contiguous(), ssm.D.contiguous(), x0, m,
+        x.contiguous(),
+        mask_u8,
+        torch.view_as_real(A_bar.contiguous()),
+        torch.view_as_real(B_bar.contiguous()),
+        ssm.C.contiguous(),
+        ssm.D.contiguous(),
+        x0,
+        m,
         (T, N, H, P),
     )
 
@@ -84,8 +93,10 @@ def make_scan_function(launch_forward, launch_backward) -> type[torch.autograd.F
             xT = torch.empty(N, H, P, 2, device=u.device, dtype=torch.float32)
             x0_t = _dummy(u) if x0 is None else x0.detach().contiguous()
             params = [t.detach().contiguous() for t in (A_bar, B_bar, C, D)]
-            launch_forward((u, mask_u8, *params, x0_t, y, xT),
-                           (T, N, H, P, int(has_mask), int(x0 is not None), 0))
+            launch_forward(
+                (u, mask_u8, *params, x0_t, y, xT),
+                (T, N, H, P, int(has_mask), int(x0 is not None), 0),
+            )
             ctx.save_for_backward(u, mask_u8, *params, x0_t)
             ctx.shape, ctx.has_mask, ctx.has_x0 = shape, has_mask, x0 is not None
             return y, xT
@@ -94,32 +105,61 @@ def make_scan_function(launch_forward, launch_backward) -> type[torch.autograd.F
         def backward(ctx, grad_y, grad_xT):
             u, mask_u8, A_bar, B_bar, C, D, x0_t = ctx.saved_tensors
             T, N, H, P = ctx.shape
-            g = (torch.zeros_like(u) if grad_y is None
-                 else grad_y.to(torch.float32).contiguous())
+            g = torch.zeros_like(u) if grad_y is None else grad_y.to(torch.float32).contiguous()
             gxT = _dummy(u) if grad_xT is None else grad_xT.to(torch.float32).contiguous()
             scratch = torch.empty(T, N, H, 2, device=u.device, dtype=torch.float32)
             grad_u = torch.empty_like(u)
-            gA, gB, gC, gx0 = (torch.empty(N, H, P, 2, device=u.device, dtype=torch.float32)
-                               for _ in range(4))
+            gA, gB, gC, gx0 = (
+                torch.empty(N, H, P, 2, device=u.device, dtype=torch.float32) for _ in range(4)
+            )
             gD = torch.empty(N, H, device=u.device, dtype=torch.float32)
             launch_backward(
-                (g, gxT, u, mask_u8, A_bar, B_bar, C, D, x0_t, scratch, grad_u, gA, gB, gC, gD,
-                 gx0),
+                (
+                    g,
+                    gxT,
+                    u,
+                    mask_u8,
+                    A_bar,
+                    B_bar,
+                    C,
+                    D,
+                    x0_t,
+                    scratch,
+                    grad_u,
+                    gA,
+                    gB,
+                    gC,
+                    gD,
+                    gx0,
+                ),
                 (T, N, H, P, int(ctx.has_mask), int(ctx.has_x0), int(grad_xT is not None)),
             )
-            return (grad_u, None, gA.sum(0), gB.sum(0), gC.sum(0), gD.sum(0),
-                    gx0 if ctx.has_x0 else None, None, None)
+            return (
+                grad_u,
+                None,
+                gA.sum(0),
+                gB.sum(0),
+                gC.sum(0),
+                gD.sum(0),
+                gx0 if ctx.has_x0 else None,
+                None,
+                None,
+            )
 
     return _S4DScan
 
 
 def s4d_scan(
-    scan_function, ssm, x: torch.Tensor, state: torch.Tensor | None = None,
+    scan_function,
+    ssm,
+    x: torch.Tensor,
+    state: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(y [T, N, H], new_state complex [N, H, P])`` of the causal S4D ``ssm`` through the
     fused scan: the numbers of ``ssm.forward_with_state(x, state, mask)``."""
     a = prepare_scan(ssm, x, state, mask)
-    y, xT = scan_function.apply(a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, a.shape,
-                                a.mask is not None)
+    y, xT = scan_function.apply(
+        a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, a.shape, a.mask is not None
+    )
     return y, torch.view_as_complex(xT)

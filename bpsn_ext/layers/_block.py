@@ -93,8 +93,14 @@ class SSMBlock(Streaming, nn.Module):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be bool, got {type(flag).__name__}")
         self.d_model, self.prenorm, self.residual = d_model, prenorm, residual
-        self.ssm = S4D(d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional,
-                       bidirectional_convention=bidirectional_convention)
+        self.ssm = S4D(
+            d_model,
+            d_state,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            bidirectional=bidirectional,
+            bidirectional_convention=bidirectional_convention,
+        )
         self.norm = SequenceNorm(norm, d_model)
         self.tied_dropout = tied_dropout
         self.dropout = make_dropout(dropout, tied_dropout)
@@ -156,7 +162,9 @@ class SSMBlock(Streaming, nn.Module):
         return out, new_state
 
     def step_with_state(
-        self, x_t: torch.Tensor, state: torch.Tensor | None = None,
+        self,
+        x_t: torch.Tensor,
+        state: torch.Tensor | None = None,
         mask_t: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step, pure: ``(out_t [N, H], new_state)``."""

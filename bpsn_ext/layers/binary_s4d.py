@@ -72,9 +72,17 @@ class BinaryS4D(SSMBlock):
         bidirectional_convention: str = "lag0",
     ) -> None:
         super().__init__(
-            d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional,
-            bidirectional_convention=bidirectional_convention, dropout=dropout,
-            tied_dropout=tied_dropout, norm=norm, prenorm=prenorm, residual=residual,
+            d_model,
+            d_state,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            bidirectional=bidirectional,
+            bidirectional_convention=bidirectional_convention,
+            dropout=dropout,
+            tied_dropout=tied_dropout,
+            norm=norm,
+            prenorm=prenorm,
+            residual=residual,
         )
         self.activation_kind = check_choice("activation", activation, ACTIVATIONS)
         self.v_threshold = check_float("v_threshold", v_threshold)
@@ -96,7 +104,6 @@ class BinaryS4D(SSMBlock):
             act = self.activation(y)
         z = self.output_linear(self.inner_dropout(act))
         return (F.glu(z, dim=-1) if self.glu else z), act
-
 
     def extra_repr(self) -> str:
         return (

@@ -134,9 +134,17 @@ class GSUMixer(nn.Module):
         check_float("factor", factor, positive=True)
         if not isinstance(ternary, bool):
             raise TypeError(f"ternary must be bool, got {type(ternary).__name__}")
-        cfg = _settings(grad_mode, dict(
-            weight_grad=weight_grad, act_grad=act_grad, learn_scale=learn_scale,
-            act_delta=act_delta, detach_delta=detach_delta, gelu=gelu))
+        cfg = _settings(
+            grad_mode,
+            dict(
+                weight_grad=weight_grad,
+                act_grad=act_grad,
+                learn_scale=learn_scale,
+                act_delta=act_delta,
+                detach_delta=detach_delta,
+                gelu=gelu,
+            ),
+        )
         shared, w_grad, act_delta = cfg["shared"], cfg["weight_grad"], cfg["act_delta"]
         if ternary and not shared and w_grad == "none":
             raise ValueError(
@@ -158,18 +166,23 @@ class GSUMixer(nn.Module):
             self.weight2 = nn.Parameter(torch.empty(d_model, d_model))
             _linear_init(self.weight2, self.bias2)
         if ternary:
-            common = dict(surrogate=surrogate, learn_scale=cfg["learn_scale"],
-                          detach=cfg["detach_delta"])
+            common = dict(
+                surrogate=surrogate, learn_scale=cfg["learn_scale"], detach=cfg["detach_delta"]
+            )
             self.tern_weight = Ternary(factor, dim=None, grad=w_grad, **common)
-            self.tern_act = Ternary(factor, dim=-1 if act_delta == "token" else None,
-                                    grad=cfg["act_grad"], **common)
+            self.tern_act = Ternary(
+                factor, dim=-1 if act_delta == "token" else None, grad=cfg["act_grad"], **common
+            )
 
     def routes(
         self, y: torch.Tensor, valid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(n, m, Tern(y))`` for ``y`` ``[..., H]``; ``valid`` (bool ``[...]``): real tokens."""
-        if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.dim() < 1 or (
-            y.shape[-1] != self.d_model
+        if (
+            not isinstance(y, torch.Tensor)
+            or not y.is_floating_point()
+            or y.dim() < 1
+            or (y.shape[-1] != self.d_model)
         ):
             got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(f"GSUMixer expects a float tensor [..., {self.d_model}], got {got}")
@@ -189,7 +202,6 @@ class GSUMixer(nn.Module):
     def forward(self, y: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         n, m, _ = self.routes(y, valid)
         return self.combine(n, m)
-
 
     def extra_repr(self) -> str:
         return (
@@ -243,17 +255,32 @@ class GSU(SSMBlock):
         bidirectional_convention: str = "lag0",
     ) -> None:
         super().__init__(
-            d_model, d_state, dt_min=dt_min, dt_max=dt_max, bidirectional=bidirectional,
-            bidirectional_convention=bidirectional_convention, dropout=dropout,
-            tied_dropout=tied_dropout, norm=norm, prenorm=prenorm, residual=residual,
+            d_model,
+            d_state,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            bidirectional=bidirectional,
+            bidirectional_convention=bidirectional_convention,
+            dropout=dropout,
+            tied_dropout=tied_dropout,
+            norm=norm,
+            prenorm=prenorm,
+            residual=residual,
         )
         self.mixer = GSUMixer(
-            d_model, grad_mode=grad_mode, ternary=ternary, factor=factor, act_delta=act_delta,
-            weight_grad=weight_grad, act_grad=act_grad, learn_scale=learn_scale,
-            detach_delta=detach_delta, surrogate=surrogate, gelu=gelu,
+            d_model,
+            grad_mode=grad_mode,
+            ternary=ternary,
+            factor=factor,
+            act_delta=act_delta,
+            weight_grad=weight_grad,
+            act_grad=act_grad,
+            learn_scale=learn_scale,
+            detach_delta=detach_delta,
+            surrogate=surrogate,
+            gelu=gelu,
         )
 
     def _mix(self, y, valid):
         n, m, ty = self.mixer.routes(self.inner_dropout(y), valid)
         return self.mixer.combine(n, m), ty
-

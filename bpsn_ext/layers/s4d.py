@@ -93,8 +93,9 @@ class S4D(OptimHints, Streaming, nn.Module):
         check_dt_range(dt_min, dt_max)
         if not isinstance(bidirectional, bool):
             raise TypeError(f"bidirectional must be bool, got {type(bidirectional).__name__}")
-        check_choice("bidirectional_convention", bidirectional_convention,
-                     BIDIRECTIONAL_CONVENTIONS)
+        check_choice(
+            "bidirectional_convention", bidirectional_convention, BIDIRECTIONAL_CONVENTIONS
+        )
         H, P = d_model, d_state // 2
         self.d_model, self.d_state, self.bidirectional = d_model, d_state, bidirectional
         self.bidirectional_convention = bidirectional_convention
@@ -179,8 +180,9 @@ class S4D(OptimHints, Streaming, nn.Module):
         u_nht = u.permute(1, 2, 0)  # [N, H, T]
         new_state = B_bar * vandermonde_transpose(u_nht, dtA)  # [N, H, P]
         if state is not None:
-            check_state(type(self).__name__, state, (N, H, self.d_state // 2),
-                        complex_dtype(u.dtype))
+            check_state(
+                type(self).__name__, state, (N, H, self.d_state // 2), complex_dtype(u.dtype)
+            )
             # free response of the carried state: 2 Re sum_p C A_bar^(t+1) x0
             y = y + 2.0 * vandermonde(C * state, dtA, T, offset=1).real.permute(2, 0, 1)
             new_state = new_state + torch.exp(dtA * T) * state
@@ -213,18 +215,20 @@ class S4D(OptimHints, Streaming, nn.Module):
                 *u.shape, A_bar.shape[-1], dtype=complex_dtype(u.dtype), device=u.device
             )
         else:
-            check_state(type(self).__name__, state, (*u.shape, A_bar.shape[-1]),
-                        complex_dtype(u.dtype))
+            check_state(
+                type(self).__name__, state, (*u.shape, A_bar.shape[-1]), complex_dtype(u.dtype)
+            )
         new_state = A_bar * state + B_bar * u[..., None]
         y = 2.0 * (self._C() * new_state).sum(-1).real + self.D * u
         return (y if m is None else zero_padded(y, m[:, None])), new_state
-
 
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, dt_min={self.dt_min}, "
             f"dt_max={self.dt_max}, bidirectional={self.bidirectional}"
-            + (f", bidirectional_convention={self.bidirectional_convention!r}"
-               if self.bidirectional else "")
+            + (
+                f", bidirectional_convention={self.bidirectional_convention!r}"
+                if self.bidirectional
+                else ""
+            )
         )
-

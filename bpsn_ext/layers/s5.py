@@ -140,7 +140,8 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
         self.C = nn.Parameter(torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat)))
         if bidirectional:
             self.C_backward = nn.Parameter(
-                torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat)))
+                torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat))
+            )
         self.D = nn.Parameter(torch.randn(H))
         if activation == "spike":
             self.activation = resolve(surrogate, default=ATan, fire_ge=True)
@@ -211,12 +212,14 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
         b = self._input(u, B_bar)  # [T, N, P]
         if state is not None:
             self._refuse_bidirectional("a carried state")
-            check_state(type(self).__name__, state, (x.shape[1], self.d_state),
-                        complex_dtype(x.dtype))
+            check_state(
+                type(self).__name__, state, (x.shape[1], self.d_state), complex_dtype(x.dtype)
+            )
             b = torch.cat([(b[0] + A_bar * state)[None], b[1:]])
         xs = diagonal_scan(A_bar[None, None, :], b)
-        back = diagonal_scan(A_bar[None, None, :], b.flip(0)).flip(0) if self.bidirectional \
-            else None
+        back = (
+            diagonal_scan(A_bar[None, None, :], b.flip(0)).flip(0) if self.bidirectional else None
+        )
         y = self._output(xs, u, back)
         return (y if m is None else zero_padded(y, m)), xs[-1], m
 
@@ -260,7 +263,9 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
 
     # -- recurrent (streaming) form --------------------------------------------------------
     def step_with_state(
-        self, x_t: torch.Tensor, state: torch.Tensor | None = None,
+        self,
+        x_t: torch.Tensor,
+        state: torch.Tensor | None = None,
         mask_t: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step, pure: ``(out_t [N, H], new_state [N, P])``."""
@@ -278,7 +283,6 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
         new_state = A_bar * state + self._input(u, B_bar)
         out = self._readout(self._output(new_state, u))
         return (out if m is None else out * m[:, None]), new_state
-
 
     def extra_repr(self) -> str:
         return (

@@ -22,8 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["load_bert_weights", "load_teacher", "distillation_loss", "teacher_logits",
-           "bert_state_dict", "import_transformers"]
+__all__ = [
+    "load_bert_weights",
+    "load_teacher",
+    "distillation_loss",
+    "teacher_logits",
+    "bert_state_dict",
+    "import_transformers",
+]
 
 
 @contextlib.contextmanager
@@ -63,10 +69,11 @@ _MAP = [
     (r"encoder\.layer\.(\d+)\.attention\.self\.query\.(weight|bias)", "blocks.{0}.attn.q.{1}"),
     (r"encoder\.layer\.(\d+)\.attention\.self\.key\.(weight|bias)", "blocks.{0}.attn.k.{1}"),
     (r"encoder\.layer\.(\d+)\.attention\.self\.value\.(weight|bias)", "blocks.{0}.attn.v.{1}"),
-    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)",
-     "blocks.{0}.attn.proj.{1}"),
-    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)",
-     "blocks.{0}.attn.proj_norm.{1}"),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", "blocks.{0}.attn.proj.{1}"),
+    (
+        r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)",
+        "blocks.{0}.attn.proj_norm.{1}",
+    ),
     (r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", "blocks.{0}.fc1.{1}"),
     (r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", "blocks.{0}.fc2.{1}"),
     (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", "blocks.{0}.fc2_norm.{1}"),
@@ -77,8 +84,11 @@ _MAP = [
 def bert_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a local checkpoint directory (or a single weights file)."""
     path = os.fspath(path)
-    files = [path] if os.path.isfile(path) else [
-        os.path.join(path, n) for n in ("model.safetensors", "pytorch_model.bin")]
+    files = (
+        [path]
+        if os.path.isfile(path)
+        else [os.path.join(path, n) for n in ("model.safetensors", "pytorch_model.bin")]
+    )
     for f in files:
         if not os.path.isfile(f):
             continue
@@ -106,8 +116,9 @@ def _target(name: str) -> str | None:
     return None
 
 
-def load_bert_weights(model: nn.Module, path: str | os.PathLike, *,
-                      strict_shapes: bool = False) -> dict[str, list]:
+def load_bert_weights(
+    model: nn.Module, path: str | os.PathLike, *, strict_shapes: bool = False
+) -> dict[str, list]:
     """Copy the weights of a local HF BERT checkpoint into ``model`` (an ``SNNBert``).
 
     Embeddings (the position table is cut to ``max_length``; the token table needs the same
@@ -150,19 +161,26 @@ def load_teacher(path: str | os.PathLike) -> nn.Module:
     mode with gradients off.  Needs the ``transformers`` package."""
     path = os.fspath(path)
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise FileNotFoundError(f"no teacher at {os.path.abspath(path)!r}: expected a "
-                                "save_pretrained directory with config.json (never downloaded)")
+        raise FileNotFoundError(
+            f"no teacher at {os.path.abspath(path)!r}: expected a "
+            "save_pretrained directory with config.json (never downloaded)"
+        )
     with import_transformers() as transformers:
         teacher = transformers.AutoModelForSequenceClassification.from_pretrained(
-            path, local_files_only=True)
+            path, local_files_only=True
+        )
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
 
 
-def teacher_logits(teacher: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor,
-                   segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+def teacher_logits(
+    teacher: nn.Module,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    segment_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The teacher's logits for time-first ``[L, B]`` inputs (HF models are batch-first)."""
     with torch.no_grad():
         out = teacher(
@@ -173,19 +191,33 @@ def teacher_logits(teacher: nn.Module, input_ids: torch.Tensor, mask: torch.Tens
     return out.logits if hasattr(out, "logits") else out[0]
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, task_loss: torch.Tensor, *,
-                      alpha: float = 0.5, temperature: float = 2.0) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    task_loss: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+) -> torch.Tensor:
     """``(1 - alpha) * task_loss + alpha * KD``; KD is ``T^2 KL(softmax(t/T) || softmax(s/T))``
     for classification and the MSE between the outputs for regression (one output)."""
     if student.shape != teacher.shape:
-        raise ValueError(f"student logits {list(student.shape)} and teacher logits "
-                         f"{list(teacher.shape)} differ: same task and number of labels?")
+        raise ValueError(
+            f"student logits {list(student.shape)} and teacher logits "
+            f"{list(teacher.shape)} differ: same task and number of labels?"
+        )
     if not 0.0 <= alpha <= 1.0 or not temperature > 0:
         raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}")
     if student.shape[-1] == 1:
         kd = F.mse_loss(student, teacher)
     else:
-        kd = F.kl_div(F.log_softmax(student / temperature, -1),
-                      F.log_softmax(teacher / temperature, -1), log_target=True,
-                      reduction="batchmean") * temperature**2
+        kd = (
+            F.kl_div(
+                F.log_softmax(student / temperature, -1),
+                F.log_softmax(teacher / temperature, -1),
+                log_target=True,
+                reduction="batchmean",
+            )
+            * temperature**2
+        )
     return (1 - alpha) * task_loss + alpha * kd

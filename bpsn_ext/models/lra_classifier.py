@@ -24,8 +24,14 @@ from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5, TiedDropout
 from bpsn_ext.layers._block import NORMS, SequenceNorm
 
-__all__ = ["LRAClassifier", "LRADualClassifier", "LAYERS", "LRAPreset", "LRA_PRESETS",
-           "build_lra_model"]
+__all__ = [
+    "LRAClassifier",
+    "LRADualClassifier",
+    "LAYERS",
+    "LRAPreset",
+    "LRA_PRESETS",
+    "build_lra_model",
+]
 
 LAYERS = ("binary_s4d", "gsu", "s5", "bpsn", "s4d")
 
@@ -34,8 +40,9 @@ class _Residual(nn.Module):
     """``x + dropout(f(norm?(x)))`` then the norm (post-norm default), masks passed through.
     The dropout is tied over time (whole channels), like s4 ``example.py``'s ``Dropout1d``."""
 
-    def __init__(self, inner: nn.Module, d_model: int, dropout: float, prenorm: bool,
-                 norm: str = "layer") -> None:
+    def __init__(
+        self, inner: nn.Module, d_model: int, dropout: float, prenorm: bool, norm: str = "layer"
+    ) -> None:
         super().__init__()
         self.inner, self.prenorm = inner, prenorm
         self.norm = SequenceNorm(norm, d_model)
@@ -61,13 +68,27 @@ class _LinearBPSN(nn.Module):
         return self.neuron(self.linear(x), mask)
 
 
-def _block(layer: str, d_model: int, d_state: int, dropout: float, prenorm: bool, options,
-           norm: str = "layer"):
+def _block(
+    layer: str,
+    d_model: int,
+    d_state: int,
+    dropout: float,
+    prenorm: bool,
+    options,
+    norm: str = "layer",
+):
     if layer == "binary_s4d":
         return BinaryS4D(d_model, d_state, dropout=dropout, prenorm=prenorm, norm=norm, **options)
     if layer == "s4d":
-        return BinaryS4D(d_model, d_state, activation="gelu", dropout=dropout, prenorm=prenorm,
-                         norm=norm, **options)
+        return BinaryS4D(
+            d_model,
+            d_state,
+            activation="gelu",
+            dropout=dropout,
+            prenorm=prenorm,
+            norm=norm,
+            **options,
+        )
     if layer == "gsu":
         return GSU(d_model, d_state, dropout=dropout, prenorm=prenorm, norm=norm, **options)
     if layer == "s5":
@@ -111,8 +132,7 @@ class LRAClassifier(nn.Module):
             raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        for name, value in (("n_classes", n_classes), ("d_model", d_model),
-                            ("n_layers", n_layers)):
+        for name, value in (("n_classes", n_classes), ("d_model", d_model), ("n_layers", n_layers)):
             check_int(name, value)
         self.layer, self.vocab_size, self.d_model = layer, vocab_size, d_model
         if vocab_size is not None:
@@ -138,8 +158,10 @@ class LRAClassifier(nn.Module):
                 )
             check_token_ids("x", x, self.vocab_size)
         elif x.dim() != 3 or x.shape[-1] != self.encoder.in_features:
-            raise ValueError(f"the input must be features [T, N, d_input] with d_input = "
-                             f"{self.encoder.in_features}, got {list(x.shape)}")
+            raise ValueError(
+                f"the input must be features [T, N, d_input] with d_input = "
+                f"{self.encoder.in_features}, got {list(x.shape)}"
+            )
         T, N = x.shape[:2]
         m = as_mask(mask, T, N, x.device)
         h = self.encoder(x)
@@ -168,8 +190,13 @@ class LRADualClassifier(nn.Module):
         self.backbone.decoder = nn.Identity()
         self.decoder = nn.Sequential(nn.Linear(4 * d, d), nn.GELU(), nn.Linear(d, n_classes))
 
-    def forward(self, x1: torch.Tensor, mask1: torch.Tensor | None, x2: torch.Tensor,
-                mask2: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x1: torch.Tensor,
+        mask1: torch.Tensor | None,
+        x2: torch.Tensor,
+        mask2: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         a = self.backbone.features(x1, mask1)
         b = self.backbone.features(x2, mask2)
         return self.decoder(torch.cat([a, b, a * b, a - b], dim=-1))
@@ -206,8 +233,9 @@ LRA_PRESETS: dict[str, LRAPreset] = {
     "retrieval": LRAPreset(6, 256, "batch", True, 0.0, 0.01, 64, 20, 0.05, max_length=4000),
     "image": LRAPreset(6, 512, "layer", False, 0.1, 0.01, 50, 200, 0.05, max_length=1024),
     "pathfinder": LRAPreset(6, 256, "batch", True, 0.0, 0.004, 64, 200, 0.05, max_length=1024),
-    "pathx": LRAPreset(6, 256, "batch", True, 0.0, 0.0005, 32, 50, 0.05, 0.0001, 0.01,
-                       max_length=16384),
+    "pathx": LRAPreset(
+        6, 256, "batch", True, 0.0, 0.0005, 32, 50, 0.05, 0.0001, 0.01, max_length=16384
+    ),
     # s4 example.py (sMNIST / sCIFAR): 4 x 128, LayerNorm post-norm, dropout 0.1, wd 0.01
     "sequential": LRAPreset(4, 128, "layer", False, 0.1, 0.01, 64, 100, 0.01),
 }
@@ -236,6 +264,16 @@ def build_lra_model(
         opts.setdefault("dt_min", p.dt_min)
         opts.setdefault("dt_max", p.dt_max)
     cls = LRADualClassifier if dual else LRAClassifier
-    return cls(d_input, n_classes, layer=layer, d_model=p.d_model, n_layers=p.n_layers,
-               d_state=p.d_state, dropout=p.dropout, prenorm=p.prenorm, norm=p.norm,
-               vocab_size=vocab_size, layer_options=opts)
+    return cls(
+        d_input,
+        n_classes,
+        layer=layer,
+        d_model=p.d_model,
+        n_layers=p.n_layers,
+        d_state=p.d_state,
+        dropout=p.dropout,
+        prenorm=p.prenorm,
+        norm=p.norm,
+        vocab_size=vocab_size,
+        layer_options=opts,
+    )

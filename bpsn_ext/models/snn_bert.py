@@ -83,22 +83,35 @@ class SNNBertConfig:
     input_norm: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "num_labels", "layers", "width", "heads", "ffn_width",
-                     "max_length", "type_vocab_size", "T"):
+        for name in (
+            "vocab_size",
+            "num_labels",
+            "layers",
+            "width",
+            "heads",
+            "ffn_width",
+            "max_length",
+            "type_vocab_size",
+            "T",
+        ):
             check_int(name, getattr(self, name))
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
-        for name, value, options in (("coding", self.coding, CODINGS),
-                                     ("attention", self.attention, ATTENTIONS),
-                                     ("pooling", self.pooling, POOLINGS),
-                                     ("ann_activation", self.ann_activation, ANN_ACTIVATIONS)):
+        for name, value, options in (
+            ("coding", self.coding, CODINGS),
+            ("attention", self.attention, ATTENTIONS),
+            ("pooling", self.pooling, POOLINGS),
+            ("ann_activation", self.ann_activation, ANN_ACTIVATIONS),
+        ):
             if value not in options:
                 raise ValueError(f"{name} must be one of {options}, got {value!r}")
         if not isinstance(self.dropout, float) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
         if self.bpsn_options.get("fusion") == "concat":
-            raise ValueError("bpsn_options fusion='concat' doubles the channels; SNNBert needs "
-                             "a shape-preserving fusion (split, gate, avg or sum)")
+            raise ValueError(
+                "bpsn_options fusion='concat' doubles the channels; SNNBert needs "
+                "a shape-preserving fusion (split, gate, avg or sum)"
+            )
         if "channels" in self.bpsn_options:
             raise ValueError("bpsn_options must not set 'channels' (SNNBert sets it per layer)")
 
@@ -155,10 +168,17 @@ class SNNBert(nn.Module):
         self.embeddings = _Embeddings(cfg)
         self.blocks = nn.ModuleList(
             SpikingEncoderBlock(
-                cfg.width, cfg.heads, cfg.ffn_width, coding=cfg.coding, attention=cfg.attention,
-                dropout=cfg.dropout, scale=cfg.attention_scale,
-                bpsn_options=dict(cfg.bpsn_options), lif_options=dict(cfg.lif_options),
-                ann_activation=cfg.ann_activation, attn_out_norm=cfg.attn_out_norm,
+                cfg.width,
+                cfg.heads,
+                cfg.ffn_width,
+                coding=cfg.coding,
+                attention=cfg.attention,
+                dropout=cfg.dropout,
+                scale=cfg.attention_scale,
+                bpsn_options=dict(cfg.bpsn_options),
+                lif_options=dict(cfg.lif_options),
+                ann_activation=cfg.ann_activation,
+                attn_out_norm=cfg.attn_out_norm,
                 input_norm=cfg.input_norm,
             )
             for _ in range(cfg.layers)
@@ -175,8 +195,11 @@ class SNNBert(nn.Module):
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.is_floating_point():
             raise ValueError(
                 "input_ids must be an integer tensor [L, B] (time-first: tokens x batch), got "
-                + (f"{ids.dtype} {list(ids.shape)}" if isinstance(ids, torch.Tensor)
-                   else type(ids).__name__)
+                + (
+                    f"{ids.dtype} {list(ids.shape)}"
+                    if isinstance(ids, torch.Tensor)
+                    else type(ids).__name__
+                )
             )
         L = ids.shape[0]
         if L > self.config.max_length:
@@ -185,14 +208,20 @@ class SNNBert(nn.Module):
                 "inputs or build the model with a larger max_length"
             )
         if segment_ids is not None and segment_ids.shape != ids.shape:
-            raise ValueError(f"segment_ids must have the shape of input_ids {list(ids.shape)}, "
-                             f"got {list(segment_ids.shape)}")
+            raise ValueError(
+                f"segment_ids must have the shape of input_ids {list(ids.shape)}, "
+                f"got {list(segment_ids.shape)}"
+            )
         check_token_ids("input_ids", ids, self.config.vocab_size)
         if segment_ids is not None:
             check_token_ids("segment_ids", segment_ids, self.config.type_vocab_size)
 
-    def encode(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None,
-               segment_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The last block's residual stream and the bool token mask ``[L, B]``: ``[L, B, D]``
         (individual, ann) or ``[T, B, L, D]`` (repeat)."""
         self._check(input_ids, segment_ids)
@@ -221,8 +250,12 @@ class SNNBert(nn.Module):
         w = m.to(x.dtype)[..., None]
         return (x * w).sum(0) / w.sum(0)
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None,
-                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x, m = self.encode(input_ids, mask, segment_ids)
         return self.classifier(self.head_dropout(self.pool(x, m)))
 

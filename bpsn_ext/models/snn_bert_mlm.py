@@ -18,8 +18,7 @@ from torch import nn
 
 from bpsn_ext.models.snn_bert import SNNBert, SNNBertConfig
 
-__all__ = ["SNNBertForMaskedLM", "mask_tokens", "encoder_state", "load_encoder",
-           "ENCODER_PREFIXES"]
+__all__ = ["SNNBertForMaskedLM", "mask_tokens", "encoder_state", "load_encoder", "ENCODER_PREFIXES"]
 
 ENCODER_PREFIXES = ("embeddings.", "blocks.", "final_norm.")
 
@@ -40,8 +39,11 @@ class SNNBertForMaskedLM(nn.Module):
         self.config = config
         self.bert = SNNBert(config)
         self.bert.classifier = nn.Identity()  # unused here (DDP needs every parameter used)
-        for table in (self.bert.embeddings.tokens, self.bert.embeddings.positions,
-                      self.bert.embeddings.segments):
+        for table in (
+            self.bert.embeddings.tokens,
+            self.bert.embeddings.positions,
+            self.bert.embeddings.segments,
+        ):
             nn.init.normal_(table.weight, std=0.02)  # BERT's init: tied logits start small
         D = config.width
         self.transform = nn.Linear(D, D)
@@ -66,9 +68,16 @@ class SNNBertForMaskedLM(nn.Module):
         return self.bert.neuron_parameters()
 
 
-def mask_tokens(ids: torch.Tensor, real: torch.Tensor, *, mask_id: int, vocab_size: int,
-                special_ids: tuple[int, ...], mask_prob: float = 0.15,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    ids: torch.Tensor,
+    real: torch.Tensor,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: tuple[int, ...],
+    mask_prob: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's corruption: ``(corrupted_ids, positions)``; ``positions`` (bool, ``ids.shape``)
     marks the chosen tokens (at least one per batch), whose original ids are the targets.
 
@@ -114,11 +123,15 @@ def load_encoder(model: SNNBert, state: dict[str, torch.Tensor]) -> list[str]:
     own = encoder_state(model.state_dict())
     missing = sorted(set(own) - set(source))
     if missing:
-        raise ValueError(f"the source lacks {len(missing)} encoder tensors of the model, e.g. "
-                         f"{missing[:3]}: different coding or number of layers?")
+        raise ValueError(
+            f"the source lacks {len(missing)} encoder tensors of the model, e.g. "
+            f"{missing[:3]}: different coding or number of layers?"
+        )
     bad = [k for k in own if source[k].shape != own[k].shape]
     if bad:
-        raise ValueError(f"shape mismatch for {bad[:3]}: {list(source[bad[0]].shape)} vs "
-                         f"{list(own[bad[0]].shape)}")
+        raise ValueError(
+            f"shape mismatch for {bad[:3]}: {list(source[bad[0]].shape)} vs "
+            f"{list(own[bad[0]].shape)}"
+        )
     model.load_state_dict(source, strict=False)
     return sorted(own)

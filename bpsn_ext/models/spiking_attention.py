@@ -25,8 +25,15 @@ from bpsn_ext.core.checks import check_float
 from bpsn_ext.energy.ops import Ops
 from bpsn_ext.surrogate import ATan, resolve
 
-__all__ = ["MultiStepLIF", "RealActivation", "SpikingSelfAttention", "SpikingEncoderBlock",
-           "ATTENTIONS", "CODINGS", "ANN_ACTIVATIONS"]
+__all__ = [
+    "MultiStepLIF",
+    "RealActivation",
+    "SpikingSelfAttention",
+    "SpikingEncoderBlock",
+    "ATTENTIONS",
+    "CODINGS",
+    "ANN_ACTIVATIONS",
+]
 
 ATTENTIONS = ("softmax", "spike_driven")
 CODINGS = ("individual", "repeat", "ann")
@@ -45,8 +52,14 @@ class MultiStepLIF(nn.Module):
     (True = real token); spikes of padded tokens are set to 0.
     """
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, reset: str = "hard",
-                 surrogate=None, detach_reset: bool = False) -> None:
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        reset: str = "hard",
+        surrogate=None,
+        detach_reset: bool = False,
+    ) -> None:
         super().__init__()
         check_float("tau", tau)
         check_float("v_threshold", v_threshold)
@@ -98,8 +111,7 @@ class RealActivation(nn.Module):
     def __init__(self, activation: str = "relu") -> None:
         super().__init__()
         if activation not in ANN_ACTIVATIONS:
-            raise ValueError(f"ann activation must be one of {ANN_ACTIVATIONS}, "
-                             f"got {activation!r}")
+            raise ValueError(f"ann activation must be one of {ANN_ACTIVATIONS}, got {activation!r}")
         self.activation = activation
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -115,8 +127,9 @@ class RealActivation(nn.Module):
         return repr(self.activation)
 
 
-def make_neuron(coding: str, channels: int, bpsn_options: dict, lif_options: dict,
-                ann_activation: str = "relu") -> nn.Module:
+def make_neuron(
+    coding: str, channels: int, bpsn_options: dict, lif_options: dict, ann_activation: str = "relu"
+) -> nn.Module:
     """A BPSN over tokens (individual coding), a LIF over the T repeats (repeat coding) or a
     real-valued activation (``"ann"``, the twin without neurons)."""
     if coding == "individual":
@@ -173,9 +186,20 @@ class SpikingSelfAttention(nn.Module):
     ``docs/snn_bert.md``).
     """
 
-    def __init__(self, width: int, heads: int, *, coding: str, attention: str, dropout: float,
-                 scale: float | None, bpsn_options: dict, lif_options: dict,
-                 ann_activation: str = "relu", out_norm: bool = False) -> None:
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        *,
+        coding: str,
+        attention: str,
+        dropout: float,
+        scale: float | None,
+        bpsn_options: dict,
+        lif_options: dict,
+        ann_activation: str = "relu",
+        out_norm: bool = False,
+    ) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
@@ -235,18 +259,38 @@ class SpikingEncoderBlock(nn.Module):
     before the attention-output neuron.
     """
 
-    def __init__(self, width: int, heads: int, ffn_width: int, *, coding: str, attention: str,
-                 dropout: float, scale: float | None, bpsn_options: dict,
-                 lif_options: dict, ann_activation: str = "relu", attn_out_norm: bool = False,
-                 input_norm: bool = False) -> None:
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        ffn_width: int,
+        *,
+        coding: str,
+        attention: str,
+        dropout: float,
+        scale: float | None,
+        bpsn_options: dict,
+        lif_options: dict,
+        ann_activation: str = "relu",
+        attn_out_norm: bool = False,
+        input_norm: bool = False,
+    ) -> None:
         super().__init__()
         neurons = (bpsn_options, lif_options, ann_activation)
         self.attn_in_norm = nn.LayerNorm(width) if input_norm else None
         self.attn_in = make_neuron(coding, width, *neurons)
-        self.attn = SpikingSelfAttention(width, heads, coding=coding, attention=attention,
-                                         dropout=dropout, scale=scale, bpsn_options=bpsn_options,
-                                         lif_options=lif_options, ann_activation=ann_activation,
-                                         out_norm=attn_out_norm)
+        self.attn = SpikingSelfAttention(
+            width,
+            heads,
+            coding=coding,
+            attention=attention,
+            dropout=dropout,
+            scale=scale,
+            bpsn_options=bpsn_options,
+            lif_options=lif_options,
+            ann_activation=ann_activation,
+            out_norm=attn_out_norm,
+        )
         self.ffn_in_norm = nn.LayerNorm(width) if input_norm else None
         self.ffn_in = make_neuron(coding, width, *neurons)
         self.fc1 = nn.Linear(width, ffn_width)

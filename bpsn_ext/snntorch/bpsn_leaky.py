@@ -65,7 +65,10 @@ class BPSNLeaky(CoreBPSN, snn.SpikingNeuron):
         _leaky_keywords(beta, learn_beta, reset_mechanism, reset_delay, bpsn_options)
         # CoreBPSN.__init__ runs SpikingNeuron.__init__ with its defaults (next in the MRO)
         super().__init__(
-            channels, surrogate=spike_grad, v_threshold=float(threshold), fire_ge=False,
+            channels,
+            surrogate=spike_grad,
+            v_threshold=float(threshold),
+            fire_ge=False,
             **bpsn_options,
         )
         del self.threshold  # snnTorch's buffer; the learnable threshold is v_threshold
@@ -117,5 +120,8 @@ def _leaky_keywords(beta, learn_beta, reset_mechanism, reset_delay, options: dic
         options.setdefault("learn_decay", bool(learn_beta))
     for name, value in (("reset_mechanism", reset_mechanism), ("reset_delay", reset_delay)):
         if value is not None:
-            warn_once(f"BPSNLeaky.{name}", f"BPSNLeaky({name}=...) has no effect: BPSN's "
-                      "anti-runaway rule is runaway='refractory' | 'soft_reset' | 'none'")
+            warn_once(
+                f"BPSNLeaky.{name}",
+                f"BPSNLeaky({name}=...) has no effect: BPSN's "
+                "anti-runaway rule is runaway='refractory' | 'soft_reset' | 'none'",
+            )

@@ -11,6 +11,7 @@ from bpsn_ext.snntorch.state import detach, reset
 
 __all__ = ["swap_neurons", "to_single_step", "reset", "detach"]
 
+
 def _forget_instance(old: nn.Module) -> None:
     """Remove ``old`` from snnTorch's global instance list (global resets, garbage collection)."""
     snn.SpikingNeuron.instances[:] = [m for m in snn.SpikingNeuron.instances if m is not old]
@@ -49,9 +50,7 @@ def swap_neurons(
         _unloop(report.model)
     except Exception:
         # replacements built before the failure must not linger in snnTorch's global list
-        snn.SpikingNeuron.instances[:] = [
-            m for m in snn.SpikingNeuron.instances if id(m) in known
-        ]
+        snn.SpikingNeuron.instances[:] = [m for m in snn.SpikingNeuron.instances if id(m) in known]
         raise
     for _, old, _ in report:
         _forget_instance(old)

@@ -55,9 +55,16 @@ class _SnnTorchSSM:
 
     _surrogate = "spike"  # "spike": spike_grad with snnTorch's tie rule; "pass"; "none"
 
-    def __init__(self, d_model: int, d_state: int = 64, *,
-                 spike_grad: Callable | str | None = None, init_hidden: bool = False,
-                 output: bool = False, **options) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        spike_grad: Callable | str | None = None,
+        init_hidden: bool = False,
+        output: bool = False,
+        **options,
+    ) -> None:
         if self._surrogate == "none":
             if spike_grad is not None:
                 raise TypeError(f"{type(self).__name__} has no spikes: spike_grad does not apply")

@@ -87,7 +87,10 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
             )
         _lif_keywords(tau, decay_input, v_reset, bpsn_options)
         super().__init__(
-            channels, surrogate=surrogate_function, v_threshold=v_threshold, fire_ge=True,
+            channels,
+            surrogate=surrogate_function,
+            v_threshold=v_threshold,
+            fire_ge=True,
             **bpsn_options,
         )
         self.v_reset = None  # no hard reset; BaseNode set 0.0
@@ -117,8 +120,10 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
         if self._multi_step == "s":
             why = "the model was switched to step mode 's' (functional.set_step_mode(net, 's'))"
         else:
-            why = ("it was never put in step mode 'm', so a model may be driving it one step "
-                   "at a time (e.g. a model-zoo builder without set_step_mode)")
+            why = (
+                "it was never put in step mode 'm', so a model may be driving it one step "
+                "at a time (e.g. a model-zoo builder without set_step_mode)"
+            )
         raise ValueError(
             f"BPSNNode is multi-step only and refuses the input of shape {list(x_seq.shape)}: "
             f"{why}, and it would read the batch axis as time.  Call "
@@ -177,8 +182,14 @@ def _lif_keywords(tau, decay_input, v_reset, options: dict) -> None:
             raise ValueError("give tau or decay_init, not both (decay_init = 1 - 1/tau)")
         options["decay_init"] = 1.0 - 1.0 / tau
     if decay_input is not None:
-        warn_once("BPSNNode.decay_input", "BPSNNode(decay_input=...) has no effect: BPSN "
-                  "integrates the input without the 1/tau factor of LIFNode(decay_input=True)")
+        warn_once(
+            "BPSNNode.decay_input",
+            "BPSNNode(decay_input=...) has no effect: BPSN "
+            "integrates the input without the 1/tau factor of LIFNode(decay_input=True)",
+        )
     if v_reset is not None:
-        warn_once("BPSNNode.v_reset", "BPSNNode(v_reset=...) has no effect: BPSN has no hard "
-                  "reset; its anti-runaway rule is runaway='refractory' | 'soft_reset' | 'none'")
+        warn_once(
+            "BPSNNode.v_reset",
+            "BPSNNode(v_reset=...) has no effect: BPSN has no hard "
+            "reset; its anti-runaway rule is runaway='refractory' | 'soft_reset' | 'none'",
+        )

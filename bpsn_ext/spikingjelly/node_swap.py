@@ -75,8 +75,6 @@ def to_single_step(
     kinds = [getattr(neuron, n) for n in names if hasattr(neuron, n)]
 
     def factory(old):
-        return SingleStepNode.from_neuron(
-            old, surrogate_function, keep_surrogate=keep_surrogate
-        )
+        return SingleStepNode.from_neuron(old, surrogate_function, keep_surrogate=keep_surrogate)
 
     return swap_neurons(model, [(k, factory) for k in kinds], inplace=inplace)

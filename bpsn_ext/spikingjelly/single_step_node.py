@@ -57,8 +57,11 @@ class SingleStepNode(SingleStepFromFire, neuron.BaseNode):
     ) -> None:
         for name, value in (("tau", tau), ("decay_input", decay_input)):
             if value is not None:
-                warn_once(f"SingleStepNode.{name}", f"SingleStepNode({name}=...) has no effect: "
-                          "a single step from rest has no leak (u = x)")
+                warn_once(
+                    f"SingleStepNode.{name}",
+                    f"SingleStepNode({name}=...) has no effect: "
+                    "a single step from rest has no leak (u = x)",
+                )
         check_float("v_threshold", v_threshold)
         if v_reset is not None:
             check_float("v_reset", v_reset)

@@ -140,9 +140,7 @@ class _SSMMemoryModule(BackendMixin):
         if isinstance(self, S4D):
             return s4d_scan_cupy(self, x, state, mask)
         valid = self._prepare(x, mask)
-        out, new_state, _ = self._run(
-            x, valid, lambda h: s4d_scan_cupy(self.ssm, h, state, valid)
-        )
+        out, new_state, _ = self._run(x, valid, lambda h: s4d_scan_cupy(self.ssm, h, state, valid))
         return out, new_state
 
     # -- SpikingJelly forwards -------------------------------------------------------------
@@ -184,8 +182,7 @@ class _SSMMemoryModule(BackendMixin):
 
     def extra_repr(self) -> str:
         return (
-            super().extra_repr()
-            + f", step_mode={self.step_mode!r}, backend={self._backend!r}, "
+            super().extra_repr() + f", step_mode={self.step_mode!r}, backend={self._backend!r}, "
             f"carry_state={self.carry_state}"
         )
 
@@ -206,8 +203,15 @@ class _SpikingSSMMemoryModule(_SSMMemoryModule):
         carry_state: bool = False,
         **options,
     ) -> None:
-        super().__init__(d_model, d_state, step_mode=step_mode, backend=backend,
-                         carry_state=carry_state, surrogate=surrogate_function, **options)
+        super().__init__(
+            d_model,
+            d_state,
+            step_mode=step_mode,
+            backend=backend,
+            carry_state=carry_state,
+            surrogate=surrogate_function,
+            **options,
+        )
 
 
 class S4DLayer(_SSMMemoryModule, S4D, base.MemoryModule):

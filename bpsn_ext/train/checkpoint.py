@@ -12,8 +12,16 @@ import torch
 from bpsn_ext.util.errors import OutputExistsError
 from bpsn_ext.util.files import atomic_open
 
-__all__ = ["atomic_save", "load_checkpoint", "get_rng_state", "set_rng_state", "claim_run_folder",
-           "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "METRICS_NAME"]
+__all__ = [
+    "atomic_save",
+    "load_checkpoint",
+    "get_rng_state",
+    "set_rng_state",
+    "claim_run_folder",
+    "CHECKPOINT_NAME",
+    "PREVIOUS_CHECKPOINT_NAME",
+    "METRICS_NAME",
+]
 
 CHECKPOINT_NAME = "last.pt"
 PREVIOUS_CHECKPOINT_NAME = "previous.pt"  # the checkpoint before last.pt, kept as a spare
@@ -34,8 +42,11 @@ def atomic_save(obj: Any, path: str | os.PathLike, keep_previous: str | None = N
     ``keep_previous``: a file name in the same folder that receives the earlier ``path`` just
     before the new one replaces it (``path`` exists at every moment).
     """
-    previous = None if keep_previous is None else os.path.join(
-        os.path.dirname(os.path.abspath(path)), keep_previous)
+    previous = (
+        None
+        if keep_previous is None
+        else os.path.join(os.path.dirname(os.path.abspath(path)), keep_previous)
+    )
     with atomic_open(path, binary=True, keep_previous=previous) as f:
         torch.save(obj, f)
 
@@ -54,22 +65,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, EOFError, OSError, UnpicklingError
         spare = os.path.join(os.path.dirname(os.path.abspath(path)), PREVIOUS_CHECKPOINT_NAME)
-        hint = (f"; the checkpoint before it is kept in {spare!r}: copy it over "
-                f"{os.path.basename(path)!r} to resume from there"
-                if os.path.isfile(spare) and os.path.abspath(path) != spare else "")
+        hint = (
+            f"; the checkpoint before it is kept in {spare!r}: copy it over "
+            f"{os.path.basename(path)!r} to resume from there"
+            if os.path.isfile(spare) and os.path.abspath(path) != spare
+            else ""
+        )
         raise ValueError(
             f"{os.path.abspath(path)}: not a readable checkpoint ({os.path.getsize(path)} bytes; "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
             f"expected a complete torch.save file written by bpsn_ext.train{hint}"
         ) from err
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{os.path.abspath(path)}: expected a checkpoint dict, got "
-                         f"{type(ckpt).__name__}")
+        raise ValueError(
+            f"{os.path.abspath(path)}: expected a checkpoint dict, got {type(ckpt).__name__}"
+        )
     return ckpt
 
 
-def claim_run_folder(folder: str | os.PathLike, *, resume: bool, overwrite: bool,
-                     extra: tuple[str, ...] = ()) -> None:
+def claim_run_folder(
+    folder: str | os.PathLike, *, resume: bool, overwrite: bool, extra: tuple[str, ...] = ()
+) -> None:
     """Refuse to start a new run (not ``resume``) in ``folder`` when it holds an earlier run's
     checkpoint or metrics (or one of the ``extra`` file names), unless ``overwrite``; with
     ``overwrite`` the earlier checkpoints are removed, so a later resume cannot pick them up.
@@ -94,7 +110,8 @@ def claim_run_folder(folder: str | os.PathLike, *, resume: bool, overwrite: bool
         raise OutputExistsError(
             "{folder} already holds a run ({found}). Pass {resume:True} to continue it, "
             "{overwrite:True} to replace it, or choose another folder.",
-            folder=verdict[0][0], found=", ".join(verdict[0][1]),
+            folder=verdict[0][0],
+            found=", ".join(verdict[0][1]),
         )
 
 

@@ -62,8 +62,9 @@ class GlobalBatchNorm(_BatchNorm):
         total = _AllReduceSum.apply(torch.cat([x.sum(dims), count]))
         n = total[-1]
         if int(n) < 2:
-            raise ValueError(f"BatchNorm needs more than one value per channel over all ranks, "
-                             f"got {int(n)}")
+            raise ValueError(
+                f"BatchNorm needs more than one value per channel over all ranks, got {int(n)}"
+            )
         mean = total[:-1] / n
         shape = [1, -1] + [1] * (x.dim() - 2)
         centred = x - mean.reshape(shape)
@@ -87,8 +88,7 @@ class GlobalBatchNorm(_BatchNorm):
 
 
 def _convert(bn: _BatchNorm) -> GlobalBatchNorm:
-    new = GlobalBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine,
-                          bn.track_running_stats)
+    new = GlobalBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     if bn.affine:
         new.weight, new.bias = bn.weight, bn.bias  # the same Parameters (optimizer, DDP)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
@@ -101,8 +101,7 @@ def convert_batch_norms(model: nn.Module) -> nn.Module:
     """Replace every BatchNorm (1d/2d/3d, not already global) inside ``model`` by a
     ``GlobalBatchNorm`` sharing its parameters and buffers; returns ``model`` (or the
     replacement when ``model`` itself is a BatchNorm).  State-dict keys are unchanged."""
-    if isinstance(model, _BatchNorm) and not isinstance(model, (GlobalBatchNorm,
-                                                                nn.SyncBatchNorm)):
+    if isinstance(model, _BatchNorm) and not isinstance(model, (GlobalBatchNorm, nn.SyncBatchNorm)):
         return _convert(model)
     for name, child in model.named_children():
         new = convert_batch_norms(child)

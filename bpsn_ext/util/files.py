@@ -15,7 +15,10 @@ __all__ = ["atomic_open", "write_json_atomic"]
 
 @contextlib.contextmanager
 def atomic_open(
-    path: str | os.PathLike, *, binary: bool = False, newline: str | None = None,
+    path: str | os.PathLike,
+    *,
+    binary: bool = False,
+    newline: str | None = None,
     keep_previous: str | os.PathLike | None = None,
 ) -> Iterator[IO]:
     """Open ``path`` for writing (text, or bytes with ``binary``); readers never see a

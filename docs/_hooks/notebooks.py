@@ -67,14 +67,20 @@ def _execute(path: Path):
     if cached.is_file():
         return nbformat.read(cached, as_version=4)
     # the inline backend (not Agg, as in the tests): figures become image/png outputs
-    env = {"MPLBACKEND": "module://matplotlib_inline.backend_inline",
-           "BPSN_EXAMPLES_FAST": "1" if mode == "fast" else "0"}
+    env = {
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "BPSN_EXAMPLES_FAST": "1" if mode == "fast" else "0",
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        nbclient.NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT_S,
-                                resources={"metadata": {"path": str(ROOT)}},
-                                shutdown_kernel="immediate").execute()
+        nbclient.NotebookClient(
+            nb,
+            kernel_name="python3",
+            timeout=TIMEOUT_S,
+            resources={"metadata": {"path": str(ROOT)}},
+            shutdown_kernel="immediate",
+        ).execute()
     except Exception as exc:  # a cell error or timeout: the page shows what ran
         log.warning("examples/%s failed at build time: %s", path.name, ANSI.sub("", str(exc)))
         return nb
@@ -153,8 +159,10 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
             return stem
         link = f"[`{stem}`](examples/{stem}.md)"
         if _pages[stem]["thumb"]:
-            link += (f"<br>[![First figure of {stem}](examples/{stem}/fig0.png)"
-                     f"{{ .nb-thumb }}](examples/{stem}.md)")
+            link += (
+                f"<br>[![First figure of {stem}](examples/{stem}/fig0.png)"
+                f"{{ .nb-thumb }}](examples/{stem}.md)"
+            )
         return link
 
     return MARKER.sub(render, markdown)
