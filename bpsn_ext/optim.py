@@ -15,11 +15,13 @@ hint): bpsn_ext's SSM parameters carry ``{"lr": 0.001, "weight_decay": 0.0}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from bpsn_ext.core.checks import check_float
 
-__all__ = ["ssm_parameters", "ssm_param_groups"]
+__all__ = ["neuron_param_groups", "ssm_parameters", "ssm_param_groups"]
 
 
 def _declared(model: nn.Module) -> dict[int, nn.Parameter]:
@@ -91,4 +93,41 @@ def ssm_param_groups(
     for (g_lr, g_wd), params in hinted.items():
         if params:
             groups.append({"params": params, "lr": g_lr, "weight_decay": g_wd})
+    return groups
+
+
+def neuron_param_groups(neuron_lr_mult: float) -> Callable[[nn.Module, float, float], list[dict]]:
+    """A `TrainConfig.param_groups` builder ``groups(model, lr, weight_decay)`` for a model
+    with ``neuron_parameters()`` (SNN-BERT): weights with decay; biases and norms without;
+    the neurons' parameters (decays, gates, thresholds) without decay at
+    ``lr * neuron_lr_mult``.
+
+    Example::
+
+        groups = neuron_param_groups(10.0)
+        opt = torch.optim.AdamW(groups(model, lr=1e-4, weight_decay=0.01))
+    """
+    check_float("neuron_lr_mult", neuron_lr_mult, positive=True)
+
+    def groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+        neuron = {id(p) for p in model.neuron_parameters()}
+        decay, no_decay, neurons = [], [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) in neuron:
+                neurons.append(p)
+            elif p.dim() < 2 or "norm" in name:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        out = [
+            {"params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+        ]
+        if neurons:
+            out.append({"params": neurons, "lr": lr * neuron_lr_mult, "weight_decay": 0.0})
+        return out
+
+    groups.__qualname__ = f"neuron_param_groups(neuron_lr_mult={neuron_lr_mult})"
     return groups
