@@ -11,7 +11,7 @@ import torch
 
 from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.models import MultiStepLIF, SNNBert
-from bpsn_ext.models.spiking_attention import RealActivation
+from bpsn_ext.models.snn_bert_coding import RealActivation
 
 TINY = dict(
     vocab_size=40,

@@ -40,6 +40,7 @@ from bpsn_ext.bench.measure import (
     torch_threads,
 )
 from bpsn_ext.core.checks import check_int
+from bpsn_ext.models.snn_bert_coding import CODINGS
 from bpsn_ext.util.cli_args import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
@@ -57,7 +58,6 @@ QUICK = {
     "warmup": 1,
     "vocab_size": 100,
 }
-CODINGS = ("individual", "repeat", "ann")
 
 
 def _models(cfg: dict, device: torch.device):
@@ -78,7 +78,7 @@ def _models(cfg: dict, device: torch.device):
     torch.manual_seed(cfg["seed"])
     ind = SNNBert(base, coding="individual").to(device)
     out = {"individual": ind}
-    for coding in ("repeat", "ann"):
+    for coding in CODINGS[1:]:
         other = SNNBert(base, coding=coding).to(device)
         shared = {k: v for k, v in ind.state_dict().items() if k in other.state_dict()}
         other.load_state_dict(shared, strict=False)  # same synapses; only the neurons differ
@@ -98,14 +98,8 @@ def _train_step(model, ids, labels) -> Callable[[], None]:
     return step
 
 
-def _energy(model, ids, T: int) -> dict:
-    from bpsn_ext.energy import estimate
-
-    if model.coding != "repeat":
-        report = estimate(model, ids, coding="individual")
-    else:
-        report = estimate(model, ids, T=T, coding="repeat", batch_size=ids.shape[1])
-    per = report.per_sample()
+def _energy(model, ids) -> dict:
+    per = model.coding.estimate(model, ids).per_sample()
     return {
         k: per[k]
         for k in (
@@ -205,7 +199,7 @@ def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
         0, config["vocab_size"], (config["length"], config["batch"]), generator=gen
     ).to(dev)
     labels = torch.randint(0, 2, (config["batch"],), generator=gen).to(dev)
-    energy = {c: _energy(m, ids, config["T"]) for c, m in models.items()}
+    energy = {c: _energy(m, ids) for c, m in models.items()}
     steps = {c: _train_step(m, ids, labels) for c, m in models.items()}
     timings = time_fns(steps, repeats=config["repeats"], warmup=config["warmup"], device=dev)
     results = {}

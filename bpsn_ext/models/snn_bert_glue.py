@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
 from bpsn_ext.data.glue_metrics import glue_metrics
-from bpsn_ext.energy import estimate
 from bpsn_ext.models.snn_bert import SNNBert
 
 __all__ = ["energy_report", "energy_summary", "evaluate_model", "glue_loss", "make_task_fns"]
@@ -123,26 +122,8 @@ def energy_report(model: SNNBert, dataset, collate, batch_size: int = 8):
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
     kwargs = {"mask": batch["lengths"].to(device), "segment_ids": batch["segment_ids"].to(device)}
-    cfg = model.config
     with torch.no_grad():
-        if cfg.coding != "repeat":
-            name = "ANN twin" if cfg.coding == "ann" else "SNN-BERT individual coding"
-            return estimate(
-                model,
-                ids,
-                coding="individual",
-                forward_kwargs=kwargs,
-                title=f"{name}, L={ids.shape[0]}",
-            )
-        return estimate(
-            model,
-            ids,
-            T=cfg.T,
-            coding="repeat",
-            batch_size=ids.shape[1],
-            forward_kwargs=kwargs,
-            title=f"SNN-BERT repeat coding T={cfg.T}, L={ids.shape[0]}",
-        )
+        return model.coding.estimate(model, ids, kwargs)
 
 
 def energy_summary(report) -> dict:
