@@ -17,24 +17,9 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from bpsn_ext.bench.bpsn_bench import NEURON_KEYS as BPSN_NEURONS  # (re-exported for the flags)
-from bpsn_ext.bench.bpsn_bench import add_arguments as add_bpsn_arguments
-from bpsn_ext.bench.bpsn_bench import run_from_args as run_bpsn
-from bpsn_ext.bench.single_step_bench import add_arguments as add_single_step_arguments
-from bpsn_ext.bench.single_step_bench import run_from_args as run_single_step
-from bpsn_ext.util.cli_args import int_at_least, positive_int
+from bpsn_ext.util.cli_args import positive_int
 
-__all__ = [
-    "main",
-    "int_at_least",
-    "positive_int",
-    "build_parser",
-    "add_single_step_arguments",
-    "run_single_step",
-    "add_bpsn_arguments",
-    "run_bpsn",
-    "BPSN_NEURONS",
-]
+__all__ = ["build_parser", "main"]
 
 # benchmark -> (module of bpsn_ext.bench, help)
 BENCHMARKS = {
