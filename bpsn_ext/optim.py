@@ -10,7 +10,11 @@ code) get the hint's values.  Example::
     opt = torch.optim.AdamW(ssm_param_groups(model, lr=0.01, weight_decay=0.01))
 
 The same hints also drive state-spaces/s4's own ``setup_optimizer`` (one group per distinct
-hint): bpsn_ext's SSM parameters carry ``{"lr": 0.001, "weight_decay": 0.0}``.
+hint): bpsn_ext's SSM parameters carry ``{"lr": 0.001, "weight_decay": 0.0}``.  A module mixing
+in `OptimHints` lists its hinted parameters in ``ssm_parameter_names`` and calls
+``self._tag_optim()`` at the end of ``__init__``; the hints survive ``copy.deepcopy`` and
+pickling (``deepcopy`` of a parameter drops its attributes, so ``__setstate__`` re-applies
+them).
 """
 
 from __future__ import annotations
@@ -19,9 +23,40 @@ from collections.abc import Callable
 
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
+from bpsn_ext.util.arguments import check_float
 
-__all__ = ["neuron_param_groups", "ssm_parameters", "ssm_param_groups"]
+__all__ = [
+    "SSM_OPTIM",
+    "OptimHints",
+    "neuron_param_groups",
+    "ssm_parameters",
+    "ssm_param_groups",
+]
+
+SSM_OPTIM = {"lr": 0.001, "weight_decay": 0.0}  # s4 example.py: lr min(0.001, base), no decay
+
+
+class OptimHints:
+    """Mixin for an ``nn.Module``: tag ``ssm_parameter_names`` with ``optim_hint``.
+
+    Example::
+
+        layer = S4D(64)
+        layer.log_dt._optim        # {'lr': 0.001, 'weight_decay': 0.0}
+    """
+
+    ssm_parameter_names: tuple[str, ...] = ()
+    optim_hint: dict = SSM_OPTIM
+
+    def _tag_optim(self) -> None:
+        for name in self.ssm_parameter_names:
+            p = self._parameters.get(name)
+            if p is not None:
+                p._optim = dict(self.optim_hint)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._tag_optim()
 
 
 def _declared(model: nn.Module) -> dict[int, nn.Parameter]:

@@ -251,9 +251,9 @@ def test_register_makes_bpsn_node_a_spikingjelly_neuron_config():
 
 
 def test_lif_keywords_map_or_warn_once():
-    from bpsn_ext.core import checks
+    from bpsn_ext.util.warn import forget_warnings
 
-    checks._warned.clear()
+    forget_warnings()
     assert BPSNNode(tau=4.0).decay_b.item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match="tau must be > 1"):
         BPSNNode(tau=1.0)

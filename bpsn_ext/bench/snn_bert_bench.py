@@ -39,8 +39,8 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
-from bpsn_ext.core.checks import check_int
 from bpsn_ext.models.snn_bert_coding import CODINGS
+from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.cli_args import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_int
 from bpsn_ext.core.coding import CODINGS, Coding, get_coding
 from bpsn_ext.energy.costs import EnergyModel, resolve_energy_model
 from bpsn_ext.energy.counter_registry import Counter, as_ops_list, find_counter
@@ -28,6 +27,7 @@ from bpsn_ext.energy.matmul import MatmulCapture, matmul_ops, operands
 from bpsn_ext.energy.ops import COUNT_FIELDS, Ops
 from bpsn_ext.energy.report import EnergyReport, LayerStats
 from bpsn_ext.energy.torch_layers import STATELESS
+from bpsn_ext.util.arguments import check_int
 
 __all__ = ["estimate", "last_call", "count_call", "CODINGS", "STEP_MODES"]
 

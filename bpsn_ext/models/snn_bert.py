@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_int, check_token_ids
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.models.snn_bert_coding import (
     ANN_ACTIVATIONS,
@@ -38,6 +37,8 @@ from bpsn_ext.models.snn_bert_coding import (
     snn_bert_coding,
 )
 from bpsn_ext.models.spiking_attention import ATTENTIONS, SpikingEncoderBlock
+from bpsn_ext.models.token_ids import check_token_ids
+from bpsn_ext.util.arguments import check_int
 
 __all__ = ["SNNBert", "SNNBertConfig", "POOLINGS", "BPSN_DEFAULTS"]
 

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from bpsn_ext.bpsn_module import BPSN
-from bpsn_ext.core.checks import check_float
 from bpsn_ext.core.coding import INDIVIDUAL, REPEAT, Coding
 from bpsn_ext.energy.estimate import estimate
 from bpsn_ext.energy.ops import Ops
 from bpsn_ext.energy.report import EnergyReport
 from bpsn_ext.surrogate import ATan, resolve
+from bpsn_ext.util.arguments import check_float
 
 __all__ = [
     "ANN_ACTIVATIONS",

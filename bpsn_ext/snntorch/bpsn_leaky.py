@@ -16,7 +16,7 @@ import snntorch as snn
 import torch
 
 from bpsn_ext.bpsn_module import BPSN as CoreBPSN
-from bpsn_ext.core.checks import warn_once
+from bpsn_ext.util.warn import warn_once
 
 __all__ = ["BPSNLeaky"]
 
