@@ -35,7 +35,6 @@ KNOWN_LONG: set[str] = {
     "bpsn_ext/bench/snn_bert_bench.py:run",
     "bpsn_ext/kernels/ssm_launch_args.py:make_scan_function",
     "bpsn_ext/core/bpsn_functional.py:bpsn",
-    "bpsn_ext/apps/demo.py:run_demo",
     "bpsn_ext/bench/single_step_bench.py:run",
     "benchmarks/bpsn_defaults.py:main",
     "bpsn_ext/data/wordnet.py:write_gloss_data",
@@ -124,3 +123,18 @@ def test_the_name_check_finds_two_files_with_one_name(tmp_path):
     assert house.shared_basenames(tmp_path) == {
         "ssm.py": ["bpsn_ext/core/ssm.py", "bpsn_ext/energy/ssm.py"]
     }
+
+
+def test_a_new_top_level_module_is_in_no_layer_until_placed():
+    assert house.LAYERS[house.layer_of("bpsn_ext")][0] == "adapters"  # the facade only
+    assert house.LAYERS[house.layer_of("bpsn_ext.core.masks")][0] == "maths"
+    with pytest.raises(KeyError, match="bpsn_ext.newcomer is in no layer"):
+        house.layer_of("bpsn_ext.newcomer")
+
+
+def test_no_cycle_between_folders(graph):
+    """The house drawing (`house_counts.py --drawing`): no arrow between two folders (or
+    top-level modules) runs both ways, and none runs up."""
+    folders = house.folder_graph(graph)
+    assert house.cycles(folders) == []
+    assert house.upward_imports(folders) == []
