@@ -145,30 +145,7 @@ def run(
     ``energy`` (per-sample counts and pJ); ``ratios`` = repeat / individual for ``time``,
     ``memory``, ``energy_synaptic`` and ``energy_total``.
     """
-    if quick:
-        layers, width, heads, ffn_width = (
-            QUICK[k] for k in ("layers", "width", "heads", "ffn_width")
-        )
-        length, batch, repeats, warmup = (
-            QUICK[k] for k in ("length", "batch", "repeats", "warmup")
-        )
-        vocab_size = QUICK["vocab_size"]
-    check_positive_ints(
-        [
-            ("layers", layers),
-            ("width", width),
-            ("heads", heads),
-            ("ffn_width", ffn_width),
-            ("length", length),
-            ("batch", batch),
-            ("T", T),
-            ("vocab_size", vocab_size),
-            ("repeats", repeats),
-        ]
-    )
-    check_int("threads", threads, none_ok=True)
-    dev = torch.device(device)
-    config = {
+    sizes = {
         "layers": layers,
         "width": width,
         "heads": heads,
@@ -177,9 +154,18 @@ def run(
         "batch": batch,
         "T": T,
         "vocab_size": vocab_size,
+    }
+    loop = {"repeats": repeats, "warmup": warmup}
+    if quick:  # QUICK replaces the sizes and the timing loop, not T
+        sizes.update({k: v for k, v in QUICK.items() if k in sizes})
+        loop.update({k: v for k, v in QUICK.items() if k in loop})
+    check_positive_ints([*sizes.items(), ("repeats", loop["repeats"])])
+    check_int("threads", threads, none_ok=True)
+    dev = torch.device(device)
+    config = {
+        **sizes,
         "attention": attention,
-        "repeats": repeats,
-        "warmup": warmup,
+        **loop,
         "device": str(dev),
         "seed": seed,
         "quick": quick,
