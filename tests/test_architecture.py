@@ -134,3 +134,25 @@ def test_no_cycle_between_folders(graph):
     folders = house.folder_graph(graph)
     assert house.cycles(folders) == []
     assert house.upward_imports(folders) == []
+
+
+def test_command_files_hold_commands_and_keep_their_private_names():
+    """A command file parses flags and wires the library (each under 400 lines); no module
+    (library, tests, scripts) imports a private name of `bpsn_ext.apps`."""
+    import ast
+
+    long = {
+        p.name: n
+        for p in (ROOT / "bpsn_ext" / "apps").glob("*.py")
+        if (n := len(p.read_text().splitlines())) >= 400
+    }
+    assert long == {}, "move the library parts of the command file down"
+    private = []
+    for base in ("bpsn_ext", "tests", "benchmarks", "scripts"):
+        for path in (ROOT / base).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "bpsn_ext.apps"
+                ):
+                    private += [f"{path.name}: {a.name}" for a in node.names if a.name[0] == "_"]
+    assert private == []

@@ -532,3 +532,30 @@ def test_cli_names_the_data_flag_of_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no ListOps files under") as info:
         lra_release.load_task("listops", data=str(tmp_path))
     assert "--" not in str(info.value)
+
+
+@pytest.mark.parametrize("layer", ["binary_s4d", "gsu", "s5", "bpsn"])
+def test_firing_rates_count_the_real_steps_of_each_spiking_block(layer):
+    from bpsn_ext.models.lra_classifier import LRAClassifier
+    from bpsn_ext.models.lra_energy import firing_rates
+
+    torch.manual_seed(0)
+    model = LRAClassifier(3, 2, layer=layer, d_model=8, n_layers=2, d_state=4, norm="layer")
+    x = torch.randn(12, 2, 3)
+    rates = firing_rates(model, x, torch.tensor([12, 12]))
+    assert set(rates) == {"blocks.0", "blocks.1"} and all(0 < r < 1 for r in rates.values())
+    # padded steps do not count: the first 7 steps of sample 0 alone give the same rates
+    padded = x.clone()
+    padded[7:, 0] = 100.0
+    alone = firing_rates(model, x[:7, :1], None)
+    both = firing_rates(model, padded[:, :1], torch.tensor([7]))
+    assert both == pytest.approx(alone)
+    assert model.training  # the walk restores the mode
+
+
+def test_firing_rates_of_a_non_spiking_model_are_empty():
+    from bpsn_ext.models.lra_classifier import LRAClassifier
+    from bpsn_ext.models.lra_energy import firing_rates
+
+    model = LRAClassifier(3, 2, layer="s4d", d_model=8, n_layers=1, d_state=4)
+    assert firing_rates(model, torch.randn(5, 2, 3)) == {}
