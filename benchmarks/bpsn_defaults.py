@@ -400,21 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs must be >= 1")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    runs: list[dict] = []
-    epochs_arg = args.epochs
-    for task in args.tasks:
-        args.epochs = epochs_arg if epochs_arg is not None else EPOCHS[task]
-        for seed in args.seeds:
-            data = make_task(task, seed, args.drive)
-            for code in args.configs:
-                r = run_one(task, code, seed, args, data)
-                r["epochs"] = args.epochs
-                runs.append(r)
-                print(
-                    f"{task:6s} {code:18s} seed {seed}: acc {100 * r['test_accuracy']:5.1f}%  "
-                    f"rate {r['firing_rate']:.3f}  {r['epoch_time_s']:.2f} s/epoch",
-                    flush=True,
-                )
+    epochs = {t: args.epochs if args.epochs is not None else EPOCHS[t] for t in args.tasks}
+    runs = _run_all(args, epochs)
     rows = summarize(runs, args.tasks, args.configs)
     total = time.perf_counter() - start
     print()
@@ -424,20 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(
             ["python benchmarks/bpsn_defaults.py", *(argv if argv is not None else sys.argv[1:])]
         ),
-        "settings": {
-            "configs": args.configs,
-            "tasks": args.tasks,
-            "seeds": args.seeds,
-            "epochs": {
-                t: (epochs_arg if epochs_arg is not None else EPOCHS[t]) for t in args.tasks
-            },
-            "hidden": args.hidden,
-            "batch": args.batch,
-            "lr": args.lr,
-            "drive": args.drive,
-            "threads": args.threads,
-            "drive_test": {"input": DRIVE, "T": DRIVE_T},
-        },
+        "settings": _settings(args, epochs),
         "environment": {
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -452,6 +426,41 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(args.json_path, report)
         print(f"wrote {args.json_path}")
     return 0 if all(math.isfinite(r["final_train_loss"]) for r in runs) else 1
+
+
+def _run_all(args: argparse.Namespace, epochs: dict[str, int]) -> list[dict]:
+    """Every (task, seed, config) run, printed as it ends; ``args.epochs`` is set per task."""
+    runs: list[dict] = []
+    for task in args.tasks:
+        args.epochs = epochs[task]
+        for seed in args.seeds:
+            data = make_task(task, seed, args.drive)
+            for code in args.configs:
+                r = run_one(task, code, seed, args, data)
+                r["epochs"] = args.epochs
+                runs.append(r)
+                print(
+                    f"{task:6s} {code:18s} seed {seed}: acc {100 * r['test_accuracy']:5.1f}%  "
+                    f"rate {r['firing_rate']:.3f}  {r['epoch_time_s']:.2f} s/epoch",
+                    flush=True,
+                )
+    return runs
+
+
+def _settings(args: argparse.Namespace, epochs: dict[str, int]) -> dict:
+    """The report's ``settings``: what was run, with which training settings."""
+    return {
+        "configs": args.configs,
+        "tasks": args.tasks,
+        "seeds": args.seeds,
+        "epochs": epochs,
+        "hidden": args.hidden,
+        "batch": args.batch,
+        "lr": args.lr,
+        "drive": args.drive,
+        "threads": args.threads,
+        "drive_test": {"input": DRIVE, "T": DRIVE_T},
+    }
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 and ``bpsn_ext.snntorch``, and `register` exposes them in the frameworks' namespaces.
 """
 
-from bpsn_ext import _moved, surrogate
+from bpsn_ext import surrogate
 from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.convert import to_single_step
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
@@ -12,8 +12,6 @@ from bpsn_ext.optim import ssm_param_groups
 from bpsn_ext.registry import register
 
 __version__ = "0.1.0"
-
-_moved.install()  # old module paths (renamed modules) still import, with a FutureWarning
 
 __all__ = [
     "BPSN",

@@ -15,9 +15,10 @@ from torch import nn
 
 from bpsn_ext.core.bpsn_functional import FUSIONS, KERNELS, RUNAWAY, bpsn
 from bpsn_ext.core.channels import channel_dim_of_layer, check_channel_dim_arg, resolve_channel_dim
-from bpsn_ext.core.checks import check_float, check_floating, check_int, check_rank
+from bpsn_ext.core.checks import check_floating, check_rank
 from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
+from bpsn_ext.util.arguments import check_float, check_int
 
 __all__ = ["BPSN", "BPSN_METHODS"]
 

@@ -5,8 +5,8 @@ Each subcommand has its own flags, given after its name.
 
 Every subcommand is registered one way: a module offers `add_<verb>_arguments(parser)` (the
 benchmarks in `bpsn_ext.bench`: `add_arguments`) and `run_<verb>(args)` (`run_from_args`),
-and this file only wires the names (`BENCHMARKS`, `APPS`). The argument types the commands
-share live in `bpsn_ext.util.cli_args`.
+and this file only wires the names (`COMMANDS`, `APPS`, `BENCHMARKS`, `PLOTS`). The argument
+types the commands share live in `bpsn_ext.util.cli_args`.
 
 Heavy modules (SpikingJelly, snnTorch, scikit-learn) are imported only by the handlers.
 """
@@ -17,24 +17,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from bpsn_ext.bench.bpsn_bench import NEURON_KEYS as BPSN_NEURONS  # (re-exported for the flags)
-from bpsn_ext.bench.bpsn_bench import add_arguments as add_bpsn_arguments
-from bpsn_ext.bench.bpsn_bench import run_from_args as run_bpsn
-from bpsn_ext.bench.single_step_bench import add_arguments as add_single_step_arguments
-from bpsn_ext.bench.single_step_bench import run_from_args as run_single_step
-from bpsn_ext.util.cli_args import int_at_least, positive_int
-
-__all__ = [
-    "main",
-    "int_at_least",
-    "positive_int",
-    "build_parser",
-    "add_single_step_arguments",
-    "run_single_step",
-    "add_bpsn_arguments",
-    "run_bpsn",
-    "BPSN_NEURONS",
-]
+__all__ = ["build_parser", "main"]
 
 # benchmark -> (module of bpsn_ext.bench, help)
 BENCHMARKS = {
@@ -46,32 +29,21 @@ BENCHMARKS = {
         "SNN-BERT: individual coding vs repeat coding (time, memory, energy)",
     ),
 }
-# (subcommand, choice) -> module of bpsn_ext.apps that implements it
-PLOTS = {  # what `--plot PATH` of a benchmark and `plot KIND SOURCE` draw (`bpsn_ext.plots`)
+# what `--plot PATH` of a benchmark and `plot KIND SOURCE` draw (`bpsn_ext.plots`)
+PLOTS = {
     "bpsn": "plot_bpsn_bench",
     "ssm": "plot_ssm_bench",
     "energy": "plot_energy_bars",
 }
+# command -> module of bpsn_ext.apps with `<COMMAND>_HELP`, `add_<command>_arguments(parser)`
+# and `run_<command>(args)`
+COMMANDS = {"demo": "demo", "pretrain": "pretrain"}
+# (subcommand, choice) -> module of bpsn_ext.apps that implements it
 APPS = {
     "train": {"lra": "lra_commands", "glue": "glue_commands"},
     "evaluate": {"lra": "lra_commands", "glue": "glue_commands"},
     "generate": {"listops": "generate", "pathfinder": "generate", "wordnet-glosses": "generate"},
 }
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from bpsn_ext.apps.demo import run_demo
-
-    run_demo(
-        epochs=args.epochs,
-        seed=args.seed,
-        hidden=args.hidden,
-        framework=args.framework,
-        parts=args.parts,
-        out=args.out,
-        progress=args.progress,
-    )
-    return 0
 
 
 def _returns_zero(run, plot: str | None = None):
@@ -148,6 +120,15 @@ def _app_module(name: str):
     return importlib.import_module(f"bpsn_ext.apps.{name}")
 
 
+def _add_commands(sub, *names: str) -> None:
+    """The one-level commands ``names`` of `COMMANDS` (`demo`, `pretrain`)."""
+    for name in names:
+        module = _app_module(COMMANDS[name])
+        child = sub.add_parser(name, help=getattr(module, f"{name.upper()}_HELP"))
+        getattr(module, f"add_{name}_arguments")(child)
+        child.set_defaults(handler=getattr(module, f"run_{name}"))
+
+
 def _add_apps(sub) -> None:
     """`train`/`evaluate`/`generate` with one sub-parser per task (see `APPS`)."""
     helps = {
@@ -185,49 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="{demo,bench,train,evaluate,pretrain,generate,plot}"
     )
 
-    demo = sub.add_parser(
-        "demo",
-        help="single-step, BPSN and spiking-SSM networks against "
-        "their baselines on the 8x8 digits (about a minute)",
-    )
-    demo.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=None,
-        help="training epochs of every part (default: 20, 30 and 20)",
-    )
-    demo.add_argument("--seed", type=int, default=0, help="split, weight and order seed (0)")
-    demo.add_argument(
-        "--hidden",
-        type=positive_int,
-        default=128,
-        help="hidden width (128; BPSN part /2, SSM part /4)",
-    )
-    demo.add_argument(
-        "--framework",
-        choices=("auto", "spikingjelly", "snntorch"),
-        default="auto",
-        help="whose neurons (auto: SpikingJelly, else snnTorch)",
-    )
-    demo.add_argument(
-        "--parts",
-        nargs="+",
-        choices=("single_step", "bpsn", "ssm"),
-        default=["single_step", "bpsn", "ssm"],
-        help="which experiments (all)",
-    )
-    demo.add_argument(
-        "--out", default="bpsn-demo", help="report folder (bpsn-demo; taken: bpsn-demo-2, ...)"
-    )
-    demo.add_argument("--no-progress", dest="progress", action="store_false")
-    demo.set_defaults(handler=_demo)
-
+    _add_commands(sub, "demo")
     _add_benchmarks(sub)
     _add_apps(sub)
-    pretrain = _app_module("pretrain")
-    child = sub.add_parser("pretrain", help=pretrain.PRETRAIN_HELP)
-    pretrain.add_pretrain_arguments(child)
-    child.set_defaults(handler=pretrain.run_pretrain)
+    _add_commands(sub, "pretrain")
     _add_plot(sub)
     return parser
 

@@ -10,16 +10,53 @@ code) get the hint's values.  Example::
     opt = torch.optim.AdamW(ssm_param_groups(model, lr=0.01, weight_decay=0.01))
 
 The same hints also drive state-spaces/s4's own ``setup_optimizer`` (one group per distinct
-hint): bpsn_ext's SSM parameters carry ``{"lr": 0.001, "weight_decay": 0.0}``.
+hint): bpsn_ext's SSM parameters carry ``{"lr": 0.001, "weight_decay": 0.0}``.  A module mixing
+in `OptimHints` lists its hinted parameters in ``ssm_parameter_names`` and calls
+``self._tag_optim()`` at the end of ``__init__``; the hints survive ``copy.deepcopy`` and
+pickling (``deepcopy`` of a parameter drops its attributes, so ``__setstate__`` re-applies
+them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
+from bpsn_ext.util.arguments import check_float
 
-__all__ = ["ssm_parameters", "ssm_param_groups"]
+__all__ = [
+    "SSM_OPTIM",
+    "OptimHints",
+    "neuron_param_groups",
+    "ssm_parameters",
+    "ssm_param_groups",
+]
+
+SSM_OPTIM = {"lr": 0.001, "weight_decay": 0.0}  # s4 example.py: lr min(0.001, base), no decay
+
+
+class OptimHints:
+    """Mixin for an ``nn.Module``: tag ``ssm_parameter_names`` with ``optim_hint``.
+
+    Example::
+
+        layer = S4D(64)
+        layer.log_dt._optim        # {'lr': 0.001, 'weight_decay': 0.0}
+    """
+
+    ssm_parameter_names: tuple[str, ...] = ()
+    optim_hint: dict = SSM_OPTIM
+
+    def _tag_optim(self) -> None:
+        for name in self.ssm_parameter_names:
+            p = self._parameters.get(name)
+            if p is not None:
+                p._optim = dict(self.optim_hint)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._tag_optim()
 
 
 def _declared(model: nn.Module) -> dict[int, nn.Parameter]:
@@ -91,4 +128,41 @@ def ssm_param_groups(
     for (g_lr, g_wd), params in hinted.items():
         if params:
             groups.append({"params": params, "lr": g_lr, "weight_decay": g_wd})
+    return groups
+
+
+def neuron_param_groups(neuron_lr_mult: float) -> Callable[[nn.Module, float, float], list[dict]]:
+    """A `TrainConfig.param_groups` builder ``groups(model, lr, weight_decay)`` for a model
+    with ``neuron_parameters()`` (SNN-BERT): weights with decay; biases and norms without;
+    the neurons' parameters (decays, gates, thresholds) without decay at
+    ``lr * neuron_lr_mult``.
+
+    Example::
+
+        groups = neuron_param_groups(10.0)
+        opt = torch.optim.AdamW(groups(model, lr=1e-4, weight_decay=0.01))
+    """
+    check_float("neuron_lr_mult", neuron_lr_mult, positive=True)
+
+    def groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+        neuron = {id(p) for p in model.neuron_parameters()}
+        decay, no_decay, neurons = [], [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) in neuron:
+                neurons.append(p)
+            elif p.dim() < 2 or "norm" in name:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        out = [
+            {"params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+        ]
+        if neurons:
+            out.append({"params": neurons, "lr": lr * neuron_lr_mult, "weight_decay": 0.0})
+        return out
+
+    groups.__qualname__ = f"neuron_param_groups(neuron_lr_mult={neuron_lr_mult})"
     return groups

@@ -260,7 +260,7 @@ def plot_ssm_bench(source="benchmarks/results/ssm.json", path="bench_ssm.png") -
 
 
 def plot_demo_summary(report: Mapping, path="summary.png") -> str:
-    """The summary of a `bpsn_ext.apps.demo.run_demo` report: test accuracy % and energy per
+    """The summary of a `bpsn_ext.apps.demo.demo_report` report: test accuracy % and energy per
     sample (nJ) of every network, one column per experiment, this package's networks in blue
     and the baselines in grey."""
     parts = list(_need(report, "parts", "demo report").values())

@@ -31,7 +31,6 @@ REGISTRY: list[tuple[str, str, str, str]] = [
     ),
     ("snntorch", "SingleStepLeaky", "bpsn_ext.snntorch", "SingleStepLeaky"),
     ("snntorch", "BPSNLeaky", "bpsn_ext.snntorch", "BPSNLeaky"),
-    ("snntorch", "BPSN", "bpsn_ext.snntorch", "BPSN"),
     *(
         ("snntorch", name, "bpsn_ext.snntorch", name)
         for name in ("S4DLeaky", "BinaryS4DLeaky", "GSULeaky", "SpikingS5Leaky")

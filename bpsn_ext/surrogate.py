@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
+from bpsn_ext.util.arguments import check_float
 
 __all__ = [
     "SurrogateFunction",

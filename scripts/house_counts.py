@@ -3,7 +3,8 @@ files sharing a basename, and functions over 60 lines (argument-parser tables ex
 
 Run from the repository root:
 
-    python scripts/house_counts.py
+    python scripts/house_counts.py            # the counts
+    python scripts/house_counts.py --drawing  # the house drawing: layers, folders, arrows
 
 Imports are read with `ast` (module level and inside functions), so nothing is executed.
 `tests/test_architecture.py` uses the same graph and layer table.
@@ -22,7 +23,10 @@ PACKAGE = "bpsn_ext"
 MAX_LINES = 60
 
 # Layers, lowest first: a module may import its own layer and the layers below it, never above.
-# Each entry: (layer name, module-name prefixes). The longest matching prefix wins.
+# Each entry: (layer name, module names). A name holds that module and, for a package, the
+# modules inside it (the longest matching name wins); the package itself, `bpsn_ext`, holds only
+# its `__init__.py`, so every top-level module is listed here by name and a new one is in no
+# layer until it is placed.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("util", ("bpsn_ext.util",)),
     ("maths", ("bpsn_ext.core", "bpsn_ext.surrogate")),
@@ -36,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bpsn_ext.module_swap",
             "bpsn_ext.convert",
             "bpsn_ext.registry",
-            "bpsn_ext",
+            PACKAGE,  # the package facade, bpsn_ext/__init__.py
         ),
     ),
     ("energy", ("bpsn_ext.energy",)),
@@ -65,7 +69,8 @@ def layer_of(module: str) -> int:
     best, best_len = -1, -1
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+            inside = module.startswith(prefix + ".") and prefix != PACKAGE
+            if (module == prefix or inside) and len(prefix) > best_len:
                 best, best_len = index, len(prefix)
     if best < 0:
         raise KeyError(f"{module} is in no layer of scripts/house_counts.py:LAYERS")
@@ -166,6 +171,51 @@ def shared_basenames(root: Path = ROOT) -> dict[str, list[str]]:
     }
 
 
+def folder_of(module: str, graph: dict[str, set[str]]) -> str:
+    """The unit of the house drawing that holds `module`: its folder (`bpsn_ext.core`), its
+    top-level module (`bpsn_ext.surrogate`), the facade (`bpsn_ext`) or `benchmarks`."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE or len(parts) == 1:
+        return parts[0]
+    return f"{PACKAGE}.{parts[1]}"
+
+
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """`{unit: units it imports}` between the units of `folder_of` (the house drawing)."""
+    out: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        unit = folder_of(module, graph)
+        out.setdefault(unit, set()).update(
+            t for t in (folder_of(b, graph) for b in targets) if t != unit
+        )
+    return out
+
+
+def _unit_label(unit: str, graph: dict[str, set[str]]) -> str:
+    if unit == PACKAGE:
+        return "__init__.py"
+    name = unit.removeprefix(PACKAGE + ".")
+    is_folder = any(m.startswith(unit + ".") for m in graph) or unit == "benchmarks"
+    return name + ("/" if is_folder else ".py")
+
+
+def drawing(graph: dict[str, set[str]]) -> str:
+    """The house drawing: each layer (top first) with its units and the units each imports.
+
+    Every arrow points down or stays in its layer; `tests/test_architecture.py` checks that
+    none runs back up and that no two units import each other (round a loop)."""
+    folders = folder_graph(graph)
+    lines = []
+    for index in range(len(LAYERS) - 1, -1, -1):
+        units = sorted(u for u in folders if layer_of(u) == index)
+        lines.append(f"{index:>2} {LAYERS[index][0]}")
+        for unit in units:
+            targets = sorted(folders[unit], key=lambda t: (-layer_of(t), t))
+            arrow = " ".join(_unit_label(t, graph) for t in targets) or "(nothing)"
+            lines.append(f"     {_unit_label(unit, graph):<16} -> {arrow}")
+    return "\n".join(lines)
+
+
 _PARSER_TABLE = re.compile(r"(parser|arguments)$")
 
 
@@ -193,8 +243,11 @@ def long_functions(root: Path = ROOT, limit: int = MAX_LINES) -> list[tuple[str,
     return sorted(found, key=lambda item: -item[1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     graph = import_graph()
+    if "--drawing" in (sys.argv[1:] if argv is None else argv):
+        print(drawing(graph))
+        return 0
     cyc, up = cycles(graph), upward_imports(graph)
     shared, long = shared_basenames(), long_functions()
     n_shared = sum(len(v) for v in shared.values())

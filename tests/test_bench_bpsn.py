@@ -10,7 +10,7 @@ import torch
 
 from bpsn_ext import BPSN
 from bpsn_ext.bench import bpsn_bench as bench_bpsn
-from bpsn_ext.cli import BPSN_NEURONS, main
+from bpsn_ext.cli import build_parser, main
 from bpsn_ext.kernels.provider import choose  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,7 +177,10 @@ def test_repeats_shrink_with_T():
 
 
 def test_cli_neuron_choices_match_the_benchmark():
-    assert BPSN_NEURONS == bench_bpsn.NEURON_KEYS
+    keys = list(bench_bpsn.NEURON_KEYS)
+    assert build_parser().parse_args(["bench", "bpsn", "--neurons", *keys]).neurons == keys
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "bpsn", "--neurons", "nope"])
 
 
 @pytest.mark.parametrize(

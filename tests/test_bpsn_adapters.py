@@ -1,4 +1,4 @@
-"""BPSN in SpikingJelly (BPSNNode) and snnTorch (bpsn_ext.snntorch.BPSN), backend dispatch."""
+"""BPSN in SpikingJelly (BPSNNode) and snnTorch (bpsn_ext.snntorch.BPSNLeaky), backend dispatch."""
 
 import copy
 import io
@@ -15,7 +15,7 @@ snn = pytest.importorskip("snntorch")
 from spikingjelly.activation_based import base, functional, layer, neuron  # noqa: E402
 from spikingjelly.activation_based import surrogate as sj_surrogate  # noqa: E402
 
-from bpsn_ext.snntorch import BPSN as SnnBPSN  # noqa: E402
+from bpsn_ext.snntorch import BPSNLeaky as SnnBPSN  # noqa: E402
 from bpsn_ext.snntorch import swap_neurons as snn_swap  # noqa: E402
 from bpsn_ext.spikingjelly import SJ_GENERATION, BPSNNode, swap_neurons  # noqa: E402
 
@@ -215,7 +215,7 @@ def test_snntorch_swap_needs_explicit_opt_in():
 def test_register_exposes_bpsn_in_both_frameworks():
     bpsn_ext.register()
     assert neuron.BPSNNode is BPSNNode
-    assert snn.BPSN is SnnBPSN
+    assert snn.BPSNLeaky is SnnBPSN
 
 
 def test_bpsn_node_is_found_by_spikingjelly_monitors_and_keeps_v():
@@ -251,9 +251,9 @@ def test_register_makes_bpsn_node_a_spikingjelly_neuron_config():
 
 
 def test_lif_keywords_map_or_warn_once():
-    from bpsn_ext.core import checks
+    from bpsn_ext.util.warn import forget_warnings
 
-    checks._warned.clear()
+    forget_warnings()
     assert BPSNNode(tau=4.0).decay_b.item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match="tau must be > 1"):
         BPSNNode(tau=1.0)

@@ -75,12 +75,12 @@ def test_demo_prints_three_parts_without_third_party_noise_and_never_overwrites(
 
 
 def test_run_demo_is_seeded_and_learns():
-    from bpsn_ext.apps import run_demo
+    from bpsn_ext.apps import demo_report
 
     kwargs = dict(
         epochs=3, hidden=64, parts=("single_step",), out=None, progress=False, verbose=False
     )
-    a, b = run_demo(**kwargs), run_demo(**kwargs)
+    a, b = demo_report(**kwargs), demo_report(**kwargs)
     for key in ("s3nn", "lif"):
         ra, rb = a["parts"]["single_step"]["rows"][key], b["parts"]["single_step"]["rows"][key]
         assert ra["test_accuracy"] == rb["test_accuracy"] > 0.5  # chance is 0.1
@@ -89,17 +89,17 @@ def test_run_demo_is_seeded_and_learns():
 
 def test_demo_bpsn_reads_the_whole_sequence_at_the_first_token():
     """Direction matters: at the first token a forward-only LIF has seen one row of eight."""
-    from bpsn_ext.apps import run_demo
+    from bpsn_ext.apps import demo_report
 
-    rows = run_demo(epochs=8, hidden=64, parts=("bpsn",), out=None, progress=False, verbose=False)[
-        "parts"
-    ]["bpsn"]["rows"]
+    rows = demo_report(
+        epochs=8, hidden=64, parts=("bpsn",), out=None, progress=False, verbose=False
+    )["parts"]["bpsn"]["rows"]
     assert rows["bpsn_first"]["test_accuracy"] > rows["lif_first"]["test_accuracy"] + 0.2
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "auto"])
 def test_demo_for_snntorch_only_users(framework, monkeypatch):
-    from bpsn_ext.apps import run_demo
+    from bpsn_ext.apps import demo_report
     from bpsn_ext.apps.demo_tasks import neurons_for
 
     for name in [
@@ -110,7 +110,7 @@ def test_demo_for_snntorch_only_users(framework, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # importing SpikingJelly fails
     with pytest.raises(ImportError):
         neurons_for("spikingjelly")
-    report = run_demo(
+    report = demo_report(
         epochs=1,
         hidden=32,
         parts=("single_step", "bpsn"),

@@ -11,7 +11,6 @@ from snntorch import utils as snn_utils  # noqa: E402
 
 import bpsn_ext  # noqa: E402
 from bpsn_ext.snntorch import (  # noqa: E402
-    BPSN,
     BPSNLeaky,
     SingleStepLeaky,
     StepLoop,
@@ -150,7 +149,6 @@ def test_weights_load_across_the_three_bpsn_classes():
         other.load_state_dict(core.state_dict())  # strict: the same keys
         assert torch.equal(other.decay_f_logit, core.decay_f_logit)
         core.load_state_dict(other.state_dict())
-    assert BPSN is BPSNLeaky  # the old name stays importable
 
 
 def test_snntorch_reset_utility_leaves_bpsn_alone():
@@ -160,3 +158,11 @@ def test_snntorch_reset_utility_leaves_bpsn_alone():
     snn_utils.reset(net)
     reset(net)
     assert torch.equal(net(x), out)  # stateless across calls
+
+
+def test_bpsn_leaky_is_the_only_snntorch_name_of_bpsn():
+    import bpsn_ext.snntorch as adapters
+
+    assert not hasattr(adapters, "BPSN")  # one class, one name: bpsn_ext.BPSN is the core's
+    bpsn_ext.register()
+    assert snn.BPSNLeaky is BPSNLeaky

@@ -42,9 +42,9 @@ NEURONS = {"SingleStepNode": SingleStepNode, "BPSNNode": BPSNNode}
 @pytest.fixture(autouse=True)
 def fresh_warnings():
     """Each test sees the one-time warnings of the neurons' no-op keywords afresh."""
-    from bpsn_ext.core import checks
+    from bpsn_ext.util.warn import forget_warnings
 
-    checks._warned.clear()
+    forget_warnings()
 
 
 def overfit(net, x, steps=4, lr=2e-3):

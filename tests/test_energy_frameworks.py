@@ -15,7 +15,7 @@ pytest.importorskip("snntorch")
 import snntorch as snn  # noqa: E402
 from spikingjelly.activation_based import functional, layer, neuron  # noqa: E402
 
-from bpsn_ext.snntorch import BPSN as SnnBPSN  # noqa: E402
+from bpsn_ext.snntorch import BPSNLeaky as SnnBPSN  # noqa: E402
 from bpsn_ext.snntorch import SingleStepLeaky  # noqa: E402
 from bpsn_ext.spikingjelly import BPSNNode, SingleStepNode  # noqa: E402
 

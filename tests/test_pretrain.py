@@ -10,13 +10,14 @@ import random
 import pytest
 import torch
 
-from bpsn_ext.apps import glue_commands as glue_app
 from bpsn_ext.apps import pretrain as app
 from bpsn_ext.cli import build_parser, main
 from bpsn_ext.data.glue import write_glue_fixture
 from bpsn_ext.models import SNNBert, SNNBertConfig
+from bpsn_ext.models.snn_bert_glue import make_task_fns
 from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM, encoder_state, mask_tokens
 from bpsn_ext.train import CHECKPOINT_NAME, load_checkpoint
+from bpsn_ext.train.snn_bert_runs import load_teacher, load_trained
 
 TINY = [
     "--layers",
@@ -241,7 +242,7 @@ def test_init_from_copies_the_encoder(corpus, tmp_path, capsys):
             ]
         )
     with pytest.raises(ValueError, match="not a `train glue` run"):
-        glue_app.load_trained(str(mlm))
+        load_trained(str(mlm))
 
 
 def test_mlm_model_shapes_for_every_coding():
@@ -325,24 +326,22 @@ def test_teacher_from_a_run_folder(tmp_path):
     # no --vocab: the student took the teacher's tokenizer
     assert (student / "tokenizer.json").read_text() == (teacher / "tokenizer.json").read_text()
     # the distillation term is really there: a student equal to its teacher has KD = 0
-    model, tok, _ = glue_app.load_trained(str(teacher))
-    loaded = glue_app._load_teacher(str(teacher), "sst2", tok)
+    model, tok, _ = load_trained(str(teacher))
+    loaded = load_teacher(str(teacher), "sst2", tok)
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, load_glue
 
     ds = GlueDataset(load_glue(root, "sst2", "dev"), tok, 24)
     batch = GlueCollator(tok.pad_id)([ds[i] for i in range(8)])
-    plain = glue_app.make_task_fns("sst2")[0](model, batch)
-    kd = glue_app.make_task_fns("sst2", loaded, alpha=0.5)[0](model, batch)
+    plain = make_task_fns("sst2")[0](model, batch)
+    kd = make_task_fns("sst2", loaded, alpha=0.5)[0](model, batch)
     torch.testing.assert_close(kd, 0.5 * plain)
-    other = glue_app.make_task_fns("sst2", loaded, alpha=0.5)[0](
-        glue_app.load_trained(str(student))[0], batch
-    )
+    other = make_task_fns("sst2", loaded, alpha=0.5)[0](load_trained(str(student))[0], batch)
     assert not torch.allclose(
         other,
-        0.5 * glue_app.make_task_fns("sst2")[0](glue_app.load_trained(str(student))[0], batch),
+        0.5 * make_task_fns("sst2")[0](load_trained(str(student))[0], batch),
     )
     with pytest.raises(ValueError, match="trained on sst2, not mrpc"):
-        glue_app._load_teacher(str(teacher), "mrpc", tok)
+        load_teacher(str(teacher), "mrpc", tok)
     with pytest.raises(ValueError, match="another vocabulary"):
         main(
             [

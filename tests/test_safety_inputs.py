@@ -101,7 +101,7 @@ def test_a_truncated_pathfinder_png_names_the_file(tmp_path, keep):
 
 
 def test_integer_arguments_refuse_bools_and_name_the_argument():
-    from bpsn_ext.core.checks import check_int
+    from bpsn_ext.util.arguments import check_int
 
     assert check_int("batch", 3) == 3 and check_int("T", None, none_ok=True) is None
     with pytest.raises(ValueError, match=r"^batch must be a positive int, got True$"):

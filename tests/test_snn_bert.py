@@ -304,3 +304,24 @@ def test_distillation_from_local_teacher(tmp_path):
         distillation_loss(s, t[:, :2], task)
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         load_teacher(tmp_path / "nothing")
+
+
+def test_codings_are_decided_once_and_their_layouts_invert():
+    from bpsn_ext.core.coding import INDIVIDUAL, REPEAT, get_coding
+    from bpsn_ext.models.snn_bert_coding import snn_bert_coding
+
+    x = torch.randn(5, 2, 8)  # [L, B, D]
+    for layout in (INDIVIDUAL, REPEAT):
+        seen = layout.present(x, T=3)
+        assert torch.equal(layout.merge_heads(layout.split_heads(seen, 4)), seen)
+        assert torch.allclose(layout.to_tokens(seen), x)
+    assert REPEAT.present(x, T=3).shape == (3, 2, 5, 8) and REPEAT.passes(3) == 3
+    mask = torch.tensor([[1, 1], [1, 0], [0, 0], [0, 0], [0, 0]], dtype=torch.bool)  # [L, B]
+    assert REPEAT.key_mask(REPEAT.neuron_mask(mask)).shape == (1, 2, 1, 1, 5)
+    assert INDIVIDUAL.key_mask(INDIVIDUAL.neuron_mask(mask)).shape == (2, 1, 1, 5)
+    assert get_coding("individual") is INDIVIDUAL and INDIVIDUAL.passes(3) == 1
+    assert snn_bert_coding("ann").layout is INDIVIDUAL
+    model = SNNBert(vocab_size=30, layers=1, width=8, heads=2, ffn_width=16, coding="repeat")
+    assert model.coding is snn_bert_coding("repeat")
+    with pytest.raises(ValueError, match="coding must be one of"):
+        get_coding("rate")

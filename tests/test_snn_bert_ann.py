@@ -11,7 +11,7 @@ import torch
 
 from bpsn_ext.bpsn_module import BPSN
 from bpsn_ext.models import MultiStepLIF, SNNBert
-from bpsn_ext.models.spiking_attention import RealActivation
+from bpsn_ext.models.snn_bert_coding import RealActivation
 
 TINY = dict(
     vocab_size=40,
@@ -167,12 +167,12 @@ def test_norm_options_add_layernorms_and_keep_padding_invariance():
 
 
 def test_named_neuron_options_and_surrogate_width():
-    from bpsn_ext.apps.glue_commands import _option
+    from bpsn_ext.apps.snn_bert_flags import neuron_option
     from bpsn_ext.surrogate import resolve
 
-    assert _option("runaway=none") == ("runaway", "none")
-    assert _option("v_threshold=none") == ("v_threshold", None)
-    assert _option("refractory_steps=2") == ("refractory_steps", 2)
+    assert neuron_option("runaway=none") == ("runaway", "none")
+    assert neuron_option("v_threshold=none") == ("v_threshold", None)
+    assert neuron_option("refractory_steps=2") == ("refractory_steps", 2)
     assert tiny(bpsn_options={"runaway": "none"}).blocks[0].attn_in.runaway == "none"
     assert resolve("atan:4").alpha == 4.0 and resolve("atan").alpha == 2.0
     assert resolve("sigmoid:8").alpha == 8.0

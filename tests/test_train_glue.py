@@ -17,6 +17,7 @@ from bpsn_ext.apps import glue_commands as app
 from bpsn_ext.cli import build_parser, main
 from bpsn_ext.data.glue import write_glue_fixture
 from bpsn_ext.train import CHECKPOINT_NAME, load_checkpoint
+from bpsn_ext.train.snn_bert_runs import load_trained
 
 SMALL = [
     "--layers",
@@ -98,7 +99,7 @@ def test_train_then_evaluate(glue_root, tmp_path, capsys):
     assert got["metrics"]["accuracy"] == pytest.approx(hist[-1]["eval_accuracy"])
     assert got["metrics"]["loss"] == pytest.approx(hist[-1]["eval_loss"], rel=1e-5)
     # the checkpoint file itself is accepted too
-    model, tok, task = app.load_trained(os.path.join(out, CHECKPOINT_NAME))
+    model, tok, task = load_trained(os.path.join(out, CHECKPOINT_NAME))
     assert task == "sst2" and model.config.width == 32 and tok.vocab_size <= 60
 
 
@@ -289,7 +290,7 @@ def test_hf_disk_input_init_and_distillation(glue_root, tmp_path, capsys):
     assert "initialised" in capsys.readouterr().err
     final = json.loads((out / "metrics.json").read_text())["final"]
     assert final["step"] == 4 and "eval_accuracy" in final
-    model, tok, _ = app.load_trained(str(out))
+    model, tok, _ = load_trained(str(out))
     assert tok.vocab_size == len(vocab) and model.config.vocab_size == len(vocab)
 
 
@@ -356,3 +357,28 @@ def test_ddp_gloo_matches_single_process(glue_root, tmp_path):
     s = json.loads((tmp_path / "s" / "metrics.json").read_text())["final"]
     assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-4)
     assert d["eval_loss"] == pytest.approx(s["eval_loss"], rel=1e-4)
+
+
+def test_neuron_param_groups_split_weights_norms_and_neurons():
+    from bpsn_ext.models import SNNBert, SNNBertConfig
+    from bpsn_ext.optim import neuron_param_groups
+
+    model = SNNBert(
+        SNNBertConfig(vocab_size=30, layers=1, width=16, heads=2, ffn_width=32, max_length=8)
+    )
+    decay, no_decay, neurons = neuron_param_groups(10.0)(model, 1e-3, 0.01)
+
+    def ids(group):
+        return {id(p) for p in group["params"]}
+
+    assert ids(neurons) == {id(p) for p in model.neuron_parameters()} != set()
+    assert neurons["lr"] == pytest.approx(1e-2) and neurons["weight_decay"] == 0.0
+    assert decay["params"] and all(p.dim() >= 2 for p in decay["params"])
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(
+        p.dim() < 2 or "norm" in n for n, p in model.named_parameters() if id(p) in ids(no_decay)
+    )
+    every = [id(p) for g in (decay, no_decay, neurons) for p in g["params"]]
+    assert sorted(every) == sorted(id(p) for p in model.parameters())
+    with pytest.raises(TypeError, match="neuron_lr_mult must be a Python float"):
+        neuron_param_groups(10)

@@ -5,6 +5,7 @@ presets and bad-input errors."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -359,26 +360,47 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
 
 
 def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
-    from bpsn_ext.apps import lra_commands as lra_app
-    from bpsn_ext.cli import build_parser
+    from bpsn_ext.train.lra_run import LRARunConfig
 
-    def model_for(*flags):
-        args = build_parser().parse_args(["train", "lra", "--task", "digits", *TINY, *flags])
-        cfg = lra_app._resolve(args)
-        return lra_app._build_model(cfg, lra_release.load_task("digits", limit_train=8))
+    td = lra_release.load_task("digits", limit_train=8)
 
-    neuron = model_for("--layer", "bpsn", "--surrogate", "fast_sigmoid").blocks[0].inner.neuron
+    def model_for(**values):
+        return LRARunConfig.from_preset("digits", d_model=8, n_layers=1, **values).build_model(td)
+
+    neuron = model_for(layer="bpsn", surrogate="fast_sigmoid").blocks[0].inner.neuron
     assert type(neuron.surrogate_function).__name__ == "FastSigmoid"
-    assert model_for("--layer", "gsu", "--bidirectional").blocks[0].ssm.bidirectional
-    s4 = model_for("--layer", "gsu", "--bidirectional", "--bidirectional-convention", "s4")
+    assert model_for(layer="gsu", bidirectional=True).blocks[0].ssm.bidirectional
+    s4 = model_for(layer="gsu", bidirectional=True, bidirectional_convention="s4")
     assert s4.blocks[0].ssm.bidirectional_convention == "s4"
-    assert model_for("--layer", "s5", "--bidirectional").blocks[0].inner.bidirectional
-    with pytest.raises(SystemExit, match="--bidirectional applies to"):
-        model_for("--layer", "bpsn", "--bidirectional")
-    with pytest.raises(SystemExit, match="--bidirectional-convention s4 applies"):
-        model_for("--layer", "gsu", "--bidirectional-convention", "s4")
-    with pytest.raises(SystemExit, match="--surrogate applies to the spiking layers"):
-        model_for("--layer", "s4d", "--surrogate", "atan")
+    assert model_for(layer="s5", bidirectional=True).blocks[0].inner.bidirectional
+    # the library names its fields; the command line names the flags
+    with pytest.raises(ValueError, match="^bidirectional=True applies to .*not layer=bpsn$"):
+        model_for(layer="bpsn", bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional_convention=s4 applies"):
+        model_for(layer="gsu", bidirectional_convention="s4")
+    with pytest.raises(ValueError, match="^surrogate=NAME applies to the spiking layers"):
+        model_for(layer="s4d", surrogate="atan")
+    with pytest.raises(SystemExit, match="train lra: --bidirectional applies to .*--layer bpsn$"):
+        main(["train", "lra", "--task", "digits", "--layer", "bpsn", "--bidirectional", *TINY])
+    with pytest.raises(
+        SystemExit, match="--surrogate NAME applies to the spiking layers, not --layer s4d"
+    ):
+        main(["train", "lra", "--task", "digits", "--layer", "s4d", "--surrogate", "atan", *TINY])
+
+
+def test_run_config_round_trips_and_refuses_unknown_settings():
+    from bpsn_ext.train.lra_run import LRARunConfig
+
+    cfg = LRARunConfig.from_preset("listops", generate=True, epochs=2, data=None)
+    assert cfg.preset == "listops" and cfg.n_layers == 8 and cfg.epochs == 2
+    assert LRARunConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.data_kwargs() == {"generate": True, "seed": 0}
+    pathx = LRARunConfig.from_preset("pathfinder", resolution=128, data="x")
+    assert pathx.preset == "pathx" and os.path.isabs(pathx.data)
+    with pytest.raises(ValueError, match=r"unknown LRA run settings \['colour'\]"):
+        LRARunConfig.from_dict({**cfg.to_dict(), "colour": "red"})
+    with pytest.raises(ValueError, match="^resume=True needs checkpoint_dir=DIR$"):
+        LRARunConfig.from_preset("digits", resume=True)
 
 
 def test_data_sources_are_exclusive_and_evaluate_switches_source(tmp_path):
@@ -510,3 +532,30 @@ def test_cli_names_the_data_flag_of_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no ListOps files under") as info:
         lra_release.load_task("listops", data=str(tmp_path))
     assert "--" not in str(info.value)
+
+
+@pytest.mark.parametrize("layer", ["binary_s4d", "gsu", "s5", "bpsn"])
+def test_firing_rates_count_the_real_steps_of_each_spiking_block(layer):
+    from bpsn_ext.models.lra_classifier import LRAClassifier
+    from bpsn_ext.models.lra_energy import firing_rates
+
+    torch.manual_seed(0)
+    model = LRAClassifier(3, 2, layer=layer, d_model=8, n_layers=2, d_state=4, norm="layer")
+    x = torch.randn(12, 2, 3)
+    rates = firing_rates(model, x, torch.tensor([12, 12]))
+    assert set(rates) == {"blocks.0", "blocks.1"} and all(0 < r < 1 for r in rates.values())
+    # padded steps do not count: the first 7 steps of sample 0 alone give the same rates
+    padded = x.clone()
+    padded[7:, 0] = 100.0
+    alone = firing_rates(model, x[:7, :1], None)
+    both = firing_rates(model, padded[:, :1], torch.tensor([7]))
+    assert both == pytest.approx(alone)
+    assert model.training  # the walk restores the mode
+
+
+def test_firing_rates_of_a_non_spiking_model_are_empty():
+    from bpsn_ext.models.lra_classifier import LRAClassifier
+    from bpsn_ext.models.lra_energy import firing_rates
+
+    model = LRAClassifier(3, 2, layer="s4d", d_model=8, n_layers=1, d_state=4)
+    assert firing_rates(model, torch.randn(5, 2, 3)) == {}

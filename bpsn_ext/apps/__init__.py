@@ -1,5 +1,5 @@
 """Small end-to-end applications (``bpsn-ext demo``)."""
 
-from bpsn_ext.apps.demo import run_demo
+from bpsn_ext.apps.demo import demo_report
 
-__all__ = ["run_demo"]
+__all__ = ["demo_report"]

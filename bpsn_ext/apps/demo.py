@@ -9,6 +9,7 @@ of the same layers).  The report goes to ``OUT/summary.json`` and a figure to
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -21,10 +22,15 @@ from torch import nn
 
 from bpsn_ext.apps import demo_tasks as tasks
 from bpsn_ext.bench.measure import peak_memory_bytes
+from bpsn_ext.util.cli_args import positive_int
 from bpsn_ext.util.tables import format_bytes, format_table
 
-__all__ = ["run_demo", "PARTS"]
+__all__ = ["DEMO_HELP", "PARTS", "add_demo_arguments", "demo_report", "run_demo"]
 
+DEMO_HELP = (
+    "single-step, BPSN and spiking-SSM networks against their baselines on the 8x8 digits "
+    "(about a minute)"
+)
 PARTS = ("single_step", "bpsn", "ssm")
 TITLES = {
     "single_step": "1. single-step (S3NN) neurons: one pass instead of T steps (64 inputs)",
@@ -152,7 +158,7 @@ def _run_part(
     return {"title": TITLES[part], "epochs": epochs, "lr": LR[part], "rows": rows}
 
 
-def run_demo(
+def demo_report(
     epochs: int | None = None,
     seed: int = 0,
     hidden: int = 128,
@@ -179,19 +185,7 @@ def run_demo(
     neurons = tasks.neurons_for(framework)
     data = load_digits(seed=seed)
     start = time.perf_counter()
-    report = {
-        "config": {
-            "framework": neurons.framework,
-            "seed": seed,
-            "hidden": hidden,
-            "T": T,
-            "batch_size": batch_size,
-            "optimizer": "Adam",
-            "train_size": len(data[0]),
-            "test_size": len(data[2]),
-        },
-        "parts": {},
-    }
+    report = {"config": _config(neurons.framework, seed, hidden, T, batch_size, data), "parts": {}}
     for part in parts:
         report["parts"][part] = _run_part(
             part,
@@ -208,14 +202,33 @@ def run_demo(
             print(format_part(report["parts"][part]) + "\n", flush=True)
     report["config"]["total_time_s"] = time.perf_counter() - start
     if out is not None:
-        folder = save_report(report, out)
-        report["config"]["out"] = folder
-        if verbose:
-            print(
-                f"report and figure: {folder}/summary.json, {folder}/summary.png "
-                f"({report['config']['total_time_s']:.0f} s in all)"
-            )
+        _save(report, out, verbose)
     return report
+
+
+def _config(framework: str, seed: int, hidden: int, T: int, batch_size: int, data) -> dict:
+    """The report's ``config``: the settings and the sizes of the digits split."""
+    return {
+        "framework": framework,
+        "seed": seed,
+        "hidden": hidden,
+        "T": T,
+        "batch_size": batch_size,
+        "optimizer": "Adam",
+        "train_size": len(data[0]),
+        "test_size": len(data[2]),
+    }
+
+
+def _save(report: dict, out: str, verbose: bool) -> None:
+    """`save_report` into a new folder next to ``out``, noted in the report's config."""
+    folder = save_report(report, out)
+    report["config"]["out"] = folder
+    if verbose:
+        print(
+            f"report and figure: {folder}/summary.json, {folder}/summary.png "
+            f"({report['config']['total_time_s']:.0f} s in all)"
+        )
 
 
 def format_part(part: dict) -> str:
@@ -273,3 +286,51 @@ def save_report(report: dict, base: str) -> str:
     except ImportError as exc:  # matplotlib missing
         print(f"no figure ({exc})")
     return folder
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``demo``."""
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="training epochs of every part (default: 20, 30 and 20)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="split, weight and order seed (0)")
+    parser.add_argument(
+        "--hidden",
+        type=positive_int,
+        default=128,
+        help="hidden width (128; BPSN part /2, SSM part /4)",
+    )
+    parser.add_argument(
+        "--framework",
+        choices=("auto", "spikingjelly", "snntorch"),
+        default="auto",
+        help="whose neurons (auto: SpikingJelly, else snnTorch)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="which experiments (all)",
+    )
+    parser.add_argument(
+        "--out", default="bpsn-demo", help="report folder (bpsn-demo; taken: bpsn-demo-2, ...)"
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``demo``: `demo_report` with the flags."""
+    demo_report(
+        epochs=args.epochs,
+        seed=args.seed,
+        hidden=args.hidden,
+        framework=args.framework,
+        parts=args.parts,
+        out=args.out,
+        progress=args.progress,
+    )
+    return 0

@@ -17,11 +17,7 @@ import json
 import os
 import random
 
-from bpsn_ext.apps.glue_commands import (
-    MODEL_FILE,
-    TOKENIZER_FILE,
-    _rank,
-    _write_json,
+from bpsn_ext.apps.snn_bert_flags import (
     add_model_arguments,
     add_optim_arguments,
     add_vocab_arguments,
@@ -160,6 +156,8 @@ def _setup(args: argparse.Namespace, out: str, train_lines: list[str]):
     written there)."""
     from bpsn_ext.data.tokenizer import WordPieceTokenizer
     from bpsn_ext.models import SNNBertConfig
+    from bpsn_ext.train.snn_bert_runs import MODEL_FILE, TOKENIZER_FILE, process_rank
+    from bpsn_ext.util.files import write_json_atomic
 
     model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     if args.resume:
@@ -173,9 +171,9 @@ def _setup(args: argparse.Namespace, out: str, train_lines: list[str]):
         return SNNBertConfig.from_dict(saved["config"]), WordPieceTokenizer.load(tok_path)
     tokenizer = make_tokenizer(args, lambda: train_lines)
     config = model_config(args, tokenizer.vocab_size, num_labels=1)
-    if _rank() == 0:
+    if process_rank() == 0:
         tokenizer.save(tok_path)
-        _write_json(
+        write_json_atomic(
             model_path, {"kind": "mlm", "config": config.to_dict(), "mask_prob": args.mask_prob}
         )
     return config, tokenizer
@@ -188,6 +186,7 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
     from bpsn_ext.data.glue import GlueCollator, GlueDataset, GlueExample
     from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM
     from bpsn_ext.train import Trainer, claim_run_folder
+    from bpsn_ext.train.snn_bert_runs import MODEL_FILE
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -74,7 +74,7 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
-from bpsn_ext.core.checks import check_int
+from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.cli_args import int_at_least, positive_int
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bpsn_ext.core.checks import check_int
+from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.files import write_json_atomic
 from bpsn_ext.util.tables import format_bytes, format_table
 

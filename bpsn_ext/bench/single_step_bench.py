@@ -183,16 +183,44 @@ def run(
     """
     check_positive_ints([("width", width), ("depth", depth), ("batch", batch), ("T", T)])
     dev = torch.device(device)
-    x, y = _data(batch, seed, dev)
-    torch.manual_seed(seed)
-    variants = _variants(width, depth, T)
+    config = {
+        "width": width,
+        "depth": depth,
+        "batch": batch,
+        "T": T,
+        "in_features": IN_FEATURES,
+        "out_features": NUM_CLASSES,
+        "repeats": repeats,
+        "warmup": warmup,
+        "device": str(dev),
+        "seed": seed,
+        "lr": lr,
+        "optimizer": "Adam",
+    }
+    results = _measure(config, dev)
+    report = {
+        "benchmark": "single_step",
+        "config": config,
+        "environment": environment(dev),
+        "results": results,
+        **_ratios_to_s3nn(results),
+    }
+    return publish_report(report, json_path, verbose, format_report)
+
+
+def _measure(config: dict, dev: torch.device) -> dict:
+    """``results[key]`` of `run`: the step timings, peak memory and parameter count of each
+    MLP, timed in interleaved rounds (a busy spell of a shared machine slows them alike)."""
+    x, y = _data(config["batch"], config["seed"], dev)
+    torch.manual_seed(config["seed"])
+    variants = _variants(config["width"], config["depth"], config["T"])
     steps = {}
     for v in variants:
         v.model.to(dev)
-        steps[v.key] = _train_step(v, x, y, lr)
-    # interleaved rounds: a busy spell of a shared machine slows all networks alike
-    timings = time_fns(steps, repeats=repeats, warmup=max(warmup, 1), device=dev)
-    results = {
+        steps[v.key] = _train_step(v, x, y, config["lr"])
+    repeats, warmup = config["repeats"], max(config["warmup"], 1)
+    timings = time_fns(steps, repeats=repeats, warmup=warmup, device=dev)
+    return {
         v.key: {
             "label": v.label,
             "T": v.T,
@@ -202,27 +230,6 @@ def run(
         }
         for v in variants
     }
-    report = {
-        "benchmark": "single_step",
-        "config": {
-            "width": width,
-            "depth": depth,
-            "batch": batch,
-            "T": T,
-            "in_features": IN_FEATURES,
-            "out_features": NUM_CLASSES,
-            "repeats": repeats,
-            "warmup": warmup,
-            "device": str(dev),
-            "seed": seed,
-            "lr": lr,
-            "optimizer": "Adam",
-        },
-        "environment": environment(dev),
-        "results": results,
-        **_ratios_to_s3nn(results),
-    }
-    return publish_report(report, json_path, verbose, format_report)
 
 
 def _data(batch: int, seed: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,7 +39,8 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
-from bpsn_ext.core.checks import check_int
+from bpsn_ext.models.snn_bert_coding import CODINGS
+from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.cli_args import positive_int
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "PAPER"]
@@ -57,7 +58,6 @@ QUICK = {
     "warmup": 1,
     "vocab_size": 100,
 }
-CODINGS = ("individual", "repeat", "ann")
 
 
 def _models(cfg: dict, device: torch.device):
@@ -78,7 +78,7 @@ def _models(cfg: dict, device: torch.device):
     torch.manual_seed(cfg["seed"])
     ind = SNNBert(base, coding="individual").to(device)
     out = {"individual": ind}
-    for coding in ("repeat", "ann"):
+    for coding in CODINGS[1:]:
         other = SNNBert(base, coding=coding).to(device)
         shared = {k: v for k, v in ind.state_dict().items() if k in other.state_dict()}
         other.load_state_dict(shared, strict=False)  # same synapses; only the neurons differ
@@ -98,14 +98,8 @@ def _train_step(model, ids, labels) -> Callable[[], None]:
     return step
 
 
-def _energy(model, ids, T: int) -> dict:
-    from bpsn_ext.energy import estimate
-
-    if model.coding != "repeat":
-        report = estimate(model, ids, coding="individual")
-    else:
-        report = estimate(model, ids, T=T, coding="repeat", batch_size=ids.shape[1])
-    per = report.per_sample()
+def _energy(model, ids) -> dict:
+    per = model.coding.estimate(model, ids).per_sample()
     return {
         k: per[k]
         for k in (
@@ -151,30 +145,7 @@ def run(
     ``energy`` (per-sample counts and pJ); ``ratios`` = repeat / individual for ``time``,
     ``memory``, ``energy_synaptic`` and ``energy_total``.
     """
-    if quick:
-        layers, width, heads, ffn_width = (
-            QUICK[k] for k in ("layers", "width", "heads", "ffn_width")
-        )
-        length, batch, repeats, warmup = (
-            QUICK[k] for k in ("length", "batch", "repeats", "warmup")
-        )
-        vocab_size = QUICK["vocab_size"]
-    check_positive_ints(
-        [
-            ("layers", layers),
-            ("width", width),
-            ("heads", heads),
-            ("ffn_width", ffn_width),
-            ("length", length),
-            ("batch", batch),
-            ("T", T),
-            ("vocab_size", vocab_size),
-            ("repeats", repeats),
-        ]
-    )
-    check_int("threads", threads, none_ok=True)
-    dev = torch.device(device)
-    config = {
+    sizes = {
         "layers": layers,
         "width": width,
         "heads": heads,
@@ -183,9 +154,18 @@ def run(
         "batch": batch,
         "T": T,
         "vocab_size": vocab_size,
+    }
+    loop = {"repeats": repeats, "warmup": warmup}
+    if quick:  # QUICK replaces the sizes and the timing loop, not T
+        sizes.update({k: v for k, v in QUICK.items() if k in sizes})
+        loop.update({k: v for k, v in QUICK.items() if k in loop})
+    check_positive_ints([*sizes.items(), ("repeats", loop["repeats"])])
+    check_int("threads", threads, none_ok=True)
+    dev = torch.device(device)
+    config = {
+        **sizes,
         "attention": attention,
-        "repeats": repeats,
-        "warmup": warmup,
+        **loop,
         "device": str(dev),
         "seed": seed,
         "quick": quick,
@@ -205,7 +185,7 @@ def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
         0, config["vocab_size"], (config["length"], config["batch"]), generator=gen
     ).to(dev)
     labels = torch.randint(0, 2, (config["batch"],), generator=gen).to(dev)
-    energy = {c: _energy(m, ids, config["T"]) for c, m in models.items()}
+    energy = {c: _energy(m, ids) for c, m in models.items()}
     steps = {c: _train_step(m, ids, labels) for c, m in models.items()}
     timings = time_fns(steps, repeats=config["repeats"], warmup=config["warmup"], device=dev)
     results = {}

@@ -46,8 +46,8 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
-from bpsn_ext.core.checks import check_int
 from bpsn_ext.core.diagonal_ssm import sequential_scan
+from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.cli_args import int_at_least
 
 __all__ = ["run", "add_arguments", "run_from_args", "format_report", "DEFAULT_JSON", "LAYERS"]

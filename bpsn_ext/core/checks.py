@@ -1,57 +1,13 @@
-"""Input checks that turn bad arguments into clear errors (what was wrong, what was expected)."""
+"""Tensor checks that turn a bad input into a clear error (what was wrong, what was expected).
+
+Checks of plain arguments (floats, ints) are in `bpsn_ext.util.arguments`.
+"""
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import torch
 
-__all__ = [
-    "check_float",
-    "check_int",
-    "check_rank",
-    "check_floating",
-    "check_token_ids",
-    "warn_once",
-]
-
-_warned: set[str] = set()
-
-
-def check_float(name: str, value: object, *, positive: bool = False, finite: bool = True) -> float:
-    """Return ``value`` if it is a Python float (hyper-parameters are floats by convention)."""
-    if isinstance(value, bool) or not isinstance(value, float):
-        hint = (
-            f"; write {float(value)!r}"
-            if isinstance(value, int) and not isinstance(value, bool)
-            else ""
-        )
-        raise TypeError(
-            f"{name} must be a Python float, got {type(value).__name__} {value!r}{hint}"
-        )
-    if finite and not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
-
-
-def check_int(name: str, value: object, *, minimum: int = 1, none_ok: bool = False):
-    """Return ``value`` if it is an int >= ``minimum`` (a bool is not taken for an int), or
-    None where ``none_ok``; else a `ValueError` naming ``name``.
-
-    Example:
-        >>> check_int("batch", 0)
-        Traceback (most recent call last):
-        ValueError: batch must be a positive int, got 0
-    """
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {what}{' or None' if none_ok else ''}, got {value!r}")
-    return value
+__all__ = ["check_floating", "check_rank"]
 
 
 def check_floating(name: str, x: object) -> torch.Tensor:
@@ -71,26 +27,3 @@ def check_rank(name: str, x: torch.Tensor, min_rank: int, layout: str) -> torch.
             f"got shape {tuple(x.shape)}"
         )
     return x
-
-
-def warn_once(key: str, message: str) -> None:
-    """A ``UserWarning`` the first time ``key`` is seen in this process (e.g. an accepted
-    framework keyword that has no effect on this neuron)."""
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, UserWarning, stacklevel=3)
-
-
-def check_token_ids(name: str, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Integer ``ids`` ``[L, N]`` must lie in ``0 .. vocab_size - 1``; else ValueError naming
-    the first bad value, its position and sample."""
-    if ids.numel():
-        bad = (ids < 0) | (ids >= vocab_size)
-        if bool(bad.any()):
-            pos, sample = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(
-                f"{name}[{pos}, {sample}] = {int(ids[pos, sample])} (sample {sample}, position "
-                f"{pos}) is outside the vocabulary 0..{vocab_size - 1}; expected token ids of "
-                "the tokenizer the model was built for"
-            )
-    return ids

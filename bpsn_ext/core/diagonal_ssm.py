@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from bpsn_ext.core.checks import check_float, check_int
+from bpsn_ext.util.arguments import check_float, check_int
 
 __all__ = [
     "complex_dtype",

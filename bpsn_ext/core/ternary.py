@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
 from bpsn_ext.surrogate import ATan, resolve
+from bpsn_ext.util.arguments import check_float
 
 __all__ = ["TERNARY_GRADS", "SCALE_OPTIM", "ternary_delta", "ternarize", "Ternary"]
 

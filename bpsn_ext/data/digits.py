@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from bpsn_ext.core.checks import check_float
+from bpsn_ext.util.arguments import check_float
 
 __all__ = ["DigitsSplit", "load_digits"]
 

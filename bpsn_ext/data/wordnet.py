@@ -194,6 +194,35 @@ def _tsv(rows: list[tuple[str, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _output_paths(out: str, overwrite: bool) -> dict[str, str]:
+    """The four files of the data set under ``out``; `OutputExistsError` if one exists and
+    not ``overwrite``."""
+    paths = {
+        "train": os.path.join(out, "SST-2", "train.tsv"),
+        "dev": os.path.join(out, "SST-2", "dev.tsv"),
+        "corpus": os.path.join(out, "corpus.txt"),
+        "labels": os.path.join(out, "labels.json"),
+    }
+    existing = [p for p in paths.values() if os.path.exists(p)]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            "{path} exists; pass {overwrite:True} to replace the data set, "
+            "or choose another output folder",
+            path=existing[0],
+        )
+    return paths
+
+
+def _corpus(synsets: Sequence, held_out: set[str]) -> list[str]:
+    """Every distinct gloss in file order, except the ``held_out`` (dev) glosses."""
+    corpus, seen = [], set()
+    for s in synsets:
+        if s.gloss and s.gloss not in held_out and s.gloss not in seen:
+            seen.add(s.gloss)
+            corpus.append(s.gloss)
+    return corpus
+
+
 def write_gloss_data(
     data_files: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -210,30 +239,12 @@ def write_gloss_data(
     corpus every gloss of every file except the dev glosses.  Refuses to replace existing files
     unless ``overwrite``; each file is written atomically.  Returns the counts and paths.
     """
-    out = os.fspath(out)
-    paths = {
-        "train": os.path.join(out, "SST-2", "train.tsv"),
-        "dev": os.path.join(out, "SST-2", "dev.tsv"),
-        "corpus": os.path.join(out, "corpus.txt"),
-        "labels": os.path.join(out, "labels.json"),
-    }
-    existing = [p for p in paths.values() if os.path.exists(p)]
-    if existing and not overwrite:
-        raise OutputExistsError(
-            "{path} exists; pass {overwrite:True} to replace the data set, "
-            "or choose another output folder",
-            path=existing[0],
-        )
+    paths = _output_paths(os.fspath(out), overwrite)
     synsets = [s for f in data_files for s in read_wordnet_data(f)]
     train, dev = gloss_split(
         synsets, categories, dev_fraction=dev_fraction, max_per_class=max_per_class, seed=seed
     )
-    held_out = {g for g, _ in dev}
-    corpus, seen = [], set()
-    for s in synsets:
-        if s.gloss and s.gloss not in held_out and s.gloss not in seen:
-            seen.add(s.gloss)
-            corpus.append(s.gloss)
+    corpus = _corpus(synsets, held_out={g for g, _ in dev})
     os.makedirs(os.path.dirname(paths["train"]), exist_ok=True)
     info = {
         "categories": list(categories),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_int
+from bpsn_ext.core.coding import CODINGS, Coding, get_coding
 from bpsn_ext.energy.costs import EnergyModel, resolve_energy_model
 from bpsn_ext.energy.counter_registry import Counter, as_ops_list, find_counter
 from bpsn_ext.energy.detect import KINDS, classify, override_kind
@@ -27,10 +27,10 @@ from bpsn_ext.energy.matmul import MatmulCapture, matmul_ops, operands
 from bpsn_ext.energy.ops import COUNT_FIELDS, Ops
 from bpsn_ext.energy.report import EnergyReport, LayerStats
 from bpsn_ext.energy.torch_layers import STATELESS
+from bpsn_ext.util.arguments import check_int
 
 __all__ = ["estimate", "last_call", "count_call", "CODINGS", "STEP_MODES"]
 
-CODINGS = ("repeat", "individual")
 STEP_MODES = (None, "s", "m")
 ROOT = "<model>"
 _SAMPLE_ROWS = 64
@@ -310,7 +310,7 @@ def _auto_reset(model: nn.Module) -> None:
         reset(model)
 
 
-def _check(model, inputs, T, coding, step_mode, input_kind, conv_ac, raster_neurons):
+def _check(model, inputs, T, coding: Coding, step_mode, input_kind, conv_ac, raster_neurons):
     if not isinstance(model, nn.Module):
         raise TypeError(f"estimate needs an nn.Module, got {type(model).__name__}")
     if not inputs:
@@ -318,8 +318,6 @@ def _check(model, inputs, T, coding, step_mode, input_kind, conv_ac, raster_neur
             "estimate(model, *inputs) needs at least one input to run the model with, e.g. "
             "estimate(model, x) for a batch x"
         )
-    if coding not in CODINGS:
-        raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
     if step_mode not in STEP_MODES:
         raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
     check_int("T", T, none_ok=True)
@@ -331,10 +329,10 @@ def _check(model, inputs, T, coding, step_mode, input_kind, conv_ac, raster_neur
         if k is not None and k not in KINDS:
             raise ValueError(f"input_kind must be one of {KINDS} (or a dict of them), got {k!r}")
     x0 = _first_tensor(inputs)
-    needs_tensor = coding == "individual" or step_mode == "m"
+    needs_tensor = coding.steps_from_data or step_mode == "m"
     if needs_tensor and (x0 is None or x0.dim() < 1):
         raise ValueError(
-            f"coding={coding!r}, step_mode={step_mode!r} needs a tensor input with a leading "
+            f"coding={coding.name!r}, step_mode={step_mode!r} needs a tensor input with a leading "
             "time (individual coding) or batch dimension"
         )
 
@@ -343,7 +341,7 @@ def estimate(
     model: nn.Module,
     *inputs,
     T: int | None = None,
-    coding: str = "repeat",
+    coding: str | Coding = "repeat",
     step_mode: str | None = None,
     energy: str | EnergyModel | Mapping = "fp32",
     input_kind: str | Mapping[str, str] | None = None,
@@ -370,7 +368,8 @@ def estimate(
       ``[T, *x.shape]``; individual coding feeds them as they are (``[T, N, ...]``).
 
     ``coding="repeat"`` (each step sees the whole input; ``T`` passes, default ``T=1``) or
-    ``"individual"`` (one token per step, ``T = x.shape[0]``; one pass).  The ANN baseline
+    ``"individual"`` (one token per step, ``T = x.shape[0]``; one pass), or a
+    `bpsn_ext.core.coding.Coding`.  The ANN baseline
     processes the input once: its MACs are the dense ops divided by the number of passes.
 
     Options: ``energy`` a preset (``"fp32"``/``"45nm"``, ``"fp16"``, ``"int8"``), an
@@ -387,6 +386,7 @@ def estimate(
     kept per raster; ``forward_kwargs`` are passed to every model call; ``title`` heads the
     printed report.  Runs under ``torch.no_grad()``.
     """
+    coding = get_coding(coding)
     _check(model, inputs, T, coding, step_mode, input_kind, conv_ac, raster_neurons)
     em = resolve_energy_model(energy)
     plan = _Plan.of(inputs, T, coding, step_mode, batch_size, forward_kwargs)
@@ -405,21 +405,21 @@ class _Plan:
 
     T: int
     batch_size: int
-    coding: str
+    coding: Coding
     step_mode: str | None
     forward_kwargs: dict
 
     @property
     def passes(self) -> int:
         """One pass under individual coding (the steps are the data's), else one per step."""
-        return 1 if self.coding == "individual" else self.T
+        return self.coding.passes(self.T)
 
     @classmethod
     def of(
         cls,
         inputs: tuple,
         T: int | None,
-        coding: str,
+        coding: Coding,
         step_mode: str | None,
         batch_size: int | None,
         forward_kwargs: Mapping | None,
@@ -427,7 +427,7 @@ class _Plan:
         """The plan of `estimate`'s arguments (checked by `_check` already)."""
         fkw = dict(forward_kwargs or {})
         x0 = _first_tensor(inputs)
-        if coding == "individual":
+        if coding.steps_from_data:
             T_data = x0.shape[0]
             if T is not None and T != T_data:
                 raise ValueError(
@@ -438,14 +438,14 @@ class _Plan:
         else:
             T = 1 if T is None else T
         if batch_size is None:
-            batch_size = _default_batch_size(x0, coding)
+            batch_size = coding.batch_size_of(x0)
         check_int("batch_size", batch_size)
         return cls(T, batch_size, coding, step_mode, fkw)
 
     def drive(self, model: nn.Module, inputs: tuple) -> None:
         """Call ``model`` as the step mode and coding say (see `estimate`)."""
         T, coding, step_mode, fkw = self.T, self.coding, self.step_mode, self.forward_kwargs
-        if step_mode is None or (step_mode == "m" and coding == "individual"):
+        if step_mode is None or (step_mode == "m" and coding.steps_from_data):
             model(*inputs, **fkw)
         elif step_mode == "m":
             expanded = [
@@ -453,7 +453,7 @@ class _Plan:
                 for x in inputs
             ]
             model(*expanded, **fkw)
-        elif coding == "repeat":
+        elif not coding.steps_from_data:
             for _ in range(T):
                 model(*inputs, **fkw)
         else:
@@ -463,16 +463,6 @@ class _Plan:
                     for x in inputs
                 ]
                 model(*step, **fkw)
-
-
-def _default_batch_size(x0: torch.Tensor | None, coding: str) -> int:
-    """The inputs' batch dimension: ``x.shape[1]`` under individual coding, else
-    ``x.shape[0]``; 1 without one."""
-    if x0 is None or x0.dim() == 0:
-        return 1
-    if coding == "individual":
-        return x0.shape[1] if x0.dim() >= 2 else 1
-    return x0.shape[0]
 
 
 def _kind_lookup(
@@ -557,7 +547,7 @@ def _report(rec: _Recorder, em: EnergyModel, plan: _Plan, title: str) -> EnergyR
         layers,
         em,
         T=plan.T,
-        coding=plan.coding,
+        coding=plan.coding.name,
         passes=plan.passes,
         batch_size=plan.batch_size,
         notes=notes,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_float, check_int
 from bpsn_ext.core.diagonal_ssm import check_sequence
 from bpsn_ext.core.masks import as_mask
+from bpsn_ext.util.arguments import check_float, check_int
 
 __all__ = ["check_d_model", "check_dropout", "check_choice", "stream_steps", "Streaming"]
 

@@ -18,10 +18,10 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
 from bpsn_ext.layers._block import SSMBlock
 from bpsn_ext.layers._common import check_choice
 from bpsn_ext.surrogate import ATan, resolve
+from bpsn_ext.util.arguments import check_float
 
 __all__ = ["BinaryS4D", "ACTIVATIONS"]
 

@@ -46,10 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
 from bpsn_ext.core.ternary import TERNARY_GRADS, Ternary
 from bpsn_ext.layers._block import SSMBlock
 from bpsn_ext.layers._common import check_choice, check_d_model
+from bpsn_ext.util.arguments import check_float
 
 __all__ = ["GSU", "GSUMixer", "GRAD_MODES", "ACT_DELTAS"]
 

@@ -40,8 +40,8 @@ from bpsn_ext.core.diagonal_ssm import (
     zoh,
 )
 from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
-from bpsn_ext.core.optim_hints import OptimHints
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model
+from bpsn_ext.optim import OptimHints
 
 __all__ = ["S4D", "BIDIRECTIONAL_CONVENTIONS"]
 

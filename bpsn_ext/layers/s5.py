@@ -36,7 +36,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_float
 from bpsn_ext.core.diagonal_ssm import (
     check_d_state,
     check_dt_range,
@@ -50,9 +49,10 @@ from bpsn_ext.core.diagonal_ssm import (
     zoh,
 )
 from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
-from bpsn_ext.core.optim_hints import OptimHints
 from bpsn_ext.layers._common import Streaming, check_choice, check_d_model
+from bpsn_ext.optim import OptimHints
 from bpsn_ext.surrogate import ATan, resolve
+from bpsn_ext.util.arguments import check_float
 
 __all__ = ["SpikingS5", "S5_ACTIVATIONS", "S5_REAL_PARTS", "S5_DISCRETIZATIONS"]
 

@@ -9,7 +9,7 @@ from bpsn_ext.models.lra_classifier import (
     build_lra_model,
 )
 from bpsn_ext.models.snn_bert import SNNBert, SNNBertConfig
-from bpsn_ext.models.spiking_attention import MultiStepLIF
+from bpsn_ext.models.snn_bert_coding import MultiStepLIF
 
 __all__ = [
     "LRAClassifier",

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from bpsn_ext.bpsn_module import BPSN
-from bpsn_ext.core.checks import check_int, check_token_ids
 from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5, TiedDropout
 from bpsn_ext.layers._block import NORMS, SequenceNorm
+from bpsn_ext.models.token_ids import check_token_ids
+from bpsn_ext.util.arguments import check_int
 
 __all__ = [
     "LRAClassifier",

@@ -29,14 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from bpsn_ext.core.checks import check_int, check_token_ids
 from bpsn_ext.core.masks import as_mask
-from bpsn_ext.models.spiking_attention import (
+from bpsn_ext.models.snn_bert_coding import (
     ANN_ACTIVATIONS,
-    ATTENTIONS,
     CODINGS,
-    SpikingEncoderBlock,
+    SNNBertCoding,
+    snn_bert_coding,
 )
+from bpsn_ext.models.spiking_attention import ATTENTIONS, SpikingEncoderBlock
+from bpsn_ext.models.token_ids import check_token_ids
+from bpsn_ext.util.arguments import check_int
 
 __all__ = ["SNNBert", "SNNBertConfig", "POOLINGS", "BPSN_DEFAULTS"]
 
@@ -165,13 +167,14 @@ class SNNBert(nn.Module):
         elif fields:
             config = dataclasses.replace(config, **fields)
         self.config = cfg = config
+        self.coding: SNNBertCoding = snn_bert_coding(cfg.coding)  # decided once
         self.embeddings = _Embeddings(cfg)
         self.blocks = nn.ModuleList(
             SpikingEncoderBlock(
                 cfg.width,
                 cfg.heads,
                 cfg.ffn_width,
-                coding=cfg.coding,
+                coding=self.coding,
                 attention=cfg.attention,
                 dropout=cfg.dropout,
                 scale=cfg.attention_scale,
@@ -186,10 +189,6 @@ class SNNBert(nn.Module):
         self.final_norm = nn.LayerNorm(cfg.width)
         self.head_dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.width, cfg.num_labels)
-
-    @property
-    def coding(self) -> str:
-        return self.config.coding
 
     def _check(self, ids: torch.Tensor, segment_ids: torch.Tensor | None) -> None:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.is_floating_point():
@@ -231,20 +230,16 @@ class SNNBert(nn.Module):
             m = torch.ones(L, B, dtype=torch.bool, device=input_ids.device)
         if B and not bool(m.any(0).all()):
             raise ValueError("every sample needs at least one real token (a length of 0 found)")
-        x = self.embeddings(input_ids, segment_ids)  # [L, B, D]
-        if self.coding != "repeat":
-            neuron_mask = m
-        else:
-            x = x.permute(1, 0, 2).unsqueeze(0).expand(self.config.T, -1, -1, -1)  # [T,B,L,D]
-            neuron_mask = m.t()  # [B, L]
+        layout = self.coding.layout
+        x = layout.present(self.embeddings(input_ids, segment_ids), self.config.T)
+        neuron_mask = layout.neuron_mask(m)
         for block in self.blocks:
             x = block(x, neuron_mask)
         return self.final_norm(x), m
 
     def pool(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """``[B, D]``: the mean over real tokens (and over T), or the first token."""
-        if self.coding == "repeat":
-            x = x.mean(0).permute(1, 0, 2)  # [T, B, L, D] -> [L, B, D]
+        x = self.coding.layout.to_tokens(x)
         if self.config.pooling == "cls":
             return x[0]
         w = m.to(x.dtype)[..., None]

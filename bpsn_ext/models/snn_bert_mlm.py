@@ -53,9 +53,7 @@ class SNNBertForMaskedLM(nn.Module):
     def hidden(self, input_ids, mask=None, segment_ids=None) -> torch.Tensor:
         """The encoder output per token, ``[L, B, D]`` (repeat coding: the mean over T)."""
         x, _ = self.bert.encode(input_ids, mask, segment_ids)
-        if self.config.coding == "repeat":
-            x = x.mean(0).permute(1, 0, 2)  # [T, B, L, D] -> [L, B, D]
-        return x
+        return self.bert.coding.layout.to_tokens(x)
 
     def forward(self, input_ids, mask=None, segment_ids=None, positions=None) -> torch.Tensor:
         h = self.hidden(input_ids, mask, segment_ids)

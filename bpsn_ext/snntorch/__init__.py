@@ -5,7 +5,7 @@ The SSM layers' snnTorch faces (``S4DLeaky``, ``BinaryS4DLeaky``, ``GSULeaky``,
 ``Leaky``, and ``snntorch.utils.reset`` clears their state (see `bpsn_ext.snntorch.ssm_leaky`).
 """
 
-from bpsn_ext.snntorch.bpsn_leaky import BPSN, BPSNLeaky
+from bpsn_ext.snntorch.bpsn_leaky import BPSNLeaky
 from bpsn_ext.snntorch.neuron_swap import detach, reset, swap_neurons, to_single_step
 from bpsn_ext.snntorch.sequence import StepLoop, TimeFolded, to_sequence
 from bpsn_ext.snntorch.single_step_leaky import SingleStepLeaky
@@ -13,7 +13,6 @@ from bpsn_ext.snntorch.ssm_leaky import BinaryS4DLeaky, GSULeaky, S4DLeaky, Spik
 
 __all__ = [
     "BPSNLeaky",
-    "BPSN",
     "SingleStepLeaky",
     "S4DLeaky",
     "BinaryS4DLeaky",

@@ -1,4 +1,4 @@
-"""``BPSNLeaky`` (alias ``BPSN``): the BPSN as an snnTorch neuron on whole ``[T, B, ...]``.
+"""``BPSNLeaky``: the BPSN as an snnTorch neuron on whole ``[T, B, ...]``.
 
 It is both a `bpsn_ext.BPSN` and an ``snn.SpikingNeuron``: its parameters are the core
 neuron's (same ``state_dict`` keys, so weights load across the core, SpikingJelly and snnTorch
@@ -16,9 +16,9 @@ import snntorch as snn
 import torch
 
 from bpsn_ext.bpsn_module import BPSN as CoreBPSN
-from bpsn_ext.core.checks import warn_once
+from bpsn_ext.util.warn import warn_once
 
-__all__ = ["BPSNLeaky", "BPSN"]
+__all__ = ["BPSNLeaky"]
 
 
 class BPSNLeaky(CoreBPSN, snn.SpikingNeuron):
@@ -102,9 +102,6 @@ class BPSNLeaky(CoreBPSN, snn.SpikingNeuron):
         if self.init_hidden and not self.output:
             return spk
         return spk, mem
-
-
-BPSN = BPSNLeaky  # the name of earlier releases
 
 
 def _leaky_keywords(beta, learn_beta, reset_mechanism, reset_delay, options: dict) -> None:

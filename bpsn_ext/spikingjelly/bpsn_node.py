@@ -24,8 +24,9 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from bpsn_ext.bpsn_module import BPSN
-from bpsn_ext.core.checks import check_float, warn_once
 from bpsn_ext.spikingjelly._compat import BackendMixin
+from bpsn_ext.util.arguments import check_float
+from bpsn_ext.util.warn import warn_once
 
 __all__ = ["BPSNNode"]
 

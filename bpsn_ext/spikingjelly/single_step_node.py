@@ -14,11 +14,13 @@ from collections.abc import Callable
 import torch
 from spikingjelly.activation_based import neuron
 
-from bpsn_ext.core.checks import check_float, check_floating, check_rank, warn_once
+from bpsn_ext.core.checks import check_floating, check_rank
 from bpsn_ext.core.single_step_functional import membrane_after_reset, single_step_fire
 from bpsn_ext.module_swap import carried_surrogate
 from bpsn_ext.spikingjelly._compat import SingleStepFromFire
 from bpsn_ext.surrogate import S2NN, resolve
+from bpsn_ext.util.arguments import check_float
+from bpsn_ext.util.warn import warn_once
 
 __all__ = ["SingleStepNode"]
 

@@ -23,7 +23,6 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
-from bpsn_ext.core.checks import check_int
 from bpsn_ext.train.checkpoint import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -34,6 +33,7 @@ from bpsn_ext.train.checkpoint import (
     set_rng_state,
 )
 from bpsn_ext.train.sync_norm import convert_batch_norms
+from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.files import write_json_atomic
 
 __all__ = ["TrainConfig", "Trainer", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]

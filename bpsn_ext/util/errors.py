@@ -1,6 +1,7 @@
 """Errors that name arguments so that every caller can spell them: `ArgumentError` and its
-kinds `DataSourceError` (bad data-source arguments) and `OutputExistsError` (a folder or file
-that holds earlier work, without `overwrite=True`).
+kinds `DataSourceError` (bad data-source arguments), `ConflictingArgumentsError` (arguments that do
+not go together) and `OutputExistsError` (a folder or file that holds earlier work, without
+`overwrite=True`).
 
 A library function speaks of its keyword arguments (`data=PATH`, `overwrite=True`); the
 command line speaks of flags (`--data PATH`, `--overwrite`).  The error keeps its message as a
@@ -15,7 +16,13 @@ import functools
 import string
 from collections.abc import Callable
 
-__all__ = ["ArgumentError", "DataSourceError", "OutputExistsError", "keyword"]
+__all__ = [
+    "ArgumentError",
+    "ConflictingArgumentsError",
+    "DataSourceError",
+    "OutputExistsError",
+    "keyword",
+]
 
 Spelling = Callable[[str, str], str]
 """`(argument name, placeholder value) -> text`, e.g. `("data", "PATH") -> "data=PATH"`."""
@@ -91,3 +98,12 @@ class _Speller(string.Formatter):
         if isinstance(value, _Argument):
             return self.spelling(str(value), format_spec)
         return super().format_field(value, format_spec)
+
+
+class ConflictingArgumentsError(ArgumentError, ValueError):
+    """Arguments that do not go together, or an argument another one rules out.
+
+    Example:
+        >>> str(ConflictingArgumentsError("{resume:True} needs {checkpoint_dir:DIR}"))
+        'resume=True needs checkpoint_dir=DIR'
+    """
