@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.core.bpsn_functional import FUSIONS, KERNELS, RUNAWAY, bpsn
-from bpsn_ext.core.channels import channel_dim_of_layer, check_channel_dim_arg, resolve_channel_dim
+from bpsn_ext.core.channels import check_channel_dim_arg, resolve_channel_dim
 from bpsn_ext.core.checks import check_float, check_floating, check_int, check_rank
 from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
@@ -91,7 +91,8 @@ class BPSN(nn.Module):
             dimension 2 of `[T, N, C]`, `[T, N, C, H, W]` and `[T, N, C, D, H, W]` (PyTorch's
             `BatchNorm` rule), no channel axis for `[T, N]`, and an error for rank-4 inputs,
             where `[T, N, C, L]` and `[T, N, L, D]` look alike (see `bpsn_ext.core.channels`).
-            ``swap_neurons`` sets it from the layer that feeds the neuron.  The split fusion
+            ``swap_neurons`` sets it from the data flow on the model's first forward (or
+            raises where that cannot tell, see `bpsn_ext.layout_probe`).  The split fusion
             and per-channel parameters act on this axis; every other dimension (samples,
             positions, tokens) is treated alike.
         kernel: ``"leak"`` (exponential, learnable decays) or ``"window"`` (``window`` taps).
@@ -216,12 +217,6 @@ class BPSN(nn.Module):
         ``channel_dim``.  Raises ValueError naming ``channel_dim`` and the shape when it is
         ambiguous or out of range."""
         return resolve_channel_dim(tuple(x_seq.shape), self.channel_dim, owner=type(self).__name__)
-
-    def adopt_layout_of(self, layers: list[nn.Module]) -> None:
-        """Set ``channel_dim`` from the layers that feed this neuron (last one last), unless it
-        was given: 2 after convolutions and norms over channels, -1 after ``Linear``."""
-        if self.channel_dim is None:
-            self.channel_dim = channel_dim_of_layer(layers)
 
     def _check_channels(self, x_seq: torch.Tensor) -> int | None:
         dim = self.resolve_channel_dim(x_seq)
