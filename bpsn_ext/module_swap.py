@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.layout_probe import attach_layout_probe
+from bpsn_ext.swap_losses import refuse_extra_state, warn_dropped
 
 __all__ = [
     "Swap",
@@ -176,7 +177,9 @@ def apply_swaps(
 ) -> SwapReport:
     """Build all replacements, ``check`` each (may raise), then ``setattr`` them all.
 
-    Nothing is modified unless every replacement passes ``check``.  The new modules keep
+    Nothing is modified unless every replacement passes ``check`` and
+    `bpsn_ext.swap_losses.refuse_extra_state`; then each swap that drops state or parameters
+    warns, naming them (`bpsn_ext.swap_losses.warn_dropped`).  The new modules keep
     the old module's ``training`` flag and the device/dtype of the nearest tensor.  A new BPSN
     without ``channel_dim`` finds its channel axis on the model's first forward
     (`bpsn_ext.layout_probe`; ``followers``: the framework's neuron classes, whose outputs
@@ -200,9 +203,11 @@ def apply_swaps(
         swap.new = new
         if check is not None:
             check(swap)
+        refuse_extra_state(swap.name, swap.old, new)
     report = SwapReport()
     report.model = model
     for swap in plan:
+        warn_dropped(swap.name, swap.old, swap.new)
         setattr(swap.parent, swap.attr, swap.new)
         report.append((swap.name, swap.old, swap.new))
     attach_layout_probe(model, [(swap.name, swap.new) for swap in plan], followers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from bpsn_ext.module_swap import Rules, Swap, SwapReport, apply_swaps
-from bpsn_ext.spikingjelly._compat import STEP_CONTAINERS, reset_after_swap
+from bpsn_ext.spikingjelly._compat import STEP_CONTAINERS, reset_after_swap, step_mode_of
 
 __all__ = ["swap_neurons", "to_single_step"]
 
@@ -18,7 +18,7 @@ def _supported_modes(m: nn.Module) -> tuple[str, ...]:
 def _check(swap: Swap) -> None:
     new, old, parent = swap.new, swap.old, swap.parent
     modes = _supported_modes(new)
-    old_mode = getattr(old, "step_mode", "s")
+    old_mode = step_mode_of(old)
     if isinstance(parent, STEP_CONTAINERS) and "s" not in modes:
         raise ValueError(
             f"cannot put {type(new).__name__} (step modes {modes}) at {swap.name}: its parent "
