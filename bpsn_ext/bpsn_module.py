@@ -12,10 +12,12 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import _disable_current_modes
 
 from bpsn_ext.core.bpsn_functional import FUSIONS, KERNELS, RUNAWAY, bpsn
 from bpsn_ext.core.channels import check_channel_dim_arg, resolve_channel_dim
 from bpsn_ext.core.checks import check_float, check_floating, check_int, check_rank
+from bpsn_ext.core.counting import counting_mode_active
 from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
 
@@ -244,6 +246,27 @@ class BPSN(nn.Module):
         from bpsn_ext.kernels import provider  # plain torch + ctypes; CuPy only on CUDA
 
         chosen = provider.choose(self, x_seq, backend)
+        if counting_mode_active():
+            return self._compute_as_one_op(x_seq, mask, chosen, dim)
+        return self._compute_with(x_seq, mask, chosen, dim)
+
+    def _compute_as_one_op(self, x_seq, mask, chosen: str, dim):
+        """Under an operation counter (`bpsn_ext.core.counting`): compute out of its sight
+        (whichever provider runs), then show it the neuron as one operator,
+        ``bpsn_ext::bpsn_neuron``, whose cost is registered (`bpsn_ext.energy.sj_op_counts`)."""
+        with _disable_current_modes():
+            spikes, membrane = self._compute_with(x_seq, mask, chosen, dim)
+            # one layout on every path: how the next layer runs (addmm, or mm + add for
+            # a strided input) must not depend on the path either
+            spikes, membrane = spikes.contiguous(), membrane.contiguous()
+        taps = int(self.taps_f.shape[0]) if self.kernel == "window" else 0
+        torch.ops.bpsn_ext.bpsn_neuron(
+            x_seq, spikes, mask, self.kernel, self.fusion, self.runaway, taps
+        )
+        return spikes, membrane
+
+    def _compute_with(self, x_seq, mask, chosen: str, dim):
+        """Spikes and membrane from the provider ``chosen``."""
         if chosen == "native":
             from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_native
 
