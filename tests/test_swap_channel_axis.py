@@ -175,3 +175,11 @@ def test_multi_step_layers_of_spikingjelly_are_followed():
     sj_swap(net, {neuron.LIFNode: BPSNNode})
     net(torch.rand(T, B, 1, 4, 4))
     assert [net[1].channel_dim, net[5].channel_dim] == [2, 2]
+
+
+def test_a_swapped_model_saved_before_its_first_forward_resolves_after_loading(tmp_path):
+    net, _ = case("spikingjelly", ConvDeclaredFcFirst)  # snnTorch's atan does not pickle
+    torch.save(net, tmp_path / "net.pt")
+    loaded = torch.load(tmp_path / "net.pt", weights_only=False)
+    loaded(torch.rand(T, B, 1, 5, 7))
+    assert loaded.sn1.channel_dim == 2 and net.sn1.channel_dim is None
