@@ -183,3 +183,25 @@ def test_a_swapped_model_saved_before_its_first_forward_resolves_after_loading(t
     loaded = torch.load(tmp_path / "net.pt", weights_only=False)
     loaded(torch.rand(T, B, 1, 5, 7))
     assert loaded.sn1.channel_dim == 2 and net.sn1.channel_dim is None
+
+
+@pytest.mark.parametrize(
+    "op, expected",
+    [
+        (lambda y: y.reshape(6, 2, 4, 3), 2),  # [T*B, C, L] -> [T, B, C, L]: time unfolded
+        (lambda y: y.transpose(1, 2).reshape(6, 2, 3, 4), 3),  # channels last
+        (lambda y: y.permute(0, 2, 1).contiguous().unsqueeze(1), 3),
+        (lambda y: torch.relu(y * 2 + 1).reshape(6, 2, 4, 3), 2),  # elementwise keeps it
+        (lambda y: y.reshape(6, 2, 12), None),  # merged with the positions: lost
+        (lambda y: y.mean(1).reshape(6, 2, 3), None),  # reduced away
+        (lambda y: (y @ y.transpose(1, 2)).reshape(6, 2, 4, 4), None),  # mixed by a matmul
+    ],
+)
+def test_the_axis_is_followed_through_operations_that_keep_it(op, expected):
+    """The tracker on its own: a BatchNorm1d output [T*B, C=4, L=3] and where C lands."""
+    from bpsn_ext.layout_probe import _Tracker
+
+    bn = nn.BatchNorm1d(4)
+    with _Tracker() as tracker:
+        out = op(bn(torch.rand(12, 4, 3)))
+        assert tracker.dim_of(out) == expected

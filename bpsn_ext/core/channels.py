@@ -59,7 +59,7 @@ _KEEPING = frozenset(
     "adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d "
     "adaptive_max_pool3d".split()
 )
-_RESHAPES = frozenset("reshape view flatten unflatten view_as reshape_as".split())
+_RESHAPES = frozenset("reshape view flatten unflatten view_as reshape_as squeeze unsqueeze".split())
 _SWAPS = frozenset("transpose transpose_ swapaxes swapdims".split())
 _REDUCTIONS = frozenset("mean sum amax amin".split())
 
