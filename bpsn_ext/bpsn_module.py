@@ -12,10 +12,12 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import _disable_current_modes
 
 from bpsn_ext.core.bpsn_functional import FUSIONS, KERNELS, RUNAWAY, bpsn
-from bpsn_ext.core.channels import channel_dim_of_layer, check_channel_dim_arg, resolve_channel_dim
+from bpsn_ext.core.channels import check_channel_dim_arg, resolve_channel_dim
 from bpsn_ext.core.checks import check_floating, check_rank
+from bpsn_ext.core.counting import counting_mode_active
 from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
 from bpsn_ext.util.arguments import check_float, check_int
@@ -92,7 +94,8 @@ class BPSN(nn.Module):
             dimension 2 of `[T, N, C]`, `[T, N, C, H, W]` and `[T, N, C, D, H, W]` (PyTorch's
             `BatchNorm` rule), no channel axis for `[T, N]`, and an error for rank-4 inputs,
             where `[T, N, C, L]` and `[T, N, L, D]` look alike (see `bpsn_ext.core.channels`).
-            ``swap_neurons`` sets it from the layer that feeds the neuron.  The split fusion
+            ``swap_neurons`` sets it from the data flow on the model's first forward (or
+            raises where that cannot tell, see `bpsn_ext.layout_probe`).  The split fusion
             and per-channel parameters act on this axis; every other dimension (samples,
             positions, tokens) is treated alike.
         kernel: ``"leak"`` (exponential, learnable decays) or ``"window"`` (``window`` taps).
@@ -218,12 +221,6 @@ class BPSN(nn.Module):
         ambiguous or out of range."""
         return resolve_channel_dim(tuple(x_seq.shape), self.channel_dim, owner=type(self).__name__)
 
-    def adopt_layout_of(self, layers: list[nn.Module]) -> None:
-        """Set ``channel_dim`` from the layers that feed this neuron (last one last), unless it
-        was given: 2 after convolutions and norms over channels, -1 after ``Linear``."""
-        if self.channel_dim is None:
-            self.channel_dim = channel_dim_of_layer(layers)
-
     def _check_channels(self, x_seq: torch.Tensor) -> int | None:
         dim = self.resolve_channel_dim(x_seq)
         if self.channels is not None:
@@ -250,6 +247,27 @@ class BPSN(nn.Module):
         from bpsn_ext.kernels import provider  # plain torch + ctypes; CuPy only on CUDA
 
         chosen = provider.choose(self, x_seq, backend)
+        if counting_mode_active():
+            return self._compute_as_one_op(x_seq, mask, chosen, dim)
+        return self._compute_with(x_seq, mask, chosen, dim)
+
+    def _compute_as_one_op(self, x_seq, mask, chosen: str, dim):
+        """Under an operation counter (`bpsn_ext.core.counting`): compute out of its sight
+        (whichever provider runs), then show it the neuron as one operator,
+        ``bpsn_ext::bpsn_neuron``, whose cost is registered (`bpsn_ext.energy.sj_op_counts`)."""
+        with _disable_current_modes():
+            spikes, membrane = self._compute_with(x_seq, mask, chosen, dim)
+            # one layout on every path: how the next layer runs (addmm, or mm + add for
+            # a strided input) must not depend on the path either
+            spikes, membrane = spikes.contiguous(), membrane.contiguous()
+        taps = int(self.taps_f.shape[0]) if self.kernel == "window" else 0
+        torch.ops.bpsn_ext.bpsn_neuron(
+            x_seq, spikes, mask, self.kernel, self.fusion, self.runaway, taps
+        )
+        return spikes, membrane
+
+    def _compute_with(self, x_seq, mask, chosen: str, dim):
+        """Spikes and membrane from the provider ``chosen``."""
         if chosen == "native":
             from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_native
 

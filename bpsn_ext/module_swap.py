@@ -9,10 +9,13 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from bpsn_ext.layout_probe import attach_layout_probe
+from bpsn_ext.swap_losses import refuse_extra_state, warn_dropped
 
 __all__ = [
     "Swap",
@@ -31,19 +34,13 @@ Rules = Mapping[Matcher, object] | Iterable[tuple[Matcher, object]]
 
 @dataclass
 class Swap:
-    """One planned replacement: ``parent.<attr>`` (qualified name ``name``) ``old -> new``.
-
-    ``feeders`` are the siblings registered before ``old`` in ``parent`` (in order): in
-    sequential models and the usual ``conv, bn, neuron`` attribute order, the layers that feed
-    it, from which a neuron can learn its input layout.
-    """
+    """One planned replacement: ``parent.<attr>`` (qualified name ``name``) ``old -> new``."""
 
     name: str
     parent: nn.Module
     attr: str
     old: nn.Module
     factory: Factory
-    feeders: list[nn.Module] = field(default_factory=list)
     new: nn.Module | None = None
 
 
@@ -124,13 +121,11 @@ def plan_swaps(model: nn.Module, rules: Rules) -> list[Swap]:
     for parent_name, parent in model.named_modules():
         if any(parent_name == p or parent_name.startswith(p + ".") for p in matched_prefixes):
             continue
-        siblings = list(parent.named_children())
-        for i, (attr, child) in enumerate(siblings):
+        for attr, child in parent.named_children():
             for match, factory in compiled:
                 if match(child):
                     name = f"{parent_name}.{attr}" if parent_name else attr
-                    feeders = [m for _, m in siblings[:i]]
-                    plan.append(Swap(name, parent, attr, child, factory, feeders))
+                    plan.append(Swap(name, parent, attr, child, factory))
                     matched_prefixes.append(name)
                     break
     return plan
@@ -178,11 +173,17 @@ def apply_swaps(
     *,
     inplace: bool = True,
     check: Callable[[Swap], None] | None = None,
+    followers: tuple[type, ...] = (),
 ) -> SwapReport:
     """Build all replacements, ``check`` each (may raise), then ``setattr`` them all.
 
-    Nothing is modified unless every replacement passes ``check``.  The new modules keep
-    the old module's ``training`` flag and the device/dtype of the nearest tensor.
+    Nothing is modified unless every replacement passes ``check`` and
+    `bpsn_ext.swap_losses.refuse_extra_state`; then each swap that drops state or parameters
+    warns, naming them (`bpsn_ext.swap_losses.warn_dropped`).  The new modules keep
+    the old module's ``training`` flag and the device/dtype of the nearest tensor.  A new BPSN
+    without ``channel_dim`` finds its channel axis on the model's first forward
+    (`bpsn_ext.layout_probe`; ``followers``: the framework's neuron classes, whose outputs
+    keep their input's layout).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -199,17 +200,17 @@ def apply_swaps(
         if ref is not None:
             new = new.to(device=ref.device, dtype=ref.dtype)
         new.train(swap.old.training)
-        adopt = getattr(new, "adopt_layout_of", None)  # BPSN: channel axis from the feeders
-        if callable(adopt):
-            adopt(swap.feeders)
         swap.new = new
         if check is not None:
             check(swap)
+        refuse_extra_state(swap.name, swap.old, new)
     report = SwapReport()
     report.model = model
     for swap in plan:
+        warn_dropped(swap.name, swap.old, swap.new)
         setattr(swap.parent, swap.attr, swap.new)
         report.append((swap.name, swap.old, swap.new))
+    attach_layout_probe(model, [(swap.name, swap.new) for swap in plan], followers)
     if not plan:
         warnings.warn(
             "swap_neurons: no module matched the rules; nothing was replaced", stacklevel=3

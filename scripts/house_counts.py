@@ -38,6 +38,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bpsn_ext.spikingjelly",
             "bpsn_ext.snntorch",
             "bpsn_ext.module_swap",
+            "bpsn_ext.layout_probe",
+            "bpsn_ext.swap_losses",
             "bpsn_ext.convert",
             "bpsn_ext.registry",
             PACKAGE,  # the package facade, bpsn_ext/__init__.py

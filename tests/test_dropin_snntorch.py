@@ -106,7 +106,8 @@ def test_tutorial7_conv_net_trains_with_our_neurons(new):
         net = to_sequence(tutorial7())
         report = swap_neurons(net, {snn.Leaky: new})
         assert len(report) == 3 and not any(isinstance(m, StepLoop) for m in net.modules())
-        assert [m.channel_dim for m in net if isinstance(m, BPSNLeaky)] == [2, 2, -1]
+        net(x[:, :1])  # the first forward reads each channel axis from the data flow
+        assert [m.channel_dim for m in net if isinstance(m, BPSNLeaky)] == [2, 2, 2]
         forward = lambda data: net(data)[0]  # noqa: E731  (the last neuron has output=True)
     first, last = overfit(forward, net.parameters(), x, y)
     assert last < first

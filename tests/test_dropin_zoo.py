@@ -120,13 +120,16 @@ def test_swap_infers_the_channel_axis_from_the_feeding_layer(sj_zoo):
     net = build_cnn(sj_zoo, "spiking_resnet18", neuron.LIFNode)
     functional.set_step_mode(net, "m")
     swap_neurons(net, {neuron.LIFNode: BPSNNode})
-    assert {m.channel_dim for m in net.modules() if isinstance(m, BPSNNode)} == {2}
-    # the split acts on channels: the first half of layer1's channels ignores the future
+    # the axis is read from the data flow on the first forward
+    assert {m.channel_dim for m in net.modules() if isinstance(m, BPSNNode)} == {None}
     node = net.sn1
     x = torch.rand(3, 2, 3, 16, 16)
     seen = {}
     node.register_forward_hook(lambda m, i, o: seen.update(io=(i[0], o)))
     net(x)
+    assert {m.channel_dim for m in net.modules() if isinstance(m, BPSNNode)} == {2}
+    assert not net._forward_pre_hooks  # the probe is gone once every axis is known
+    # the split acts on channels: the first half of layer1's channels ignores the future
     inp, out = seen["io"]
     functional.reset_net(net)
     later = inp.clone()
@@ -134,6 +137,26 @@ def test_swap_infers_the_channel_axis_from_the_feeding_layer(sj_zoo):
     diff = (node(later) != out)[:-1]
     C = inp.shape[2]
     assert not diff[:, :, : C // 2].any() and diff[:, :, C // 2 :].any()
+
+
+def refused_axes(net, x):
+    """Run forwards until every swapped BPSN knows its channel axis; each one the data flow
+    cannot place refuses, naming itself, and gets channel_dim=-1 (heads x features last)."""
+    import re
+
+    refused = []
+    while True:
+        try:
+            net(x)
+        except ValueError as error:
+            found = re.search(r"at '([^']+)' cannot tell which dimension", str(error))
+            assert found and "channel_dim" in str(error), error
+            refused.append(found.group(1))
+            net.get_submodule(found.group(1)).channel_dim = -1
+            functional.reset_net(net)
+            continue
+        functional.reset_net(net)
+        return refused
 
 
 def _no_warning():
@@ -162,6 +185,10 @@ def test_zoo_transformer_trains_with_our_neuron(sj_zoo, net_name, path, neuron_n
         net = cls(num_classes=10, spiking_neuron=neuron.LIFNode, **config)
         swap_neurons(net, {neuron.LIFNode: new})
         assert not any(type(m) is neuron.LIFNode for m in net.modules())
+        if new is BPSNNode:  # attention splits the channels into heads: no whole axis
+            assert refused_axes(net, torch.rand(2, 3, 32, 32)) == ["blocks.0.attn.attn_lif"]
+            dims = {m.channel_dim for m in net.modules() if isinstance(m, BPSNNode)}
+            assert dims == {2, -1}  # [T, N, C, L] or [T, N, C, H, W]; the one set by hand
     else:
         extra = {"channel_dim": 2} if new is BPSNNode and rank4 else {}
         if extra:  # rank-4 [T, N, C, L] inputs need the layout said (swap infers it)

@@ -34,7 +34,7 @@ import torch
 
 from bpsn_ext.energy.ops import Ops
 
-__all__ = ["neuron_counter", "EXCLUSIVE", "STANDALONE"]
+__all__ = ["neuron_counter", "bpsn_costs_of", "EXCLUSIVE", "STANDALONE"]
 
 
 def _first(args, kwargs, *names):
@@ -53,22 +53,28 @@ def _per_neuron(x: torch.Tensor, mul: int, add: int, label: str) -> Ops:
 
 def bpsn_costs(m) -> tuple[int, int, str]:
     """(mul, add, description) per neuron and real step of a `bpsn_ext.BPSN`."""
+    taps = int(m.taps_f.shape[0]) if m.kernel == "window" else 0
+    return bpsn_costs_of(m.kernel, m.fusion, m.runaway, taps)
+
+
+def bpsn_costs_of(kernel: str, fusion: str, runaway: str, taps: int = 0) -> tuple[int, int, str]:
+    """(mul, add, description) per neuron and real step of a BPSN with these options
+    (``taps``: the window length of ``kernel="window"``)."""
     # under "split" each neuron runs one branch only (half forward, half backward)
-    branches = 1 if m.fusion == "split" else 2
-    if m.kernel == "leak":
+    branches = 1 if fusion == "split" else 2
+    if kernel == "leak":
         mul, add, branch = branches, branches, f"{branches} leaky branch(es)"
     else:
-        k = int(m.taps_f.shape[0])
-        mul, add = branches * k, branches * (k - 1)
-        branch = f"{branches} window branch(es) ({k} taps)"
-    fusion = {"gate": (2, 1), "avg": (1, 1), "sum": (0, 2), "concat": (0, 0), "split": (0, 0)}[
-        m.fusion
+        mul, add = branches * taps, branches * (taps - 1)
+        branch = f"{branches} window branch(es) ({taps} taps)"
+    fused = {"gate": (2, 1), "avg": (1, 1), "sum": (0, 2), "concat": (0, 0), "split": (0, 0)}[
+        fusion
     ]
-    streams = 2 if m.fusion == "concat" else 1
-    rule = {"refractory": (0, 1), "soft_reset": (2, 2), "none": (0, 0)}[m.runaway]
-    mul += fusion[0] + streams * rule[0]
-    add += fusion[1] + streams * (1 + rule[1])  # 1 compare per stream
-    return mul, add, f"{branch}, {m.fusion} fusion, {m.runaway}"
+    streams = 2 if fusion == "concat" else 1
+    rule = {"refractory": (0, 1), "soft_reset": (2, 2), "none": (0, 0)}[runaway]
+    mul += fused[0] + streams * rule[0]
+    add += fused[1] + streams * (1 + rule[1])  # 1 compare per stream
+    return mul, add, f"{branch}, {fusion} fusion, {runaway}"
 
 
 def bpsn(m, args, kwargs, output, options) -> Ops:

@@ -23,9 +23,17 @@ Options that follow S5 itself:
 
 The parallel form computes all states with `bpsn_ext.core.diagonal_ssm.diagonal_scan` (a
 log-depth associative scan: no Python loop over T, memory linear in T); `step` is the
-recurrence itself.  Initialisation (S5's HiPPO-N eigenvalues are replaced by S4D-Lin):
-``log_A_real = log 0.5``, ``A_imag[p] = pi p``, ``log_dt ~ U[log dt_min, log dt_max]``,
-``B ~ CN(0, 1/H)``, ``C ~ CN(0, 1)``, ``D ~ N(0, 1)``.
+recurrence itself.
+
+Initialisation, by default as S5's reference code does it (`s5_init`): the eigenvalues of the
+normal part of HiPPO-LegS (HiPPO-N, of size ``2P / init_blocks``, one of each conjugate pair
+kept, repeated over ``init_blocks`` blocks) with eigenvectors V; ``B = V^-1 B0`` with ``B0``
+LeCun-normal (truncated normal, variance ``1 / (2P / init_blocks)`` per block), so
+``E|B|^2 = 1/(2P)``; ``C = C0 V`` with S5's ``C_init`` (``"trunc_standard_normal"``, default,
+``E|C|^2 = 1/P``; ``"lecun_normal"``; ``"complex_normal"``, ``CN(0, 1)`` without V);
+``log_dt ~ U[log dt_min, log dt_max]``, ``D ~ N(0, 1)``.  The earlier draws stay as options:
+``A_init="s4d_lin"`` (``Re A = -1/2``, ``A_imag[p] = pi p``), ``B_init="complex_normal"``
+(``CN(0, 1/H)``), ``C_init="complex_normal"``.
 """
 
 from __future__ import annotations
@@ -54,11 +62,96 @@ from bpsn_ext.optim import OptimHints
 from bpsn_ext.surrogate import ATan, resolve
 from bpsn_ext.util.arguments import check_float
 
-__all__ = ["SpikingS5", "S5_ACTIVATIONS", "S5_REAL_PARTS", "S5_DISCRETIZATIONS"]
+__all__ = [
+    "SpikingS5",
+    "S5_ACTIVATIONS",
+    "S5_REAL_PARTS",
+    "S5_DISCRETIZATIONS",
+    "S5_A_INITS",
+    "S5_B_INITS",
+    "S5_C_INITS",
+]
 
 S5_ACTIVATIONS = ("spike", "gelu", "none")
 S5_REAL_PARTS = ("exp", "free")
 S5_DISCRETIZATIONS = ("zoh", "bilinear")
+S5_A_INITS = ("hippo_n", "s4d_lin")
+S5_B_INITS = ("s5", "complex_normal")
+S5_C_INITS = ("trunc_standard_normal", "lecun_normal", "complex_normal")
+
+
+def _hippo_n(N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues ``[N]`` and eigenvectors ``[N, N]`` (complex128) of the normal part of
+    HiPPO-LegS, ``S = A + p p^T`` with ``p_n = sqrt(n + 1/2)``: ``S = -I/2 + skew``; sorted by
+    imaginary part (ascending), as ``eigh`` of ``-i S`` gives them."""
+    n = torch.arange(N, dtype=torch.float64)
+    root = torch.sqrt(2 * n + 1)
+    skew = 0.5 * torch.outer(root, root)
+    skew = torch.triu(skew, 1) - torch.tril(skew, -1)  # S - diag(S)
+    imag, V = torch.linalg.eigh(-1j * skew.to(torch.complex128))
+    return torch.complex(torch.full_like(imag, -0.5), imag), V
+
+
+def _lecun_normal(*shape: int, fan_in: int) -> torch.Tensor:
+    """JAX's ``lecun_normal``: a normal truncated at 2 standard deviations, variance
+    ``1 / fan_in`` (float64)."""
+    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # the truncation's variance factor
+    return nn.init.trunc_normal_(
+        torch.empty(shape, dtype=torch.float64), 0.0, std, -2 * std, 2 * std
+    )
+
+
+def _hippo_blocks(P: int, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """S5's block initialisation: eigenvalues ``[P]`` (one of each conjugate pair) and the
+    block-diagonal eigenvector matrix ``V`` ``[2P, P]`` of ``blocks`` HiPPO-N copies."""
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1 or P % blocks:
+        raise ValueError(f"init_blocks must be an int >= 1 dividing d_state={P}, got {blocks!r}")
+    half = P // blocks
+    Lambda, V = _hippo_n(2 * half)
+    Lambda, V = Lambda[:half], V[:, :half]
+    return Lambda.repeat(blocks), torch.block_diag(*[V] * blocks)
+
+
+def _draw_C(H: int, P: int, how: str, V: torch.Tensor | None) -> torch.Tensor:
+    """``C`` ``[H, P]`` complex128 by S5's ``C_init`` (``C0 V``, or CN(0, 1) directly)."""
+    if how == "complex_normal":
+        return torch.randn(H, P, dtype=torch.complex128)  # E|C|^2 = 1, as S5's option
+    full = V.shape[0]
+    if how == "trunc_standard_normal":  # LeCun normal per row: fan-in 2P
+        C0 = _lecun_normal(H, full, 2, fan_in=full)
+    else:  # "lecun_normal" over the whole [H, 2P, 2] array: fan-in 2P x H
+        C0 = _lecun_normal(H, full, 2, fan_in=full * H)
+    return torch.complex(C0[..., 0], C0[..., 1]) @ V
+
+
+def s5_init(
+    H: int, P: int, A_init: str, B_init: str, C_init: str, blocks: int, bidirectional: bool
+) -> dict[str, torch.Tensor]:
+    """The initial ``A_real``, ``A_imag`` ``[P]``, ``B`` ``[P, H]``, ``C`` (and ``C_backward``)
+    ``[H, P]`` of `SpikingS5` (float32 / complex64); see the module docstring."""
+    check_choice("A_init", A_init, S5_A_INITS)
+    check_choice("B_init", B_init, S5_B_INITS)
+    check_choice("C_init", C_init, S5_C_INITS)
+    V = None
+    if A_init == "hippo_n":
+        Lambda, V = _hippo_blocks(P, blocks)
+    else:
+        Lambda = torch.complex(
+            torch.full((P,), -0.5), math.pi * torch.arange(P, dtype=torch.float32)
+        )
+    if V is None and (B_init == "s5" or C_init != "complex_normal"):
+        raise ValueError(
+            f"B_init={B_init!r} / C_init={C_init!r} multiply by HiPPO-N's eigenvectors V: use "
+            f"A_init='hippo_n', or B_init='complex_normal' and C_init='complex_normal'"
+        )
+    if B_init == "s5":
+        B = V.conj().T @ _lecun_normal(V.shape[0], H, fan_in=V.shape[0]).to(V.dtype)
+    else:
+        B = torch.randn(P, H, dtype=torch.complex128) / math.sqrt(H)
+    out = {"A_real": Lambda.real, "A_imag": Lambda.imag, "B": B, "C": _draw_C(H, P, C_init, V)}
+    if bidirectional:
+        out["C_backward"] = _draw_C(H, P, C_init, V)
+    return {k: v.to(torch.complex64 if v.is_complex() else torch.float32) for k, v in out.items()}
 
 
 def _bilinear(A: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +177,13 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
             -1e-4); ``None`` (default) leaves it free.
         discretization: ``"zoh"`` (default) or ``"bilinear"``.
         bidirectional: add a backward-in-time scan with its own ``C_backward`` (default off).
+        A_init: ``"hippo_n"`` (default, S5's) or ``"s4d_lin"`` eigenvalues.
+        B_init: ``"s5"`` (default: ``V^-1`` times LeCun normal; needs ``A_init="hippo_n"``) or
+            ``"complex_normal"`` (``CN(0, 1/H)``).
+        C_init: S5's ``"trunc_standard_normal"`` (default), ``"lecun_normal"`` (both times V;
+            need ``A_init="hippo_n"``) or ``"complex_normal"`` (``CN(0, 1)``).
+        init_blocks: S5's block initialisation J: ``J`` copies of HiPPO-N of size ``2P / J``
+            (``d_state`` must be a multiple of J).
 
     Example::
 
@@ -110,6 +210,10 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
         clip_real: float | None = None,
         discretization: str = "zoh",
         bidirectional: bool = False,
+        A_init: str = "hippo_n",
+        B_init: str = "s5",
+        C_init: str = "trunc_standard_normal",
+        init_blocks: int = 1,
     ) -> None:
         super().__init__()
         check_d_model(d_model)
@@ -129,19 +233,16 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
         H, P = d_model, d_state
         self.d_model, self.d_state, self.dt_min, self.dt_max = d_model, d_state, dt_min, dt_max
         self.log_dt = nn.Parameter(log_dt_init(P, dt_min, dt_max))
+        init = s5_init(H, P, A_init, B_init, C_init, init_blocks, bidirectional)
         if real_part == "exp":
-            self.log_A_real = nn.Parameter(torch.full((P,), math.log(0.5)))
+            self.log_A_real = nn.Parameter(torch.log(-init["A_real"]))
         else:
-            self.A_real = nn.Parameter(torch.full((P,), -0.5))
-        self.A_imag = nn.Parameter(math.pi * torch.arange(P, dtype=torch.float32))
-        self.B = nn.Parameter(
-            torch.view_as_real(torch.randn(P, H, dtype=torch.cfloat) / math.sqrt(H))
-        )
-        self.C = nn.Parameter(torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat)))
+            self.A_real = nn.Parameter(init["A_real"])
+        self.A_imag = nn.Parameter(init["A_imag"])
+        self.B = nn.Parameter(torch.view_as_real(init["B"]))
+        self.C = nn.Parameter(torch.view_as_real(init["C"]))
         if bidirectional:
-            self.C_backward = nn.Parameter(
-                torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat))
-            )
+            self.C_backward = nn.Parameter(torch.view_as_real(init["C_backward"]))
         self.D = nn.Parameter(torch.randn(H))
         if activation == "spike":
             self.activation = resolve(surrogate, default=ATan, fire_ge=True)

@@ -97,11 +97,45 @@ class BPSNLeaky(CoreBPSN, snn.SpikingNeuron):
     def threshold(self) -> torch.Tensor:  # type: ignore[override]
         return self.v_threshold
 
-    def forward(self, input_: torch.Tensor, mask: torch.Tensor | None = None):
+    def reset_mem(self) -> torch.Tensor:
+        """The initial ``mem`` of snnTorch's explicit-state convention (an empty tensor): BPSN
+        keeps no state between calls, each call takes a whole sequence."""
+        return self.v_threshold.new_zeros(0)
+
+    init_leaky = reset_mem  # snnTorch tutorial 5: ``mem = lif.init_leaky()``
+
+    def forward(
+        self,
+        input_: torch.Tensor,
+        mem: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ):
+        """``spk`` or ``(spk, mem)`` for ``input_`` ``[T, B, ...]``.  ``mem``: snnTorch's
+        explicit state, only its initial value (from ``init_leaky()``, or zeros) is accepted;
+        a bool or integer tensor in its place is the padding ``mask`` (the older order)."""
+        if mem is not None and not mem.is_floating_point():
+            if mask is not None:
+                raise TypeError("give the padding mask once (mask=...), not also as `mem`")
+            mem, mask = None, mem
+        if mem is not None:
+            _check_initial_mem(self, mem)
         spk, mem = self.forward_with_membrane(input_, mask)
         if self.init_hidden and not self.output:
             return spk
         return spk, mem
+
+
+def _check_initial_mem(neuron: BPSNLeaky, mem: torch.Tensor) -> None:
+    """BPSN has no state between calls: only an initial (empty or all-zero) ``mem`` is taken."""
+    if neuron.init_hidden:
+        raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+    if mem.numel() and bool((mem != 0).any()):
+        raise ValueError(
+            f"{type(neuron).__name__} keeps no state between calls (each call takes the whole "
+            f"[T, B, ...] sequence), but got a non-zero mem of shape {list(mem.shape)}: pass "
+            f"the initial mem from init_leaky() (or none), and call it once per sequence, not "
+            f"once per time step"
+        )
 
 
 def _leaky_keywords(beta, learn_beta, reset_mechanism, reset_delay, options: dict) -> None:

@@ -25,10 +25,11 @@ def swap_neurons(
     ``rules`` maps an old class (exact type) or a predicate to a new class with
     ``from_neuron(old)`` or a factory ``old -> new``.  Replaced neurons are removed from
     ``snn.SpikingNeuron.instances``.  A whole-sequence neuron (BPSN) replaces a step neuron
-    inside a model made by `to_sequence` (it takes the place of the neuron's `StepLoop` and
-    its channel axis from the layers before it).  Elsewhere the model's ``forward`` must hand
-    it the whole ``[T, B, ...]`` sequence, which cannot be checked, so it needs
-    ``allow_sequence_neurons=True``.
+    inside a model made by `to_sequence` (it takes the place of the neuron's `StepLoop`).  A
+    BPSN without ``channel_dim`` takes its channel axis from the data flow on the model's first
+    forward, and raises where that cannot tell (`bpsn_ext.layout_probe`).  Elsewhere the
+    model's ``forward`` must hand it the whole ``[T, B, ...]`` sequence, which cannot be
+    checked, so it needs ``allow_sequence_neurons=True``.
 
     Example: ``swap_neurons(net, {snn.Leaky: SingleStepLeaky})``.
     """
@@ -46,7 +47,9 @@ def swap_neurons(
 
     known = {id(m) for m in snn.SpikingNeuron.instances}
     try:
-        report = apply_swaps(model, rules, inplace=inplace, check=check)
+        report = apply_swaps(
+            model, rules, inplace=inplace, check=check, followers=(snn.SpikingNeuron,)
+        )
         _unloop(report.model)
     except Exception:
         # replacements built before the failure must not linger in snnTorch's global list
@@ -60,13 +63,9 @@ def swap_neurons(
 def _unloop(model: nn.Module) -> None:
     """Replace each `StepLoop` that now holds a whole-sequence neuron by that neuron."""
     for parent in list(model.modules()):
-        children = list(parent.named_children())
-        for i, (attr, child) in enumerate(children):
+        for attr, child in list(parent.named_children()):
             inner = getattr(child, "neuron", None)
             if isinstance(child, StepLoop) and getattr(inner, "consumes_whole_sequence", False):
-                adopt = getattr(inner, "adopt_layout_of", None)
-                if callable(adopt):
-                    adopt([m for _, m in children[:i]])
                 setattr(parent, attr, inner)
 
 

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from spikingjelly.activation_based import functional, layer, neuron
 
 from bpsn_ext.kernels.backends import check_backend
@@ -15,6 +17,8 @@ __all__ = [
     "SJ_GENERATION",
     "STEP_CONTAINERS",
     "reset_after_swap",
+    "refuse_step_container",
+    "step_mode_of",
     "BackendMixin",
     "SingleStepFromFire",
 ]
@@ -33,6 +37,31 @@ STEP_CONTAINERS: tuple[type, ...] = tuple(
     )
     if hasattr(layer, name)
 )
+
+
+def step_mode_of(m) -> str:
+    """A SpikingJelly module's step mode; a multi-step-only module without the attribute
+    (SpikingJelly 2.0's ``PSN`` family) runs in ``'m'``."""
+    mode = getattr(m, "step_mode", None)
+    if mode is None:
+        modes = getattr(m, "supported_step_mode", None)
+        mode = "m" if callable(modes) and tuple(modes()) == ("m",) else "s"
+    return mode
+
+
+def refuse_step_container(node) -> None:
+    """Raise a clear ValueError when a step-by-step container's constructor reads the step mode
+    of a multi-step-only `node` (SpikingJelly 0.0.0.0.14 asserts bare ``step_mode == 's'``)."""
+    caller = sys._getframe(2)  # the code that read node.step_mode
+    owner = caller.f_locals.get("self")
+    if caller.f_code.co_name == "__init__" and isinstance(owner, STEP_CONTAINERS):
+        raise ValueError(
+            f"{type(node).__name__} cannot sit inside {type(owner).__name__}: the container "
+            f"drives its children one step at a time, and {type(node).__name__} needs the whole "
+            f"[T, N, *] sequence in one call.  Put it outside the container, in step mode 'm' "
+            f"(e.g. nn.Sequential(layer.SeqToANNContainer(...), "
+            f"{type(node).__name__}(step_mode='m')))"
+        )
 
 
 def reset_after_swap(net) -> None:

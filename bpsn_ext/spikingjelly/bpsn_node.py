@@ -24,7 +24,7 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from bpsn_ext.bpsn_module import BPSN
-from bpsn_ext.spikingjelly._compat import BackendMixin
+from bpsn_ext.spikingjelly._compat import BackendMixin, refuse_step_container, step_mode_of
 from bpsn_ext.util.arguments import check_float
 from bpsn_ext.util.warn import warn_once
 
@@ -105,6 +105,7 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
 
     @property
     def step_mode(self) -> str:
+        refuse_step_container(self)
         return "m"
 
     @step_mode.setter
@@ -157,15 +158,17 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
     def from_neuron(cls, old: torch.nn.Module, **bpsn_options) -> BPSNNode:
         """Build from a SpikingJelly neuron: threshold, surrogate, ``detach_reset``, step mode
         and ``store_v_seq`` carry over (unless given in ``bpsn_options``), and a LIF's ``tau``
-        (or a PLIF's ``w``) becomes the initial decay ``1 - 1/tau`` of both branches."""
+        (or a PLIF's ``w``) becomes the initial decay ``1 - 1/tau`` of both branches.  A neuron
+        without ``v_threshold`` (``PSN``, ``SlidingPSN``: their threshold is a learned bias,
+        dropped with a warning by ``swap_neurons``) starts from the default threshold 1."""
         decay = _lif_decay(old)
         options = {"decay_init": decay} if decay is not None and "tau" not in bpsn_options else {}
         options.update(bpsn_options)
-        options.setdefault("v_threshold", float(old.v_threshold))
+        options.setdefault("v_threshold", float(getattr(old, "v_threshold", 1.0)))
         options.setdefault("surrogate_function", old.surrogate_function)
         options.setdefault("detach_reset", bool(getattr(old, "detach_reset", False)))
         options.setdefault("store_v_seq", bool(getattr(old, "store_v_seq", False)))
-        if getattr(old, "step_mode", "s") == "m":
+        if step_mode_of(old) == "m":
             options.setdefault("step_mode", "m")
         return cls(**options)
 

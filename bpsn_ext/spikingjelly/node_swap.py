@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from bpsn_ext.module_swap import Rules, Swap, SwapReport, apply_swaps
-from bpsn_ext.spikingjelly._compat import STEP_CONTAINERS, reset_after_swap
+from bpsn_ext.spikingjelly._compat import STEP_CONTAINERS, reset_after_swap, step_mode_of
 
 __all__ = ["swap_neurons", "to_single_step"]
 
@@ -18,7 +18,7 @@ def _supported_modes(m: nn.Module) -> tuple[str, ...]:
 def _check(swap: Swap) -> None:
     new, old, parent = swap.new, swap.old, swap.parent
     modes = _supported_modes(new)
-    old_mode = getattr(old, "step_mode", "s")
+    old_mode = step_mode_of(old)
     if isinstance(parent, STEP_CONTAINERS) and "s" not in modes:
         raise ValueError(
             f"cannot put {type(new).__name__} (step modes {modes}) at {swap.name}: its parent "
@@ -41,15 +41,20 @@ def swap_neurons(model: nn.Module, rules: Rules, *, inplace: bool = True) -> Swa
     ``rules`` maps an old class (matched by exact type, so subclasses stay) or a predicate to a
     new class with ``from_neuron(old)`` or to a factory ``old -> new``.  The new neurons keep
     the old step mode, training flag, device and dtype.  A multi-step-only neuron is refused
-    where the model drives neurons step by step.  A BPSN takes its channel axis from the layer
-    that feeds it (2 after convolutions and batch norms, -1 after ``Linear``) unless its
-    ``channel_dim`` was given.  Afterwards SpikingJelly's reset cache is invalidated and the
-    net is reset, so ``functional.reset_net`` reaches the new neurons.
+    where the model drives neurons step by step.  A BPSN without ``channel_dim`` finds its
+    channel axis on the model's first forward, following the tensor from the layer that made
+    it (a convolution or norm: channels first; ``Linear``: features last) through views,
+    transposes and reshapes, and raises, naming ``channel_dim`` and the shape, where the axis
+    is lost on the way (`bpsn_ext.layout_probe`).  Afterwards SpikingJelly's reset cache is
+    invalidated and the net is reset, so ``functional.reset_net`` reaches the new neurons.
 
     Example: ``swap_neurons(net, {neuron.LIFNode: SingleStepNode})``.
     For model-zoo builders prefer ``spiking_vgg11(spiking_neuron=SingleStepNode, ...)``.
     """
-    report = apply_swaps(model, rules, inplace=inplace, check=_check)
+    from spikingjelly.activation_based import neuron
+
+    followers = (neuron.BaseNode,)
+    report = apply_swaps(model, rules, inplace=inplace, check=_check, followers=followers)
     reset_after_swap(report.model)
     return report
 
