@@ -62,15 +62,18 @@ APPS = {
 def _demo(args: argparse.Namespace) -> int:
     from bpsn_ext.apps.demo import run_demo
 
-    run_demo(
-        epochs=args.epochs,
-        seed=args.seed,
-        hidden=args.hidden,
-        framework=args.framework,
-        parts=args.parts,
-        out=args.out,
-        progress=args.progress,
-    )
+    try:
+        run_demo(
+            epochs=args.epochs,
+            seed=args.seed,
+            hidden=args.hidden,
+            framework=args.framework,
+            parts=args.parts,
+            out=args.out,
+            progress=args.progress,
+        )
+    except ImportError as exc:  # a missing optional package: its one line, no traceback
+        raise SystemExit(f"bpsn-ext demo: {exc}") from None
     return 0
 
 
@@ -219,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out", default="bpsn-demo", help="report folder (bpsn-demo; taken: bpsn-demo-2, ...)"
     )
-    demo.add_argument("--no-progress", dest="progress", action="store_false")
+    demo.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
     demo.set_defaults(handler=_demo)
 
     _add_benchmarks(sub)
