@@ -11,7 +11,8 @@ the package sources and the mode, so a rebuild of unchanged sources executes not
 Each page links the stored notebook (`examples/<stem>.ipynb`, copied into the site) for
 download.  A notebook whose metadata has ``{"bpsn_ext": {"full_run": true}}`` trains in full
 whatever the mode (its page says so).  On the Examples page, `<!-- notebook: STEM -->` becomes
-a link to the page with a thumbnail (the notebook's first figure) and a download link.  A failing cell is a build warning (an error under --strict).
+a link to the page with a thumbnail (the notebook's first figure) and a download link.
+A failing cell is a build warning (an error under --strict).
 """
 
 from __future__ import annotations
