@@ -51,12 +51,47 @@ def main(before: str, generation: str) -> None:
     net = torch.nn.Sequential(torch.nn.Linear(6, 6), snn.Leaky(beta=0.9, init_hidden=True))
     snn_swap(net, {snn.Leaky: BPSNLeaky}, allow_sequence_neurons=True)  # net sees [T, B, 6]
     assert isinstance(net[1], BPSNLeaky) and net(x).shape == (32, 3, 6)
+    zoo = _zoo_network()
+    print(
+        f"[check_install] {generation}: {zoo}",
+        flush=True,
+    )
     print(
         f"[check_install] {generation}: torch {torch.__version__} kept; spikingjelly "
         f"{got[0]}, snntorch {got[1]}; bpsn_ext {bpsn_ext.__version__}, native kernel, both "
         "adapters: ok",
         flush=True,
     )
+
+
+def _zoo_network() -> str:
+    """Import torchvision and run a SpikingJelly model-zoo ResNet with BPSN; say what happened.
+
+    PyPI's torchvision is built for PyPI's torch and does not import beside a CPU build of
+    torch: that is reported, not failed (only the zoo needs torchvision; the README's
+    "torchvision on CPU" gives the matched pair)."""
+    import torch
+
+    try:
+        import torchvision
+    except Exception as exc:  # RuntimeError "operator torchvision::nms does not exist", ...
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return (
+            f"torchvision does NOT import beside torch {torch.__version__} ({reason}); "
+            "SpikingJelly's model zoo is unavailable here: install torch and torchvision as a "
+            "matched pair from one index (README, 'torchvision on CPU')"
+        )
+    from spikingjelly.activation_based import functional, neuron
+    from spikingjelly.activation_based.model import spiking_resnet
+
+    from bpsn_ext.spikingjelly import BPSNNode, swap_neurons
+
+    net = spiking_resnet.spiking_resnet18(spiking_neuron=neuron.LIFNode, num_classes=10)
+    functional.set_step_mode(net, "m")
+    swap_neurons(net, {neuron.LIFNode: BPSNNode})
+    out = net(torch.rand(2, 1, 3, 32, 32))
+    assert out.shape == (2, 1, 10), out.shape
+    return f"torchvision {torchvision.__version__} imports; zoo spiking_resnet18 with BPSN: ok"
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@
 #
 #   bash scripts/check_install.sh [sj2] [sj014]     # default: both framework generations
 #
-# The lines between the README's `install-check` markers run as written, except that the name
-# "bpsn-ext[" becomes the built wheel's path and, for sj014, the older generation's pins (the
-# README gives them) are appended to the line that installs the wheel.  Then, in that venv:
-# torch's version string is unchanged, no nvidia-* package came in, and `import bpsn_ext`,
-# `bpsn_ext.spikingjelly`, `bpsn_ext.snntorch` and the native CPU kernel work.
+# The lines between the README's `install-check` markers run as written (`bpsn-ext demo`
+# included), except that the checkout ".[" becomes the built wheel's path and, for sj014, the
+# older generation's pins (the README gives them) are appended to the line that installs the
+# wheel.  Then, in that venv: torch's version string is unchanged, no nvidia-* package came in,
+# `import bpsn_ext`, `bpsn_ext.spikingjelly`, `bpsn_ext.snntorch` and the native CPU kernel
+# work, and torchvision either imports and a SpikingJelly model-zoo network with BPSN runs, or
+# the check says plainly that it does not (PyPI's torchvision beside a CPU torch; the README's
+# "torchvision on CPU" gives the matched pair).
 # Needs python3 >= 3.11 and the package index; `.ci/run` runs it through `scripts/dev.sh test`.
 set -euo pipefail
 
@@ -49,7 +52,7 @@ for gen in "${GENERATIONS[@]}"; do
     first=1
     while IFS= read -r line; do
       [[ -n "${line// }" ]] || continue
-      line=${line//\"bpsn-ext\[/\"$WHEEL\[}
+      line=${line//\".\[/\"$WHEEL\[}
       [[ $line == *"$WHEEL"* ]] && line=${line%%#*}$extra
       echo "+ $line" >&2
       eval "$line" > pip.log 2>&1 || { cat pip.log >&2; exit 1; }

@@ -54,5 +54,7 @@ def test_missing_sklearn_gives_install_hint(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(ImportError, match=r"pip install bpsn-ext\[data\]"):
+    with pytest.raises(
+        ImportError, match=r"needs scikit-learn: pip install scikit-learn \(the `data` extra"
+    ):
         load_digits()

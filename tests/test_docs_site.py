@@ -145,6 +145,9 @@ def test_notebooks_are_pages_linked_from_the_examples_page(site: Path):
         built = _page(site, f"examples/{nb.stem}")
         assert f'href="{nb.stem}/"' in page, f"the Examples page does not link {nb.stem}"
         assert "<pre" in built and "<h1" in built, nb.stem
+        assert f'href="../{nb.stem}.ipynb"' in built, f"{nb.stem}: no download link"
+        assert f'href="{nb.stem}.ipynb"' in page, f"the Examples page does not offer {nb.stem}"
+        assert (site / "examples" / f"{nb.stem}.ipynb").read_bytes() == nb.read_bytes()
     thumbs = re.findall(r'src="([^"]*/fig0\.png)"', page)
     assert thumbs, "no notebook thumbnail on the Examples page (did the notebooks execute?)"
     assert "03_bpsn_masks_firing" in " ".join(thumbs)  # the notebook with plots
@@ -174,3 +177,58 @@ def test_api_reference_hides_internal_hooks(site: Path):
     api = "".join(_page(site, f"api/{n}") for n in ("layers", "bpsn_ext", "models", "energy"))
     for name in ("energy_ops", "extra_repr", "cuda_kernel_config", "uses_native_kernel"):
         assert f'.{name}"' not in api, name
+
+
+# -- equations: KaTeX, served with the site, typeset in a headless browser -------------------
+def _chromium() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def _rendered_dom(browser: str, page: Path, tmp: Path) -> str:
+    proc = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp}",
+            "--virtual-time-budget=10000",  # let the page's scripts run before the dump
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_equations_are_math_served_with_the_site(site: Path):
+    page = _page(site, "concepts")
+    assert page.count('class="arithmatex"') >= 4  # the equations are math, not code blocks
+    for asset in ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js"):
+        assert (site / "assets" / "katex" / asset).is_file(), asset
+        assert f"assets/katex/{asset}" in page, f"{asset} is not loaded by the page"
+    assert "cdn." not in page.split("<body", 1)[0]  # nothing fetched from a CDN: works offline
+    css = (site / "assets" / "katex" / "katex.min.css").read_text(encoding="utf-8")
+    fonts = re.findall(r"url\((fonts/[^)]+\.woff2)\)", css)
+    assert fonts and all((site / "assets" / "katex" / f).is_file() for f in fonts)
+
+
+def test_equations_render_in_a_headless_browser(site: Path, tmp_path: Path):
+    """Needs Chromium (Debian: ``apt-get install chromium``), which the project does not
+    install: skipped where it is absent."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium on PATH (apt-get install chromium)")
+    dom = _rendered_dom(browser, site / "concepts" / "index.html", tmp_path / "profile")
+    assert dom.count('class="katex-display"') >= 4, "KaTeX did not typeset the equations"
+    assert 'class="katex-error"' not in dom, "KaTeX could not parse an equation"
+    assert "\\begin{cases}" not in re.sub(r"<annotation.*?</annotation>", "", dom, flags=re.S)

@@ -319,18 +319,23 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="bpsn-demo", help="report folder (bpsn-demo; taken: bpsn-demo-2, ...)"
     )
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """``demo``: `demo_report` with the flags."""
-    demo_report(
-        epochs=args.epochs,
-        seed=args.seed,
-        hidden=args.hidden,
-        framework=args.framework,
-        parts=args.parts,
-        out=args.out,
-        progress=args.progress,
-    )
+    """``demo``: `demo_report` with the flags; a missing optional package is one line."""
+    try:
+        demo_report(
+            epochs=args.epochs,
+            seed=args.seed,
+            hidden=args.hidden,
+            framework=args.framework,
+            parts=args.parts,
+            out=args.out,
+            progress=args.progress,
+        )
+    except ImportError as exc:  # a missing optional package: its one line, no traceback
+        raise SystemExit(f"bpsn-ext demo: {exc}") from None
     return 0

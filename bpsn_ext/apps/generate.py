@@ -36,7 +36,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     """Flags of ``generate listops`` / ``generate pathfinder``."""
     parser.add_argument("--out", required=True, help="output folder (the lra_release root)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -46,9 +48,15 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     if which == "wordnet-glosses":
         _wordnet_arguments(parser)
     elif which == "listops":
-        parser.add_argument("--n-train", type=positive_int, default=96_000)
-        parser.add_argument("--n-val", type=positive_int, default=2_000)
-        parser.add_argument("--n-test", type=positive_int, default=2_000)
+        parser.add_argument(
+            "--n-train", type=positive_int, default=96_000, help="training rows (LRA: 96000)"
+        )
+        parser.add_argument(
+            "--n-val", type=positive_int, default=2_000, help="validation rows (LRA: 2000)"
+        )
+        parser.add_argument(
+            "--n-test", type=positive_int, default=2_000, help="test rows (LRA: 2000)"
+        )
         parser.add_argument(
             "--min-length",
             type=int,
@@ -61,20 +69,35 @@ def add_generate_arguments(parser: argparse.ArgumentParser, which: str) -> None:
             default=2000,
             help="keep trees with fewer tokens than this (2000)",
         )
-        parser.add_argument("--max-depth", type=positive_int, default=10)
-        parser.add_argument("--max-args", type=int, default=10)
+        parser.add_argument(
+            "--max-depth", type=positive_int, default=10, help="deepest operator nesting (10)"
+        )
+        parser.add_argument(
+            "--max-args", type=int, default=10, help="most arguments of one operator (10)"
+        )
     else:
         parser.add_argument(
             "--n", type=positive_int, default=200_000, help="images (LRA: 200000 per difficulty)"
         )
-        parser.add_argument("--resolution", type=int, choices=(32, 128), default=32)
+        parser.add_argument(
+            "--resolution",
+            type=int,
+            choices=(32, 128),
+            default=32,
+            help="image side: 32 (Pathfinder) or 128 (Path-X)",
+        )
         parser.add_argument(
             "--contour-length",
             type=positive_int,
             default=14,
             help="difficulty: 6 (baseline), 9, 14 (hard, default)",
         )
-        parser.add_argument("--per-folder", type=positive_int, default=1000)
+        parser.add_argument(
+            "--per-folder",
+            type=positive_int,
+            default=1000,
+            help="images per imgs/<i> folder, like the release (1000)",
+        )
         for name, kind, help_ in (
             ("--continuity", float, "turn smoothness (1.0; 128: 1.8)"),
             ("--seed-distance", float, "distance of the two snakes' starts (7; 128: 20)"),

@@ -111,12 +111,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_data_arguments(parser, required=True)
     parser.add_argument("--split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="batch (64)")
     parser.add_argument("--max-samples", type=positive_int, help="use the first N rows")
     parser.add_argument("--json", dest="json_path", help="write the metrics here as JSON")
     parser.add_argument("--energy", action="store_true", help="print the energy report too")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int)
+    parser.add_argument("--device", default="cpu", help="torch device (cpu)")
+    parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -362,4 +362,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(json.dumps(result))
     if args.json_path:
         write_json_atomic(args.json_path, result)
+        print(f"metrics: {args.json_path}")
+    else:
+        print("metrics printed only (--json PATH writes them)")
     return 0

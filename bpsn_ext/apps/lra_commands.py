@@ -37,19 +37,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser, required_task=True)
     add_model_arguments(parser)
     t = parser.add_argument_group("training (defaults: the task preset)")
-    t.add_argument("--epochs", type=positive_int, default=S)
+    t.add_argument("--epochs", type=positive_int, default=S, help="passes over the training set")
     t.add_argument("--batch-size", type=positive_int, default=S, help="global batch")
-    t.add_argument("--lr", type=float, default=S)
+    t.add_argument("--lr", type=float, default=S, help="peak learning rate (AdamW)")
     t.add_argument(
         "--ssm-lr",
         type=float,
         default=0.001,
         help="learning rate of the SSM parameters (min with --lr; wd 0) (0.001)",
     )
-    t.add_argument("--weight-decay", type=float, default=S)
-    t.add_argument("--scheduler", choices=("cosine", "constant"), default="cosine")
-    t.add_argument("--warmup-steps", type=int, default=0)
-    t.add_argument("--grad-clip", type=float, default=None)
+    t.add_argument(
+        "--weight-decay", type=float, default=S, help="AdamW weight decay (SSM parameters: 0)"
+    )
+    t.add_argument(
+        "--scheduler",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="learning-rate schedule after the warm-up (cosine)",
+    )
+    t.add_argument(
+        "--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps (0)"
+    )
+    t.add_argument(
+        "--grad-clip", type=float, default=None, help="clip the gradient norm to this (none)"
+    )
     t.add_argument("--seed", type=int, default=0, help="weights, batch order, generated data")
     t.add_argument(
         "--checkpoint-dir",
@@ -225,6 +236,17 @@ def _write_metrics(cfg: LRARunConfig, metrics: dict) -> None:
         write_json_atomic(cfg.metrics_json, metrics)
 
 
+def _where_results_go(cfg: LRARunConfig) -> str:
+    """One line saying which files the run writes (a run without ``--out`` writes none)."""
+    paths = [cfg.metrics_json] if cfg.metrics_json else []
+    if cfg.checkpoint_dir:
+        names = ("last.pt", "metrics.json", RUN_CONFIG)
+        paths = [os.path.join(cfg.checkpoint_dir, n) for n in names] + paths
+    if not paths:
+        return "no --out given: this run writes nothing (--out DIR keeps checkpoints and metrics)"
+    return "results go to " + ", ".join(paths)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from bpsn_ext.util.files import write_json_atomic
 
@@ -239,6 +261,8 @@ def run_train(args: argparse.Namespace) -> int:
             f"{len(td.val)}, test {len(td.test)}; layer {cfg.layer}, "
             f"{cfg.n_layers} x {cfg.d_model}, {n_params} parameters"
         )
+    if rank0:
+        _print(_where_results_go(cfg))
     if cfg.checkpoint_dir and rank0 and not cfg.resume:
         write_json_atomic(os.path.join(cfg.checkpoint_dir, RUN_CONFIG), cfg.to_dict())
     trainer, energy = _make_trainer(cfg, td, model)
@@ -279,7 +303,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", default=None, help="checkpoint file (default: <checkpoint-dir>/last.pt)"
     )
-    parser.add_argument("--split", choices=("test", "val", "train"), default="test")
+    parser.add_argument(
+        "--split", choices=("test", "val", "train"), default="test", help="split to evaluate"
+    )
     parser.add_argument(
         "--out", default=None, help="metrics JSON (default: <checkpoint-dir>/eval_<split>.json)"
     )
@@ -289,9 +315,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=64,
         help="test samples of the energy report (0: none) (64)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=None)
-    parser.add_argument("--threads", type=positive_int, default=None)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=None, help="batch (default: the run's)"
+    )
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     add_data_arguments(parser, required_task=False)
 
 
@@ -358,5 +386,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(e.pop("_report"), flush=True)
         out["energy"] = e
     folder = args.checkpoint_dir
-    write_json_atomic(args.out or os.path.join(folder, f"eval_{args.split}.json"), out)
+    path = args.out or os.path.join(folder, f"eval_{args.split}.json")
+    write_json_atomic(path, out)
+    print(f"metrics: {path}", flush=True)
     return 0

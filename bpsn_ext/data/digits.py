@@ -28,8 +28,8 @@ def _sklearn():
         import sklearn.model_selection
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "the digits data set needs scikit-learn; install it with "
-            "`pip install bpsn-ext[data]` (or `pip install scikit-learn`)"
+            "the digits data set needs scikit-learn: pip install scikit-learn (the `data` "
+            "extra of bpsn-ext)"
         ) from err
     return sklearn
 

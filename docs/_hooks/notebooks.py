@@ -8,8 +8,11 @@ converted to a Markdown page `examples/<stem>.md`; its figures become
 An executed notebook is cached in `.cache/docs-notebooks/` under a key made of the notebook,
 the package sources and the mode, so a rebuild of unchanged sources executes nothing.
 `BPSN_DOCS_NOTEBOOKS=off` skips execution (pages without outputs, for quick local builds).
-On the Examples page, `<!-- notebook: STEM -->` becomes a link to the page with a thumbnail
-(the notebook's first figure).  A failing cell is a build warning (an error under --strict).
+Each page links the stored notebook (`examples/<stem>.ipynb`, copied into the site) for
+download.  A notebook whose metadata has ``{"bpsn_ext": {"full_run": true}}`` trains in full
+whatever the mode (its page says so).  On the Examples page, `<!-- notebook: STEM -->` becomes
+a link to the page with a thumbnail (the notebook's first figure) and a download link.
+A failing cell is a build warning (an error under --strict).
 """
 
 from __future__ import annotations
@@ -121,8 +124,12 @@ def _markdown(nb, stem: str) -> tuple[str, list[bytes]]:
     parts = []
     if cells and cells[0].cell_type == "markdown" and cells[0].source.startswith("# "):
         parts.append(cells.pop(0).source + "\n")
-    note = " (`BPSN_EXAMPLES_FAST=1`: tiny sizes, few epochs)" if _fast() else ""
-    parts.append(f"*`examples/{stem}.ipynb`, executed when this site was built{note}.*\n")
+    full = nb.metadata.get("bpsn_ext", {}).get("full_run", False)  # ignores the fast mode
+    note = " (`BPSN_EXAMPLES_FAST=1`: tiny sizes, few epochs)" if _fast() and not full else ""
+    parts.append(
+        f"*`examples/{stem}.ipynb`, executed when this site was built{note}. "
+        f"[Download the notebook]({stem}.ipynb) (stored without outputs).*\n"
+    )
     for cell in cells:
         if cell.cell_type == "markdown":
             parts.append(cell.source + "\n")
@@ -144,6 +151,7 @@ def on_files(files, config):
         stem = path.stem
         text, figures = _markdown(_execute(path), stem)
         files.append(File.generated(config, f"examples/{stem}.md", content=text))
+        files.append(File.generated(config, f"examples/{stem}.ipynb", content=path.read_bytes()))
         for i, png in enumerate(figures):
             files.append(File.generated(config, f"examples/{stem}/fig{i}.png", content=png))
         title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), stem)
@@ -157,7 +165,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         if stem not in _pages:
             log.warning("%s: no notebook examples/%s.ipynb", page.file.src_path, stem)
             return stem
-        link = f"[`{stem}`](examples/{stem}.md)"
+        link = f"[`{stem}`](examples/{stem}.md) ([download](examples/{stem}.ipynb))"
         if _pages[stem]["thumb"]:
             link += (
                 f"<br>[![First figure of {stem}](examples/{stem}/fig0.png)"
