@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from bpsn_ext import BPSN
+from bpsn_ext.kernels.dispatch import covers, surrogate_args  # noqa: E402
 from bpsn_ext.kernels.launch_args import channel_sums, prepare
-from bpsn_ext.kernels.provider import cupy_config  # noqa: E402
 from bpsn_ext.surrogate import S2NN, ATan, FastSigmoid, Sigmoid
 
 SOURCE = files("bpsn_ext.kernels") / "bpsn_kernels.cu"
@@ -63,14 +63,21 @@ def _scalars(a):
     ]
 
 
+def _prepare(module, x, mask):
+    """The CUDA kernel's arguments for `module` on `x`, as the dispatch lays them out."""
+    sg = surrogate_args(module.surrogate_function)
+    dim = module.resolve_channel_dim(x)
+    return prepare(x, mask, module.params(x), module.options, sg, dim)
+
+
 def run_host(lib, module, x, mask, grad_s):
     """Forward and backward through the host build; returns spikes, membrane and gradients."""
     with torch.no_grad():
-        a = prepare(module, x, mask)
+        a = _prepare(module, x, mask)
     T, M, _, C, inner = a.shape
     spikes, membrane = torch.empty(T, M), torch.empty(T, M)
     hf, hb = torch.empty(T, M), torch.empty(T, M)
-    params = (a.lam_f, a.lam_b, a.w_f, a.w_b, a.thr)
+    params = (a.decay_f, a.decay_b, a.w_f, a.w_b, a.thr)
     lib.bpsn_forward_host(
         _ptr(a.x2),
         _ptr(a.mask_u8),
@@ -169,15 +176,20 @@ def test_host_build_of_the_kernel_equals_torch(host_lib, case, layout):
 
 
 def test_kernel_config_rejects_what_it_does_not_cover():
-    with pytest.raises(ValueError, match="not fusion='concat'"):
-        cupy_config(BPSN(fusion="concat"))
+    x = torch.randn(3, 2, 4)
+
+    def check(layer):
+        covers("cupy", layer.options, x, layer.surrogate_function)
+
+    with pytest.raises(ValueError, match="fused BPSN kernel covers .*not fusion='concat'"):
+        check(BPSN(fusion="concat"))
     with pytest.raises(ValueError, match="runaway='soft_reset'"):
-        cupy_config(BPSN(runaway="soft_reset"))
+        check(BPSN(runaway="soft_reset"))
     with pytest.raises(ValueError, match="surrogate"):
-        cupy_config(BPSN(surrogate=torch.sigmoid))
-    config = cupy_config(BPSN(), torch.randn(3, 2, 4))
-    assert config["sg_kind"] == 0 and config["refractory"] == 1
-    torch.testing.assert_close(config["weights"][0], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+        check(BPSN(surrogate=torch.sigmoid))
+    a = _prepare(BPSN(), x, None)
+    assert a.cfg["sg_kind"] == 0 and a.cfg["refractory"] == 1
+    torch.testing.assert_close(a.w_f, torch.tensor([1.0, 1.0, 0.0, 0.0]))
 
 
 def test_cuda_source_compiles_for_the_gpu(tmp_path):

@@ -34,8 +34,8 @@ def test_adapters_import_no_gpu_stack():
         "node(torch.randn(5, 2, 3))\n"
         "mods = [m for m in sys.modules if m.split('.')[0] in ('cupy', 'triton')"
         " or (m.startswith('bpsn_ext.kernels.') and m not in"
-        " ('bpsn_ext.kernels.backends', 'bpsn_ext.kernels.cpu_native',"
-        " 'bpsn_ext.kernels.bpsn_cpu_ops', 'bpsn_ext.kernels.provider'))]\n"
+        " ('bpsn_ext.kernels.dispatch', 'bpsn_ext.kernels.cpu_native',"
+        " 'bpsn_ext.kernels.bpsn_cpu_ops', 'bpsn_ext.kernels.launch_args'))]\n"
         "print(json.dumps({'mods': mods, 'cuda_init': torch.cuda.is_initialized()}))"
     )
     assert seen == {"mods": [], "cuda_init": False}

@@ -15,6 +15,17 @@ import torch
 from bpsn_ext.kernels.ssm_launch_args import make_scan_function, prepare_scan, s4d_scan
 from bpsn_ext.layers import S4D
 
+
+def tensors(m: S4D) -> tuple:
+    """``(A_bar, B_bar, C, D)`` of an S4D: what the fused scans take."""
+    _, A_bar, B_bar = m._discrete()
+    return A_bar, B_bar, m.C, m.D
+
+
+def scan(host_scan, m, x, state=None, mask=None):
+    return s4d_scan(host_scan, x, state, mask, tensors(m))
+
+
 SOURCE = files("bpsn_ext.kernels") / "ssm_kernels.cu"
 
 
@@ -130,7 +141,7 @@ def test_host_build_of_the_scan_equals_torch_s4d(host_scan, T, N, H, d_state, ma
 
     y_fft, st_fft, g_fft = run(lambda xg, sg: m.forward_with_state(xg, sg, mask))  # FFT form
     y_step, st_step, g_step = run(lambda xg, sg: step_reference(m, xg, sg, mask))  # recurrence
-    y, st, g_ker = run(lambda xg, sg: s4d_scan(host_scan, m, xg, sg, mask))
+    y, st, g_ker = run(lambda xg, sg: scan(host_scan, m, xg, sg, mask))
 
     for ref in (y_fft, y_step):
         torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
@@ -166,22 +177,22 @@ def test_host_scan_chunks_continue_from_the_final_state(host_scan):
     m = randomised_s4d(4, 6, seed=3)
     x = torch.randn(30, 2, 4)
     with torch.no_grad():
-        y_all, st_all = s4d_scan(host_scan, m, x)
-        y1, st1 = s4d_scan(host_scan, m, x[:11])
-        y2, st2 = s4d_scan(host_scan, m, x[11:], st1)
+        y_all, st_all = scan(host_scan, m, x)
+        y1, st1 = scan(host_scan, m, x[:11])
+        y2, st2 = scan(host_scan, m, x[11:], st1)
     torch.testing.assert_close(torch.cat([y1, y2]), y_all, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(st2, st_all, rtol=1e-5, atol=1e-6)
 
 
 def test_prepare_refuses_what_the_scan_does_not_cover():
-    with pytest.raises(ValueError, match="causal only"):
-        prepare_scan(S4D(3, 4, bidirectional=True), torch.randn(5, 2, 3), None, None)
-    with pytest.raises(ValueError, match="float32"):
-        prepare_scan(S4D(3, 4).double(), torch.randn(5, 2, 3, dtype=torch.float64), None, None)
+    from bpsn_ext.kernels.dispatch import choose_scan
+
+    x = torch.randn(5, 2, 3)
+    with pytest.raises(RuntimeError, match="backend='cupy' runs on CUDA tensors only"):
+        choose_scan(x, bidirectional=False, dtype=torch.float32, backend="cupy")
+    assert choose_scan(x, bidirectional=False, dtype=torch.float32, backend="auto") == "torch"
     with pytest.raises(ValueError, match="reset_state"):
-        prepare_scan(
-            S4D(3, 4), torch.randn(5, 2, 3), torch.zeros(1, 3, 2, dtype=torch.cfloat), None
-        )
+        prepare_scan(x, torch.zeros(1, 3, 2, dtype=torch.cfloat), None, tensors(S4D(3, 4)))
 
 
 def test_cuda_source_compiles_for_the_gpu(tmp_path):
@@ -208,8 +219,8 @@ BLOCK_OPTIONS = {"S4DLayer": {}, "BinaryS4DLayer": {"activation": "gelu"}, "GSUL
 
 @pytest.fixture
 def fake_cupy_backend(host_scan, monkeypatch):
-    """Make the adapters believe CuPy runs: ``resolve_backend`` answers 'cupy' and
-    ``bpsn_ext.kernels.cupy_ssm`` is a stand-in running the host build."""
+    """Make the dispatch believe CuPy runs on these CPU tensors: ``bpsn_ext.kernels.cupy_ssm``
+    is a stand-in running the host build."""
     pytest.importorskip("spikingjelly.activation_based")
     import sys
     import types
@@ -218,20 +229,18 @@ def fake_cupy_backend(host_scan, monkeypatch):
 
     calls = []
 
-    def fake_scan(ssm, x, state=None, mask=None):
+    def fake_scan(x, state, mask, ssm, what):
         calls.append(x.shape)
-        return s4d_scan(host_scan, ssm, x, state, mask)
+        return s4d_scan(host_scan, x, state, mask, ssm, what)
 
     fake = types.ModuleType("bpsn_ext.kernels.cupy_ssm")
     fake.s4d_scan_cupy = fake_scan
     monkeypatch.setitem(sys.modules, "bpsn_ext.kernels.cupy_ssm", fake)
-    monkeypatch.setattr(
-        sj_layers,
-        "resolve_backend",
-        lambda requested, x: "torch" if requested == "torch" else "cupy",
-    )
+    from bpsn_ext.kernels import dispatch
     from bpsn_ext.spikingjelly import _compat
 
+    monkeypatch.setattr(dispatch, "_is_cuda", lambda x: True)
+    monkeypatch.setattr(dispatch, "cupy_available", lambda: True)
     monkeypatch.setattr(_compat, "check_backend", lambda name: name)  # no CuPy here
     return sj_layers, calls
 
@@ -345,6 +354,6 @@ def test_cupy_scan_equals_forward_with_state_on_gpu():
     lengths = torch.tensor([300, 17, 0, 250], device="cuda")
     with torch.no_grad():
         y_ref, st_ref = m.forward_with_state(x, state, lengths)
-        y, st = s4d_scan_cupy(m, x, state, lengths)
+        y, st = s4d_scan_cupy(x, state, lengths, tensors(m))
     torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4 * y_ref.abs().max().item())
     torch.testing.assert_close(st, st_ref, rtol=1e-4, atol=1e-4 * st_ref.abs().max().item())

@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bpsn_ext.core.bpsn_options import BPSNOptions, BPSNParams, SurrogateArgs
 from bpsn_ext.core.masks import as_mask, broadcast_mask
 from bpsn_ext.kernels import cpu_native
-from bpsn_ext.kernels.provider import native_config
+from bpsn_ext.kernels.launch_args import channel_layout, per_channel
 
 __all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native"]
 
@@ -190,48 +191,41 @@ def _backward(ctx, grad_spikes, grad_h):
 bpsn_cpu_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
-def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
-    """``(spikes, membrane)`` ``[T, N, *]`` of a `bpsn_ext.BPSN` ``module`` for a CPU
-    ``x``, computed by the native kernel (same values as ``module.forward_with_membrane`` on
-    the torch path; gradients flow to ``x``, the decays and the threshold).
-
-    Raises ValueError for configurations the kernel does not cover and
-    `cpu_native.NativeKernelUnavailable` when it cannot be built here.
+def bpsn_native(
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    params: BPSNParams,
+    options: BPSNOptions,
+    sg: SurrogateArgs,
+    channel_dim: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(spikes, membrane)`` ``[T, N, *]`` of a BPSN with ``options`` (leak kernel, split
+    fusion, refractory or no rule: `bpsn_ext.kernels.dispatch` checks) for a CPU ``x`` whose
+    channels are at ``channel_dim``; the same values as the torch path, gradients flowing to
+    ``x``, the decays and the threshold.  ``NativeKernelUnavailable`` when it cannot be built.
     """
-    cfg = native_config(module, x)
-    cd = module._check_channels(x)  # ValueError for a bad or ambiguous channel_dim
-    module.fusion_gate(x)  # ValueError: the split needs a channel axis with >= 2 channels
     T, N = x.shape[:2]
-    if T == 0:
-        raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
-    C = x.shape[cd]
+    C, inner = channel_layout(x, channel_dim)
     m = as_mask(mask, T, N, x.device)
     mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
-    M = x[0].numel()
-    inner = 1
-    for size in x.shape[cd + 1 :]:
-        inner *= size
-    if N == 0 or M == 0:  # nothing to compute: the torch path handles empty batches
+    if N == 0 or x[0].numel() == 0:  # nothing to compute: the torch path handles empty batches
         raise ValueError("the native BPSN CPU kernel needs a non-empty batch")
-
-    def vec(p) -> torch.Tensor:
-        p = torch.as_tensor(p).to(x.dtype)
-        return p.reshape(1).expand(C).contiguous() if p.dim() == 0 else p.contiguous()
-
-    lam_f, lam_b, thr = vec(module.decay_f), vec(module.decay_b), vec(module.v_threshold)
+    decay_f, decay_b, thr = (
+        per_channel(p, C, x.dtype) for p in (params.decay_f, params.decay_b, params.v_threshold)
+    )
     spikes, H = bpsn_cpu_forward(
         x.contiguous(),
-        lam_f,
-        lam_b,
+        decay_f,
+        decay_b,
         thr,
         mask_u8,
         C,
         inner,
-        cfg["fire_ge"],
-        cfg["refractory"],
-        cfg["sg_kind"],
-        cfg["sg_a"],
-        cfg["sg_b"],
+        int(sg.fire_ge),
+        options.refractory,
+        sg.kind,
+        sg.a,
+        sg.b,
     )
     if m is None:
         return spikes, H

@@ -16,6 +16,7 @@ import cupy
 import numpy as np
 import torch
 
+from bpsn_ext.core.bpsn_options import BPSNOptions, BPSNParams, SurrogateArgs
 from bpsn_ext.kernels.launch_args import channel_sums, prepare
 
 __all__ = ["bpsn_cupy"]
@@ -118,12 +119,19 @@ class _BPSNFunction(torch.autograd.Function):
         return grad_x, None, g_lf, g_lb, g_wf, g_wb, g_th, None, None, None
 
 
-def bpsn_cupy(module, x: torch.Tensor, mask: torch.Tensor | None):
-    """``(spikes, membrane)`` of a `bpsn_ext.BPSN` ``module`` for CUDA ``x`` [T, N, *]."""
+def bpsn_cupy(
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    params: BPSNParams,
+    options: BPSNOptions,
+    sg: SurrogateArgs,
+    channel_dim: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(spikes, membrane)`` of a BPSN with ``options`` for CUDA ``x`` [T, N, *]."""
     if x.dtype not in _TYPES:
         raise TypeError(f"the cupy BPSN kernel takes float32, float16 or bfloat16, got {x.dtype}")
-    a = prepare(module, x, mask)
+    a = prepare(x, mask, params, options, sg, channel_dim)
     spikes, membrane = _BPSNFunction.apply(
-        a.x2, a.mask_u8, a.lam_f, a.lam_b, a.w_f, a.w_b, a.thr, a.shape, a.has_mask, a.cfg
+        a.x2, a.mask_u8, a.decay_f, a.decay_b, a.w_f, a.w_b, a.thr, a.shape, a.has_mask, a.cfg
     )
     return spikes.reshape(x.shape), membrane.reshape(x.shape)

@@ -59,10 +59,15 @@ _S4DScanCupy = make_scan_function(_launcher("s4d_scan_forward"), _launcher("s4d_
 
 
 def s4d_scan_cupy(
-    ssm, x: torch.Tensor, state: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    x: torch.Tensor,
+    state: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    ssm: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    what: str = "S4D",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(y, new_state)`` of the causal S4D ``ssm`` for CUDA ``x`` ``[T, N, H]``: the numbers of
-    ``ssm.forward_with_state(x, state, mask)``, computed by the fused scan."""
+    """``(y, new_state)`` of a causal S4D (``ssm`` = ``(A_bar, B_bar, C, D)``) for CUDA ``x``
+    ``[T, N, H]``: the numbers of ``S4D.forward_with_state(x, state, mask)``, computed by the
+    fused scan."""
     if x.device.type != "cuda":
         raise RuntimeError(f"the cupy S4D scan runs on CUDA tensors only, got {x.device}")
-    return s4d_scan(_S4DScanCupy, ssm, x, state, mask)
+    return s4d_scan(_S4DScanCupy, x, state, mask, ssm, what)

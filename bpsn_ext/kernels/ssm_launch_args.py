@@ -15,7 +15,7 @@ import torch
 from bpsn_ext.core.diagonal_ssm import check_sequence, check_state, complex_dtype
 from bpsn_ext.core.masks import as_mask
 
-__all__ = ["ScanArgs", "prepare_scan", "unsupported_reason", "make_scan_function", "s4d_scan"]
+__all__ = ["ScanArgs", "prepare_scan", "make_scan_function", "s4d_scan"]
 
 
 @dataclass
@@ -31,44 +31,46 @@ class ScanArgs:
     shape: tuple[int, int, int, int]  # T, N, H, P
 
 
-def unsupported_reason(ssm, x: torch.Tensor) -> str | None:
-    """Why the fused scan cannot run this S4D on ``x`` (None when it can)."""
-    if ssm.bidirectional:
-        return "the fused S4D scan is causal only; bidirectional S4D runs the torch FFT form"
-    if ssm.D.dtype != torch.float32:
-        return f"the fused S4D scan takes float32 parameters, got {ssm.D.dtype}"
-    return None
-
-
 def prepare_scan(
-    ssm, x: torch.Tensor, state: torch.Tensor | None, mask: torch.Tensor | None
+    x: torch.Tensor,
+    state: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    ssm: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    what: str = "S4D",
 ) -> ScanArgs:
-    """Validate ``x`` ``[T, N, H]`` for the causal `bpsn_ext.layers.S4D` ``ssm`` and lay
-    out the kernel's inputs (discretised in torch)."""
-    reason = unsupported_reason(ssm, x)
-    if reason is not None:
-        raise ValueError(reason)
-    check_sequence(type(ssm).__name__, x, ssm.d_model, ssm.D.dtype)
-    T, N, H = x.shape
-    P = ssm.d_state // 2
+    """Validate ``x`` ``[T, N, H]`` and lay out the fused scan's inputs.
+
+    Args:
+        x: the input ``[T, N, H]`` (float32).
+        state: the carried state, complex ``[N, H, P]``, or None (zero).
+        mask: bool ``[T, N]`` or lengths ``[N]``, or None.
+        ssm: ``(A_bar, B_bar, C, D)``: the discretised (ZOH) eigenvalues and input
+            weights, complex ``[H, P]``, the output weights ``[H, P, 2]`` (real view of
+            complex) and the skip ``[H]``; discretised by the layer, in torch, so autograd
+            chains the kernel's gradients back to the layer's parameters.
+        what: the layer's name, for error messages.
+    """
+    A_bar, B_bar, C, D = ssm
+    H, P = A_bar.shape
+    check_sequence(what, x, H, D.dtype)
+    T, N, _ = x.shape
     m = as_mask(mask, T, N, x.device)
     mask_u8 = (
         m.to(torch.uint8).contiguous()
         if m is not None
         else torch.zeros(1, device=x.device, dtype=torch.uint8)
     )
-    _, A_bar, B_bar = ssm._discrete()
     x0 = None
     if state is not None:
-        check_state(type(ssm).__name__, state, (N, H, P), complex_dtype(x.dtype))
+        check_state(what, state, (N, H, P), complex_dtype(x.dtype))
         x0 = torch.view_as_real(state.contiguous())
     return ScanArgs(
         x.contiguous(),
         mask_u8,
         torch.view_as_real(A_bar.contiguous()),
         torch.view_as_real(B_bar.contiguous()),
-        ssm.C.contiguous(),
-        ssm.D.contiguous(),
+        C.contiguous(),
+        D.contiguous(),
         x0,
         m,
         (T, N, H, P),
@@ -151,14 +153,16 @@ def make_scan_function(launch_forward, launch_backward) -> type[torch.autograd.F
 
 def s4d_scan(
     scan_function,
-    ssm,
     x: torch.Tensor,
-    state: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
+    state: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    ssm: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    what: str = "S4D",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(y [T, N, H], new_state complex [N, H, P])`` of the causal S4D ``ssm`` through the
-    fused scan: the numbers of ``ssm.forward_with_state(x, state, mask)``."""
-    a = prepare_scan(ssm, x, state, mask)
+    """``(y [T, N, H], new_state complex [N, H, P])`` of a causal S4D through the fused scan
+    (``ssm`` = ``(A_bar, B_bar, C, D)``, see `prepare_scan`): the numbers of
+    ``S4D.forward_with_state(x, state, mask)``."""
+    a = prepare_scan(x, state, mask, ssm, what)
     y, xT = scan_function.apply(
         a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, a.shape, a.mask is not None
     )
