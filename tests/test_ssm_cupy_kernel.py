@@ -300,6 +300,101 @@ def test_adapters_fall_back_or_refuse_where_the_scan_does_not_apply(fake_cupy_ba
         f64(x.double())
 
 
+# -- every face reaches the fused scan through the dispatch (the host build stands in for the
+#    Triton scan; it runs a reverse scan as the causal one on the flipped sequence) -----------
+
+
+@pytest.fixture
+def stand_in_triton_scan(host_scan, monkeypatch):
+    import sys
+    import types
+
+    from bpsn_ext.kernels import dispatch
+
+    calls = []
+
+    def s4d_scan_triton(u, mask_u8, A_bar, B_bar, C, D, x0, has_mask, reverse):
+        calls.append(reverse)
+        T, N, H = u.shape
+        shape = (T, N, H, A_bar.shape[1])
+        if not reverse:
+            return host_scan.apply(u, mask_u8, A_bar, B_bar, C, D, x0, shape, has_mask)
+        m = mask_u8.flip(0) if has_mask else mask_u8
+        y, xT = host_scan.apply(u.flip(0), m, A_bar, B_bar, C, D, x0, shape, has_mask)
+        return y.flip(0), xT
+
+    fake = types.ModuleType("bpsn_ext.kernels.triton_ssm_scan")
+    fake.s4d_scan_triton = s4d_scan_triton
+    monkeypatch.setitem(sys.modules, "bpsn_ext.kernels.triton_ssm_scan", fake)
+    monkeypatch.setattr(dispatch, "triton_available", lambda device: None)
+
+    def use(value):
+        monkeypatch.setenv("BPSN_EXT_SSM_IMPLEMENTATION", value)
+        dispatch.read_environment.cache_clear()
+
+    yield use, calls
+    monkeypatch.delenv("BPSN_EXT_SSM_IMPLEMENTATION")
+    dispatch.read_environment.cache_clear()
+
+
+def _faces():
+    from bpsn_ext.layers import GSU, BinaryS4D
+
+    faces = {
+        "S4D": lambda: S4D(5, 6),
+        "S4D-bidirectional-lag0": lambda: S4D(5, 6, bidirectional=True),
+        "S4D-bidirectional-s4": lambda: S4D(
+            5, 6, bidirectional=True, bidirectional_convention="s4"
+        ),
+        "GSU": lambda: GSU(5, 6),
+        "BinaryS4D": lambda: BinaryS4D(5, 6, activation="gelu"),
+    }
+    if importlib.util.find_spec("spikingjelly") is not None:
+        faces["spikingjelly.S4DLayer"] = lambda: _sj().S4DLayer(5, 6, step_mode="m")
+        faces["spikingjelly.GSULayer"] = lambda: _sj().GSULayer(5, 6, step_mode="m")
+    if importlib.util.find_spec("snntorch") is not None:
+        faces["snntorch.S4DLeaky"] = lambda: _snn().S4DLeaky(5, 6)
+    return faces
+
+
+def _sj():
+    from bpsn_ext.spikingjelly import ssm_layers
+
+    return ssm_layers
+
+
+def _snn():
+    from bpsn_ext import snntorch
+
+    return snntorch
+
+
+@pytest.mark.parametrize("face", list(_faces()))
+def test_every_face_reaches_the_fused_scan(stand_in_triton_scan, face):
+    use, calls = stand_in_triton_scan
+    torch.manual_seed(0)
+    layer = _faces()[face]()
+    x = torch.randn(11, 3, 5)
+    lengths = torch.tensor([11, 7, 2])
+
+    def run():
+        xg = x.clone().requires_grad_(True)
+        y = layer(xg, mask=lengths)
+        g = torch.autograd.grad((y * torch.cos(y)).sum(), [xg, *layer.parameters()])
+        return y, g
+
+    use("torch")
+    y_ref, g_ref = run()
+    assert calls == []
+    use("triton")
+    y, g = run()
+    assert len(calls) == (2 if "bidirectional" in face else 1)
+    assert calls[-1] is ("bidirectional" in face)  # the backward half runs in reverse
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * b.abs().max().item())
+
+
 # -- on a GPU: the CuPy backend equals the torch path ------------------------------------------
 
 gpu = pytest.mark.skipif(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 import warnings
 
 import torch
@@ -327,8 +328,8 @@ def _is_cuda(x: torch.Tensor) -> bool:
 
 
 def _scan_problem(impl: str, x: torch.Tensor, bidirectional: bool, dtype: torch.dtype):
-    if bidirectional:
-        return f"the fused S4D scan ({impl}) runs causal layers only"
+    if impl == "cupy" and bidirectional:
+        return "the fused CuPy S4D scan runs causal layers only"
     if dtype != torch.float32:
         return f"the fused S4D scan takes float32 parameters, got {dtype}"
     if impl == "cupy":
@@ -336,11 +337,16 @@ def _scan_problem(impl: str, x: torch.Tensor, bidirectional: bool, dtype: torch.
     return triton_available(x.device) or _triton_scan_problem()
 
 
-@functools.cache
 def _triton_scan_problem() -> str | None:
-    if importlib.util.find_spec("bpsn_ext.kernels.triton_ssm_scan") is None:
-        return "this build has no Triton SSM scan (bpsn_ext.kernels.triton_ssm_scan)"
-    return None
+    """None where the Triton SSM scan (`bpsn_ext.kernels.triton_ssm_scan`) is there."""
+    if "triton_ssm_scan" not in _found:
+        name = "bpsn_ext.kernels.triton_ssm_scan"
+        _found["triton_ssm_scan"] = (
+            name in sys.modules or importlib.util.find_spec(name) is not None
+        )
+    if _found["triton_ssm_scan"]:
+        return None
+    return "this build has no Triton SSM scan (bpsn_ext.kernels.triton_ssm_scan)"
 
 
 def choose_scan(
@@ -355,7 +361,8 @@ def choose_scan(
 
     Args:
         x: the input ``[T, N, H]``.
-        bidirectional: the layer's direction (the fused scans run causal layers).
+        bidirectional: the layer's direction (CuPy's scan runs causal layers only; Triton's
+            runs the backward half as a reverse scan).
         dtype: the layer's parameter dtype (the fused scans take float32).
         backend: SpikingJelly's ``backend`` of the layer (None elsewhere).
         what: the layer's name, for error messages.
@@ -393,10 +400,13 @@ def s4d_scan(
     mask: torch.Tensor | None,
     ssm: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     what: str = "S4D",
+    reverse: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(y [T, N, H], new_state complex [N, H, P])`` of a causal S4D from the fused scan
-    ``impl`` (``"triton"`` or ``"cupy"``, as `choose_scan` answered); ``ssm`` is
-    ``(A_bar, B_bar, C, D)`` (see `bpsn_ext.kernels.ssm_launch_args.prepare_scan`)."""
+    """``(y [T, N, H], new_state complex [N, H, P])`` of the diagonal SSM scan ``impl``
+    (``"triton"`` or ``"cupy"``, as `choose_scan` answered); ``ssm`` is ``(A_bar, B_bar, C,
+    D)`` (see `bpsn_ext.kernels.ssm_launch_args.prepare_scan`).  ``reverse`` (Triton only)
+    runs the recurrence from the last step to the first: the anti-causal half of a
+    bidirectional S4D."""
     if impl == "cupy":
         from bpsn_ext.kernels.cupy_ssm import s4d_scan_cupy  # imported only on CUDA
 
@@ -406,6 +416,6 @@ def s4d_scan(
 
     a = prepare_scan(x, state, mask, ssm, what)
     y, xT = s4d_scan_triton(
-        a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, a.mask is not None, False
+        a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, a.mask is not None, reverse
     )
     return y, (xT if xT.is_complex() else torch.view_as_complex(xT.contiguous()))

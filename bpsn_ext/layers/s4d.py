@@ -157,7 +157,14 @@ class S4D(OptimHints, Streaming, nn.Module):
         if impl == "torch":
             return None
         _, A_bar, B_bar = self._discrete()
-        return dispatch.s4d_scan(impl, x, state, mask, (A_bar, B_bar, self.C, self.D), what)
+        y, new_state = dispatch.s4d_scan(impl, x, state, mask, (A_bar, B_bar, self.C, self.D), what)
+        if not self.bidirectional:
+            return y, new_state
+        back = (A_bar, B_bar, self.C_backward, torch.zeros_like(self.D))
+        y_b, _ = dispatch.s4d_scan(impl, x, None, mask, back, what, reverse=True)
+        if self.bidirectional_convention == "s4":  # the backward kernel covers later steps only
+            y_b = torch.cat([y_b[1:], torch.zeros_like(y_b[:1])])
+        return y + y_b, None
 
     def _masked_input(
         self, x: torch.Tensor, mask: torch.Tensor | None
