@@ -12,7 +12,7 @@ from importlib.resources import files
 import pytest
 import torch
 
-from bpsn_ext.kernels.ssm_launch_args import make_scan_function, prepare_scan, s4d_scan
+from bpsn_ext.kernels.ssm_launch_args import prepare_scan
 from bpsn_ext.layers import S4D
 
 
@@ -23,7 +23,7 @@ def tensors(m: S4D) -> tuple:
 
 
 def scan(host_scan, m, x, state=None, mask=None):
-    return s4d_scan(host_scan, x, state, mask, tensors(m))
+    return host_scan.s4d_scan(x, state, mask, tensors(m))
 
 
 SOURCE = files("bpsn_ext.kernels") / "ssm_kernels.cu"
@@ -31,7 +31,8 @@ SOURCE = files("bpsn_ext.kernels") / "ssm_kernels.cu"
 
 @pytest.fixture(scope="module")
 def host_scan(tmp_path_factory):
-    """The autograd function of the fused scan, running the host build of the kernel code."""
+    """`bpsn_ext.kernels.fused_scan_ops`, its operators launching the host build of the kernel
+    code for CPU tensors (as CuPy launches the CUDA build for CUDA tensors)."""
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler to build the kernel code for the host")
@@ -70,9 +71,13 @@ def host_scan(tmp_path_factory):
 
         return launch
 
-    return make_scan_function(
-        launcher(lib.s4d_scan_forward_host), launcher(lib.s4d_scan_backward_host)
+    from bpsn_ext.kernels import fused_scan_ops
+
+    fused_scan_ops.register_launchers(
+        "cpu", launcher(lib.s4d_scan_forward_host), launcher(lib.s4d_scan_backward_host)
     )
+    yield fused_scan_ops
+    fused_scan_ops._LAUNCHERS.pop("cpu")
 
 
 def randomised_s4d(H, d_state, seed):
@@ -184,6 +189,17 @@ def test_host_scan_chunks_continue_from_the_final_state(host_scan):
     torch.testing.assert_close(st2, st_all, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_the_scan_operator_passes_opcheck(host_scan, with_state):
+    m = randomised_s4d(3, 4, seed=1)
+    x = torch.randn(7, 2, 3, requires_grad=True)
+    state = torch.randn(2, 3, 2, dtype=torch.cfloat) if with_state else None
+    a = prepare_scan(x, state, torch.tensor([7, 4]), tensors(m))
+    x0 = None if a.x0 is None else a.x0.detach().requires_grad_()
+    args = (a.u, a.mask_u8, [a.A_bar, a.B_bar, a.C, a.D], x0, True)
+    torch.library.opcheck(host_scan.s4d_scan_fused_forward, args)
+
+
 def test_prepare_refuses_what_the_scan_does_not_cover():
     from bpsn_ext.kernels.dispatch import choose_scan
 
@@ -231,7 +247,7 @@ def fake_cupy_backend(host_scan, monkeypatch):
 
     def fake_scan(x, state, mask, ssm, what):
         calls.append(x.shape)
-        return s4d_scan(host_scan, x, state, mask, ssm, what)
+        return host_scan.s4d_scan(x, state, mask, ssm, what)
 
     fake = types.ModuleType("bpsn_ext.kernels.cupy_ssm")
     fake.s4d_scan_cupy = fake_scan
@@ -315,12 +331,11 @@ def stand_in_triton_scan(host_scan, monkeypatch):
 
     def s4d_scan_triton(u, mask_u8, A_bar, B_bar, C, D, x0, has_mask, reverse):
         calls.append(reverse)
-        T, N, H = u.shape
-        shape = (T, N, H, A_bar.shape[1])
+        ssm = [A_bar, B_bar, C, D]
         if not reverse:
-            return host_scan.apply(u, mask_u8, A_bar, B_bar, C, D, x0, shape, has_mask)
+            return host_scan.s4d_scan_fused_forward(u, mask_u8, ssm, x0, has_mask)
         m = mask_u8.flip(0) if has_mask else mask_u8
-        y, xT = host_scan.apply(u.flip(0), m, A_bar, B_bar, C, D, x0, shape, has_mask)
+        y, xT = host_scan.s4d_scan_fused_forward(u.flip(0), m, ssm, x0, has_mask)
         return y.flip(0), xT
 
     fake = types.ModuleType("bpsn_ext.kernels.triton_ssm_scan")

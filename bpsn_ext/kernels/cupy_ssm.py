@@ -2,8 +2,8 @@
 
 Compiled once per device with NVRTC (no fused multiply-add, as the host build the tests check
 against the torch S4D), launched on torch's current CUDA stream, outputs allocated by torch.
-Causal S4D, float32 parameters and input; the autograd function and the torch-side
-discretisation and reductions are in `bpsn_ext.kernels.ssm_launch_args`.
+Causal S4D, float32 parameters and input.  Importing it registers CuPy as the ``"cuda"``
+launcher of the torch operators of `bpsn_ext.kernels.fused_scan_ops`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import cupy
 import numpy as np
 import torch
 
-from bpsn_ext.kernels.ssm_launch_args import make_scan_function, s4d_scan
+from bpsn_ext.kernels.fused_scan_ops import register_launchers, s4d_scan
 
 __all__ = ["s4d_scan_cupy"]
 
@@ -55,7 +55,7 @@ def _launcher(name: str):
     return launch
 
 
-_S4DScanCupy = make_scan_function(_launcher("s4d_scan_forward"), _launcher("s4d_scan_backward"))
+register_launchers("cuda", _launcher("s4d_scan_forward"), _launcher("s4d_scan_backward"))
 
 
 def s4d_scan_cupy(
@@ -70,4 +70,4 @@ def s4d_scan_cupy(
     fused scan."""
     if x.device.type != "cuda":
         raise RuntimeError(f"the cupy S4D scan runs on CUDA tensors only, got {x.device}")
-    return s4d_scan(_S4DScanCupy, x, state, mask, ssm, what)
+    return s4d_scan(x, state, mask, ssm, what)
