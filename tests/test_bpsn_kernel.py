@@ -202,7 +202,7 @@ def host_operators(host_lib, monkeypatch):
         _host_launcher(host_lib.bpsn_forward_host),
         _host_launcher(host_lib.bpsn_backward_host),
     )
-    monkeypatch.setitem(fused_bpsn_ops._LAUNCHERS, "cpu", launchers)
+    monkeypatch.setitem(fused_bpsn_ops.LAUNCHERS.table, "cpu", launchers)
     return fused_bpsn_ops
 
 

@@ -77,7 +77,7 @@ def host_scan(tmp_path_factory):
         "cpu", launcher(lib.s4d_scan_forward_host), launcher(lib.s4d_scan_backward_host)
     )
     yield fused_scan_ops
-    fused_scan_ops._LAUNCHERS.pop("cpu")
+    fused_scan_ops.LAUNCHERS.table.pop("cpu")
 
 
 def randomised_s4d(H, d_state, seed):

@@ -7,7 +7,7 @@ same compiled kernel: the compiler sees one opaque operator instead of breaking 
 
 Shapes: ``x`` ``[T, N, *]`` contiguous, with the channels at some dimension: ``channels`` C
 and ``inner`` (the product of the dimensions after the channel one) locate them; ``mask``
-``[T, N]`` uint8 (1 = real step) or None; ``lam_f``, ``lam_b``, ``thr`` ``[C]``.
+``[T, N]`` uint8 (1 = real step) or None; ``decay_f``, ``decay_b``, ``thr`` ``[C]``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ __all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native"]
 @torch.library.custom_op("bpsn_ext::bpsn_cpu_forward", mutates_args=(), device_types="cpu")
 def bpsn_cpu_forward(
     x: Tensor,
-    lam_f: Tensor,
-    lam_b: Tensor,
+    decay_f: Tensor,
+    decay_b: Tensor,
     thr: Tensor,
     mask: Tensor | None,
     channels: int,
@@ -48,8 +48,8 @@ def bpsn_cpu_forward(
     status = getattr(lib, f"bpsn_cpu_forward_{cpu_native._DTYPES[x.dtype]}")(
         x.data_ptr(),
         cpu_native._ptr(mask),
-        lam_f.data_ptr(),
-        lam_b.data_ptr(),
+        decay_f.data_ptr(),
+        decay_b.data_ptr(),
         thr.data_ptr(),
         spikes.data_ptr(),
         H.data_ptr(),
@@ -68,7 +68,7 @@ def bpsn_cpu_forward(
 
 
 @bpsn_cpu_forward.register_fake
-def _(x, lam_f, lam_b, thr, mask, channels, inner, fire_ge, refractory, sg_kind, sg_a, sg_b):
+def _(x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, sg_kind, sg_a, sg_b):
     return torch.empty_like(x), torch.empty_like(x)
 
 
@@ -77,8 +77,8 @@ def bpsn_cpu_backward(
     grad_spikes: Tensor | None,
     grad_h: Tensor | None,
     mask: Tensor | None,
-    lam_f: Tensor,
-    lam_b: Tensor,
+    decay_f: Tensor,
+    decay_b: Tensor,
     thr: Tensor,
     H: Tensor,
     channels: int,
@@ -89,7 +89,7 @@ def bpsn_cpu_backward(
     sg_a: float,
     sg_b: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of ``x`` ``[T, N, *]`` and of ``lam_f``, ``lam_b``, ``thr`` ``[C]``."""
+    """Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``."""
     T, N = H.shape[:2]
     M = H.numel() // T
     g, g_const = grad_spikes, 0
@@ -108,8 +108,8 @@ def bpsn_cpu_backward(
         g_const,
         cpu_native._ptr(gm),
         cpu_native._ptr(mask),
-        lam_f.data_ptr(),
-        lam_b.data_ptr(),
+        decay_f.data_ptr(),
+        decay_b.data_ptr(),
         thr.data_ptr(),
         H.data_ptr(),
         grad_x.data_ptr(),
@@ -137,8 +137,8 @@ def _(
     grad_spikes,
     grad_h,
     mask,
-    lam_f,
-    lam_b,
+    decay_f,
+    decay_b,
     thr,
     H,
     channels,
@@ -158,23 +158,23 @@ def _(
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, lam_f, lam_b, thr, mask, channels, inner, fire_ge, refractory, *surrogate = inputs
-    ctx.save_for_backward(lam_f, lam_b, thr, output[1], mask)
+    x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, *surrogate = inputs
+    ctx.save_for_backward(decay_f, decay_b, thr, output[1], mask)
     ctx.ints = (channels, inner, fire_ge, refractory)
     ctx.surrogate = tuple(surrogate)
     ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_spikes, grad_h):
-    lam_f, lam_b, thr, H, mask = ctx.saved_tensors
+    decay_f, decay_b, thr, H, mask = ctx.saved_tensors
     channels, inner, fire_ge, refractory = ctx.ints
     sg_kind, sg_a, sg_b = ctx.surrogate
     grads = bpsn_cpu_backward(
         grad_spikes,
         grad_h,
         mask,
-        lam_f,
-        lam_b,
+        decay_f,
+        decay_b,
         thr,
         H,
         channels,

@@ -16,27 +16,16 @@ sg_kind, sg_a, sg_b)``.  Shapes: ``x`` ``[T, M]``, parameters ``[C]`` float32.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
-from bpsn_ext.kernels.launch_args import KernelArgs, channel_sums
+from bpsn_ext.kernels.launch_args import KernelArgs, Launchers, channel_sums
 
 __all__ = ["register_launchers", "bpsn_fused", "bpsn_fused_forward", "bpsn_fused_backward"]
 
-_LAUNCHERS: dict[str, tuple[Callable, Callable]] = {}
-
-
-def register_launchers(device_type: str, forward: Callable, backward: Callable) -> None:
-    """Who runs the kernel code for tensors on ``device_type`` (``"cuda"``: CuPy)."""
-    _LAUNCHERS[device_type] = (forward, backward)
-
-
-def _launcher(x: Tensor, which: int) -> Callable:
-    if x.device.type not in _LAUNCHERS:
-        raise RuntimeError(f"no launcher of the fused BPSN kernel for {x.device.type} tensors")
-    return _LAUNCHERS[x.device.type][which]
+LAUNCHERS = Launchers("fused BPSN kernel")
+register_launchers = LAUNCHERS.register
+_launcher = LAUNCHERS.launcher
 
 
 @torch.library.custom_op("bpsn_ext::bpsn_fused_forward", mutates_args=())

@@ -14,27 +14,17 @@ has_x0, has_gxT)``.  Layouts: those of `bpsn_ext.kernels.ssm_launch_args.ScanArg
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
+from bpsn_ext.kernels.launch_args import Launchers
 from bpsn_ext.kernels.ssm_launch_args import prepare_scan
 
 __all__ = ["register_launchers", "s4d_scan", "s4d_scan_fused_forward", "s4d_scan_fused_backward"]
 
-_LAUNCHERS: dict[str, tuple[Callable, Callable]] = {}
-
-
-def register_launchers(device_type: str, forward: Callable, backward: Callable) -> None:
-    """Who runs the scan's kernel code for tensors on ``device_type`` (``"cuda"``: CuPy)."""
-    _LAUNCHERS[device_type] = (forward, backward)
-
-
-def _launcher(x: Tensor, which: int) -> Callable:
-    if x.device.type not in _LAUNCHERS:
-        raise RuntimeError(f"no launcher of the fused S4D scan for {x.device.type} tensors")
-    return _LAUNCHERS[x.device.type][which]
+LAUNCHERS = Launchers("fused S4D scan")
+register_launchers = LAUNCHERS.register
+_launcher = LAUNCHERS.launcher
 
 
 def _dummy(ref: Tensor) -> Tensor:

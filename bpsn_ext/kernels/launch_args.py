@@ -14,7 +14,33 @@ import torch
 from bpsn_ext.core.bpsn_options import BPSNOptions, BPSNParams, SurrogateArgs
 from bpsn_ext.core.masks import as_mask
 
-__all__ = ["KernelArgs", "prepare", "channel_sums", "channel_layout", "per_channel", "weights"]
+__all__ = [
+    "KernelArgs",
+    "Launchers",
+    "prepare",
+    "channel_sums",
+    "channel_layout",
+    "per_channel",
+    "weights",
+]
+
+
+class Launchers:
+    """Who runs a kernel's code, per device type: ``register(device_type, forward,
+    backward)``; ``launcher(x, 0)`` / ``launcher(x, 1)`` the forward / backward one for
+    ``x``'s device (a RuntimeError where none is registered)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.table: dict[str, tuple] = {}
+
+    def register(self, device_type: str, forward, backward) -> None:
+        self.table[device_type] = (forward, backward)
+
+    def launcher(self, x: torch.Tensor, which: int):
+        if x.device.type not in self.table:
+            raise RuntimeError(f"no launcher of the {self.what} for {x.device.type} tensors")
+        return self.table[x.device.type][which]
 
 
 def channel_layout(x: torch.Tensor, channel_dim: int | None) -> tuple[int, int]:
