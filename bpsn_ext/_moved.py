@@ -31,7 +31,6 @@ MOVED: dict[str, str] = {
     # modules the 0.1.0 docs and notebooks told readers to import from
     "bpsn_ext.core.bpsn": "bpsn_ext.core.bpsn_functional",
     "bpsn_ext.core.ssm": "bpsn_ext.core.diagonal_ssm",
-    "bpsn_ext.core.dispatch": "bpsn_ext.kernels.backends",
     "bpsn_ext.apps.glue": "bpsn_ext.apps.glue_commands",
 }
 
