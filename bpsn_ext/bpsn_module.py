@@ -51,6 +51,11 @@ class BPSN(nn.Module):
     """Bidirectional parallel spiking neuron on ``[T, N, *]`` (``T`` = tokens under individual
     coding).  ``forward(x_seq, mask=None)`` returns spikes of the same shape.
 
+    Every option but ``surrogate`` is a field of `BPSNOptions`: pass them by name, or one
+    record as ``options=`` (options named beside it replace its fields).  The record is what
+    the kernels receive (`bpsn_ext.kernels.dispatch`); ``module.options`` holds it and the
+    attributes ``kernel``, ``fusion``, ``method``, ... read (and replace) its fields.
+
     Args:
         channels: number of channels C for per-channel decays, gate and threshold (the size of
             ``x.shape[channel_dim]``); ``None`` shares one value across all neurons.
