@@ -13,9 +13,10 @@ A value other than ``auto`` applies where the module itself says ``auto`` and is
 explicit request (it raises where it cannot run); ``torch`` forces the reference.
 
 Under ``auto``: CPU tensors run the native kernel where it covers the BPSN (see
-`bpsn_ext.kernels.cpu_native`) and builds, else torch; CUDA tensors run Triton under
-``torch.compile`` (an operator the compiler sees) and CuPy in eager mode where installed,
-the other one where not, else torch.  CPU tensors run Triton only on request: under
+`bpsn_ext.kernels.cpu_native`) and builds, else torch; CUDA tensors run Triton first (under
+``torch.compile``, and for the neurons that return a differentiable membrane) or CuPy first
+(SpikingJelly's eager ``backend='auto'``, and the SSM scan in eager mode), the other one
+where the first is missing, else torch.  CPU tensors run Triton only on request: under
 ``TRITON_INTERPRET=1`` (Triton's interpreter) that is how the tests check the GPU kernels.
 
 Nothing here imports Triton or CuPy: a provider module is imported when it is chosen.
@@ -235,8 +236,11 @@ def _native_auto(options: BPSNOptions, x: torch.Tensor, surrogate) -> bool:
 
 
 def _cuda_auto(options: BPSNOptions, x: torch.Tensor, surrogate, backend: str | None) -> str:
-    """Under ``auto`` on CUDA: Triton under ``torch.compile``, else CuPy first."""
-    order = ["triton", "cupy"] if torch.compiler.is_compiling() else ["cupy", "triton"]
+    """Under ``auto`` on CUDA: Triton first under ``torch.compile`` and outside SpikingJelly
+    (the CuPy kernel differentiates the spikes only, and plain and snnTorch neurons return
+    the membrane); CuPy first for SpikingJelly's eager ``backend='auto'``."""
+    triton_first = torch.compiler.is_compiling() or backend is None
+    order = ["triton", "cupy"] if triton_first else ["cupy", "triton"]
     for impl in order:
         if impl == "cupy" and (not cupy_available() or backend not in (None, "auto")):
             continue

@@ -96,6 +96,7 @@ def _setup_context(ctx, inputs, output) -> None:
     _, membrane, hf, hb = output
     ctx.save_for_backward(x2, mask_u8, *params, membrane, hf, hb)
     ctx.options = (sizes, flags, consts)
+    ctx.mark_non_differentiable(membrane, hf, hb)  # the kernel differentiates the spikes only
 
 
 def _backward(ctx, grad_spikes, _grad_membrane, _grad_hf, _grad_hb):
@@ -108,8 +109,9 @@ bpsn_fused_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 def bpsn_fused(a: KernelArgs) -> tuple[Tensor, Tensor]:
-    """``(spikes, membrane)`` ``[T, M]`` of the prepared arguments ``a``; the membrane carries
-    no gradient (the kernel differentiates the spikes only)."""
+    """``(spikes, membrane)`` ``[T, M]`` of the prepared arguments ``a``.  The kernel
+    differentiates the spikes only: the membrane is a non-differentiable output
+    (``requires_grad=False``); the Triton kernels and torch differentiate both."""
     c = a.cfg
     spikes, membrane, _, _ = bpsn_fused_forward(
         a.x2,
@@ -119,4 +121,4 @@ def bpsn_fused(a: KernelArgs) -> tuple[Tensor, Tensor]:
         [int(a.has_mask), c["fire_ge"], c["refractory"], c["sg_kind"]],
         [float(c["k0"]), c["sg_a"], c["sg_b"]],
     )
-    return spikes, membrane.detach()
+    return spikes, membrane
