@@ -348,7 +348,7 @@ def stand_in_triton_scan(host_scan, monkeypatch):
         dispatch.read_environment.cache_clear()
 
     yield use, calls
-    monkeypatch.delenv("BPSN_EXT_SSM_IMPLEMENTATION")
+    monkeypatch.delenv("BPSN_EXT_SSM_IMPLEMENTATION", raising=False)
     dispatch.read_environment.cache_clear()
 
 
@@ -408,6 +408,19 @@ def test_every_face_reaches_the_fused_scan(stand_in_triton_scan, face):
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(g, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * b.abs().max().item())
+
+
+def test_a_layer_asks_for_the_triton_scan_by_name(stand_in_triton_scan):
+    from bpsn_ext.layers import GSU
+
+    _, calls = stand_in_triton_scan
+    torch.manual_seed(0)
+    layer = GSU(5, 6)
+    x = torch.randn(9, 2, 5)
+    ref = layer(x)
+    layer.ssm.scan_backend = "triton"  # no environment variable: the layer's own request
+    torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+    assert calls == [False]
 
 
 # -- on a GPU: the CuPy backend equals the torch path ------------------------------------------

@@ -368,13 +368,17 @@ def choose_scan(
         bidirectional: the layer's direction (CuPy's scan runs causal layers only; Triton's
             runs the backward half as a reverse scan).
         dtype: the layer's parameter dtype (the fused scans take float32).
-        backend: SpikingJelly's ``backend`` of the layer (None elsewhere).
+        backend: the layer's request: SpikingJelly's ``backend`` (``"torch"``, ``"cupy"``,
+            ``"auto"``), ``"triton"``, or None (no request).
         what: the layer's name, for error messages.
 
-    An explicit ``backend="cupy"`` or environment request raises where it cannot run.
+    An explicit ``"cupy"`` / ``"triton"`` or environment request raises where it cannot run.
     """
     env = requested("ssm_scan")
-    explicit = "cupy" if backend == "cupy" else (env if env not in ("auto", "torch") else None)
+    if backend in ("cupy", "triton"):
+        explicit = backend
+    else:
+        explicit = env if env not in ("auto", "torch") else None
     if explicit is not None:
         if explicit == "cupy" and not _is_cuda(x):
             raise RuntimeError(

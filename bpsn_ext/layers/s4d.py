@@ -76,8 +76,9 @@ class S4D(OptimHints, Streaming, nn.Module):
 
     Kernel: on a whole sequence a causal layer may run the recurrent form as a fused scan
     (Triton or CuPy) instead of the FFT form; `bpsn_ext.kernels.dispatch.choose_scan` decides,
-    from the device, the dtype, what is installed, ``BPSN_EXT_SSM_IMPLEMENTATION`` and
-    ``scan_backend`` (None: no request; a framework's ``'torch'`` / ``'cupy'`` / ``'auto'``).
+    from the device, the dtype, what is installed, ``BPSN_EXT_SSM_IMPLEMENTATION`` and the
+    attribute ``scan_backend``: None (no request), ``'triton'`` or ``'cupy'`` (explicit: raise
+    where they cannot run), ``'torch'`` (the FFT form) or ``'auto'`` (SpikingJelly's names).
     """
 
     ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_imag")
