@@ -345,11 +345,11 @@ def stand_in_triton_scan(host_scan, monkeypatch):
 
     def use(value):
         monkeypatch.setenv("BPSN_EXT_SSM_IMPLEMENTATION", value)
-        dispatch.read_environment.cache_clear()
+        dispatch.read_environment()
 
     yield use, calls
     monkeypatch.delenv("BPSN_EXT_SSM_IMPLEMENTATION", raising=False)
-    dispatch.read_environment.cache_clear()
+    dispatch.read_environment()
 
 
 def _faces():

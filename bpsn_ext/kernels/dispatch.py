@@ -4,7 +4,7 @@ Two op families: ``"bpsn"`` (BPSN forward and backward) and ``"ssm_scan"`` (the 
 scan: the recurrent form of S4D, hence of Binary S4D and GSU, on every face: `bpsn_ext.layers`,
 SpikingJelly, snnTorch).  Callers describe the op (options, tensors, the framework's backend
 request); the choice adds the device, the dtype, what is installed and one environment
-variable per family, read once per process (`read_environment` re-reads it):
+variable per family, read once (`read_environment` reads them again):
 
 * ``BPSN_EXT_BPSN_IMPLEMENTATION`` = ``auto`` | ``native`` | ``triton`` | ``cupy`` | ``torch``
 * ``BPSN_EXT_SSM_IMPLEMENTATION`` = ``auto`` | ``triton`` | ``cupy`` | ``torch``
@@ -24,7 +24,6 @@ Nothing here imports Triton or CuPy: a provider module is imported when it is ch
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import sys
@@ -65,22 +64,28 @@ _warned: set[str] = set()
 
 
 # -- the environment and what is installed -------------------------------------------------
-@functools.cache
+_ENVIRONMENT: dict[str, str] = {}  # a plain dict: torch.compile reads it without tracing
+
+
 def read_environment() -> dict[str, str]:
-    """``{family: value}`` of the environment variables, read once (``cache_clear`` re-reads)."""
+    """Read the environment variables (again): ``{family: value}``.  Done once, at the
+    first choice; call it again after changing them.  A bad value raises ValueError."""
     values = {}
     for family, env in ENV.items():
         value = os.environ.get(env, "auto").strip().lower() or "auto"
         if value not in FAMILIES[family]:
             raise ValueError(f"{env} must be one of {FAMILIES[family]}, got {value!r}")
         values[family] = value
-    return values
+    _ENVIRONMENT.clear()
+    _ENVIRONMENT.update(values)
+    return dict(values)
 
 
-@torch.compiler.assume_constant_result
 def requested(family: str) -> str:
     """The environment's request for ``family`` (``"auto"`` when unset)."""
-    return read_environment()[family]
+    if not _ENVIRONMENT:
+        read_environment()
+    return _ENVIRONMENT[family]
 
 
 def cupy_available() -> bool:
