@@ -14,18 +14,13 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import _disable_current_modes
 
-from bpsn_ext.core.bpsn_functional import FUSIONS, KERNELS, RUNAWAY, bpsn
-from bpsn_ext.core.channels import check_channel_dim_arg, resolve_channel_dim
+from bpsn_ext.core.bpsn_options import BPSN_METHODS, BPSNOptions, BPSNParams
+from bpsn_ext.core.channels import resolve_channel_dim
 from bpsn_ext.core.checks import check_floating, check_rank
 from bpsn_ext.core.counting import counting_mode_active
-from bpsn_ext.core.leaky_integrate import METHODS
 from bpsn_ext.surrogate import ATan, resolve
-from bpsn_ext.util.arguments import check_float, check_int
 
 __all__ = ["BPSN", "BPSN_METHODS"]
-
-# "native": the compiled CPU kernel (bpsn_ext.kernels.cpu_native); the rest integrate in torch
-BPSN_METHODS = METHODS + ("native",)
 
 
 def _logit(p: float) -> float:
@@ -40,52 +35,28 @@ def _gate_logit(gate_init: float) -> float:
     return math.inf if gate_init == 1.0 else -math.inf
 
 
-def _check_options(
-    *,
-    channels,
-    kernel,
-    window,
-    fusion,
-    runaway,
-    refractory_steps,
-    decay_init,
-    gate_init,
-    v_threshold,
-    method,
-) -> None:
-    """Raise `ValueError` naming the first argument of `BPSN` that is out of range."""
-    for name, value, options in (
-        ("kernel", kernel, KERNELS),
-        ("fusion", fusion, FUSIONS),
-        ("runaway", runaway, RUNAWAY),
-        ("method", method, BPSN_METHODS),
-    ):
-        if value not in options:
-            raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    check_int("channels", channels, none_ok=True)
-    check_int("window", window)
-    if (
-        isinstance(refractory_steps, bool)
-        or not isinstance(refractory_steps, int)
-        or (refractory_steps < 1)
-    ):
-        raise ValueError(f"refractory_steps must be an int >= 1, got {refractory_steps!r}")
-    if runaway == "soft_reset" and kernel != "leak":
-        raise ValueError("runaway='soft_reset' needs kernel='leak'")
-    if fusion == "split" and channels is not None and channels < 2:
-        raise ValueError("fusion='split' needs channels >= 2 (half forward, half backward)")
-    check_float("decay_init", decay_init)
-    check_float("gate_init", gate_init)
-    check_float("v_threshold", v_threshold)
-    if not 0.0 < decay_init < 1.0:
-        raise ValueError(f"decay_init must lie in (0, 1), got {decay_init}")
-    if not 0.0 <= gate_init <= 1.0:
-        raise ValueError(f"gate_init must lie in [0, 1], got {gate_init}")
+class _Option:
+    """An attribute of the module that reads (and replaces) a field of its `BPSNOptions`."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, module, owner=None):
+        return self if module is None else getattr(module.options, self.name)
+
+    def __set__(self, module, value) -> None:
+        if "options" in module.__dict__:  # a host base class may assign before ours exist
+            module.__dict__["options"] = module.options.replace(**{self.name: value})
 
 
 class BPSN(nn.Module):
     """Bidirectional parallel spiking neuron on ``[T, N, *]`` (``T`` = tokens under individual
     coding).  ``forward(x_seq, mask=None)`` returns spikes of the same shape.
+
+    Every option but ``surrogate`` is a field of `BPSNOptions`: pass them by name, or one
+    record as ``options=`` (options named beside it replace its fields).  The record is what
+    the kernels receive (`bpsn_ext.kernels.dispatch`); ``module.options`` holds it and the
+    attributes ``kernel``, ``fusion``, ``method``, ... read (and replace) its fields.
 
     Args:
         channels: number of channels C for per-channel decays, gate and threshold (the size of
@@ -115,63 +86,53 @@ class BPSN(nn.Module):
         method: ``"auto"``: on CPU the native kernel (``"native"``) where it covers the
             configuration (leak kernel, split fusion, refractory or no rule, ATan/Sigmoid/S2NN/
             FastSigmoid surrogate, float32/float64) and builds (a C++ compiler is needed; unset
-            by ``BPSN_EXT_CPU_KERNEL=0``), else the chunked block scan in torch; the choice is
-            made in `bpsn_ext.kernels.provider`.  Explicit
-            choices: ``"native"`` (raises where it cannot run), or a torch integration:
+            by ``BPSN_EXT_CPU_KERNEL=0``), on CUDA the Triton or CuPy kernel, else the chunked
+            block scan in torch; the choice is made in `bpsn_ext.kernels.dispatch`.  Explicit
+            choices: ``"native"``, ``"triton"`` (the Triton kernels; CPU tensors only under
+            ``TRITON_INTERPRET=1``), each raising where it cannot run, or a torch integration:
             ``"chunked"``, ``"fft"``, ``"matmul"`` (dense T x T) or ``"loop"`` (the recurrence,
             for reference).
     """
 
     consumes_whole_sequence = True  # swap helpers refuse it where neurons are driven per step
 
+    channels = _Option()
+    channel_dim = _Option()
+    kernel = _Option()
+    fusion = _Option()
+    runaway = _Option()
+    refractory_steps = _Option()
+    detach_reset = _Option()
+    method = _Option()
+
     def __init__(
         self,
         channels: int | None = None,
         *,
-        channel_dim: int | None = None,
-        kernel: str = "leak",
-        window: int = 4,
-        fusion: str = "split",
-        runaway: str = "refractory",
-        refractory_steps: int = 1,
-        decay_init: float = 0.5,
-        gate_init: float = 0.5,
-        v_threshold: float = 1.0,
-        learn_decay: bool = True,
-        learn_gate: bool = True,
-        learn_threshold: bool = True,
         surrogate: Callable | str | None = None,
-        fire_ge: bool = True,
-        detach_reset: bool = False,
-        method: str = "auto",
+        options: BPSNOptions | None = None,
+        **option_values,
     ) -> None:
         super().__init__()
-        _check_options(
-            channels=channels,
-            kernel=kernel,
-            window=window,
-            fusion=fusion,
-            runaway=runaway,
-            refractory_steps=refractory_steps,
-            decay_init=decay_init,
-            gate_init=gate_init,
-            v_threshold=v_threshold,
-            method=method,
-        )
-        self.channels, self.channel_dim = channels, check_channel_dim_arg(channel_dim)
-        self.kernel, self.fusion, self.runaway, self.method = kernel, fusion, runaway, method
-        self.refractory_steps, self.detach_reset = refractory_steps, detach_reset
-        self.surrogate_function = resolve(surrogate, default=ATan, fire_ge=fire_ge)
-        if kernel == "leak":
-            self._add_tensor("decay_f_logit", _logit(decay_init), learn_decay)
-            self._add_tensor("decay_b_logit", _logit(decay_init), learn_decay)
+        if options is None:
+            options = BPSNOptions(channels, **option_values)
+        elif option_values or channels is not None:
+            options = options.replace(
+                **option_values, **({} if channels is None else {"channels": channels})
+            )
+        self.__dict__["options"] = options
+        o = options
+        self.surrogate_function = resolve(surrogate, default=ATan, fire_ge=o.fire_ge)
+        if o.kernel == "leak":
+            self._add_tensor("decay_f_logit", _logit(o.decay_init), o.learn_decay)
+            self._add_tensor("decay_b_logit", _logit(o.decay_init), o.learn_decay)
         else:
-            taps = 2.0 ** -torch.arange(window, dtype=torch.float32)  # 1, 1/2, 1/4, ...
-            self.taps_f = nn.Parameter(taps.clone(), requires_grad=learn_decay)
-            self.taps_b = nn.Parameter(taps.clone(), requires_grad=learn_decay)
-        if fusion == "gate":
-            self._add_tensor("gate_logit", _gate_logit(gate_init), learn_gate)
-        self._add_tensor("v_threshold", v_threshold, learn_threshold)
+            taps = 2.0 ** -torch.arange(o.window, dtype=torch.float32)  # 1, 1/2, 1/4, ...
+            self.taps_f = nn.Parameter(taps.clone(), requires_grad=o.learn_decay)
+            self.taps_b = nn.Parameter(taps.clone(), requires_grad=o.learn_decay)
+        if o.fusion == "gate":
+            self._add_tensor("gate_logit", _gate_logit(o.gate_init), o.learn_gate)
+        self._add_tensor("v_threshold", o.v_threshold, o.learn_threshold)
 
     def _add_tensor(self, name: str, value: float, learn: bool) -> None:
         """`name` filled with `value`, shape `[channels]` (or `[]`): a parameter if `learn`,
@@ -237,26 +198,52 @@ class BPSN(nn.Module):
         self, x_seq: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(spikes, membrane)``, both ``[T, N, *]``; the membrane is the fused pre-spike H."""
-        return self._compute(x_seq, mask, "torch")
+        return self._compute(x_seq, mask, None)
 
-    def _compute(self, x_seq: torch.Tensor, mask: torch.Tensor | None, backend: str):
-        """Spikes and membrane from the provider that `bpsn_ext.kernels.provider.choose`
-        picks for this input (``backend``: SpikingJelly's CUDA backend request)."""
+    def params(self, x_seq: torch.Tensor) -> BPSNParams:
+        """The tensors of a call on ``x_seq``: decays (or taps), fusion gate, threshold."""
+        leak = self.kernel == "leak"
+        return BPSNParams(
+            self.decay_f if leak else None,
+            self.decay_b if leak else None,
+            self.fusion_gate(x_seq),
+            self.v_threshold,
+            None if leak else self.taps_f,
+            None if leak else self.taps_b,
+        )
+
+    def implementation(self, x_seq: torch.Tensor, backend: str | None = None) -> str:
+        """Who computes this neuron for ``x_seq``: ``"native"``, ``"triton"``, ``"cupy"`` or
+        ``"torch"`` (see `bpsn_ext.kernels.dispatch`)."""
+        from bpsn_ext.kernels.dispatch import choose_bpsn
+
+        return choose_bpsn(self.options, x_seq, self.surrogate_function, backend)
+
+    def _compute(self, x_seq: torch.Tensor, mask: torch.Tensor | None, backend: str | None):
+        """Spikes and membrane from the implementation `bpsn_ext.kernels.dispatch` chooses
+        (``backend``: SpikingJelly's request, None elsewhere)."""
         check_rank("x_seq", check_floating("x_seq", x_seq), 2, "[T, N, *]")
         dim = self._check_channels(x_seq)
-        from bpsn_ext.kernels import provider  # plain torch + ctypes; CuPy only on CUDA
+        from bpsn_ext.kernels.dispatch import bpsn_forward  # plain torch; providers lazily
 
-        chosen = provider.choose(self, x_seq, backend)
         if counting_mode_active():
-            return self._compute_as_one_op(x_seq, mask, chosen, dim)
-        return self._compute_with(x_seq, mask, chosen, dim)
+            return self._compute_as_one_op(x_seq, mask, dim, backend)
+        params = self.params(x_seq)
+        return bpsn_forward(
+            x_seq, mask, params, self.options, self.surrogate_function, dim, backend
+        )
 
-    def _compute_as_one_op(self, x_seq, mask, chosen: str, dim):
+    def _compute_as_one_op(self, x_seq, mask, dim, backend: str | None):
         """Under an operation counter (`bpsn_ext.core.counting`): compute out of its sight
-        (whichever provider runs), then show it the neuron as one operator,
+        (whichever implementation runs), then show it the neuron as one operator,
         ``bpsn_ext::bpsn_neuron``, whose cost is registered (`bpsn_ext.energy.sj_op_counts`)."""
+        from bpsn_ext.kernels.dispatch import bpsn_forward
+
         with _disable_current_modes():
-            spikes, membrane = self._compute_with(x_seq, mask, chosen, dim)
+            params = self.params(x_seq)
+            spikes, membrane = bpsn_forward(
+                x_seq, mask, params, self.options, self.surrogate_function, dim, backend
+            )
             # one layout on every path: how the next layer runs (addmm, or mm + add for
             # a strided input) must not depend on the path either
             spikes, membrane = spikes.contiguous(), membrane.contiguous()
@@ -265,36 +252,6 @@ class BPSN(nn.Module):
             x_seq, spikes, mask, self.kernel, self.fusion, self.runaway, taps
         )
         return spikes, membrane
-
-    def _compute_with(self, x_seq, mask, chosen: str, dim):
-        """Spikes and membrane from the provider ``chosen``."""
-        if chosen == "native":
-            from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_native
-
-            return bpsn_native(self, x_seq, mask)
-        if chosen == "cupy":
-            from bpsn_ext.kernels.cupy_bpsn import bpsn_cupy  # imported only on CUDA
-
-            return bpsn_cupy(self, x_seq, mask)
-        leak = self.kernel == "leak"
-        return bpsn(
-            x_seq,
-            mask,
-            v_threshold=self.v_threshold,
-            surrogate=self.surrogate_function,
-            kernel=self.kernel,
-            decay_f=self.decay_f if leak else None,
-            decay_b=self.decay_b if leak else None,
-            taps_f=None if leak else self.taps_f,
-            taps_b=None if leak else self.taps_b,
-            fusion=self.fusion,
-            gate=self.fusion_gate(x_seq),
-            runaway=self.runaway,
-            refractory_steps=self.refractory_steps,
-            channel_dim=-1 if dim is None else dim,  # [T, N]: scalar parameters only
-            detach_reset=self.detach_reset,
-            method="auto" if self.method == "native" else self.method,
-        )
 
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Spikes ``[T, N, *]`` for ``x_seq`` ``[T, N, *]``; ``mask`` is a bool ``[T, N]``

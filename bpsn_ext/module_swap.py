@@ -48,14 +48,8 @@ def carried_surrogate(old_surrogate, given, keep_surrogate: bool, arg: str):
     """The surrogate a converted neuron gets: the old neuron's if `keep_surrogate`, else `given`
     (`None`: the new class's default).
 
-    `arg` is the framework's name for the surrogate argument, used in the messages.  The string
-    `"keep"` in its place, the older spelling of `keep_surrogate=True`, still works but warns.
+    `arg` is the framework's name for the surrogate argument, used in the messages.
     """
-    if isinstance(given, str) and given == "keep":
-        warnings.warn(
-            f'{arg}="keep" is deprecated; pass keep_surrogate=True', FutureWarning, stacklevel=3
-        )
-        given, keep_surrogate = None, True
     if keep_surrogate and given is not None:
         raise ValueError(f"pass either {arg} or keep_surrogate=True, not both")
     return old_surrogate if keep_surrogate else given

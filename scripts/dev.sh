@@ -12,6 +12,9 @@
 #   BPSN_ENVS         which environments `test` uses (default "sj2 sj014")
 #   BPSN_INSTALL_CHECK=0  skips `test`'s last stage, scripts/check_install.sh (the README's
 #                     install lines in clean venvs from a built wheel, for the same generations)
+#   BPSN_TRITON_TESTS=0   skips the Triton stage: the tests named *triton*, run again in the
+#                     first environment under Triton's interpreter (TRITON_INTERPRET=1), which
+#                     executes the GPU kernels on CPU tensors
 #   PYTHON            the interpreter that creates the venvs (default python3, needs >= 3.11)
 set -euo pipefail
 
@@ -72,6 +75,12 @@ case "$cmd" in
       echo "[dev.sh] pytest in .envs/$name: $(framework_spec "$name")" >&2
       (cd "$ROOT" && "$ENVS_DIR/$name/bin/python" -m pytest "$@") || status=1
     done
+    if [[ ${BPSN_TRITON_TESTS:-1} != 0 ]]; then
+      first=$(echo "${BPSN_ENVS:-sj2 sj014}" | awk '{print $1}')
+      echo "[dev.sh] pytest -k triton in .envs/$first under TRITON_INTERPRET=1" >&2
+      (cd "$ROOT" && TRITON_INTERPRET=1 "$ENVS_DIR/$first/bin/python" -m pytest -q -k triton \
+        -p no:cacheprovider tests) || status=1
+    fi
     if [[ ${BPSN_INSTALL_CHECK:-1} != 0 ]]; then
       # shellcheck disable=SC2086
       bash "$ROOT/scripts/check_install.sh" ${BPSN_ENVS:-sj2 sj014} || status=1
@@ -82,7 +91,7 @@ case "$cmd" in
     make_env "${1:?usage: dev.sh env sj2|sj014}"
     ;;
   *)
-    sed -n '2,14p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,18p' "${BASH_SOURCE[0]}" >&2
     exit 2
     ;;
 esac

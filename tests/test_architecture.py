@@ -32,7 +32,6 @@ KNOWN_CYCLES: set[frozenset[str]] = set()
 KNOWN_LONG: set[str] = {
     "bpsn_ext/bench/bpsn_bench.py:_spikingjelly_neurons",
     "bpsn_ext/bench/bpsn_bench.py:format_report",
-    "bpsn_ext/kernels/ssm_launch_args.py:make_scan_function",
     "bpsn_ext/core/bpsn_functional.py:bpsn",
 }
 

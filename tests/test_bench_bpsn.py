@@ -11,7 +11,6 @@ import torch
 from bpsn_ext import BPSN
 from bpsn_ext.bench import bpsn_bench as bench_bpsn
 from bpsn_ext.cli import build_parser, main
-from bpsn_ext.kernels.provider import choose  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"median_ms", "min_ms", "mean_ms", "max_ms", "std_ms", "repeats"}
@@ -74,7 +73,7 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
         if row["neuron"] != "floor":  # the floor fires nothing
             assert 0.0 <= row["firing_rate"] <= 1.0
 
-    native = choose(BPSN(256), torch.zeros(1, 1, 256)) == "native"
+    native = BPSN(256).implementation(torch.zeros(1, 1, 256)) == "native"
     for T in (128, 512):
         method = "native" if native else "chunked"
         base = _row(report, "bpsn", T)

@@ -8,7 +8,8 @@ import torch
 
 import bpsn_ext
 from bpsn_ext import BPSN
-from bpsn_ext.kernels.backends import cupy_available, resolve_backend
+from bpsn_ext.kernels import dispatch
+from bpsn_ext.kernels.dispatch import cupy_available
 
 sj = pytest.importorskip("spikingjelly.activation_based")
 snn = pytest.importorskip("snntorch")
@@ -108,15 +109,18 @@ def test_backend_selection_and_errors(monkeypatch):
     node = BPSNNode(2)
     assert node.backend == "torch" and node.supported_backends == ("torch", "cupy")
     x = torch.randn(3, 1, 2)
-    assert resolve_backend("auto", x) == "torch"  # CPU tensors always use torch
+    node.method = "chunked"
+    assert node.implementation(x, "auto") == "torch"  # CPU tensors never run CuPy
     with pytest.raises(RuntimeError, match="backend='cupy' runs on CUDA tensors only"):
-        resolve_backend("cupy", x)
-    monkeypatch.setenv("BPSN_EXT_CUDA_IMPLEMENTATION", "torch")
-    assert resolve_backend("cupy", x) == "torch"  # the override forces the reference
-    monkeypatch.setenv("BPSN_EXT_CUDA_IMPLEMENTATION", "triton")
-    with pytest.raises(ValueError, match="BPSN_EXT_CUDA_IMPLEMENTATION must be one of"):
-        resolve_backend("auto", x)
-    monkeypatch.delenv("BPSN_EXT_CUDA_IMPLEMENTATION")
+        node.implementation(x, "cupy")
+    monkeypatch.setenv("BPSN_EXT_BPSN_IMPLEMENTATION", "torch")
+    dispatch.read_environment()  # the variables are read once, until read again
+    assert BPSN(2).implementation(x) == "torch"  # the override forces the reference
+    monkeypatch.setenv("BPSN_EXT_BPSN_IMPLEMENTATION", "cuda")
+    with pytest.raises(ValueError, match="BPSN_EXT_BPSN_IMPLEMENTATION must be one of"):
+        dispatch.read_environment()
+    monkeypatch.delenv("BPSN_EXT_BPSN_IMPLEMENTATION")
+    dispatch.read_environment()
     with pytest.raises(NotImplementedError, match="not a supported backend"):
         node.backend = "triton"
     BPSNNode(2, backend="auto", step_mode="m")(x)

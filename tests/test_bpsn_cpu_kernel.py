@@ -10,7 +10,6 @@ import torch
 
 from bpsn_ext import BPSN
 from bpsn_ext.kernels import cpu_native
-from bpsn_ext.kernels.provider import choose  # noqa: E402
 from bpsn_ext.surrogate import S2NN, ATan, FastSigmoid, Sigmoid
 from tests.bpsn_reference import bpsn_reference
 
@@ -104,7 +103,7 @@ def test_native_equals_torch_path(native, dtype, layout, mask_kind):
         "lengths": torch.tensor([T, max(T - 5, 1), 1][:N]),
         "holes": torch.rand(T, N, generator=torch.Generator().manual_seed(3)) > 0.3,
     }[mask_kind]
-    assert choose(nat, x) == "native"
+    assert nat.implementation(x) == "native"
     s, h, _ = assert_same(nat, ref, x, mask)
     if mask is not None:
         from bpsn_ext.core.masks import as_mask
@@ -139,7 +138,7 @@ def test_spikingjelly_surrogates_and_adapter(native):
     from bpsn_ext.spikingjelly import BPSNNode
 
     node = BPSNNode(4, step_mode="m").double()  # backend 'torch' (the default): native on CPU
-    assert choose(node, x) == "native"
+    assert node.implementation(x) == "native"
     torch.testing.assert_close(node(x), BPSN(4, method="loop").double()(x), rtol=0, atol=0)
 
 
@@ -214,7 +213,7 @@ def test_gradcheck_of_the_membrane_through_native(native):
     x = data((T, N, C)).requires_grad_(True)
     lf = layer.decay_f_logit.detach().clone().requires_grad_(True)
     lb = layer.decay_b_logit.detach().clone().requires_grad_(True)
-    assert choose(layer, x) == "native"
+    assert layer.implementation(x) == "native"
     assert torch.autograd.gradcheck(f, (x, lf, lb))
 
 
@@ -305,7 +304,7 @@ def test_no_grad_path(native):
     x = data((25, 3, 6), F32)
     lengths = torch.tensor([25, 10, 3])
     with torch.no_grad():
-        assert choose(layer, x) == "native"
+        assert layer.implementation(x) == "native"
         s, h = layer.forward_with_membrane(x, lengths)
     s2, h2 = layer.forward_with_membrane(x.clone().requires_grad_(True), lengths)
     assert torch.equal(s, s2) and torch.equal(h, h2.detach())
@@ -321,21 +320,21 @@ def test_no_grad_path(native):
 
 def test_auto_picks_native_only_where_it_applies(native, monkeypatch):
     x = data((10, 2, 4), F32)
-    assert BPSN(4)(x).shape == x.shape and choose(BPSN(4), x) == "native"
-    assert choose(BPSN(4), x.double()) == "native"
-    assert choose(BPSN(4), x.half()) != "native"
-    assert choose(BPSN(4, fusion="gate"), x) != "native"
-    assert choose(BPSN(4, runaway="soft_reset"), x) != "native"
-    assert choose(BPSN(4, kernel="window"), x) != "native"
-    assert choose(BPSN(4, method="chunked"), x) != "native"
-    assert choose(BPSN(4, surrogate=ATan(spiking=False)), x) != "native"
+    assert BPSN(4)(x).shape == x.shape and BPSN(4).implementation(x) == "native"
+    assert BPSN(4).implementation(x.double()) == "native"
+    assert BPSN(4).implementation(x.half()) != "native"
+    assert BPSN(4, fusion="gate").implementation(x) != "native"
+    assert BPSN(4, runaway="soft_reset").implementation(x) != "native"
+    assert BPSN(4, kernel="window").implementation(x) != "native"
+    assert BPSN(4, method="chunked").implementation(x) != "native"
+    assert BPSN(4, surrogate=ATan(spiking=False)).implementation(x) != "native"
     monkeypatch.setenv(cpu_native.ENV_SWITCH, "0")
-    assert choose(BPSN(4), x) != "native"
+    assert BPSN(4).implementation(x) != "native"
     from bpsn_ext.kernels import bpsn_cpu_ops
 
     calls = []
     monkeypatch.setattr(
-        bpsn_cpu_ops, "bpsn_native", lambda module, xx, mask: calls.append(xx) or (xx, xx)
+        bpsn_cpu_ops, "bpsn_native", lambda xx, mask, *options: calls.append(xx) or (xx, xx)
     )
     BPSN(4)(x)
     assert calls == []
@@ -375,15 +374,15 @@ def test_explicit_request_errors(monkeypatch):
 
 
 def test_auto_falls_back_to_torch_when_unavailable(monkeypatch):
-    from bpsn_ext.kernels import provider
+    from bpsn_ext.kernels import dispatch
 
     monkeypatch.setattr(cpu_native, "unavailable_reason", lambda: "no C++ compiler found")
-    monkeypatch.setattr(provider, "_fallback_warned", False)
+    monkeypatch.setattr(dispatch, "_warned", set())
     x = data((9, 2, 4), F32)
     layer = BPSN(4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert choose(layer, x) != "native"
+        assert layer.implementation(x) != "native"
         out = layer(x)
         layer(x)
     assert out.shape == x.shape

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from bpsn_ext import BPSN
+from bpsn_ext.kernels.dispatch import covers, surrogate_args  # noqa: E402
 from bpsn_ext.kernels.launch_args import channel_sums, prepare
-from bpsn_ext.kernels.provider import cupy_config  # noqa: E402
 from bpsn_ext.surrogate import S2NN, ATan, FastSigmoid, Sigmoid
 
 SOURCE = files("bpsn_ext.kernels") / "bpsn_kernels.cu"
@@ -63,14 +63,21 @@ def _scalars(a):
     ]
 
 
+def _prepare(module, x, mask):
+    """The CUDA kernel's arguments for `module` on `x`, as the dispatch lays them out."""
+    sg = surrogate_args(module.surrogate_function)
+    dim = module.resolve_channel_dim(x)
+    return prepare(x, mask, module.params(x), module.options, sg, dim)
+
+
 def run_host(lib, module, x, mask, grad_s):
     """Forward and backward through the host build; returns spikes, membrane and gradients."""
     with torch.no_grad():
-        a = prepare(module, x, mask)
+        a = _prepare(module, x, mask)
     T, M, _, C, inner = a.shape
     spikes, membrane = torch.empty(T, M), torch.empty(T, M)
     hf, hb = torch.empty(T, M), torch.empty(T, M)
-    params = (a.lam_f, a.lam_b, a.w_f, a.w_b, a.thr)
+    params = (a.decay_f, a.decay_b, a.w_f, a.w_b, a.thr)
     lib.bpsn_forward_host(
         _ptr(a.x2),
         _ptr(a.mask_u8),
@@ -168,16 +175,88 @@ def test_host_build_of_the_kernel_equals_torch(host_lib, case, layout):
         torch.testing.assert_close(value, named[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+def _host_launcher(fn):
+    """Run an entry point of the host build with the operators' (tensors, scalars)."""
+
+    def launch(tensors, scalars):
+        T, M, N, C, inner, has_mask, fire_ge, refractory, k0, sg_kind, sg_a, sg_b = scalars
+        fn(
+            *(ctypes.c_void_p(t.data_ptr()) for t in tensors),
+            *(ctypes.c_longlong(v) for v in (T, M, N, C, inner)),
+            *(ctypes.c_int(v) for v in (has_mask, fire_ge, refractory)),
+            ctypes.c_float(k0),
+            ctypes.c_int(sg_kind),
+            ctypes.c_float(sg_a),
+            ctypes.c_float(sg_b),
+        )
+
+    return launch
+
+
+@pytest.fixture
+def host_operators(host_lib, monkeypatch):
+    """The torch operators that CuPy launches on a GPU, launched by the host build on CPU."""
+    from bpsn_ext.kernels import fused_bpsn_ops
+
+    launchers = (
+        _host_launcher(host_lib.bpsn_forward_host),
+        _host_launcher(host_lib.bpsn_backward_host),
+    )
+    monkeypatch.setitem(fused_bpsn_ops.LAUNCHERS.table, "cpu", launchers)
+    return fused_bpsn_ops
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['fusion']}-{c['runaway']}")
+def test_the_cupy_operator_equals_torch(host_operators, case):
+    torch.manual_seed(0)
+    layer = randomise(BPSN(3, channel_dim=2, method="loop", **case))
+    x = torch.randn(11, 2, 3, 2, 2)
+    lengths = torch.tensor([11, 6])
+    xr, xk = x.clone().requires_grad_(), x.clone().requires_grad_()
+    s_ref, h_ref = layer.forward_with_membrane(xr, lengths)
+    spikes, membrane = host_operators.bpsn_fused(_prepare(layer, xk, lengths))
+    assert s_ref.sum() > 0 and torch.equal(spikes.reshape(x.shape), s_ref)
+    torch.testing.assert_close(membrane.reshape(x.shape), h_ref, rtol=1e-6, atol=1e-6)
+    assert not membrane.requires_grad  # the kernel differentiates the spikes only
+    g = torch.randn_like(s_ref)
+    ref = torch.autograd.grad((s_ref * g).sum(), [xr, *layer.parameters()])
+    got = torch.autograd.grad((spikes.reshape(x.shape) * g).sum(), [xk, *layer.parameters()])
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_cupy_operator_passes_opcheck(host_operators):
+    torch.manual_seed(0)
+    layer = randomise(BPSN(4, fusion="gate", method="loop"))
+    x = torch.randn(9, 2, 4, requires_grad=True)
+    a = _prepare(layer, x, torch.tensor([9, 5]))
+    c = a.cfg
+    args = (
+        a.x2,
+        a.mask_u8,
+        [a.decay_f, a.decay_b, a.w_f, a.w_b, a.thr],
+        list(a.shape),
+        [1, c["fire_ge"], c["refractory"], c["sg_kind"]],
+        [float(c["k0"]), c["sg_a"], c["sg_b"]],
+    )
+    torch.library.opcheck(host_operators.bpsn_fused_forward, args)
+
+
 def test_kernel_config_rejects_what_it_does_not_cover():
-    with pytest.raises(ValueError, match="not fusion='concat'"):
-        cupy_config(BPSN(fusion="concat"))
+    x = torch.randn(3, 2, 4)
+
+    def check(layer):
+        covers("cupy", layer.options, x, layer.surrogate_function)
+
+    with pytest.raises(ValueError, match="fused BPSN kernel covers .*not fusion='concat'"):
+        check(BPSN(fusion="concat"))
     with pytest.raises(ValueError, match="runaway='soft_reset'"):
-        cupy_config(BPSN(runaway="soft_reset"))
+        check(BPSN(runaway="soft_reset"))
     with pytest.raises(ValueError, match="surrogate"):
-        cupy_config(BPSN(surrogate=torch.sigmoid))
-    config = cupy_config(BPSN(), torch.randn(3, 2, 4))
-    assert config["sg_kind"] == 0 and config["refractory"] == 1
-    torch.testing.assert_close(config["weights"][0], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+        check(BPSN(surrogate=torch.sigmoid))
+    a = _prepare(BPSN(), x, None)
+    assert a.cfg["sg_kind"] == 0 and a.cfg["refractory"] == 1
+    torch.testing.assert_close(a.w_f, torch.tensor([1.0, 1.0, 0.0, 0.0]))
 
 
 def test_cuda_source_compiles_for_the_gpu(tmp_path):

@@ -306,11 +306,8 @@ def test_to_single_step_surrogate_arguments():
     to_single_step(net, keep_surrogate=True)
     assert net.lif1.spike_grad is kept
 
-    net = Net()  # the older spelling still works, with a warning
-    kept = net.lif1.spike_grad
-    with pytest.warns(FutureWarning, match="keep_surrogate=True"):
-        to_single_step(net, spike_grad="keep")
-    assert net.lif1.spike_grad is kept
+    with pytest.raises(ValueError, match="unknown surrogate name 'keep'"):
+        to_single_step(Net(), spike_grad="keep")  # the flag is keep_surrogate=True
     with pytest.raises(ValueError, match="either spike_grad or keep_surrogate"):
         to_single_step(Net(), spike_grad="atan", keep_surrogate=True)
 

@@ -144,7 +144,7 @@ def test_to_single_step_keeps_the_surrogate_when_asked():
     assert isinstance(net[1], SingleStepNode) and isinstance(net[3], SingleStepNode)
     assert net[1].surrogate_function is kept[0] and net[3].surrogate_function is kept[1]
     other = small_net("m")
-    with pytest.warns(FutureWarning, match="keep_surrogate=True"):
+    with pytest.raises(ValueError, match="unknown surrogate name 'keep'"):
         SingleStepNode.from_neuron(other[1], surrogate_function="keep")
     with pytest.raises(ValueError, match="either surrogate_function or keep_surrogate"):
         to_single_step(other, surrogate_function="atan", keep_surrogate=True)

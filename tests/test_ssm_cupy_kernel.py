@@ -12,15 +12,27 @@ from importlib.resources import files
 import pytest
 import torch
 
-from bpsn_ext.kernels.ssm_launch_args import make_scan_function, prepare_scan, s4d_scan
+from bpsn_ext.kernels.ssm_launch_args import prepare_scan
 from bpsn_ext.layers import S4D
+
+
+def tensors(m: S4D) -> tuple:
+    """``(A_bar, B_bar, C, D)`` of an S4D: what the fused scans take."""
+    _, A_bar, B_bar = m._discrete()
+    return A_bar, B_bar, m.C, m.D
+
+
+def scan(host_scan, m, x, state=None, mask=None):
+    return host_scan.s4d_scan(x, state, mask, tensors(m))
+
 
 SOURCE = files("bpsn_ext.kernels") / "ssm_kernels.cu"
 
 
 @pytest.fixture(scope="module")
 def host_scan(tmp_path_factory):
-    """The autograd function of the fused scan, running the host build of the kernel code."""
+    """`bpsn_ext.kernels.fused_scan_ops`, its operators launching the host build of the kernel
+    code for CPU tensors (as CuPy launches the CUDA build for CUDA tensors)."""
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler to build the kernel code for the host")
@@ -59,9 +71,13 @@ def host_scan(tmp_path_factory):
 
         return launch
 
-    return make_scan_function(
-        launcher(lib.s4d_scan_forward_host), launcher(lib.s4d_scan_backward_host)
+    from bpsn_ext.kernels import fused_scan_ops
+
+    fused_scan_ops.register_launchers(
+        "cpu", launcher(lib.s4d_scan_forward_host), launcher(lib.s4d_scan_backward_host)
     )
+    yield fused_scan_ops
+    fused_scan_ops.LAUNCHERS.table.pop("cpu")
 
 
 def randomised_s4d(H, d_state, seed):
@@ -130,7 +146,7 @@ def test_host_build_of_the_scan_equals_torch_s4d(host_scan, T, N, H, d_state, ma
 
     y_fft, st_fft, g_fft = run(lambda xg, sg: m.forward_with_state(xg, sg, mask))  # FFT form
     y_step, st_step, g_step = run(lambda xg, sg: step_reference(m, xg, sg, mask))  # recurrence
-    y, st, g_ker = run(lambda xg, sg: s4d_scan(host_scan, m, xg, sg, mask))
+    y, st, g_ker = run(lambda xg, sg: scan(host_scan, m, xg, sg, mask))
 
     for ref in (y_fft, y_step):
         torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
@@ -166,22 +182,33 @@ def test_host_scan_chunks_continue_from_the_final_state(host_scan):
     m = randomised_s4d(4, 6, seed=3)
     x = torch.randn(30, 2, 4)
     with torch.no_grad():
-        y_all, st_all = s4d_scan(host_scan, m, x)
-        y1, st1 = s4d_scan(host_scan, m, x[:11])
-        y2, st2 = s4d_scan(host_scan, m, x[11:], st1)
+        y_all, st_all = scan(host_scan, m, x)
+        y1, st1 = scan(host_scan, m, x[:11])
+        y2, st2 = scan(host_scan, m, x[11:], st1)
     torch.testing.assert_close(torch.cat([y1, y2]), y_all, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(st2, st_all, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_the_scan_operator_passes_opcheck(host_scan, with_state):
+    m = randomised_s4d(3, 4, seed=1)
+    x = torch.randn(7, 2, 3, requires_grad=True)
+    state = torch.randn(2, 3, 2, dtype=torch.cfloat) if with_state else None
+    a = prepare_scan(x, state, torch.tensor([7, 4]), tensors(m))
+    x0 = None if a.x0 is None else a.x0.detach().requires_grad_()
+    args = (a.u, a.mask_u8, [a.A_bar, a.B_bar, a.C, a.D], x0, True)
+    torch.library.opcheck(host_scan.s4d_scan_fused_forward, args)
+
+
 def test_prepare_refuses_what_the_scan_does_not_cover():
-    with pytest.raises(ValueError, match="causal only"):
-        prepare_scan(S4D(3, 4, bidirectional=True), torch.randn(5, 2, 3), None, None)
-    with pytest.raises(ValueError, match="float32"):
-        prepare_scan(S4D(3, 4).double(), torch.randn(5, 2, 3, dtype=torch.float64), None, None)
+    from bpsn_ext.kernels.dispatch import choose_scan
+
+    x = torch.randn(5, 2, 3)
+    with pytest.raises(RuntimeError, match="backend='cupy' runs on CUDA tensors only"):
+        choose_scan(x, bidirectional=False, dtype=torch.float32, backend="cupy")
+    assert choose_scan(x, bidirectional=False, dtype=torch.float32, backend="auto") == "torch"
     with pytest.raises(ValueError, match="reset_state"):
-        prepare_scan(
-            S4D(3, 4), torch.randn(5, 2, 3), torch.zeros(1, 3, 2, dtype=torch.cfloat), None
-        )
+        prepare_scan(x, torch.zeros(1, 3, 2, dtype=torch.cfloat), None, tensors(S4D(3, 4)))
 
 
 def test_cuda_source_compiles_for_the_gpu(tmp_path):
@@ -208,8 +235,8 @@ BLOCK_OPTIONS = {"S4DLayer": {}, "BinaryS4DLayer": {"activation": "gelu"}, "GSUL
 
 @pytest.fixture
 def fake_cupy_backend(host_scan, monkeypatch):
-    """Make the adapters believe CuPy runs: ``resolve_backend`` answers 'cupy' and
-    ``bpsn_ext.kernels.cupy_ssm`` is a stand-in running the host build."""
+    """Make the dispatch believe CuPy runs on these CPU tensors: ``bpsn_ext.kernels.cupy_ssm``
+    is a stand-in running the host build."""
     pytest.importorskip("spikingjelly.activation_based")
     import sys
     import types
@@ -218,20 +245,18 @@ def fake_cupy_backend(host_scan, monkeypatch):
 
     calls = []
 
-    def fake_scan(ssm, x, state=None, mask=None):
+    def fake_scan(x, state, mask, ssm, what):
         calls.append(x.shape)
-        return s4d_scan(host_scan, ssm, x, state, mask)
+        return host_scan.s4d_scan(x, state, mask, ssm, what)
 
     fake = types.ModuleType("bpsn_ext.kernels.cupy_ssm")
     fake.s4d_scan_cupy = fake_scan
     monkeypatch.setitem(sys.modules, "bpsn_ext.kernels.cupy_ssm", fake)
-    monkeypatch.setattr(
-        sj_layers,
-        "resolve_backend",
-        lambda requested, x: "torch" if requested == "torch" else "cupy",
-    )
+    from bpsn_ext.kernels import dispatch
     from bpsn_ext.spikingjelly import _compat
 
+    monkeypatch.setattr(dispatch, "_is_cuda", lambda x: True)
+    monkeypatch.setattr(dispatch, "cupy_available", lambda: True)
     monkeypatch.setattr(_compat, "check_backend", lambda name: name)  # no CuPy here
     return sj_layers, calls
 
@@ -291,6 +316,113 @@ def test_adapters_fall_back_or_refuse_where_the_scan_does_not_apply(fake_cupy_ba
         f64(x.double())
 
 
+# -- every face reaches the fused scan through the dispatch (the host build stands in for the
+#    Triton scan; it runs a reverse scan as the causal one on the flipped sequence) -----------
+
+
+@pytest.fixture
+def stand_in_triton_scan(host_scan, monkeypatch):
+    import sys
+    import types
+
+    from bpsn_ext.kernels import dispatch
+
+    calls = []
+
+    def s4d_scan_triton(u, mask_u8, A_bar, B_bar, C, D, x0, has_mask, reverse):
+        calls.append(reverse)
+        ssm = [A_bar, B_bar, C, D]
+        if not reverse:
+            return host_scan.s4d_scan_fused_forward(u, mask_u8, ssm, x0, has_mask)
+        m = mask_u8.flip(0) if has_mask else mask_u8
+        y, xT = host_scan.s4d_scan_fused_forward(u.flip(0), m, ssm, x0, has_mask)
+        return y.flip(0), xT
+
+    fake = types.ModuleType("bpsn_ext.kernels.triton_ssm_scan")
+    fake.s4d_scan_triton = s4d_scan_triton
+    monkeypatch.setitem(sys.modules, "bpsn_ext.kernels.triton_ssm_scan", fake)
+    monkeypatch.setattr(dispatch, "triton_available", lambda device: None)
+
+    def use(value):
+        monkeypatch.setenv("BPSN_EXT_SSM_IMPLEMENTATION", value)
+        dispatch.read_environment()
+
+    yield use, calls
+    monkeypatch.delenv("BPSN_EXT_SSM_IMPLEMENTATION", raising=False)
+    dispatch.read_environment()
+
+
+def _faces():
+    from bpsn_ext.layers import GSU, BinaryS4D
+
+    faces = {
+        "S4D": lambda: S4D(5, 6),
+        "S4D-bidirectional-lag0": lambda: S4D(5, 6, bidirectional=True),
+        "S4D-bidirectional-s4": lambda: S4D(
+            5, 6, bidirectional=True, bidirectional_convention="s4"
+        ),
+        "GSU": lambda: GSU(5, 6),
+        "BinaryS4D": lambda: BinaryS4D(5, 6, activation="gelu"),
+    }
+    if importlib.util.find_spec("spikingjelly") is not None:
+        faces["spikingjelly.S4DLayer"] = lambda: _sj().S4DLayer(5, 6, step_mode="m")
+        faces["spikingjelly.GSULayer"] = lambda: _sj().GSULayer(5, 6, step_mode="m")
+    if importlib.util.find_spec("snntorch") is not None:
+        faces["snntorch.S4DLeaky"] = lambda: _snn().S4DLeaky(5, 6)
+    return faces
+
+
+def _sj():
+    from bpsn_ext.spikingjelly import ssm_layers
+
+    return ssm_layers
+
+
+def _snn():
+    from bpsn_ext import snntorch
+
+    return snntorch
+
+
+@pytest.mark.parametrize("face", list(_faces()))
+def test_every_face_reaches_the_fused_scan(stand_in_triton_scan, face):
+    use, calls = stand_in_triton_scan
+    torch.manual_seed(0)
+    layer = _faces()[face]()
+    x = torch.randn(11, 3, 5)
+    lengths = torch.tensor([11, 7, 2])
+
+    def run():
+        xg = x.clone().requires_grad_(True)
+        y = layer(xg, mask=lengths)
+        g = torch.autograd.grad((y * torch.cos(y)).sum(), [xg, *layer.parameters()])
+        return y, g
+
+    use("torch")
+    y_ref, g_ref = run()
+    assert calls == []
+    use("triton")
+    y, g = run()
+    assert len(calls) == (2 if "bidirectional" in face else 1)
+    assert calls[-1] is ("bidirectional" in face)  # the backward half runs in reverse
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * b.abs().max().item())
+
+
+def test_a_layer_asks_for_the_triton_scan_by_name(stand_in_triton_scan):
+    from bpsn_ext.layers import GSU
+
+    _, calls = stand_in_triton_scan
+    torch.manual_seed(0)
+    layer = GSU(5, 6)
+    x = torch.randn(9, 2, 5)
+    ref = layer(x)
+    layer.ssm.scan_backend = "triton"  # no environment variable: the layer's own request
+    torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+    assert calls == [False]
+
+
 # -- on a GPU: the CuPy backend equals the torch path ------------------------------------------
 
 gpu = pytest.mark.skipif(
@@ -345,6 +477,6 @@ def test_cupy_scan_equals_forward_with_state_on_gpu():
     lengths = torch.tensor([300, 17, 0, 250], device="cuda")
     with torch.no_grad():
         y_ref, st_ref = m.forward_with_state(x, state, lengths)
-        y, st = s4d_scan_cupy(m, x, state, lengths)
+        y, st = s4d_scan_cupy(x, state, lengths, tensors(m))
     torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4 * y_ref.abs().max().item())
     torch.testing.assert_close(st, st_ref, rtol=1e-4, atol=1e-4 * st_ref.abs().max().item())

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from bpsn_ext.kernels.backends import cupy_available
+from bpsn_ext.kernels.dispatch import cupy_available
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
 
 pytest.importorskip("spikingjelly.activation_based")

@@ -448,9 +448,7 @@ def _bpsn_default(features: int) -> str:
 
 def _bpsn_method(module: nn.Module, x: torch.Tensor) -> str:
     """The method the default BPSN runs for ``x`` (``auto`` resolved: native or chunked)."""
-    from bpsn_ext.kernels.provider import choose
-
-    if choose(module, x) == "native":
+    if module.implementation(x) == "native":
         return "native"
     return "chunked" if module.method in ("auto", "native") else module.method
 

@@ -44,7 +44,15 @@ from bpsn_ext.core.checks import check_floating, check_rank
 from bpsn_ext.core.leaky_integrate import leaky_integrate
 from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
 
-__all__ = ["bpsn", "window_integrate", "refractory_gate", "KERNELS", "FUSIONS", "RUNAWAY"]
+__all__ = [
+    "bpsn",
+    "check_input",
+    "window_integrate",
+    "refractory_gate",
+    "KERNELS",
+    "FUSIONS",
+    "RUNAWAY",
+]
 
 KERNELS = ("leak", "window")
 FUSIONS = ("gate", "avg", "sum", "concat", "split")
@@ -132,14 +140,20 @@ def _fire(
     return s, h
 
 
-def _check_options(
-    x_seq: torch.Tensor, kernel: str, fusion: str, runaway: str, refractory_steps: int
-) -> None:
-    """ValueError/TypeError naming the first bad argument of `bpsn`."""
+def check_input(x_seq: torch.Tensor) -> None:
+    """TypeError/ValueError unless ``x_seq`` is a floating ``[T, N, *]`` tensor with T >= 1
+    (the one check of a BPSN input, shared by this function and every kernel)."""
     check_floating("x_seq", x_seq)
     check_rank("x_seq", x_seq, 2, "[T, N, *]")
     if x_seq.shape[0] == 0:
         raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
+
+
+def _check_options(
+    x_seq: torch.Tensor, kernel: str, fusion: str, runaway: str, refractory_steps: int
+) -> None:
+    """ValueError/TypeError naming the first bad argument of `bpsn`."""
+    check_input(x_seq)
     if kernel not in KERNELS or fusion not in FUSIONS or runaway not in RUNAWAY:
         raise ValueError(
             f"kernel/fusion/runaway must be in {KERNELS}/{FUSIONS}/{RUNAWAY}, "

@@ -7,7 +7,7 @@ same compiled kernel: the compiler sees one opaque operator instead of breaking 
 
 Shapes: ``x`` ``[T, N, *]`` contiguous, with the channels at some dimension: ``channels`` C
 and ``inner`` (the product of the dimensions after the channel one) locate them; ``mask``
-``[T, N]`` uint8 (1 = real step) or None; ``lam_f``, ``lam_b``, ``thr`` ``[C]``.
+``[T, N]`` uint8 (1 = real step) or None; ``decay_f``, ``decay_b``, ``thr`` ``[C]``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bpsn_ext.core.bpsn_options import BPSNOptions, BPSNParams, SurrogateArgs
 from bpsn_ext.core.masks import as_mask, broadcast_mask
 from bpsn_ext.kernels import cpu_native
-from bpsn_ext.kernels.provider import native_config
+from bpsn_ext.kernels.launch_args import channel_layout, per_channel
 
 __all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native"]
 
@@ -25,8 +26,8 @@ __all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native"]
 @torch.library.custom_op("bpsn_ext::bpsn_cpu_forward", mutates_args=(), device_types="cpu")
 def bpsn_cpu_forward(
     x: Tensor,
-    lam_f: Tensor,
-    lam_b: Tensor,
+    decay_f: Tensor,
+    decay_b: Tensor,
     thr: Tensor,
     mask: Tensor | None,
     channels: int,
@@ -47,8 +48,8 @@ def bpsn_cpu_forward(
     status = getattr(lib, f"bpsn_cpu_forward_{cpu_native._DTYPES[x.dtype]}")(
         x.data_ptr(),
         cpu_native._ptr(mask),
-        lam_f.data_ptr(),
-        lam_b.data_ptr(),
+        decay_f.data_ptr(),
+        decay_b.data_ptr(),
         thr.data_ptr(),
         spikes.data_ptr(),
         H.data_ptr(),
@@ -67,7 +68,7 @@ def bpsn_cpu_forward(
 
 
 @bpsn_cpu_forward.register_fake
-def _(x, lam_f, lam_b, thr, mask, channels, inner, fire_ge, refractory, sg_kind, sg_a, sg_b):
+def _(x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, sg_kind, sg_a, sg_b):
     return torch.empty_like(x), torch.empty_like(x)
 
 
@@ -76,8 +77,8 @@ def bpsn_cpu_backward(
     grad_spikes: Tensor | None,
     grad_h: Tensor | None,
     mask: Tensor | None,
-    lam_f: Tensor,
-    lam_b: Tensor,
+    decay_f: Tensor,
+    decay_b: Tensor,
     thr: Tensor,
     H: Tensor,
     channels: int,
@@ -88,7 +89,7 @@ def bpsn_cpu_backward(
     sg_a: float,
     sg_b: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of ``x`` ``[T, N, *]`` and of ``lam_f``, ``lam_b``, ``thr`` ``[C]``."""
+    """Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``."""
     T, N = H.shape[:2]
     M = H.numel() // T
     g, g_const = grad_spikes, 0
@@ -107,8 +108,8 @@ def bpsn_cpu_backward(
         g_const,
         cpu_native._ptr(gm),
         cpu_native._ptr(mask),
-        lam_f.data_ptr(),
-        lam_b.data_ptr(),
+        decay_f.data_ptr(),
+        decay_b.data_ptr(),
         thr.data_ptr(),
         H.data_ptr(),
         grad_x.data_ptr(),
@@ -136,8 +137,8 @@ def _(
     grad_spikes,
     grad_h,
     mask,
-    lam_f,
-    lam_b,
+    decay_f,
+    decay_b,
     thr,
     H,
     channels,
@@ -157,23 +158,23 @@ def _(
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, lam_f, lam_b, thr, mask, channels, inner, fire_ge, refractory, *surrogate = inputs
-    ctx.save_for_backward(lam_f, lam_b, thr, output[1], mask)
+    x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, *surrogate = inputs
+    ctx.save_for_backward(decay_f, decay_b, thr, output[1], mask)
     ctx.ints = (channels, inner, fire_ge, refractory)
     ctx.surrogate = tuple(surrogate)
     ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_spikes, grad_h):
-    lam_f, lam_b, thr, H, mask = ctx.saved_tensors
+    decay_f, decay_b, thr, H, mask = ctx.saved_tensors
     channels, inner, fire_ge, refractory = ctx.ints
     sg_kind, sg_a, sg_b = ctx.surrogate
     grads = bpsn_cpu_backward(
         grad_spikes,
         grad_h,
         mask,
-        lam_f,
-        lam_b,
+        decay_f,
+        decay_b,
         thr,
         H,
         channels,
@@ -190,48 +191,41 @@ def _backward(ctx, grad_spikes, grad_h):
 bpsn_cpu_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
-def bpsn_native(module, x: torch.Tensor, mask: torch.Tensor | None = None):
-    """``(spikes, membrane)`` ``[T, N, *]`` of a `bpsn_ext.BPSN` ``module`` for a CPU
-    ``x``, computed by the native kernel (same values as ``module.forward_with_membrane`` on
-    the torch path; gradients flow to ``x``, the decays and the threshold).
-
-    Raises ValueError for configurations the kernel does not cover and
-    `cpu_native.NativeKernelUnavailable` when it cannot be built here.
+def bpsn_native(
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    params: BPSNParams,
+    options: BPSNOptions,
+    sg: SurrogateArgs,
+    channel_dim: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(spikes, membrane)`` ``[T, N, *]`` of a BPSN with ``options`` (leak kernel, split
+    fusion, refractory or no rule: `bpsn_ext.kernels.dispatch` checks) for a CPU ``x`` whose
+    channels are at ``channel_dim``; the same values as the torch path, gradients flowing to
+    ``x``, the decays and the threshold.  ``NativeKernelUnavailable`` when it cannot be built.
     """
-    cfg = native_config(module, x)
-    cd = module._check_channels(x)  # ValueError for a bad or ambiguous channel_dim
-    module.fusion_gate(x)  # ValueError: the split needs a channel axis with >= 2 channels
     T, N = x.shape[:2]
-    if T == 0:
-        raise ValueError("x_seq has T = 0 time steps; BPSN needs at least one")
-    C = x.shape[cd]
+    C, inner = channel_layout(x, channel_dim)
     m = as_mask(mask, T, N, x.device)
     mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
-    M = x[0].numel()
-    inner = 1
-    for size in x.shape[cd + 1 :]:
-        inner *= size
-    if N == 0 or M == 0:  # nothing to compute: the torch path handles empty batches
+    if N == 0 or x[0].numel() == 0:  # nothing to compute: the torch path handles empty batches
         raise ValueError("the native BPSN CPU kernel needs a non-empty batch")
-
-    def vec(p) -> torch.Tensor:
-        p = torch.as_tensor(p).to(x.dtype)
-        return p.reshape(1).expand(C).contiguous() if p.dim() == 0 else p.contiguous()
-
-    lam_f, lam_b, thr = vec(module.decay_f), vec(module.decay_b), vec(module.v_threshold)
+    decay_f, decay_b, thr = (
+        per_channel(p, C, x.dtype) for p in (params.decay_f, params.decay_b, params.v_threshold)
+    )
     spikes, H = bpsn_cpu_forward(
         x.contiguous(),
-        lam_f,
-        lam_b,
+        decay_f,
+        decay_b,
         thr,
         mask_u8,
         C,
         inner,
-        cfg["fire_ge"],
-        cfg["refractory"],
-        cfg["sg_kind"],
-        cfg["sg_a"],
-        cfg["sg_b"],
+        int(sg.fire_ge),
+        options.refractory,
+        sg.kind,
+        sg.a,
+        sg.b,
     )
     if m is None:
         return spikes, H

@@ -75,7 +75,15 @@ class NativeKernelUnavailable(RuntimeError):
     """The native CPU kernel cannot be built or loaded here (message says why)."""
 
 
-@torch.compiler.assume_constant_result  # torch.compile evaluates it once, as a constant
+def _constant_under_compile(fn):
+    """``torch.compiler.assume_constant_result(fn)``: ``torch.compile`` calls ``fn`` once and
+    uses its result as a constant.  The same marker, set without importing ``torch._dynamo``
+    (which imports Triton where it is installed, as the decorator would at import)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_under_compile
 def enabled() -> bool:
     """False when ``BPSN_EXT_CPU_KERNEL`` is 0 / off / false / no (default: enabled)."""
     value = os.environ.get(ENV_SWITCH, "1").strip().lower()
@@ -334,7 +342,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-@torch.compiler.assume_constant_result  # torch.compile evaluates it once, as a constant
+@_constant_under_compile
 def load_problem() -> str | None:
     """``unavailable_reason()`` in a form ``torch.compile`` does not trace into."""
     return unavailable_reason()

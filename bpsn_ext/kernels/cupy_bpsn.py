@@ -1,4 +1,7 @@
-"""CuPy provider of the BPSN op: the fused kernels of ``bpsn_kernels.cu``.
+"""CuPy provider of the BPSN op: launches the fused kernels of ``bpsn_kernels.cu``.
+
+Importing it registers CuPy as the ``"cuda"`` launcher of the torch operators of
+`bpsn_ext.kernels.fused_bpsn_ops` (imported only for CUDA tensors).
 
 Compiled once per device with NVRTC (no fused multiply-add, so the arithmetic follows the torch
 reference's rounding), launched on torch's current CUDA stream, outputs allocated by torch.
@@ -16,7 +19,9 @@ import cupy
 import numpy as np
 import torch
 
-from bpsn_ext.kernels.launch_args import channel_sums, prepare
+from bpsn_ext.core.bpsn_options import BPSNOptions, BPSNParams, SurrogateArgs
+from bpsn_ext.kernels.fused_bpsn_ops import bpsn_fused, register_launchers
+from bpsn_ext.kernels.launch_args import prepare
 
 __all__ = ["bpsn_cupy"]
 
@@ -44,86 +49,44 @@ def _arr(t: torch.Tensor) -> cupy.ndarray:
     return cupy.asarray(t)
 
 
-def _launch(kernel, M: int, device_index: int, tensors: tuple, scalars: tuple) -> None:
+def _launch(name: str, tensors: tuple, scalars: tuple) -> None:
+    """Run ``bpsn_forward<...>`` or ``bpsn_backward<...>`` on torch's current CUDA stream."""
+    backward = name == "bpsn_backward"
+    x = tensors[1] if backward else tensors[0]  # the backward pass starts with grad_spikes
+    types = f"{_TYPES[x.dtype]}, {_TYPES[tensors[0].dtype]}" if backward else _TYPES[x.dtype]
+    device_index = x.device.index
+    kernel = _module(device_index).get_function(f"{name}<{types}>")
     stream = torch.cuda.current_stream(device_index).cuda_stream
-    with cupy.cuda.Device(device_index), cupy.cuda.ExternalStream(stream):
-        kernel((math.ceil(M / _BLOCK),), (_BLOCK,), tuple(_arr(t) for t in tensors) + scalars)
-
-
-def _scalars(shape: tuple, has_mask: bool, cfg: dict) -> tuple:
-    T, M, N, C, inner = shape
-    return (
-        np.int64(T),
-        np.int64(M),
-        np.int64(N),
-        np.int64(C),
-        np.int64(inner),
-        np.int32(has_mask),
-        np.int32(cfg["fire_ge"]),
-        np.int32(cfg["refractory"]),
-        np.float32(cfg["k0"]),
-        np.int32(cfg["sg_kind"]),
-        np.float32(cfg["sg_a"]),
-        np.float32(cfg["sg_b"]),
+    T, M, N, C, inner, has_mask, fire_ge, refractory, k0, sg_kind, sg_a, sg_b = scalars
+    args = tuple(_arr(t) for t in tensors) + (
+        *(np.int64(v) for v in (T, M, N, C, inner)),
+        *(np.int32(v) for v in (has_mask, fire_ge, refractory)),
+        np.float32(k0),
+        np.int32(sg_kind),
+        np.float32(sg_a),
+        np.float32(sg_b),
     )
+    with cupy.cuda.Device(device_index), cupy.cuda.ExternalStream(stream):
+        kernel((math.ceil(M / _BLOCK),), (_BLOCK,), args)
 
 
-class _BPSNFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x2, mask_u8, lam_f, lam_b, w_f, w_b, thr, shape, has_mask, cfg):
-        T, M = shape[0], shape[1]
-        dev = x2.device.index
-        spikes, membrane = torch.empty_like(x2), torch.empty_like(x2)
-        hf = torch.empty(T, M, device=x2.device, dtype=torch.float32)
-        hb = torch.empty_like(hf)
-        kernel = _module(dev).get_function(f"bpsn_forward<{_TYPES[x2.dtype]}>")
-        tensors = (x2, mask_u8, lam_f, lam_b, w_f, w_b, thr, spikes, membrane, hf, hb)
-        _launch(kernel, M, dev, tensors, _scalars(shape, has_mask, cfg))
-        ctx.save_for_backward(x2, mask_u8, lam_f, lam_b, w_f, w_b, thr, membrane, hf, hb)
-        ctx.shape, ctx.has_mask, ctx.cfg = shape, has_mask, cfg
-        ctx.mark_non_differentiable(membrane)
-        return spikes, membrane
-
-    @staticmethod
-    def backward(ctx, grad_spikes, _grad_membrane):
-        x2, mask_u8, lam_f, lam_b, w_f, w_b, thr, membrane, hf, hb = ctx.saved_tensors
-        _T, M, _N, C, inner = ctx.shape
-        dev = x2.device.index
-        g = grad_spikes.contiguous()
-        if g.dtype not in _TYPES:
-            g = g.float()
-        delta, acc = torch.empty_like(hf), torch.empty_like(hf)
-        grad_x = torch.empty_like(x2)
-        partial = [torch.empty(M, device=x2.device, dtype=torch.float32) for _ in range(5)]
-        kernel = _module(dev).get_function(f"bpsn_backward<{_TYPES[x2.dtype]}, {_TYPES[g.dtype]}>")
-        tensors = (
-            g,
-            x2,
-            mask_u8,
-            lam_f,
-            lam_b,
-            w_f,
-            w_b,
-            thr,
-            membrane,
-            hf,
-            hb,
-            delta,
-            acc,
-            grad_x,
-            *partial,
-        )
-        _launch(kernel, M, dev, tensors, _scalars(ctx.shape, ctx.has_mask, ctx.cfg))
-        g_lf, g_lb, g_wf, g_wb, g_th = (channel_sums(p, C, inner) for p in partial)
-        return grad_x, None, g_lf, g_lb, g_wf, g_wb, g_th, None, None, None
+register_launchers(
+    "cuda",
+    lambda tensors, scalars: _launch("bpsn_forward", tensors, scalars),
+    lambda tensors, scalars: _launch("bpsn_backward", tensors, scalars),
+)
 
 
-def bpsn_cupy(module, x: torch.Tensor, mask: torch.Tensor | None):
-    """``(spikes, membrane)`` of a `bpsn_ext.BPSN` ``module`` for CUDA ``x`` [T, N, *]."""
+def bpsn_cupy(
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    params: BPSNParams,
+    options: BPSNOptions,
+    sg: SurrogateArgs,
+    channel_dim: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(spikes, membrane)`` of a BPSN with ``options`` for CUDA ``x`` [T, N, *]."""
     if x.dtype not in _TYPES:
         raise TypeError(f"the cupy BPSN kernel takes float32, float16 or bfloat16, got {x.dtype}")
-    a = prepare(module, x, mask)
-    spikes, membrane = _BPSNFunction.apply(
-        a.x2, a.mask_u8, a.lam_f, a.lam_b, a.w_f, a.w_b, a.thr, a.shape, a.has_mask, a.cfg
-    )
+    spikes, membrane = bpsn_fused(prepare(x, mask, params, options, sg, channel_dim))
     return spikes.reshape(x.shape), membrane.reshape(x.shape)

@@ -2,8 +2,8 @@
 
 Compiled once per device with NVRTC (no fused multiply-add, as the host build the tests check
 against the torch S4D), launched on torch's current CUDA stream, outputs allocated by torch.
-Causal S4D, float32 parameters and input; the autograd function and the torch-side
-discretisation and reductions are in `bpsn_ext.kernels.ssm_launch_args`.
+Causal S4D, float32 parameters and input.  Importing it registers CuPy as the ``"cuda"``
+launcher of the torch operators of `bpsn_ext.kernels.fused_scan_ops`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import cupy
 import numpy as np
 import torch
 
-from bpsn_ext.kernels.ssm_launch_args import make_scan_function, s4d_scan
+from bpsn_ext.kernels.fused_scan_ops import register_launchers, s4d_scan
 
 __all__ = ["s4d_scan_cupy"]
 
@@ -55,14 +55,19 @@ def _launcher(name: str):
     return launch
 
 
-_S4DScanCupy = make_scan_function(_launcher("s4d_scan_forward"), _launcher("s4d_scan_backward"))
+register_launchers("cuda", _launcher("s4d_scan_forward"), _launcher("s4d_scan_backward"))
 
 
 def s4d_scan_cupy(
-    ssm, x: torch.Tensor, state: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    x: torch.Tensor,
+    state: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    ssm: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    what: str = "S4D",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(y, new_state)`` of the causal S4D ``ssm`` for CUDA ``x`` ``[T, N, H]``: the numbers of
-    ``ssm.forward_with_state(x, state, mask)``, computed by the fused scan."""
+    """``(y, new_state)`` of a causal S4D (``ssm`` = ``(A_bar, B_bar, C, D)``) for CUDA ``x``
+    ``[T, N, H]``: the numbers of ``S4D.forward_with_state(x, state, mask)``, computed by the
+    fused scan."""
     if x.device.type != "cuda":
         raise RuntimeError(f"the cupy S4D scan runs on CUDA tensors only, got {x.device}")
-    return s4d_scan(_S4DScanCupy, ssm, x, state, mask)
+    return s4d_scan(x, state, mask, ssm, what)

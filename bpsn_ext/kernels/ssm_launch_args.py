@@ -1,9 +1,9 @@
-"""Arguments of the fused S4D scan kernels, prepared in plain torch (no CuPy import).
+"""Arguments of the fused S4D scans, prepared in plain torch (no CuPy or Triton import).
 
-Shared by the CuPy provider and by the test that runs the same kernel code compiled as host
-C++, so both see exactly the same layout and parameters.  The ZOH discretisation happens here,
-in torch, so autograd chains the kernel's gradients w.r.t. ``A_bar``/``B_bar``/``C``/``D`` back
-to ``log_dt``, ``log_A_real``, ``A_imag``, ``C`` and ``D``.
+Shared by the CuPy and Triton scans and by the test that runs the CUDA kernel code compiled as
+host C++, so all see exactly the same layout.  The layer discretises (ZOH) in torch and passes
+``A_bar``/``B_bar``/``C``/``D``, so autograd chains the kernel's gradients back to ``log_dt``,
+``log_A_real``, ``A_imag``, ``C`` and ``D``; no kernel sees the layer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from bpsn_ext.core.diagonal_ssm import check_sequence, check_state, complex_dtype
 from bpsn_ext.core.masks import as_mask
 
-__all__ = ["ScanArgs", "prepare_scan", "unsupported_reason", "make_scan_function", "s4d_scan"]
+__all__ = ["ScanArgs", "prepare_scan"]
 
 
 @dataclass
@@ -31,135 +31,47 @@ class ScanArgs:
     shape: tuple[int, int, int, int]  # T, N, H, P
 
 
-def unsupported_reason(ssm, x: torch.Tensor) -> str | None:
-    """Why the fused scan cannot run this S4D on ``x`` (None when it can)."""
-    if ssm.bidirectional:
-        return "the fused S4D scan is causal only; bidirectional S4D runs the torch FFT form"
-    if ssm.D.dtype != torch.float32:
-        return f"the fused S4D scan takes float32 parameters, got {ssm.D.dtype}"
-    return None
-
-
 def prepare_scan(
-    ssm, x: torch.Tensor, state: torch.Tensor | None, mask: torch.Tensor | None
+    x: torch.Tensor,
+    state: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    ssm: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    what: str = "S4D",
 ) -> ScanArgs:
-    """Validate ``x`` ``[T, N, H]`` for the causal `bpsn_ext.layers.S4D` ``ssm`` and lay
-    out the kernel's inputs (discretised in torch)."""
-    reason = unsupported_reason(ssm, x)
-    if reason is not None:
-        raise ValueError(reason)
-    check_sequence(type(ssm).__name__, x, ssm.d_model, ssm.D.dtype)
-    T, N, H = x.shape
-    P = ssm.d_state // 2
+    """Validate ``x`` ``[T, N, H]`` and lay out the fused scan's inputs.
+
+    Args:
+        x: the input ``[T, N, H]`` (float32).
+        state: the carried state, complex ``[N, H, P]``, or None (zero).
+        mask: bool ``[T, N]`` or lengths ``[N]``, or None.
+        ssm: ``(A_bar, B_bar, C, D)``: the discretised (ZOH) eigenvalues and input
+            weights, complex ``[H, P]``, the output weights ``[H, P, 2]`` (real view of
+            complex) and the skip ``[H]``; discretised by the layer, in torch, so autograd
+            chains the kernel's gradients back to the layer's parameters.
+        what: the layer's name, for error messages.
+    """
+    A_bar, B_bar, C, D = ssm
+    H, P = A_bar.shape
+    check_sequence(what, x, H, D.dtype)
+    T, N, _ = x.shape
     m = as_mask(mask, T, N, x.device)
     mask_u8 = (
         m.to(torch.uint8).contiguous()
         if m is not None
         else torch.zeros(1, device=x.device, dtype=torch.uint8)
     )
-    _, A_bar, B_bar = ssm._discrete()
     x0 = None
     if state is not None:
-        check_state(type(ssm).__name__, state, (N, H, P), complex_dtype(x.dtype))
+        check_state(what, state, (N, H, P), complex_dtype(x.dtype))
         x0 = torch.view_as_real(state.contiguous())
     return ScanArgs(
         x.contiguous(),
         mask_u8,
         torch.view_as_real(A_bar.contiguous()),
         torch.view_as_real(B_bar.contiguous()),
-        ssm.C.contiguous(),
-        ssm.D.contiguous(),
+        C.contiguous(),
+        D.contiguous(),
         x0,
         m,
         (T, N, H, P),
     )
-
-
-def _dummy(ref: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(2, device=ref.device, dtype=torch.float32)
-
-
-def make_scan_function(launch_forward, launch_backward) -> type[torch.autograd.Function]:
-    """The autograd function of the fused scan around two launchers (CuPy on a GPU, ctypes on
-    the host build in the tests).  ``launch_*(tensors, scalars)`` run the kernel entry points
-    with the tensors in the order of the ``.cu`` signatures and the scalars
-    ``(T, N, H, P, has_mask, has_x0, has_gxT)``."""
-
-    class _S4DScan(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, u, mask_u8, A_bar, B_bar, C, D, x0, shape, has_mask):
-            T, N, H, P = shape
-            y = torch.empty(T, N, H, device=u.device, dtype=torch.float32)
-            xT = torch.empty(N, H, P, 2, device=u.device, dtype=torch.float32)
-            x0_t = _dummy(u) if x0 is None else x0.detach().contiguous()
-            params = [t.detach().contiguous() for t in (A_bar, B_bar, C, D)]
-            launch_forward(
-                (u, mask_u8, *params, x0_t, y, xT),
-                (T, N, H, P, int(has_mask), int(x0 is not None), 0),
-            )
-            ctx.save_for_backward(u, mask_u8, *params, x0_t)
-            ctx.shape, ctx.has_mask, ctx.has_x0 = shape, has_mask, x0 is not None
-            return y, xT
-
-        @staticmethod
-        def backward(ctx, grad_y, grad_xT):
-            u, mask_u8, A_bar, B_bar, C, D, x0_t = ctx.saved_tensors
-            T, N, H, P = ctx.shape
-            g = torch.zeros_like(u) if grad_y is None else grad_y.to(torch.float32).contiguous()
-            gxT = _dummy(u) if grad_xT is None else grad_xT.to(torch.float32).contiguous()
-            scratch = torch.empty(T, N, H, 2, device=u.device, dtype=torch.float32)
-            grad_u = torch.empty_like(u)
-            gA, gB, gC, gx0 = (
-                torch.empty(N, H, P, 2, device=u.device, dtype=torch.float32) for _ in range(4)
-            )
-            gD = torch.empty(N, H, device=u.device, dtype=torch.float32)
-            launch_backward(
-                (
-                    g,
-                    gxT,
-                    u,
-                    mask_u8,
-                    A_bar,
-                    B_bar,
-                    C,
-                    D,
-                    x0_t,
-                    scratch,
-                    grad_u,
-                    gA,
-                    gB,
-                    gC,
-                    gD,
-                    gx0,
-                ),
-                (T, N, H, P, int(ctx.has_mask), int(ctx.has_x0), int(grad_xT is not None)),
-            )
-            return (
-                grad_u,
-                None,
-                gA.sum(0),
-                gB.sum(0),
-                gC.sum(0),
-                gD.sum(0),
-                gx0 if ctx.has_x0 else None,
-                None,
-                None,
-            )
-
-    return _S4DScan
-
-
-def s4d_scan(
-    scan_function,
-    ssm,
-    x: torch.Tensor,
-    state: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(y [T, N, H], new_state complex [N, H, P])`` of the causal S4D ``ssm`` through the
-    fused scan: the numbers of ``ssm.forward_with_state(x, state, mask)``."""
-    a = prepare_scan(ssm, x, state, mask)
-    y, xT = scan_function.apply(
-        a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, a.shape, a.mask is not None
-    )
-    return y, torch.view_as_complex(xT)

@@ -105,11 +105,12 @@ class SSMBlock(Streaming, nn.Module):
         self.tied_dropout = tied_dropout
         self.dropout = make_dropout(dropout, tied_dropout)
         self.inner_dropout = make_dropout(dropout, tied_dropout)
-        self._init_state()
-
-    # -- state ---------------------------------------------------------------------------
-    def _init_state(self) -> None:
         self.ssm_state: torch.Tensor | None = None
+
+    @property
+    def bidirectional(self) -> bool:
+        """Whether the S4D also looks ahead (then there is no streaming form)."""
+        return self.ssm.bidirectional
 
     # -- subclass hook ---------------------------------------------------------------------
     def _mix(

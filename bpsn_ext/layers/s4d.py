@@ -71,11 +71,18 @@ class S4D(OptimHints, Streaming, nn.Module):
     ``_optim`` hint ``{"lr": 0.001, "weight_decay": 0.0}`` for its ``setup_optimizer``.
 
     Streaming: `step` consumes one step ``[N, H]`` and keeps the state ``x`` (complex
-    ``[N, H, P]``) in the plain attribute ``ssm_state`` (``None`` until the first step, never in
+    ``[N, H, P]``) in the attribute ``ssm_state`` (``None`` until the first step, never in
     ``state_dict``); `reset_state` clears it.
+
+    Kernel: on a whole sequence a causal layer may run the recurrent form as a fused scan
+    (Triton or CuPy) instead of the FFT form; `bpsn_ext.kernels.dispatch.choose_scan` decides,
+    from the device, the dtype, what is installed, ``BPSN_EXT_SSM_IMPLEMENTATION`` and the
+    attribute ``scan_backend``: None (no request), ``'triton'`` or ``'cupy'`` (explicit: raise
+    where they cannot run), ``'torch'`` (the FFT form) or ``'auto'`` (SpikingJelly's names).
     """
 
     ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_imag")
+    scan_backend: str | None = None
 
     def __init__(
         self,
@@ -109,12 +116,8 @@ class S4D(OptimHints, Streaming, nn.Module):
                 torch.view_as_real(torch.randn(H, P, dtype=torch.cfloat))
             )
         self.D = nn.Parameter(torch.randn(H))
-        self._init_state()
-        self._tag_optim()
-
-    # -- state (overridden by the SpikingJelly adapter to use a registered memory) -----------
-    def _init_state(self) -> None:
         self.ssm_state: State = None
+        self._tag_optim()
 
     # -- derived quantities ----------------------------------------------------------------
     @property
@@ -138,6 +141,32 @@ class S4D(OptimHints, Streaming, nn.Module):
         return K, 2.0 * vandermonde(self._C(True) * B_bar, dtA, L).real
 
     # -- parallel form ---------------------------------------------------------------------
+    def _fused_scan(
+        self, x: torch.Tensor, state: State, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(y, new_state)`` from the fused scan the dispatch chooses, or None (FFT form)."""
+        from bpsn_ext.kernels import dispatch
+
+        what = type(self).__name__
+        impl = dispatch.choose_scan(
+            x,
+            bidirectional=self.bidirectional,
+            dtype=self.D.dtype,
+            backend=self.scan_backend,
+            what=what,
+        )
+        if impl == "torch":
+            return None
+        _, A_bar, B_bar = self._discrete()
+        y, new_state = dispatch.s4d_scan(impl, x, state, mask, (A_bar, B_bar, self.C, self.D), what)
+        if not self.bidirectional:
+            return y, new_state
+        back = (A_bar, B_bar, self.C_backward, torch.zeros_like(self.D))
+        y_b, _ = dispatch.s4d_scan(impl, x, None, mask, back, what, reverse=True)
+        if self.bidirectional_convention == "s4":  # the backward kernel covers later steps only
+            y_b = torch.cat([y_b[1:], torch.zeros_like(y_b[:1])])
+        return y + y_b, None
+
     def _masked_input(
         self, x: torch.Tensor, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -154,6 +183,9 @@ class S4D(OptimHints, Streaming, nn.Module):
         ``mask``: bool ``[T, N]`` (True = real step) or integer lengths ``[N]``.  Padded steps
         enter as zeros and output zeros, so real steps never see the padding's content.
         """
+        fused = self._fused_scan(x, None, mask)
+        if fused is not None:
+            return fused[0]
         u, m = self._masked_input(x, mask)
         if self.bidirectional:
             K_f, K_b = self.kernel(u.shape[0])
@@ -172,6 +204,9 @@ class S4D(OptimHints, Streaming, nn.Module):
         equals one call on the whole sequence.  Causal layers only.
         """
         self._refuse_bidirectional("forward_with_state")
+        fused = self._fused_scan(x, state, mask)
+        if fused is not None:
+            return fused
         u, m = self._masked_input(x, mask)
         T, N, H = u.shape
         dtA, A_bar, B_bar = self._discrete()

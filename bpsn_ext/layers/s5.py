@@ -250,12 +250,8 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
             if surrogate is not None:
                 raise ValueError("surrogate only applies to activation='spike'")
             self.activation = nn.GELU() if activation == "gelu" else nn.Identity()
-        self._init_state()
-        self._tag_optim()
-
-    # -- state -----------------------------------------------------------------------------
-    def _init_state(self) -> None:
         self.ssm_state: torch.Tensor | None = None
+        self._tag_optim()
 
     # -- pieces ----------------------------------------------------------------------------
     @property

@@ -11,7 +11,7 @@ import sys
 
 from spikingjelly.activation_based import functional, layer, neuron
 
-from bpsn_ext.kernels.backends import check_backend
+from bpsn_ext.kernels.dispatch import check_backend
 
 __all__ = [
     "SJ_GENERATION",

@@ -17,32 +17,27 @@ in ``'s'``).  Bidirectional S4D layers are ``'m'`` only.
 
 ``backend``: ``'torch'``, ``'cupy'`` or ``'auto'`` (``supported_backends = ('torch', 'cupy')``,
 so SpikingJelly 0.0.0.0.14's ``functional.set_backend`` works).  ``'cupy'`` needs CuPy and CUDA
-tensors and raises a clear error otherwise.  With ``'cupy'`` (or ``'auto'`` when CuPy and a CUDA
-tensor are there) the S4D of ``S4DLayer``, ``BinaryS4DLayer`` and ``GSULayer`` runs in ``'m'``
-mode as a fused CUDA scan over time (`bpsn_ext.kernels.cupy_ssm`; causal, float32).
-Everything else runs the torch code: ``'s'`` mode, ``SpikingS5Layer`` and, under ``'auto'``,
-bidirectional or non-float32 layers (an explicit ``'cupy'`` refuses those with a clear error).
+tensors and raises a clear error otherwise.  The backend is a request to the S4D inside
+(`bpsn_ext.layers.S4D.scan_backend`), which asks `bpsn_ext.kernels.dispatch.choose_scan` for
+its whole-sequence form exactly as the plain layers and the snnTorch faces do: with ``'cupy'``
+(or ``'auto'`` on a CUDA tensor) a causal float32 S4D of ``S4DLayer``, ``BinaryS4DLayer`` and
+``GSULayer`` runs in ``'m'`` mode as a fused scan over time.  Everything else runs the torch
+code: ``'s'`` mode, ``SpikingS5Layer`` and, under ``'auto'``, bidirectional or non-float32
+layers (an explicit ``'cupy'`` refuses those with a clear error).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable
 
 import torch
 from spikingjelly.activation_based import base
 
-from bpsn_ext.kernels.backends import resolve_backend
 from bpsn_ext.layers import GSU, S4D, BinaryS4D, SpikingS5
-from bpsn_ext.layers._block import SSMBlock
 from bpsn_ext.spikingjelly._compat import BackendMixin
 
 __all__ = ["S4DLayer", "BinaryS4DLayer", "GSULayer", "SpikingS5Layer"]
 
-_log = logging.getLogger("bpsn_ext")
-_logged: set[str] = set()
-_ENV = "BPSN_EXT_CUDA_IMPLEMENTATION"
 _BIDIRECTIONAL_CUPY = (
     "backend='cupy': {}(bidirectional=True) has no fused CuPy kernel (the scan is causal); use "
     "backend='torch' or 'auto' (which runs the torch FFT form)"
@@ -67,9 +62,6 @@ class _SSMMemoryModule(BackendMixin):
         super().__init__(d_model, d_state, **options)
         self._setup(step_mode, backend, carry_state)
 
-    def _init_state(self) -> None:  # called by the core __init__, after MemoryModule.__init__
-        self.register_memory("ssm_state", None)
-
     def _setup(self, step_mode: str, backend: str, carry_state: bool) -> None:
         if not isinstance(carry_state, bool):
             raise TypeError(f"carry_state must be bool, got {type(carry_state).__name__}")
@@ -81,15 +73,15 @@ class _SSMMemoryModule(BackendMixin):
                 )
             if carry_state:
                 raise ValueError("carry_state=True needs a causal layer (bidirectional=False)")
+        self.__dict__.pop("ssm_state", None)  # the core layer's plain attribute becomes memory
+        self.register_memory("ssm_state", None)
         self.carry_state = carry_state
         self.backend = backend
         self.step_mode = step_mode
 
     def _bidirectional(self) -> bool:
-        ssm = self.__dict__.get("_modules", {}).get("ssm")
-        if ssm is not None:
-            return bool(ssm.bidirectional)
-        return bool(self.__dict__.get("bidirectional", False))
+        # False while a SpikingJelly base class sets step mode or backend before the layer exists
+        return bool(getattr(self, "bidirectional", False))
 
     def supported_step_mode(self) -> tuple[str, ...]:
         return ("m",) if self._bidirectional() else ("s", "m")
@@ -98,50 +90,9 @@ class _SSMMemoryModule(BackendMixin):
     def _refuse_backend(self, value: str) -> None:
         if value == "cupy" and self._bidirectional():
             raise ValueError(_BIDIRECTIONAL_CUPY.format(type(self).__name__))
-
-    def _scan_ssm(self) -> S4D | None:
-        """The S4D that the fused scan can replace (None for layers without one)."""
-        if isinstance(self, S4D):
-            return self
-        if isinstance(self, SSMBlock):
-            return self.ssm
-        return None
-
-    def _check_backend(self, x: torch.Tensor, multi_step: bool = False) -> bool:
-        """Whether this call runs the fused CuPy scan (else the torch code).  An explicit
-        ``'cupy'`` on a CPU tensor, a bidirectional or a non-float32 S4D raises."""
-        if resolve_backend(self._backend, x) != "cupy":
-            return False
-        ssm = self._scan_ssm()
-        if ssm is None or not multi_step:
-            what = "step_mode='s'" if ssm is not None else type(self).__name__
-            if what not in _logged:
-                _logged.add(what)
-                _log.info("bpsn_ext: no CuPy kernel for %s; running the torch code", what)
-            return False
-        explicit = self._backend == "cupy" or os.environ.get(_ENV) == "cupy"
-        if ssm.bidirectional:
-            if explicit:
-                raise ValueError(_BIDIRECTIONAL_CUPY.format(type(self).__name__))
-            return False
-        if ssm.D.dtype != torch.float32:
-            if explicit:
-                raise TypeError(
-                    f"backend='cupy': the fused S4D scan takes float32 parameters, "
-                    f"{type(self).__name__} has {ssm.D.dtype}; use backend='torch' or 'auto'"
-                )
-            return False
-        return True
-
-    def _cupy_forward(self, x, state, mask):
-        """``(y, new_state)`` of the 'm'-mode call with the S4D run by the fused CuPy scan."""
-        from bpsn_ext.kernels.cupy_ssm import s4d_scan_cupy  # CUDA only, never on CPU
-
-        if isinstance(self, S4D):
-            return s4d_scan_cupy(self, x, state, mask)
-        valid = self._prepare(x, mask)
-        out, new_state, _ = self._run(x, valid, lambda h: s4d_scan_cupy(self.ssm, h, state, valid))
-        return out, new_state
+        for module in self.modules():  # the request goes to the S4D(s) the dispatch asks
+            if isinstance(module, S4D):
+                module.scan_backend = value
 
     # -- SpikingJelly forwards -------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -166,15 +117,11 @@ class _SSMMemoryModule(BackendMixin):
     # pure functional forwards (SpikingJelly 2.0 API; states = (ssm_state,))
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x, mask = inputs[0], (inputs[1] if len(inputs) > 1 else None)
-        self._check_backend(x)
         y, state = self.step_with_state(x, states[0], mask)
         return (y,), (state,)
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
         x, mask = inputs[0], (inputs[1] if len(inputs) > 1 else None)
-        if self._check_backend(x, multi_step=True):
-            y, state = self._cupy_forward(x, states[0] if self.carry_state else None, mask)
-            return (y,), ((state,) if self.carry_state else tuple(states))
         if self.carry_state:
             y, state = self.forward_with_state(x, states[0], mask)
             return (y,), (state,)
