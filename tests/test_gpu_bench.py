@@ -8,6 +8,10 @@ one is kept unless asked.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +104,49 @@ def test_command_line_spells_flags(tmp_path, capsys):
 def test_bad_sizes_are_named(kw, message):
     with pytest.raises(ValueError, match=message):
         gpu_bench.run(device="cpu", json_path=None, verbose=False, **kw)
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+
+
+def _shim(tmp_path: Path) -> Path:
+    """An interpreter for the script: claims a CUDA device, logs the test runs, and runs the
+    script's benchmark command for real on CPU at tiny sizes (later flags win in argparse)."""
+    shim = tmp_path / "python"
+    shim.write_text(
+        "#!/usr/bin/env bash\n"
+        "if [[ $1 == -c ]]; then exit 0; fi\n"
+        "if [[ $2 == pytest ]]; then\n"
+        f'  echo "${{TRITON_INTERPRET-unset}} $*" >> {tmp_path}/calls; exit 0\n'
+        "fi\n"
+        f'exec {sys.executable} "$@" --device cpu --quick --bpsn-methods chunked '
+        "--sj-implementations --scan-providers fft\n"
+    )
+    shim.chmod(0o755)
+    return shim
+
+
+def test_gpu_check_script_runs_both_test_selections_and_the_benchmark(tmp_path):
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHON": str(_shim(tmp_path)), "GPU_CHECK_OUT": str(out),
+           "PYTHONPATH": str(SCRIPT.parents[1]), "TRITON_INTERPRET": "1"}  # fmt: skip
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    # the Triton tests run compiled on the device, not under the interpreter
+    assert [c.split()[0] for c in calls] == ["unset", "unset"]
+    assert [c.split()[-2:] for c in calls] == [["gpu", "tests"], ["triton", "tests"]]
+    assert json.loads((out / "gpu.json").read_text())["results"]["16"]["bpsn[chunked]"]
+    assert "bpsn[chunked]" in (out / "gpu.txt").read_text()
+    again = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr
+    done = subprocess.run(["bash", str(SCRIPT), "--overwrite"], env=env, capture_output=True)
+    assert done.returncode == 0
+
+
+def test_gpu_check_script_refuses_without_a_device():
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    if "has no CUDA device" not in done.stderr:
+        pytest.skip("this machine has a CUDA device")
+    assert done.returncode == 2
