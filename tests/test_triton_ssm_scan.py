@@ -177,3 +177,17 @@ def test_triton_scan_names_a_wrong_layout(scan):
         scan(a["u"], dummy, a["A_bar"], a["B_bar"], a["C"], a["D"], bad, False, False)
     with pytest.raises(ValueError, match=r"mask_u8 must be uint8 \[T=6, N=2\]"):
         scan(a["u"], dummy, a["A_bar"], a["B_bar"], a["C"], a["D"], None, True, False)
+
+
+def test_triton_scan_row_of_bench_gpu(scan):
+    """`bench gpu` times this operator (its ``scan[triton]`` row) beside the FFT form."""
+    from bpsn_ext.bench import gpu_bench
+
+    report = gpu_bench.run(
+        device=DEVICE, json_path=None, verbose=False, bpsn_methods=(), sj_implementations=(),
+        scan_providers=("triton", "fft"), lengths=(8,), batch=2, features=4, ssm_batch=2,
+        d_model=4, d_state=4, repeats=1, warmup=0,
+    )  # fmt: skip
+    row = report["results"]["8"]["scan[triton]"]
+    assert "unavailable" not in row, row
+    assert row["median_ms"] > 0 and row["over_fft"] > 0
