@@ -167,6 +167,18 @@ def test_triton_scan_passes_opcheck(scan, x0):
     torch.library.opcheck(torch.ops.bpsn_ext.ssm_scan_triton.default, args)
 
 
+def test_triton_scan_of_no_steps_passes_the_state_through(scan):
+    a = _inputs(False, True)
+    u = a["u"][:0]
+    dummy = torch.zeros(1, dtype=torch.uint8, device=DEVICE)
+    y, xT = scan(u, dummy, a["A_bar"], a["B_bar"], a["C"], a["D"], a["x0"], False, False)
+    assert y.shape == (0, N, H)
+    torch.testing.assert_close(xT, a["x0"], atol=0, rtol=0)
+    g = torch.randn_like(xT)
+    (grad_x0,) = torch.autograd.grad((xT * g).sum(), [a["x0"]])
+    torch.testing.assert_close(grad_x0, g, atol=0, rtol=0)
+
+
 def test_triton_scan_names_a_wrong_layout(scan):
     a = _inputs(False, False)
     dummy = torch.zeros(1, dtype=torch.uint8, device=DEVICE)

@@ -33,7 +33,7 @@ import triton.language as tl
 
 __all__ = ["s4d_scan_triton"]
 
-_BLOCK_J = 32  # columns (n, h) per program
+_BLOCK_J = 32  # columns (n, h) per program: one warp in the backward, two in the forward
 
 
 @triton.jit
@@ -304,11 +304,13 @@ def s4d_scan_triton(
     xT = u.new_empty(N, H, P, 2)
     if N * H == 0:
         return y, xT
+    if T == 0:  # no step: the state passes through
+        return y, (xT.zero_() if x0 is None else xT.copy_(x0))
     u, mask_u8, A_bar, B_bar, C, D = (t.contiguous() for t in (u, mask_u8, A_bar, B_bar, C, D))
     _scan_forward_kernel[_grid(N * H)](
         u, mask_u8, A_bar, B_bar, C, D, u if x0 is None else x0.contiguous(), y, xT, T, N, H, P,
         HAS_MASK=has_mask, HAS_X0=x0 is not None, REVERSE=reverse,
-        BLOCK_J=_BLOCK_J, BLOCK_P=triton.next_power_of_2(P),
+        BLOCK_J=_BLOCK_J, BLOCK_P=triton.next_power_of_2(P), num_warps=2,
     )  # fmt: skip
     return y, xT
 
@@ -342,8 +344,10 @@ def _scan_backward_op(
         _scan_backward_kernel[_grid(N * H)](
             grad_y, grad_xT, u, mask, A_bar, B_bar, C, D, u if x0 is None else x0.contiguous(),
             u.new_empty(T, N * H, 2), grad_u, partial[0], partial[1], partial[2], gD, partial[3],
-            T, N, H, P, HAS_X0=x0 is not None, REVERSE=reverse, BLOCK_J=_BLOCK_J,
+            T, N, H, P, HAS_X0=x0 is not None, REVERSE=reverse, BLOCK_J=_BLOCK_J, num_warps=1,
         )  # fmt: skip
+    if T == 0:  # no step: the state passes through
+        partial[3] = grad_xT.clone()
     gA, gB, gC = (g.sum(0) for g in partial[:3])
     return grad_u, gA, gB, gC, gD.sum(0), partial[3]
 
