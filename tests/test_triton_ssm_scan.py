@@ -15,7 +15,7 @@ import os
 import pytest
 import torch
 
-from bpsn_ext.kernels.ssm_launch_args import prepare_scan
+from bpsn_ext.core.diagonal_ssm import zoh
 from bpsn_ext.layers import S4D
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -111,17 +111,19 @@ def test_triton_scan_equals_reference(scan, mask, x0, reverse):
 
 
 def test_triton_scan_equals_s4d_forward_with_state(scan):
-    """Through the layer's own arguments (`prepare_scan`): the numbers of the FFT form."""
+    """From the layer's parameters (ZOH in torch): the numbers and gradients of its FFT form."""
     torch.manual_seed(0)
     layer = S4D(3, 4).to(DEVICE)
     with torch.no_grad():
         layer.log_dt.uniform_(math.log(0.05), math.log(0.5))
     x = torch.randn(7, 2, 3, device=DEVICE, requires_grad=True)
     state = torch.randn(2, 3, 2, dtype=torch.cfloat, device=DEVICE)
-    lengths = torch.tensor([7, 4], device=DEVICE)
-    a = prepare_scan(layer, x, state, lengths)
-    y, xT = scan(a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, True, False)
-    y_ref, state_ref = layer.forward_with_state(x, state, lengths)
+    mask = torch.arange(7, device=DEVICE)[:, None] < torch.tensor([7, 4], device=DEVICE)
+    _, A_bar, B_bar = zoh(layer.A, torch.exp(layer.log_dt)[:, None])
+    A, B = torch.view_as_real(A_bar), torch.view_as_real(B_bar)
+    m8 = mask.to(torch.uint8)
+    y, xT = scan(x, m8, A, B, layer.C, layer.D, torch.view_as_real(state), True, False)
+    y_ref, state_ref = layer.forward_with_state(x, state, mask)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.view_as_complex(xT), state_ref, atol=1e-5, rtol=1e-5)
     params = [x, layer.log_dt, layer.log_A_real, layer.A_imag, layer.C, layer.D]
@@ -137,7 +139,7 @@ def test_triton_reverse_scan_is_the_anticausal_half_of_bidirectional_s4d(scan):
     torch.manual_seed(1)
     layer = S4D(3, 4, bidirectional=True).to(DEVICE)
     x = torch.randn(9, 2, 3, device=DEVICE)
-    _, A_bar, B_bar = layer._discrete()
+    _, A_bar, B_bar = zoh(layer.A, torch.exp(layer.log_dt)[:, None])
     A, B = torch.view_as_real(A_bar), torch.view_as_real(B_bar)
     dummy = torch.zeros(1, dtype=torch.uint8, device=DEVICE)
     with torch.no_grad():

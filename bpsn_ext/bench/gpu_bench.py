@@ -92,23 +92,33 @@ def _bpsn(method: str, x: torch.Tensor) -> Pass:
     return _fwd_bwd(module, x, module.parameters())
 
 
+def _discretised(layer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(A_bar, B_bar, C, D)`` of an S4D (ZOH in torch, in the autograd graph): complex
+    ``[H, P]``, complex ``[H, P]``, ``[H, P, 2]``, ``[H]``."""
+    from bpsn_ext.core.diagonal_ssm import zoh
+
+    _, A_bar, B_bar = zoh(layer.A, torch.exp(layer.log_dt)[:, None])
+    return A_bar, B_bar, layer.C, layer.D
+
+
 def _scan(provider: str, layer, x: torch.Tensor) -> Pass:
+    """The S4D ``layer`` on ``x`` through the FFT form or a fused scan (discretisation
+    included in the pass)."""
     if provider == "fft":
         forward = layer
     elif provider == "cupy":
         from bpsn_ext.kernels.cupy_ssm import s4d_scan_cupy
 
         def forward(v):
-            return s4d_scan_cupy(layer, v)[0]
+            return s4d_scan_cupy(v, None, None, _discretised(layer))[0]
     else:
-        from bpsn_ext.kernels.ssm_launch_args import prepare_scan
         from bpsn_ext.kernels.triton_ssm_scan import s4d_scan_triton
 
         def forward(v):
-            a = prepare_scan(layer, v, None, None)
-            return s4d_scan_triton(a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, False, False)[
-                0
-            ]
+            A_bar, B_bar, C, D = _discretised(layer)
+            A_bar, B_bar = torch.view_as_real(A_bar), torch.view_as_real(B_bar)
+            no_mask = torch.zeros(1, dtype=torch.uint8, device=v.device)
+            return s4d_scan_triton(v, no_mask, A_bar, B_bar, C, D, None, False, False)[0]
 
     return _fwd_bwd(forward, x, layer.parameters())
 
