@@ -7,7 +7,8 @@ Rows (all forward+backward: the output's ``backward`` with a fixed random gradie
 * ``bpsn[<method>]``: ``bpsn_ext.BPSN(features, method=<method>)`` on ``[T, batch, features]``
   for each name in ``bpsn_methods`` (default ``triton``, ``cupy`` and ``chunked``, the torch
   path); the names are passed as given, so a method this BPSN does not know shows as
-  unavailable, with BPSN's own message;
+  unavailable, with BPSN's own message.  ``cupy`` is asked for as SpikingJelly users do:
+  ``bpsn_ext.spikingjelly.BPSNNode(features, step_mode='m', backend='cupy')``;
 * ``sj_lif[<impl>]``: SpikingJelly 2.0 ``neuron.LIFNode(tau=2.0, step_mode='m',
   surrogate_function=ATan())`` with ``SJ_LIF_CUDA_IMPLEMENTATION=<impl>`` (``cuda``,
   ``triton``).  SpikingJelly reads the variable once, when it is imported, so every
@@ -86,10 +87,24 @@ def _floor(x: torch.Tensor) -> Pass:
 
 
 def _bpsn(method: str, x: torch.Tensor) -> Pass:
-    from bpsn_ext import BPSN
+    """``BPSN(features, method=method)``; ``"cupy"``: the SpikingJelly face with
+    ``backend="cupy"``, the way the CuPy kernel is asked for."""
+    if method != "cupy":
+        from bpsn_ext import BPSN
 
-    module = BPSN(x.shape[-1], method=method).to(x.device)
-    return _fwd_bwd(module, x, module.parameters())
+        module = BPSN(x.shape[-1], method=method).to(x.device)
+        return _fwd_bwd(module, x, module.parameters())
+    from spikingjelly.activation_based import functional
+
+    from bpsn_ext.spikingjelly import BPSNNode
+
+    node = BPSNNode(x.shape[-1], step_mode="m", backend="cupy").to(x.device)
+
+    def forward(v: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(node)
+        return node(v)
+
+    return _fwd_bwd(forward, x, node.parameters())
 
 
 def _discretised(layer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
