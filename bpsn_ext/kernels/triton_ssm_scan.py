@@ -310,7 +310,7 @@ def s4d_scan_triton(
     _scan_forward_kernel[_grid(N * H)](
         u, mask_u8, A_bar, B_bar, C, D, u if x0 is None else x0.contiguous(), y, xT, T, N, H, P,
         HAS_MASK=has_mask, HAS_X0=x0 is not None, REVERSE=reverse,
-        BLOCK_J=_BLOCK_J, BLOCK_P=triton.next_power_of_2(P), num_warps=2,
+        BLOCK_J=_BLOCK_J, BLOCK_P=triton.next_power_of_2(P), num_warps=2, enable_fp_fusion=False,
     )  # fmt: skip
     return y, xT
 
@@ -345,6 +345,7 @@ def _scan_backward_op(
             grad_y, grad_xT, u, mask, A_bar, B_bar, C, D, u if x0 is None else x0.contiguous(),
             u.new_empty(T, N * H, 2), grad_u, partial[0], partial[1], partial[2], gD, partial[3],
             T, N, H, P, HAS_X0=x0 is not None, REVERSE=reverse, BLOCK_J=_BLOCK_J, num_warps=1,
+            enable_fp_fusion=False,
         )  # fmt: skip
     if T == 0:  # no step: the state passes through
         partial[3] = grad_xT.clone()

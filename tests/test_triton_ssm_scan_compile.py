@@ -1,0 +1,70 @@
+"""The Triton SSM scan's kernels compile for a GPU (sm_90) without one: Triton's compiler and
+the ``ptxas`` its wheel ships run on any machine, so this checks the very code path a GPU user
+takes up to the binary (the interpreter tests check the numbers).  Skipped without ``triton``
+and under ``TRITON_INTERPRET=1`` (where ``triton.jit`` gives interpreted functions instead).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") == "1",
+    reason="under TRITON_INTERPRET=1 the kernels are interpreted, not compiled",
+)
+
+
+def _signature(kernel, constexprs: dict) -> dict:
+    """Pointers ``*fp32`` (the mask ``*u8``), the sizes ``i32`` unless given as constants."""
+    sig = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = "*u8" if name == "mask_ptr" else "*fp32"
+        else:
+            sig[name] = "i32"
+    return sig
+
+
+@pytest.mark.parametrize(
+    ("which", "constexprs"),
+    [
+        ("forward", {"HAS_MASK": False, "HAS_X0": False, "REVERSE": False, "BLOCK_P": 16}),
+        ("forward", {"HAS_MASK": True, "HAS_X0": True, "REVERSE": True, "BLOCK_P": 32}),
+        # sizes of 1 arrive as constants (Triton specialises them)
+        (
+            "forward",
+            {
+                "HAS_MASK": True,
+                "HAS_X0": False,
+                "REVERSE": True,
+                "BLOCK_P": 1,
+                "N": 1,
+                "H": 1,
+                "P": 1,
+                "T": 1,
+            },
+        ),  # fmt: skip
+        ("backward", {"HAS_X0": False, "REVERSE": False}),
+        ("backward", {"HAS_X0": True, "REVERSE": True, "N": 1, "P": 1, "T": 1}),
+    ],
+)
+def test_triton_scan_kernels_compile_for_sm90(which, constexprs):
+    triton = pytest.importorskip("triton", reason="triton is not installed")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from bpsn_ext.kernels import triton_ssm_scan
+
+    kernel = getattr(triton_ssm_scan, f"_scan_{which}_kernel")
+    constexprs = {**constexprs, "BLOCK_J": triton_ssm_scan._BLOCK_J}
+    source = ASTSource(kernel, _signature(kernel, constexprs), constexprs=constexprs)
+    warps = 2 if which == "forward" else 1
+    compiled = triton.compile(
+        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps}
+    )
+    assert len(compiled.asm["cubin"]) > 0
+    assert f".visible .entry _scan_{which}_kernel" in compiled.asm["ptx"]
