@@ -10,30 +10,21 @@ written from its equations in complex torch (autograd gives its gradients):
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
 
 from bpsn_ext.core.diagonal_ssm import zoh
 from bpsn_ext.layers import S4D
+from tests.triton_device import DEVICE, needs_triton_device, triton_operator
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-DEVICE = "cpu" if INTERPRET or not torch.cuda.is_available() else "cuda"
-pytestmark = pytest.mark.skipif(
-    not INTERPRET and not torch.cuda.is_available(),
-    reason="Triton kernels need a CUDA device or Triton's interpreter (set TRITON_INTERPRET=1 "
-    "to run them on CPU tensors)",
-)
+pytestmark = needs_triton_device
 T, N, H, P = 6, 2, 3, 2
 
 
 @pytest.fixture(scope="module")
 def scan():
-    pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
-    from bpsn_ext.kernels.triton_ssm_scan import s4d_scan_triton
-
-    return s4d_scan_triton
+    return triton_operator("bpsn_ext.kernels.triton_ssm_scan", "s4d_scan_triton")
 
 
 def _inputs(mask: bool, x0: bool, seed: int = 0) -> dict:

@@ -37,7 +37,7 @@ _BLOCK_J = 32  # columns (n, h) per program: one warp in the backward, two in th
 
 
 @triton.jit
-def _load_pair(ptr, offset, mask):
+def load_pair(ptr, offset, mask):
     """The (re, im) halves of an interleaved complex array at ``offset``."""
     return tl.load(ptr + offset, mask=mask, other=0.0), tl.load(
         ptr + offset + 1, mask=mask, other=0.0
@@ -45,7 +45,7 @@ def _load_pair(ptr, offset, mask):
 
 
 @triton.jit
-def _step_index(i, T, REVERSE: tl.constexpr):
+def step_index(i, T, REVERSE: tl.constexpr):
     t = i
     if REVERSE:
         t = T - 1 - i
@@ -81,9 +81,9 @@ def _scan_forward_kernel(
     p = tl.arange(0, BLOCK_P)
     tile = jm[:, None] & (p < P)[None, :]
     par = (h[:, None] * P + p[None, :]) * 2  # [H, P, 2] parameters
-    ar, ai = _load_pair(a_ptr, par, tile)
-    br, bi = _load_pair(b_ptr, par, tile)
-    cr, ci = _load_pair(c_ptr, par, tile)
+    ar, ai = load_pair(a_ptr, par, tile)
+    br, bi = load_pair(b_ptr, par, tile)
+    cr, ci = load_pair(c_ptr, par, tile)
     d = tl.load(d_ptr + h, mask=jm, other=0.0)
     st = (j[:, None] * P + p[None, :]) * 2  # [M, P, 2] states
     xr = tl.zeros([BLOCK_J, BLOCK_P], dtype=tl.float32)
@@ -92,7 +92,7 @@ def _scan_forward_kernel(
         xr = tl.load(x0_ptr + st, mask=tile, other=0.0)
         xi = tl.load(x0_ptr + st + 1, mask=tile, other=0.0)
     for i in range(T):
-        t = _step_index(i, T, REVERSE)
+        t = step_index(i, T, REVERSE)
         row = t * M
         uv = tl.load(u_ptr + row + j, mask=jm, other=0.0)
         m = tl.full([BLOCK_J], 1.0, tl.float32)
@@ -138,7 +138,7 @@ def _recompute_mode(
         xr = tl.load(x0_ptr + st, mask=jm, other=0.0)
         xi = tl.load(x0_ptr + st + 1, mask=jm, other=0.0)
     for i in range(T):
-        t = _step_index(i, T, REVERSE)
+        t = step_index(i, T, REVERSE)
         sc = (i * M + j) * 2
         tl.store(scratch_ptr + sc, xr, mask=jm)
         tl.store(scratch_ptr + sc + 1, xi, mask=jm)
@@ -165,7 +165,7 @@ def _adjoint_mode(
     sCi = tl.zeros([BLOCK_J], dtype=tl.float32)
     for k in range(T):
         i = T - 1 - k
-        t = _step_index(i, T, REVERSE)
+        t = step_index(i, T, REVERSE)
         row = t * M
         sc = (i * M + j) * 2
         m = tl.load(mask_ptr + t * N + n, mask=jm, other=0).to(tl.float32)
@@ -190,7 +190,7 @@ def _adjoint_mode(
 
 
 @triton.jit
-def _store_pair(ptr, st, re, im, jm):
+def store_pair(ptr, st, re, im, jm):
     tl.store(ptr + st, re, mask=jm)
     tl.store(ptr + st + 1, im, mask=jm)
 
@@ -211,9 +211,9 @@ def _scan_backward_kernel(
     for p in range(P):
         par = (h * P + p) * 2
         st = (j * P + p) * 2
-        ar, ai = _load_pair(a_ptr, par, jm)
-        br, bi = _load_pair(b_ptr, par, jm)
-        cr, ci = _load_pair(c_ptr, par, jm)
+        ar, ai = load_pair(a_ptr, par, jm)
+        br, bi = load_pair(b_ptr, par, jm)
+        cr, ci = load_pair(c_ptr, par, jm)
         _recompute_mode(u_ptr, mask_ptr, x0_ptr, scratch_ptr, ar, ai, br, bi, st, T, N, M, n, j,
                         jm, HAS_X0, REVERSE, BLOCK_J)  # fmt: skip
         tl.debug_barrier()
@@ -223,10 +223,10 @@ def _scan_backward_kernel(
             gy_ptr, u_ptr, mask_ptr, scratch_ptr, gu_ptr, ar, ai, br, bi, cr, ci, lr, li, T, N,
             M, n, j, jm, REVERSE, BLOCK_J,
         )  # fmt: skip
-        _store_pair(gA_ptr, st, sAr, sAi, jm)
-        _store_pair(gB_ptr, st, sBr, sBi, jm)
-        _store_pair(gC_ptr, st, sCr, sCi, jm)
-        _store_pair(gx0_ptr, st, lr, li, jm)  # dL/dx0 = conj(A_bar) lam_0
+        store_pair(gA_ptr, st, sAr, sAi, jm)
+        store_pair(gB_ptr, st, sBr, sBi, jm)
+        store_pair(gC_ptr, st, sCr, sCi, jm)
+        store_pair(gx0_ptr, st, lr, li, jm)  # dL/dx0 = conj(A_bar) lam_0
         tl.debug_barrier()
 
 
