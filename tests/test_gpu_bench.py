@@ -35,6 +35,7 @@ def test_cpu_smoke_measures_what_runs_and_names_what_cannot(tmp_path):
         assert bpsn["median_ms"] > 0 and bpsn["peak_memory_bytes"] > 0
         assert bpsn["over_floor"] == pytest.approx(bpsn["median_ms"] / rows["floor"]["median_ms"])
         assert rows["scan[fft]"]["over_fft"] == 1.0
+        assert rows["s5[torch]"]["over_torch"] == 1.0 and "over_floor" not in rows["s5[torch]"]
         # no CuPy on CPU: a reason, never a crash
         assert rows["scan[cupy]"]["unavailable"].startswith("unavailable: ")
         assert "median_ms" not in rows["scan[cupy]"]

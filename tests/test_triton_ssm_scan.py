@@ -184,15 +184,17 @@ def test_triton_scan_names_a_wrong_layout(scan):
         scan(a["u"], dummy, a["A_bar"], a["B_bar"], a["C"], a["D"], None, True, False)
 
 
-def test_triton_scan_row_of_bench_gpu(scan):
-    """`bench gpu` times this operator (its ``scan[triton]`` row) beside the FFT form."""
+def test_triton_scan_rows_of_bench_gpu(scan):
+    """`bench gpu` times the Triton scans (rows ``scan[triton]``, ``s5[triton]``) beside the
+    FFT form and torch's associative scan."""
     from bpsn_ext.bench import gpu_bench
 
     report = gpu_bench.run(
         device=DEVICE, json_path=None, verbose=False, bpsn_methods=(), sj_implementations=(),
-        scan_providers=("triton", "fft"), lengths=(8,), batch=2, features=4, ssm_batch=2,
-        d_model=4, d_state=4, repeats=1, warmup=0,
+        scan_providers=("triton", "fft"), s5_providers=("triton", "torch"), lengths=(8,),
+        batch=2, features=4, ssm_batch=2, d_model=4, d_state=4, repeats=1, warmup=0,
     )  # fmt: skip
-    row = report["results"]["8"]["scan[triton]"]
-    assert "unavailable" not in row, row
-    assert row["median_ms"] > 0 and row["over_fft"] > 0
+    rows = report["results"]["8"]
+    for key, ratio in (("scan[triton]", "over_fft"), ("s5[triton]", "over_torch")):
+        assert "unavailable" not in rows[key], rows[key]
+        assert rows[key]["median_ms"] > 0 and rows[key][ratio] > 0

@@ -18,7 +18,10 @@ Rows (all forward+backward: the output's ``backward`` with a fixed random gradie
   input's, plus the membrane the backward reads); ``over_floor`` is a row's time over it;
 * ``scan[<provider>]``: one causal ``bpsn_ext.layers.S4D(d_model, d_state)`` on
   ``[T, ssm_batch, d_model]``: the fused scan through Triton (``triton``) or CuPy (``cupy``),
-  discretisation included, against the layer's FFT form (``fft``); ``over_fft`` is the ratio.
+  discretisation included, against the layer's FFT form (``fft``); ``over_fft`` is the ratio;
+* ``s5[<provider>]``: the complex diagonal scan of S5 (all states of ``x_t = A_bar x_t-1 +
+  b_t``, ``[T, ssm_batch, d_state]`` complex) through Triton (``triton``) against torch's
+  associative scan (``torch``, `bpsn_ext.core.diagonal_ssm.diagonal_scan`); ``over_torch``.
 
 A row that cannot run here (no CUDA device, no ``triton`` / ``cupy``, a method the module
 lacks) is reported as ``unavailable: <reason>``, never an error.  The rows of one T are timed
@@ -48,6 +51,8 @@ DEFAULT_JSON = measure.DefaultJson(os.path.join("benchmarks", "results", "gpu.js
 BPSN_METHODS = ("triton", "cupy", "chunked")
 SJ_IMPLEMENTATIONS = ("cuda", "triton")
 SCAN_PROVIDERS = ("triton", "cupy", "fft")
+S5_PROVIDERS = ("triton", "torch")
+RATIOS = {"scan": "over_fft", "s5": "over_torch"}  # the other rows: over the floor
 SJ_VARIABLE = "SJ_LIF_CUDA_IMPLEMENTATION"
 QUICK = {"lengths": (16, 32), "batch": 2, "features": 8, "ssm_batch": 2, "d_model": 4,
          "d_state": 4, "repeats": 1, "warmup": 0}  # fmt: skip
@@ -138,6 +143,29 @@ def _scan(provider: str, layer, x: torch.Tensor) -> Pass:
     return _fwd_bwd(forward, x, layer.parameters())
 
 
+def _s5(provider: str, T: int, config: dict, dev: torch.device) -> Pass:
+    """All states of ``x_t = A_bar x_t-1 + b_t``, ``b`` ``[T, ssm_batch, d_state]`` complex
+    (as its real view, the pass's leaf), through Triton or torch's associative scan."""
+    from bpsn_ext.core.diagonal_ssm import diagonal_scan
+
+    P, gen = config["d_state"], torch.Generator().manual_seed(config["seed"] + T)
+    a = torch.polar(0.5 + 0.49 * torch.rand(P, generator=gen), torch.rand(P, generator=gen))
+    A_bar = torch.view_as_real(a).to(dev).requires_grad_(True)
+    b = torch.randn(T, config["ssm_batch"], P, 2, generator=gen).to(dev)
+    if provider == "torch":
+
+        def forward(v):
+            A = torch.view_as_complex(A_bar)
+            return torch.view_as_real(diagonal_scan(A[None, None, :], torch.view_as_complex(v)))
+    else:
+        from bpsn_ext.kernels.triton_diagonal_scan import diagonal_scan_triton
+
+        def forward(v):
+            return diagonal_scan_triton(v, A_bar, None, False)
+
+    return _fwd_bwd(forward, b, [A_bar])
+
+
 def _reason(err: BaseException) -> str:
     """``unavailable: <type>: <first line of the message>``."""
     first = (str(err).strip().splitlines() or [""])[0]
@@ -179,9 +207,12 @@ def _measure_T(T: int, config: dict, dev: torch.device) -> dict:
     u = _input(T, config["ssm_batch"], config["d_model"], seed, dev)
     for p in config["scan_providers"]:
         builders[f"scan[{p}]"] = lambda p=p: _scan(p, layer, u)
+    for p in config["s5_providers"]:
+        builders[f"s5[{p}]"] = lambda p=p: _s5(p, T, config, dev)
     rows = _measure_rows(builders, config, dev)
-    _add_ratio(rows, "floor", "over_floor", lambda k: not k.startswith("scan"))
+    _add_ratio(rows, "floor", "over_floor", lambda k: k.startswith(("bpsn", "floor")))
     _add_ratio(rows, "scan[fft]", "over_fft", lambda k: k.startswith("scan"))
+    _add_ratio(rows, "s5[torch]", "over_torch", lambda k: k.startswith("s5"))
     return rows
 
 
@@ -256,6 +287,7 @@ def run(
     bpsn_methods: Sequence[str] = BPSN_METHODS,
     sj_implementations: Sequence[str] = SJ_IMPLEMENTATIONS,
     scan_providers: Sequence[str] = SCAN_PROVIDERS,
+    s5_providers: Sequence[str] = S5_PROVIDERS,
     device: str = "cuda",
     seed: int = 0,
     quick: bool = False,
@@ -269,8 +301,8 @@ def run(
     Args:
         lengths, batch, features, ssm_batch, d_model, d_state: the sizes (see Shape).
         repeats, warmup: timed and untimed rounds (all rows of one T in rotation).
-        bpsn_methods, sj_implementations, scan_providers: which rows (names as in the module
-            docstring; ``()`` leaves a group out).
+        bpsn_methods, sj_implementations, scan_providers, s5_providers: which rows (names as
+            in the module docstring; ``()`` leaves a group out).
         device: ``cuda`` (the point of it) or ``cpu`` (a smoke test of everything but the
             device calls: the GPU-only rows then say why they are unavailable).
         quick: tiny sizes, one round (by default written to ``measure.quick_json_path``).
@@ -282,7 +314,7 @@ def run(
 
     Returns ``{"benchmark", "config", "environment", "results"}``, ``results[str(T)][row]``
     holding ``median_ms``, ``min_ms`` (and the other `time_fns` statistics),
-    ``peak_memory_bytes``, ``over_floor`` / ``over_fft``, or ``unavailable``.
+    ``peak_memory_bytes``, ``over_floor`` / ``over_fft`` / ``over_torch``, or ``unavailable``.
 
     Example:
         >>> report = run(device="cpu", quick=True, json_path=None, verbose=False)  # doctest: +SKIP
@@ -303,7 +335,7 @@ def run(
 
 def _config(args: dict) -> dict:
     """The run's settings (as the JSON records them) from `run`'s arguments; checked."""
-    lists = ("bpsn_methods", "sj_implementations", "scan_providers")
+    lists = ("bpsn_methods", "sj_implementations", "scan_providers", "s5_providers")
     sizes = ("batch", "features", "ssm_batch", "d_model", "d_state", "repeats", "warmup")
     config = {
         "lengths": sorted({int(T) for T in args["lengths"]}),
@@ -344,7 +376,8 @@ def _check(config: dict) -> None:
     if config["d_state"] % 2:
         raise ValueError(f"d_state must be even (complex-conjugate pairs), got {config['d_state']}")
     for name, allowed in (("sj_implementations", SJ_IMPLEMENTATIONS + ("torch",)),
-                          ("scan_providers", SCAN_PROVIDERS)):  # fmt: skip
+                          ("scan_providers", SCAN_PROVIDERS),
+                          ("s5_providers", S5_PROVIDERS)):  # fmt: skip
         unknown = [v for v in config[name] if v not in allowed]
         if unknown:
             raise ValueError(f"{name}: unknown {unknown}; expected some of {allowed}")
@@ -382,7 +415,7 @@ def format_report(report: dict) -> str:
     keys = list(dict.fromkeys(k for T in lengths for k in results[T]))
     rows, notes = [], []
     for key in keys:
-        ratio = "over_fft" if key.startswith("scan") else "over_floor"
+        ratio = RATIOS.get(key.split("[")[0], "over_floor")
         top = results[lengths[-1]].get(key) or {}
         mem = top.get("peak_memory_bytes")
         rows.append([key, *(_cell(results[T].get(key), ratio, notes) for T in lengths),
@@ -391,7 +424,8 @@ def format_report(report: dict) -> str:
         f"forward+backward ms on {cfg['device']} ({report['environment']['device']}): neurons "
         f"[T, {cfg['batch']}, {cfg['features']}] (x: time over the floor), S4D scan "
         f"[T, {cfg['ssm_batch']}, {cfg['d_model']}], d_state {cfg['d_state']} (x: time over "
-        f"the FFT form); median of {cfg['repeats']}, rows of one T in rotation"
+        f"the FFT form), S5 scan [T, {cfg['ssm_batch']}, {cfg['d_state']}] complex (x: time "
+        f"over torch's); median of {cfg['repeats']}, rows of one T in rotation"
     )
     headers = ["row", *(f"T={T}" for T in lengths), f"peak mem T={lengths[-1]}"]
     lines = [title, measure.format_table(headers, rows)]
@@ -418,8 +452,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sj-implementations", dest="sj_implementations", nargs="*",
                         choices=SJ_IMPLEMENTATIONS + ("torch",), default=S,
                         help=f"{SJ_VARIABLE} values ({' '.join(SJ_IMPLEMENTATIONS)})")  # fmt: skip
-    parser.add_argument("--scan-providers", dest="scan_providers", nargs="*",
-                        choices=SCAN_PROVIDERS, default=S, help="scan rows (all)")  # fmt: skip
+    parser.add_argument(
+        "--scan-providers",
+        dest="scan_providers",
+        nargs="*",
+        choices=SCAN_PROVIDERS,
+        default=S,
+        help="S4D scan rows (all)",
+    )
+    parser.add_argument("--s5-providers", dest="s5_providers", nargs="*",
+                        choices=S5_PROVIDERS, default=S, help="S5 scan rows (all)")  # fmt: skip
     parser.add_argument("--device", default=S, help="torch device (cuda; cpu: a smoke test)")
     parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
     parser.add_argument("--quick", action="store_true", default=S, help="tiny sizes, one round")
@@ -432,7 +474,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> dict:
     """`run` with the flags that `add_arguments` parsed into ``args``."""
     names = ("lengths", "batch", "features", "ssm_batch", "d_model", "d_state", "repeats",
-             "warmup", "bpsn_methods", "sj_implementations", "scan_providers", "device", "seed",
-             "quick", "json_path", "table_path", "overwrite")  # fmt: skip
+             "warmup", "bpsn_methods", "sj_implementations", "scan_providers", "s5_providers",
+             "device", "seed", "quick", "json_path", "table_path", "overwrite")  # fmt: skip
     with flag_errors("bench gpu"):
         return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})
