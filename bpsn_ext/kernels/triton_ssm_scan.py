@@ -1,5 +1,6 @@
-"""Triton provider of the fused diagonal SSM scan (the recurrent form of S4D / Binary S4D / GSU /
-S5), registered as the torch operators ``bpsn_ext::ssm_scan_triton`` and its backward.
+"""Triton provider of the fused S4D scan (the recurrent form of S4D, the SSM inside Binary S4D
+and GSU), registered as the torch operators ``bpsn_ext::ssm_scan_triton`` and its backward.
+S5's scan is `bpsn_ext.kernels.triton_diagonal_scan`, which shares the helpers below.
 
 The numbers are those of ``ssm_kernels.cu`` (the CuPy provider): per channel ``h`` and sample
 ``n``, ``P`` complex modes already discretised in torch,
@@ -39,13 +40,14 @@ _BLOCK_J = 32  # columns (n, h) per program: one warp in the backward, two in th
 @triton.jit
 def load_pair(ptr, offset, mask):
     """The (re, im) halves of an interleaved complex array at ``offset``."""
-    return tl.load(ptr + offset, mask=mask, other=0.0), tl.load(
-        ptr + offset + 1, mask=mask, other=0.0
-    )
+    re = tl.load(ptr + offset, mask=mask, other=0.0)
+    im = tl.load(ptr + offset + 1, mask=mask, other=0.0)
+    return re, im
 
 
 @triton.jit
 def step_index(i, T, REVERSE: tl.constexpr):
+    """The time step of scan step ``i`` (from the end when ``REVERSE``)."""
     t = i
     if REVERSE:
         t = T - 1 - i
