@@ -24,6 +24,7 @@ BENCHMARKS = {
     "single-step": ("single_step_bench", "training step: single-step S3NN MLP vs T=4 LIF MLPs"),
     "bpsn": ("bpsn_bench", "BPSN vs SpikingJelly/snnTorch neurons over sequence lengths T"),
     "ssm": ("ssm_bench", "S4D / Binary S4D / GSU / spiking S5: parallel vs sequential over L"),
+    "gpu": ("gpu_bench", "GPU: BPSN Triton/CuPy/torch vs SpikingJelly LIFNode, SSM scan vs FFT"),
     "snn-bert": (
         "snn_bert_bench",
         "SNN-BERT: individual coding vs repeat coding (time, memory, energy)",

@@ -76,6 +76,7 @@ def test_cli_page_shows_the_live_help(site: Path):
         "bench single-step",
         "bench bpsn",
         "bench ssm",
+        "bench gpu",
         "train lra",
         "evaluate glue",
         "generate listops",
