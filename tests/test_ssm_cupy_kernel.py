@@ -480,3 +480,18 @@ def test_cupy_scan_equals_forward_with_state_on_gpu():
         y, st = s4d_scan_cupy(x, state, lengths, tensors(m))
     torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4 * y_ref.abs().max().item())
     torch.testing.assert_close(st, st_ref, rtol=1e-4, atol=1e-4 * st_ref.abs().max().item())
+
+
+def test_s5_scan_choice_on_cpu(monkeypatch):
+    from bpsn_ext.kernels import dispatch
+    from bpsn_ext.layers import SpikingS5
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    x = torch.randn(5, 2, 3)
+    assert dispatch.choose_diagonal_scan(x, dtype=torch.float32) == "torch"
+    with pytest.raises(TypeError, match="SpikingS5: the triton scan was requested but .*float32"):
+        dispatch.choose_diagonal_scan(x, dtype=torch.float64, backend="triton")
+    layer = SpikingS5(3, 4)
+    layer.scan_backend = "triton"
+    with pytest.raises(ValueError, match="SpikingS5: the triton scan was requested"):
+        layer(x)

@@ -87,3 +87,22 @@ def test_triton_diagonal_scan_names_a_wrong_layout(scan):
         scan(a["b"], a["A_bar"][:2], None, False)
     with pytest.raises(ValueError, match=r"x0 must be None or \[N=2, P=3, 2\]"):
         scan(a["b"], a["A_bar"], torch.zeros(N, P, device=DEVICE), False)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
+def test_triton_scan_backend_of_spiking_s5_equals_its_torch_path(scan, bidirectional):
+    from bpsn_ext.layers import SpikingS5
+
+    torch.manual_seed(0)
+    layer = SpikingS5(6, 4, bidirectional=bidirectional, activation="none").to(DEVICE)
+    x = torch.randn(9, 3, 6, device=DEVICE, requires_grad=True)
+    mask = torch.ones(9, 3, dtype=torch.bool, device=DEVICE)
+    mask[6:, 1] = False
+    want = layer(x, mask)
+    want_grads = torch.autograd.grad(want.square().sum(), [x, *layer.parameters()])
+    layer.scan_backend = "triton"
+    got = layer(x, mask)
+    got_grads = torch.autograd.grad(got.square().sum(), [x, *layer.parameters()])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)

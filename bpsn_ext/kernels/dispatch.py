@@ -50,6 +50,8 @@ __all__ = [
     "bpsn_forward",
     "choose_scan",
     "s4d_scan",
+    "choose_diagonal_scan",
+    "diagonal_states",
 ]
 
 FAMILIES = {
@@ -432,3 +434,55 @@ def s4d_scan(
         a.u, a.mask_u8, a.A_bar, a.B_bar, a.C, a.D, a.x0, a.mask is not None, reverse
     )
     return y, (xT if xT.is_complex() else torch.view_as_complex(xT.contiguous()))
+
+
+# -- the plain complex diagonal scan of S5 --------------------------------------------------
+def choose_diagonal_scan(
+    x: torch.Tensor, *, dtype: torch.dtype, backend: str | None = None, what: str = "SpikingS5"
+) -> str:
+    """``"triton"`` or ``"torch"`` for the complex diagonal scan of a `SpikingS5` on ``x``.
+
+    ``backend`` is the layer's request (``"triton"``: explicit, raise where it cannot run;
+    ``"torch"``; None or ``"auto"``: no request); ``BPSN_EXT_SSM_IMPLEMENTATION`` is the
+    environment's.  There is no CuPy kernel of this scan: a ``"cupy"`` request runs torch.
+    """
+    env = requested("ssm_scan")
+    explicit = backend == "triton" or (backend in (None, "auto") and env == "triton")
+    if explicit:
+        reason = _diagonal_problem(x, dtype)
+        if reason is not None:
+            kind = TypeError if "float32" in reason else ValueError
+            raise kind(f"{what}: the triton scan was requested but {reason}")
+        return "triton"
+    if backend in ("torch", "cupy") or env in ("torch", "cupy") or not _is_cuda(x):
+        return "torch"
+    return "triton" if _diagonal_problem(x, dtype) is None else "torch"
+
+
+def _diagonal_problem(x: torch.Tensor, dtype: torch.dtype) -> str | None:
+    if dtype != torch.float32:
+        return f"the Triton diagonal scan takes float32 parameters, got {dtype}"
+    return triton_available(x.device)
+
+
+def diagonal_states(
+    impl: str, A_bar: torch.Tensor, b: torch.Tensor, reverse: bool = False
+) -> torch.Tensor:
+    """All states of ``x_t = A_bar x_{t-1} + b_t`` from ``x_{-1} = 0`` (``reverse``: from the
+    last step to the first), by ``impl`` as `choose_diagonal_scan` answered.
+
+    Shape:
+        ``A_bar`` complex ``[P]``; ``b`` complex ``[T, N, P]``; returns ``[T, N, P]``.
+    """
+    if impl == "triton":
+        from bpsn_ext.kernels.triton_diagonal_scan import diagonal_scan_triton
+
+        xs = diagonal_scan_triton(
+            torch.view_as_real(b.contiguous()), torch.view_as_real(A_bar), None, reverse
+        )
+        return torch.view_as_complex(xs)
+    from bpsn_ext.core.diagonal_ssm import diagonal_scan
+
+    if reverse:
+        return diagonal_scan(A_bar[None, None, :], b.flip(0)).flip(0)
+    return diagonal_scan(A_bar[None, None, :], b)

@@ -22,8 +22,10 @@ Options that follow S5 itself:
   ``x_t`` and ``x'_t`` include step ``t`` (S5's convention).  No streaming form then.
 
 The parallel form computes all states with `bpsn_ext.core.diagonal_ssm.diagonal_scan` (a
-log-depth associative scan: no Python loop over T, memory linear in T); `step` is the
-recurrence itself.
+log-depth associative scan: no Python loop over T, memory linear in T) or, where
+`bpsn_ext.kernels.dispatch.choose_diagonal_scan` picks it (CUDA tensors with Triton installed,
+``BPSN_EXT_SSM_IMPLEMENTATION=triton`` or the attribute ``scan_backend='triton'``), the fused
+Triton scan; `step` is the recurrence itself.
 
 Initialisation, by default as S5's reference code does it (`s5_init`): the eigenvalues of the
 normal part of HiPPO-LegS (HiPPO-N, of size ``2P / init_blocks``, one of each conjugate pair
@@ -52,7 +54,6 @@ from bpsn_ext.core.diagonal_ssm import (
     check_step_input,
     check_step_mask,
     complex_dtype,
-    diagonal_scan,
     log_dt_init,
     zoh,
 )
@@ -195,6 +196,7 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
     """
 
     ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_real", "A_imag", "B")
+    scan_backend: str | None = None  # None / "auto", "torch" or "triton" (see the module doc)
 
     def __init__(
         self,
@@ -313,9 +315,14 @@ class SpikingS5(OptimHints, Streaming, nn.Module):
                 type(self).__name__, state, (x.shape[1], self.d_state), complex_dtype(x.dtype)
             )
             b = torch.cat([(b[0] + A_bar * state)[None], b[1:]])
-        xs = diagonal_scan(A_bar[None, None, :], b)
+        from bpsn_ext.kernels import dispatch
+
+        impl = dispatch.choose_diagonal_scan(
+            x, dtype=self.D.dtype, backend=self.scan_backend, what=type(self).__name__
+        )
+        xs = dispatch.diagonal_states(impl, A_bar, b)
         back = (
-            diagonal_scan(A_bar[None, None, :], b.flip(0)).flip(0) if self.bidirectional else None
+            dispatch.diagonal_states(impl, A_bar, b, reverse=True) if self.bidirectional else None
         )
         y = self._output(xs, u, back)
         return (y if m is None else zero_padded(y, m)), xs[-1], m
