@@ -26,6 +26,7 @@ from bpsn_ext.util.cli_args import int_at_least, positive_int
 
 __all__ = [
     "main",
+    "console_main",
     "int_at_least",
     "positive_int",
     "build_parser",
@@ -181,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Single-step, parallel and state-space spiking neurons: demo, benchmarks, "
         "training and evaluation of the example models, data generators.",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the traceback too (accepted anywhere on the line)",
+    )
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="{demo,bench,train,evaluate,pretrain,generate,plot}"
     )
@@ -233,10 +239,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` (default `sys.argv[1:]`), run the subcommand, return the exit code."""
+    """Parse `argv` (default `sys.argv[1:]`), run the subcommand, return the exit code.
+    Errors propagate (from Python); `console_main` is the command line's entry point."""
     args = build_parser().parse_args(argv)
     return args.handler(args)
 
 
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The ``bpsn-ext`` program: `main`, with errors printed as one message (exit code 1) and
+    no traceback unless ``--debug`` is given (anywhere on the line); a closed standard output
+    (``bpsn-ext train ... | head -1``) does not stop the run."""
+    import sys
+
+    from bpsn_ext.util.console import keep_running_without_stdout, report_errors
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    keep_running_without_stdout()
+    with report_errors("bpsn-ext", debug=debug) as outcome:
+        outcome.code = main(argv)
+    return outcome.code
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console_main())

@@ -21,6 +21,7 @@ TRAIN_HELP = "train SNN-BERT on a GLUE task"
 EVALUATE_HELP = "evaluate an SNN-BERT checkpoint on a GLUE task"
 TASK_NAMES = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 MODEL_FILE, TOKENIZER_FILE, ENERGY_FILE = "model.json", "tokenizer.json", "energy.json"
+RUN_PATHS = ("data", "vocab", "init_from", "teacher", "text")  # settings that name files
 
 
 # the integer-valued neuron options; every other number is a hyper-parameter, passed as a float
@@ -255,6 +256,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--max-samples", type=positive_int, help="use the first N rows")
     parser.add_argument("--json", dest="json_path", help="write the metrics here as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     parser.add_argument("--energy", action="store_true", help="print the energy report too")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=positive_int)
@@ -537,17 +539,25 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     """
     import torch
 
-    from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
-    from bpsn_ext.train import Trainer, claim_run_folder
+    from bpsn_ext.data.glue import get_task
+    from bpsn_ext.train.run_folder import open_run_folder, run_settings
 
     if args.threads:
         torch.set_num_threads(args.threads)
     task = get_task(args.task)
+    settings = run_settings(vars(args), RUN_PATHS)
     with flag_errors("train glue"):
-        claim_run_folder(
-            args.out, resume=args.resume, overwrite=args.overwrite, extra=(MODEL_FILE,)
-        )
-    os.makedirs(args.out, exist_ok=True)
+        train_config(args, 1)  # its checks (--lr nan, ...) before anything is written
+        with open_run_folder(args.out, settings, resume=args.resume, overwrite=args.overwrite):
+            return _run_train(args, task, callbacks)
+
+
+def _run_train(args: argparse.Namespace, task, callbacks: Sequence) -> int:
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset
+    from bpsn_ext.train import Trainer
+
     train_ex, eval_ex = _train_eval_examples(args, task.name)
     model, tokenizer = _student(args, task, train_ex)
     teacher = _load_teacher(args.teacher, task.name, tokenizer) if args.teacher else None
@@ -766,9 +776,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset
+    from bpsn_ext.util.files import refuse_existing, write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    with flag_errors("evaluate glue"):
+        refuse_existing(args.json_path, overwrite=args.overwrite)
     model, tokenizer, task = load_trained(args.checkpoint, args.device)
     examples = load_examples(args, task, args.split)
     if args.max_samples:
@@ -785,5 +798,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result["energy"] = _energy_summary(report)
     print(json.dumps(result))
     if args.json_path:
-        _write_json(args.json_path, result)
+        with flag_errors("evaluate glue"):
+            write_json_atomic(args.json_path, result, replace=args.overwrite)
     return 0

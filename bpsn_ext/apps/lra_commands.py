@@ -518,20 +518,20 @@ class _EpochPrinter:
 
 
 # ----------------------------------------------------------------------------- train
-def _claim(cfg: dict) -> None:
-    """Refuse ``--resume`` without a folder, and a folder that holds an earlier run."""
-    from bpsn_ext.train import claim_run_folder
+def _claim(cfg: dict):
+    """The run folder held for the run (`open_run_folder`): a new run refuses a folder that
+    holds an earlier run, a resumed one refuses settings other than the run's own."""
+    from bpsn_ext.train.run_folder import open_run_folder
 
     if cfg["resume"] and not cfg.get("checkpoint_dir"):
         raise SystemExit("train lra --resume needs --checkpoint-dir")
-    if cfg.get("checkpoint_dir"):
-        with flag_errors("train lra"):
-            claim_run_folder(
-                cfg["checkpoint_dir"],
-                resume=bool(cfg["resume"]),
-                overwrite=bool(cfg.get("overwrite")),
-                extra=(RUN_CONFIG,),
-            )
+    return open_run_folder(
+        cfg.get("checkpoint_dir"),
+        cfg,
+        resume=bool(cfg["resume"]),
+        overwrite=bool(cfg.get("overwrite")),
+        derived=("preset",),
+    )
 
 
 def _train_config(cfg: dict):
@@ -606,14 +606,22 @@ def _write_metrics(cfg: dict, metrics: dict) -> None:
             metrics["wall_time_s"] = json.load(f).get("wall_time_s")
         write_json_atomic(path, metrics)
     if cfg["metrics_json"]:
-        write_json_atomic(cfg["metrics_json"], metrics)
+        write_json_atomic(cfg["metrics_json"], metrics, replace=bool(cfg["overwrite"]))
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from bpsn_ext.util.files import write_json_atomic
+    """Train (or ``--resume``) as the flags say, holding the run folder for the whole run."""
+    from bpsn_ext.util.files import refuse_existing
 
     cfg = _resolve(args)
-    _claim(cfg)
+    with flag_errors("train lra"):
+        _train_config(cfg)  # its checks (--lr nan, ...) before anything is written
+        refuse_existing(cfg["metrics_json"], overwrite=bool(cfg["overwrite"]))
+        with _claim(cfg):
+            return _run_train(cfg)
+
+
+def _run_train(cfg: dict) -> int:
     td, model = _prepare(cfg, "train lra")
     rank0 = int(os.environ.get("RANK", "0")) == 0
     n_params = sum(p.numel() for p in model.parameters())
@@ -623,8 +631,6 @@ def run_train(args: argparse.Namespace) -> int:
             f"{len(td.val)}, test {len(td.test)}; layer {cfg['layer']}, "
             f"{cfg['n_layers']} x {cfg['d_model']}, {n_params} parameters"
         )
-    if cfg["checkpoint_dir"] and rank0 and not cfg["resume"]:
-        write_json_atomic(os.path.join(cfg["checkpoint_dir"], RUN_CONFIG), cfg)
     trainer, energy = _make_trainer(cfg, td, model)
     if not rank0:
         trainer.fit(resume=bool(cfg["resume"]))
@@ -667,6 +673,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, help="metrics JSON (default: <checkpoint-dir>/eval_<split>.json)"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument(
         "--energy-samples",
         type=int,
@@ -683,14 +690,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from bpsn_ext.train import TrainConfig, Trainer, load_checkpoint
-    from bpsn_ext.util.files import write_json_atomic
+    from bpsn_ext.util.files import read_json, refuse_existing, write_json_atomic
 
     folder = args.checkpoint_dir
     path = os.path.join(folder, RUN_CONFIG)
     if not os.path.isfile(path):
         raise SystemExit(f"evaluate lra: {path!r} is missing (not a `train lra` checkpoint folder)")
-    with open(path, encoding="utf-8") as f:
-        cfg = json.load(f)
+    out_path = args.out or os.path.join(folder, f"eval_{args.split}.json")
+    with flag_errors("evaluate lra"):
+        refuse_existing(out_path, overwrite=args.overwrite)
+    cfg = read_json(path)
     for key in _DATA_KEYS:  # data flags given here override the stored ones
         if hasattr(args, key):
             cfg[key] = getattr(args, key)
@@ -731,5 +740,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         e = energy_summary(trainer.model, td, args.energy_samples, torch.device(args.device))
         print(e.pop("_report"), flush=True)
         out["energy"] = e
-    write_json_atomic(args.out or os.path.join(folder, f"eval_{args.split}.json"), out)
+    with flag_errors("evaluate lra"):
+        write_json_atomic(out_path, out, replace=args.overwrite)
     return 0

@@ -19,6 +19,7 @@ import random
 
 from bpsn_ext.apps.glue_commands import (
     MODEL_FILE,
+    RUN_PATHS,
     TOKENIZER_FILE,
     _rank,
     _write_json,
@@ -185,18 +186,26 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
     """Pretrain (or ``--resume``); ``callbacks`` go to the Trainer (tests)."""
     import torch
 
-    from bpsn_ext.data.glue import GlueCollator, GlueDataset, GlueExample
-    from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM
-    from bpsn_ext.train import Trainer, claim_run_folder
+    from bpsn_ext.train.run_folder import open_run_folder, run_settings
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    with flag_errors("pretrain"):
-        claim_run_folder(
-            args.out, resume=args.resume, overwrite=args.overwrite, extra=(MODEL_FILE,)
-        )
     if not 0.0 < args.mask_prob < 1.0:
         raise ValueError(f"--mask-prob must be in (0, 1), got {args.mask_prob}")
+    settings = run_settings(vars(args), RUN_PATHS)
+    with flag_errors("pretrain"):
+        train_config(args, 1)  # its checks (--lr nan, ...) before anything is written
+        with open_run_folder(args.out, settings, resume=args.resume, overwrite=args.overwrite):
+            return _run_pretrain(args, callbacks)
+
+
+def _run_pretrain(args: argparse.Namespace, callbacks) -> int:
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset, GlueExample
+    from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM
+    from bpsn_ext.train import Trainer
+
     lines = (
         read_lines(args.text)
         if args.text

@@ -33,6 +33,7 @@ from bpsn_ext.train.checkpoint import (
     load_checkpoint,
     set_rng_state,
 )
+from bpsn_ext.train.run_folder import check_counters
 from bpsn_ext.train.sync_norm import convert_batch_norms
 from bpsn_ext.util.files import write_json_atomic
 
@@ -379,6 +380,13 @@ class Trainer:
                 f"checkpoint {path!r} was written with {ckpt.get('batches_per_epoch')} batches "
                 f"per epoch, this run has {self.batches_per_epoch}: dataset or batch size changed"
             )
+        check_counters(
+            ckpt,
+            os.path.abspath(path),
+            epochs=self.config.epochs,
+            batches_per_epoch=self.batches_per_epoch,
+            batch_size=self.config.batch_size,
+        )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
