@@ -78,8 +78,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _returns_zero(run, plot: str | None = None):
     def handler(args: argparse.Namespace) -> int:
         path = getattr(args, "plot", None)
-        if path:
-            _refuse_existing(path, args)
+        # the figure and a result file the user named are kept unless --overwrite
+        _refuse_existing(f"bench {args.benchmark}", args, path, getattr(args, "json_path", None))
         report = run(args)
         if path:
             print(f"figure: {_draw(plot, report, path)}")
@@ -88,11 +88,14 @@ def _returns_zero(run, plot: str | None = None):
     return handler
 
 
-def _refuse_existing(path: str, args: argparse.Namespace) -> None:
-    import os
+def _refuse_existing(command: str, args: argparse.Namespace, *paths: str | None) -> None:
+    """Refuse (naming ``--overwrite``) any of ``paths`` that exists, unless ``--overwrite``."""
+    from bpsn_ext.util.cli_args import flag_errors
+    from bpsn_ext.util.files import refuse_existing
 
-    if os.path.exists(path) and not getattr(args, "overwrite", False):
-        raise SystemExit(f"{path} exists; choose another --plot/--out path or pass --overwrite")
+    with flag_errors(command):
+        for path in paths:
+            refuse_existing(path, overwrite=getattr(args, "overwrite", False))
 
 
 def _draw(kind: str, source, path: str) -> str:
@@ -104,7 +107,7 @@ def _draw(kind: str, source, path: str) -> str:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    _refuse_existing(args.out, args)
+    _refuse_existing("plot", args, args.out)
     print(f"figure: {_draw(args.kind, args.source, args.out)}")
     return 0
 
