@@ -14,6 +14,7 @@ import pytest
 from bpsn_ext.cli import main
 from bpsn_ext.data import images
 from bpsn_ext.data import listops as lo
+from tests.test_safety_run_folder import GLUE
 
 
 def idx_bytes(shape, code=0x08, data=b""):
@@ -113,3 +114,78 @@ def test_generate_listops_refuses_depths_it_cannot_draw_in_time(tmp_path, depth)
         main(["generate", "listops", "--max-depth", depth, "--out", str(tmp_path), "--no-progress"])
     assert time.perf_counter() - start < 60 and not list(tmp_path.iterdir())
     assert lo.expected_tokens(10, 10) <= lo.MAX_EXPECTED_TOKENS  # the default is drawn
+
+
+@pytest.fixture(scope="module")
+def glue_run(tmp_path_factory):
+    from bpsn_ext.data.glue import write_glue_fixture
+
+    root = tmp_path_factory.mktemp("glue")
+    write_glue_fixture(root / "data", tasks=["sst2"], n=16, n_dev=8, seed=0)
+    assert main([*GLUE, "--data", str(root / "data"), "--out", str(root / "run")]) == 0
+    return root
+
+
+def copy_folder(src, dst):
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ({"width": 2**22}, r"width 4194304.* more than the 2147483648 this program builds"),
+        ({"layers": 10**7}, r"layers 10000000.*about 1\.68e\+10 parameters"),
+    ],
+)
+def test_hostile_model_json_is_refused_before_allocating(glue_run, tmp_path, edit, expected):
+    import json
+
+    run = copy_folder(glue_run / "run", tmp_path / "run")
+    saved = json.loads((run / "model.json").read_text())
+    saved["config"].update(edit)
+    (run / "model.json").write_text(json.dumps(saved))
+    ev = ["evaluate", "glue", "--checkpoint", str(run), "--data", str(glue_run / "data")]
+    with pytest.raises(ValueError, match=f"{run / 'model.json'}: .*{expected}"):
+        main(ev)
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("model.json", '{"task": "sst2", "config": {"width"', "not valid JSON at line 1"),
+        ("model.json", "[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
+        ("model.json", '{"task": "sst2", "config": {"dropout": NaN}}', "NaN is not a JSON number"),
+        ("tokenizer.json", '{"version": "1.0", "trunc', "not valid JSON"),
+    ],
+)
+def test_truncated_or_deep_run_files_name_the_file(glue_run, tmp_path, name, text, expected):
+    run = copy_folder(glue_run / "run", tmp_path / "run")
+    (run / name).write_text(text)
+    ev = ["evaluate", "glue", "--checkpoint", str(run), "--data", str(glue_run / "data")]
+    with pytest.raises(ValueError, match=f"{run / name}: {expected}"):
+        main(ev)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ({"d_model": 2**22}, "d_model 4194304"),
+        ({"n_layers": 10**7}, "n_layers 10000000"),
+        ({"generate": True, "n_train": 10**12}, "10000000000[0-9]* generated samples"),
+    ],
+)
+def test_hostile_lra_run_config_is_refused_before_allocating(tmp_path, edit, expected):
+    import json
+
+    run = tmp_path / "run"
+    train = ["train", "lra", "--task", "digits", "--layer", "s4d", "--epochs", "1"]
+    small = ["--limit-train", "32", "--limit-eval", "16", "--batch-size", "32", "--d-model", "8"]
+    tail = ["--n-layers", "1", "--d-state", "4", "--no-progress", "--energy-samples", "0"]
+    assert main([*train, *small, *tail, "--checkpoint-dir", str(run)]) == 0
+    cfg = json.loads((run / "run_config.json").read_text())
+    (run / "run_config.json").write_text(json.dumps({**cfg, **edit}))
+    with pytest.raises(ValueError, match=f"{run / 'run_config.json'}: .*{expected}"):
+        main(["evaluate", "lra", "--checkpoint-dir", str(run), "--energy-samples", "0"])

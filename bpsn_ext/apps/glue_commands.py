@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bpsn_ext.models.size_limits import read_model_file
 from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
@@ -474,8 +475,7 @@ def _run_files(folder: str):
     from bpsn_ext.data.tokenizer import WordPieceTokenizer
     from bpsn_ext.train import CHECKPOINT_NAME, load_checkpoint
 
-    with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = read_model_file(os.path.join(folder, MODEL_FILE))
     tokenizer = WordPieceTokenizer.load(os.path.join(folder, TOKENIZER_FILE))
     state = load_checkpoint(os.path.join(folder, CHECKPOINT_NAME), map_location="cpu")["model"]
     return saved, tokenizer, state
@@ -634,8 +634,7 @@ def _resumed_or_new_setup(args: argparse.Namespace, task, train_ex):
     model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     if args.resume and os.path.isfile(model_path) and os.path.isfile(tok_path):
         tokenizer = WordPieceTokenizer.load(tok_path)
-        with open(model_path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = read_model_file(model_path)
         if saved["task"] != task.name:
             raise ValueError(f"--resume: {out!r} holds a {saved['task']} run, not {task.name}")
         return SNNBertConfig.from_dict(saved["config"]), tokenizer, None
@@ -735,8 +734,7 @@ def load_trained(checkpoint: str, device: str = "cpu"):
                 f"{os.path.abspath(p)!r} not found: --checkpoint must be a "
                 "`bpsn-ext train glue` output folder (or its last.pt)"
             )
-    with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = read_model_file(os.path.join(folder, MODEL_FILE))
     if "task" not in saved:
         raise ValueError(
             f"{os.path.abspath(folder)!r} is not a `train glue` run (a `pretrain` "

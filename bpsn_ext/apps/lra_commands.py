@@ -468,9 +468,14 @@ def _load_data(cfg: dict, command: str):
             raise FileNotFoundError(f"{err}; choose the folder with --data") from err
 
 
-def _prepare(cfg: dict, command: str):
+def _prepare(cfg: dict, command: str, source: str | None = None):
+    """``(task data, model)`` of ``cfg``; its sizes are checked first (``source``: the file
+    ``cfg`` came from, else the command's flags)."""
     import torch
 
+    from bpsn_ext.models.size_limits import check_lra_size
+
+    check_lra_size(cfg, source or f"{command} flags")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     td = _load_data(cfg, command)
@@ -714,7 +719,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ckpt_path = args.checkpoint or os.path.join(folder, "last.pt")
     if not os.path.isfile(ckpt_path):
         raise SystemExit(f"evaluate lra: no checkpoint at {ckpt_path!r}")
-    td, model = _prepare(cfg, "evaluate lra")
+    td, model = _prepare(cfg, "evaluate lra", path)
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])
     loss_fn, metrics_fn = _fns(td.dual)
     dataset = {"test": td.test, "val": td.val, "train": td.train}[args.split]

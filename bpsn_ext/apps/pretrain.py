@@ -30,6 +30,7 @@ from bpsn_ext.apps.glue_commands import (
     model_config,
     train_config,
 )
+from bpsn_ext.models.size_limits import read_model_file
 from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 PRETRAIN_HELP = "masked-LM pretraining of SNN-BERT (or its ANN twin) on local text"
@@ -169,8 +170,7 @@ def _setup(args: argparse.Namespace, out: str, train_lines: list[str]):
                 f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
                 f"{os.path.abspath(out)!r}; run without --resume first"
             )
-        with open(model_path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = read_model_file(model_path)
         return SNNBertConfig.from_dict(saved["config"]), WordPieceTokenizer.load(tok_path)
     tokenizer = make_tokenizer(args, lambda: train_lines)
     config = model_config(args, tokenizer.vocab_size, num_labels=1)
