@@ -4,6 +4,7 @@ rather than cast, and ListOps settings whose trees cannot be drawn in time refus
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import struct
 import time
@@ -189,3 +190,52 @@ def test_hostile_lra_run_config_is_refused_before_allocating(tmp_path, edit, exp
     (run / "run_config.json").write_text(json.dumps({**cfg, **edit}))
     with pytest.raises(ValueError, match=f"{run / 'run_config.json'}: .*{expected}"):
         main(["evaluate", "lra", "--checkpoint-dir", str(run), "--energy-samples", "0"])
+
+
+def _stalled_rank_worker(rank: int, port: int, out: str) -> None:
+    """Rank 1 stalls (8 s) in its third step; rank 0 waits at most 2 s."""
+    import os
+
+    import torch
+
+    from bpsn_ext.train import TrainConfig, Trainer
+
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    steps = [0]
+
+    def loss_fn(model, batch):
+        steps[0] += 1
+        if rank == 1 and steps[0] == 3:
+            time.sleep(8)
+        x, y = batch
+        return ((model(x) - y) ** 2).mean()
+
+    data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    config = TrainConfig(batch_size=8, progress=False, collective_timeout_s=2, device="cpu")
+    trainer = Trainer(torch.nn.Linear(4, 1), data, None, loss_fn, None, config)
+    start = time.perf_counter()
+    try:
+        trainer.fit()
+        result = "finished"
+    except Exception as err:
+        result = f"{type(err).__name__}: {err}"
+    with open(os.path.join(out, str(rank)), "w") as f:
+        f.write(f"{time.perf_counter() - start:.1f}\n{result}")
+
+
+def test_a_stalled_rank_ends_the_others_with_a_clear_timeout(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with contextlib.suppress(Exception):  # rank 1 fails too, once rank 0 has gone
+        mp.spawn(_stalled_rank_worker, args=(port, str(tmp_path)), nprocs=2)
+    waited, message = (tmp_path / "0").read_text().split("\n", 1)
+    assert message.startswith("CollectiveTimeoutError: rank 0 of 2: a collective operation")
+    assert "waited more than 2 s" in message and float(waited) < 8

@@ -33,6 +33,7 @@ from bpsn_ext.train.checkpoint import (
     load_checkpoint,
     set_rng_state,
 )
+from bpsn_ext.train.collectives import collective_errors, timeout_of
 from bpsn_ext.train.run_folder import check_counters
 from bpsn_ext.train.sync_norm import convert_batch_norms
 from bpsn_ext.util.files import write_json_atomic
@@ -56,6 +57,8 @@ class TrainConfig:
     ``param_groups(model, lr=..., weight_decay=...)`` builds the optimizer's groups, e.g.
     `bpsn_ext.ssm_param_groups`.  ``scheduler``: ``"constant"`` or ``"cosine"`` (to
     ``min_lr_ratio * lr``), both after ``warmup_steps`` of linear warm-up.
+    ``collective_timeout_s``: under ``torchrun``, how long a rank waits for the others in a
+    collective operation before the run stops with `CollectiveTimeoutError` (10 minutes).
     """
 
     epochs: int = 1
@@ -78,6 +81,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     check_finite: bool = True
+    collective_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -92,6 +96,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        timeout_of(self.collective_timeout_s)  # > 0
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.scheduler not in ("constant", "cosine"):
@@ -223,7 +228,10 @@ class Trainer:
         cuda = torch.cuda.is_available() and (self.config.device or "cuda").startswith("cuda")
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(
+            backend="nccl" if cuda else "gloo",
+            timeout=timeout_of(self.config.collective_timeout_s),
+        )
         return True
 
     def _pick_device(self, local_rank: int) -> torch.device:
@@ -456,8 +464,9 @@ class Trainer:
             else:
                 self._seed_everything()
                 self.state = TrainState()
-            while self.state.epoch < cfg.epochs:
-                self._run_epoch()
+            with collective_errors(self.rank, self.world_size, cfg.collective_timeout_s):
+                while self.state.epoch < cfg.epochs:
+                    self._run_epoch()
             final = dict(self.state.history[-1]) if self.state.history else {}
             if self.energy_fn is not None and self.rank == 0:
                 self.model.eval()
