@@ -22,7 +22,7 @@ from bpsn_ext.bench.bpsn_bench import add_arguments as add_bpsn_arguments
 from bpsn_ext.bench.bpsn_bench import run_from_args as run_bpsn
 from bpsn_ext.bench.single_step_bench import add_arguments as add_single_step_arguments
 from bpsn_ext.bench.single_step_bench import run_from_args as run_single_step
-from bpsn_ext.util.cli_args import int_at_least, positive_int
+from bpsn_ext.util.cli_args import int_at_least, positive_int, seed_int
 
 __all__ = [
     "main",
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training epochs of every part (default: 20, 30 and 20)",
     )
-    demo.add_argument("--seed", type=int, default=0, help="split, weight and order seed (0)")
+    demo.add_argument("--seed", type=seed_int, default=0, help="split, weight and order seed (0)")
     demo.add_argument(
         "--hidden",
         type=positive_int,

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from bpsn_ext.models.size_limits import read_model_file
-from bpsn_ext.util.cli_args import flag_errors, positive_int
+from bpsn_ext.util.cli_args import flag_errors, positive_int, seed_int
 
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
 EVALUATE_HELP = "evaluate an SNN-BERT checkpoint on a GLUE task"
@@ -234,7 +234,7 @@ def add_optim_arguments(g, epochs: int) -> None:
         help="after the warm-up (cosine)",
     )
     g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (1.0)")
-    g.add_argument("--seed", type=int, default=0, help="weights, batches, dropout (0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="weights, batches, dropout (0)")
     g.add_argument(
         "--checkpoint-every",
         type=int,
@@ -774,12 +774,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset
+    from bpsn_ext.train.devices import check_device
     from bpsn_ext.util.files import refuse_existing, write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)
     with flag_errors("evaluate glue"):
         refuse_existing(args.json_path, overwrite=args.overwrite)
+    check_device(args.device)
     model, tokenizer, task = load_trained(args.checkpoint, args.device)
     examples = load_examples(args, task, args.split)
     if args.max_samples:

@@ -19,7 +19,7 @@ import json
 import os
 
 from bpsn_ext.data.lra_release import TASKS, check_sources
-from bpsn_ext.util.cli_args import flag_errors, positive_int
+from bpsn_ext.util.cli_args import flag_errors, positive_int, seed_int
 
 TRAIN_HELP = "train an LRAClassifier on an LRA task or sequential images"
 EVALUATE_HELP = "evaluate an LRA checkpoint"
@@ -220,7 +220,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--scheduler", choices=("cosine", "constant"), default="cosine")
     t.add_argument("--warmup-steps", type=int, default=0)
     t.add_argument("--grad-clip", type=float, default=None)
-    t.add_argument("--seed", type=int, default=0, help="weights, batch order, generated data")
+    t.add_argument("--seed", type=seed_int, default=0, help="weights, batch order, generated data")
     t.add_argument(
         "--checkpoint-dir",
         "--out",

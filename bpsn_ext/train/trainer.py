@@ -34,6 +34,7 @@ from bpsn_ext.train.checkpoint import (
     set_rng_state,
 )
 from bpsn_ext.train.collectives import collective_errors, timeout_of
+from bpsn_ext.train.devices import check_device
 from bpsn_ext.train.run_folder import check_counters
 from bpsn_ext.train.sync_norm import convert_batch_norms
 from bpsn_ext.util.files import write_json_atomic
@@ -41,6 +42,7 @@ from bpsn_ext.util.files import write_json_atomic
 __all__ = ["TrainConfig", "Trainer", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 
 log = logging.getLogger(__name__)
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -97,6 +99,10 @@ class TrainConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
         timeout_of(self.collective_timeout_s)  # > 0
+        check_device(self.device)
+        check_int("seed", self.seed, minimum=0)
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed must be at most {MAX_SEED} (2^32 - 1), got {self.seed}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.scheduler not in ("constant", "cosine"):

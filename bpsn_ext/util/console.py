@@ -45,6 +45,8 @@ def report_errors(program: str, *, debug: bool = False) -> Iterator[Outcome]:
         if debug:
             traceback.print_exc()
         text = str(err) or type(err).__name__
+        if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str):
+            text = err.args[0]  # str(KeyError) quotes its message
         hint = "" if debug else " (--debug shows the traceback)"
         print(f"{program}: {text}{hint}", file=sys.stderr, flush=True)
         outcome.code = 1
