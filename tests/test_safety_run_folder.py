@@ -340,3 +340,36 @@ def test_evaluate_glue_keeps_an_existing_json(tmp_path):
     assert kept.read_text() == "earlier work\n"
     assert main([*ev, "--json", str(kept), "--overwrite"]) == 0
     assert json.loads(kept.read_text())["task"] == "sst2"
+
+
+def test_pretrain_resume_compares_the_run_config(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the cat number {i} sat on mat {i % 7}" for i in range(60)))
+    args = [
+        "pretrain",
+        "--text",
+        str(corpus),
+        "--out",
+        str(tmp_path / "run"),
+        "--eval-samples",
+        "10",
+        "--layers",
+        "1",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--ffn-width",
+        "16",
+        "--max-length",
+        "12",
+        "--batch-size",
+        "16",
+        "--vocab-size",
+        "40",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    with pytest.raises(SystemExit, match=r"pretrain: .*--mask-prob 0.15 \(this call: 0.3\)"):
+        main([*args, "--resume", "--mask-prob", "0.3"])
+    assert main([*args, "--resume", "--threads", "1"]) == 0
