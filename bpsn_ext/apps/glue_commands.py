@@ -241,6 +241,13 @@ def add_optim_arguments(g, epochs: int) -> None:
         default=0,
         help="optimizer steps between checkpoints (0: each epoch end)",
     )
+    g.add_argument(
+        "--collective-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for the others before the run stops (600)",
+    )
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -691,6 +698,7 @@ def train_config(args: argparse.Namespace, n_train: int):
         scheduler=args.scheduler,
         warmup_steps=int(args.warmup_ratio * steps),
         progress=not args.no_progress,
+        collective_timeout_s=float(args.collective_timeout),
     )
 
 

@@ -234,6 +234,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="also checkpoint every N steps (0: at epoch ends)",
     )
+    t.add_argument(
+        "--collective-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for the others before the run stops (600)",
+    )
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     t.add_argument(
         "--overwrite",
@@ -563,6 +570,7 @@ def _train_config(cfg: dict):
         scheduler=cfg["scheduler"],
         warmup_steps=int(cfg["warmup_steps"]),
         progress=bool(cfg["progress"]),
+        collective_timeout_s=float(cfg.get("collective_timeout", 600.0)),
     )
 
 

@@ -48,6 +48,7 @@ RESUME_MAY_CHANGE = frozenset(
         # where and how fast it runs
         "threads",
         "device",
+        "collective_timeout",
         # what it shows and reports
         "progress",
         "no_progress",
