@@ -343,7 +343,8 @@ def _discard_untrained(folder: str, before: set[str] | None, *, remove_folder: b
 
     if os.path.exists(os.path.join(folder, CHECKPOINT_NAME)):
         return  # it trained: the checkpoint resumes it
-    for name in set(os.listdir(folder)) - (before or set(os.listdir(folder))) - {LOCK_NAME}:
+    made = set() if before is None else set(os.listdir(folder)) - before - {LOCK_NAME}
+    for name in made:
         path = os.path.join(folder, name)
         if os.path.isfile(path) or os.path.islink(path):
             with contextlib.suppress(FileNotFoundError):
