@@ -17,7 +17,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "console_main"]
 
 # benchmark -> (module of bpsn_ext.bench, help)
 BENCHMARKS = {
@@ -50,8 +50,8 @@ APPS = {
 def _returns_zero(run, plot: str | None = None):
     def handler(args: argparse.Namespace) -> int:
         path = getattr(args, "plot", None)
-        if path:
-            _refuse_existing(path, args)
+        # the figure and a result file the user named are kept unless --overwrite
+        _refuse_existing(f"bench {args.benchmark}", args, path, getattr(args, "json_path", None))
         report = run(args)
         if path:
             print(f"figure: {_draw(plot, report, path)}")
@@ -60,11 +60,14 @@ def _returns_zero(run, plot: str | None = None):
     return handler
 
 
-def _refuse_existing(path: str, args: argparse.Namespace) -> None:
-    import os
+def _refuse_existing(command: str, args: argparse.Namespace, *paths: str | None) -> None:
+    """Refuse (naming ``--overwrite``) any of ``paths`` that exists, unless ``--overwrite``."""
+    from bpsn_ext.util.cli_args import flag_errors
+    from bpsn_ext.util.files import refuse_existing
 
-    if os.path.exists(path) and not getattr(args, "overwrite", False):
-        raise SystemExit(f"{path} exists; choose another --plot/--out path or pass --overwrite")
+    with flag_errors(command):
+        for path in paths:
+            refuse_existing(path, overwrite=getattr(args, "overwrite", False))
 
 
 def _draw(kind: str, source, path: str) -> str:
@@ -76,7 +79,7 @@ def _draw(kind: str, source, path: str) -> str:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    _refuse_existing(args.out, args)
+    _refuse_existing("plot", args, args.out)
     print(f"figure: {_draw(args.kind, args.source, args.out)}")
     return 0
 
@@ -163,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Single-step, parallel and state-space spiking neurons: demo, benchmarks, "
         "training and evaluation of the example models, data generators.",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the traceback too (accepted anywhere on the line)",
+    )
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="{demo,bench,train,evaluate,pretrain,generate,plot}"
     )
@@ -176,10 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` (default `sys.argv[1:]`), run the subcommand, return the exit code."""
+    """Parse `argv` (default `sys.argv[1:]`), run the subcommand, return the exit code.
+    Errors propagate (from Python); `console_main` is the command line's entry point."""
     args = build_parser().parse_args(argv)
     return args.handler(args)
 
 
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The ``bpsn-ext`` program: `main`, with errors printed as one message (exit code 1) and
+    no traceback unless ``--debug`` is given (anywhere on the line); a closed standard output
+    (``bpsn-ext train ... | head -1``) does not stop the run."""
+    import sys
+
+    from bpsn_ext.util.console import keep_running_without_stdout, report_errors
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    keep_running_without_stdout()
+    with report_errors("bpsn-ext", debug=debug) as outcome:
+        outcome.code = main(argv)
+    return outcome.code
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console_main())

@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -50,11 +49,17 @@ def _load(source, name: str) -> dict:
     """A benchmark result from a dict or a JSON path, with a clear error for a bad file."""
     if isinstance(source, Mapping):
         return dict(source)
-    try:
-        with open(source, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
+    from bpsn_ext.util.files import read_json
+
+    try:  # names the file: not UTF-8, truncated, NaN / Infinity, too deep or too large
+        data = read_json(source)
+    except OSError as exc:
         raise ValueError(f"cannot read the {name} benchmark JSON {source!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{source}: expected a JSON object (a {name} result), got {type(data).__name__}"
+        )
+    return data
 
 
 def _need(d: Mapping, key: str, where: str):

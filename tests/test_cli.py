@@ -240,8 +240,12 @@ def test_bench_plot_and_plot_command_draw_pngs_and_never_overwrite(tmp_path, cap
     ]
     assert main(argv) == 0
     assert fig.read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(SystemExit, match="exists; choose another"):
+    data_before = data.read_bytes()
+    with pytest.raises(SystemExit, match=f"bench bpsn: {fig} exists; pass --overwrite"):
         main(argv)
+    with pytest.raises(SystemExit, match=f"bench bpsn: {data} exists; pass --overwrite"):
+        main([*argv[:-1], str(tmp_path / "other.png")])  # the --json file named is kept too
+    assert data.read_bytes() == data_before
     again = tmp_path / "again.png"
     assert main(["plot", "bpsn", str(data), "--out", str(again)]) == 0
     assert again.read_bytes()[:4] == b"\x89PNG" and "figure:" in capsys.readouterr().out

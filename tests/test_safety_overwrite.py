@@ -226,7 +226,9 @@ def test_bench_quick_never_replaces_committed_results(tmp_path, monkeypatch, cap
     quick = quick_json_path(committed.name)
     assert json.loads(open(quick).read())["config"]["quick"] is True
     assert f"wrote {quick}" in capsys.readouterr().out
-    assert main(["bench", bench, "--quick", *extra, "--json", str(committed)]) == 0  # asked
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):  # named, not asked
+        main(["bench", bench, "--quick", *extra, "--json", str(committed)])
+    assert main(["bench", bench, "--quick", *extra, "--json", str(committed), "--overwrite"]) == 0
     assert json.loads(committed.read_text())["config"]["quick"] is True
 
 

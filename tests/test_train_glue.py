@@ -79,6 +79,7 @@ def test_train_then_evaluate(glue_root, tmp_path, capsys):
         "metrics.json",
         "model.json",
         "previous.pt",
+        "run_config.json",
         "tokenizer.json",
     ]
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())

@@ -481,7 +481,7 @@ def test_data_sources_are_exclusive_and_evaluate_switches_source(tmp_path):
     assert read(out / "eval_test.json")["samples"] == 12
     # evaluate reports the loader's argument errors in flags too
     with pytest.raises(SystemExit, match=r"evaluate lra: --hf NAME applies to the tasks"):
-        main(["evaluate", "lra", "--checkpoint-dir", str(out), "--hf", "some/name"])
+        main(["evaluate", "lra", "--checkpoint-dir", str(out), "--hf", "x", "--overwrite"])
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from torch import nn
 
 from bpsn_ext.apps import demo_tasks as tasks
 from bpsn_ext.bench.measure import peak_memory_bytes
-from bpsn_ext.util.cli_args import positive_int
+from bpsn_ext.util.cli_args import positive_int, seed_int
 from bpsn_ext.util.tables import format_bytes, format_table
 
 __all__ = ["DEMO_HELP", "PARTS", "add_demo_arguments", "demo_report", "run_demo"]
@@ -296,7 +296,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="training epochs of every part (default: 20, 30 and 20)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="split, weight and order seed (0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="split, weight and order seed (0)")
     parser.add_argument(
         "--hidden",
         type=positive_int,

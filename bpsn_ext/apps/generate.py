@@ -203,6 +203,8 @@ def _listops(args: argparse.Namespace) -> int:
     from bpsn_ext.data import listops
 
     total = args.n_train + args.n_val + args.n_test
+    with flag_errors("generate listops"):  # settings whose trees cannot be drawn in time
+        listops.check_depth(args.max_depth, args.max_args)
     print(
         f"generating {total} ListOps samples ({args.min_length} < tokens < {args.max_length}) ...",
         flush=True,

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from bpsn_ext.apps.snn_bert_flags import (
+    RUN_PATHS,
     add_model_arguments,
     add_optim_arguments,
     add_vocab_arguments,
@@ -23,6 +24,7 @@ from bpsn_ext.apps.snn_bert_flags import (
     model_config,
     train_config,
 )
+from bpsn_ext.models.size_limits import read_model_file
 from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 TRAIN_HELP = "train SNN-BERT on a GLUE task"
@@ -114,6 +116,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64, help="batch (64)")
     parser.add_argument("--max-samples", type=positive_int, help="use the first N rows")
     parser.add_argument("--json", dest="json_path", help="write the metrics here as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     parser.add_argument("--energy", action="store_true", help="print the energy report too")
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
@@ -172,19 +175,27 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     """
     import torch
 
-    from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
-    from bpsn_ext.models.snn_bert_glue import make_task_fns
-    from bpsn_ext.train import Trainer, claim_run_folder
-    from bpsn_ext.train.snn_bert_runs import MODEL_FILE, load_teacher
+    from bpsn_ext.data.glue import get_task
+    from bpsn_ext.train.run_folder import open_run_folder, run_settings
 
     if args.threads:
         torch.set_num_threads(args.threads)
     task = get_task(args.task)
+    settings = run_settings(vars(args), RUN_PATHS)
     with flag_errors("train glue"):
-        claim_run_folder(
-            args.out, resume=args.resume, overwrite=args.overwrite, extra=(MODEL_FILE,)
-        )
-    os.makedirs(args.out, exist_ok=True)
+        train_config(args, 1)  # its checks (--lr nan, ...) before anything is written
+        with open_run_folder(args.out, settings, resume=args.resume, overwrite=args.overwrite):
+            return _run_train(args, task, callbacks)
+
+
+def _run_train(args: argparse.Namespace, task, callbacks: Sequence) -> int:
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset
+    from bpsn_ext.models.snn_bert_glue import make_task_fns
+    from bpsn_ext.train import Trainer
+    from bpsn_ext.train.snn_bert_runs import load_teacher
+
     train_ex, eval_ex = _train_eval_examples(args, task.name)
     model, tokenizer = _student(args, task, train_ex)
     teacher = load_teacher(args.teacher, task.name, tokenizer) if args.teacher else None
@@ -264,8 +275,7 @@ def _resumed_or_new_setup(args: argparse.Namespace, task, train_ex):
     model_path, tok_path = os.path.join(out, MODEL_FILE), os.path.join(out, TOKENIZER_FILE)
     if args.resume and os.path.isfile(model_path) and os.path.isfile(tok_path):
         tokenizer = WordPieceTokenizer.load(tok_path)
-        with open(model_path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = read_model_file(model_path)
         if saved["task"] != task.name:
             raise ValueError(f"--resume: {out!r} holds a {saved['task']} run, not {task.name}")
         return SNNBertConfig.from_dict(saved["config"]), tokenizer, None
@@ -340,11 +350,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from bpsn_ext.data.glue import GlueCollator, GlueDataset
     from bpsn_ext.models.snn_bert_glue import energy_report, energy_summary, evaluate_model
+    from bpsn_ext.train.devices import check_device
     from bpsn_ext.train.snn_bert_runs import load_trained
-    from bpsn_ext.util.files import write_json_atomic
+    from bpsn_ext.util.files import refuse_existing, write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    with flag_errors("evaluate glue"):
+        refuse_existing(args.json_path, overwrite=args.overwrite)
+    check_device(args.device)
     model, tokenizer, task = load_trained(args.checkpoint, args.device)
     examples = load_examples(args, task, args.split)
     if args.max_samples:
@@ -361,7 +375,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result["energy"] = energy_summary(report)
     print(json.dumps(result))
     if args.json_path:
-        write_json_atomic(args.json_path, result)
+        with flag_errors("evaluate glue"):
+            write_json_atomic(args.json_path, result, replace=args.overwrite)
         print(f"metrics: {args.json_path}")
     else:
         print("metrics printed only (--json PATH writes them)")

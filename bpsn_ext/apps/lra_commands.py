@@ -19,7 +19,11 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from bpsn_ext.apps.lra_flags import add_data_arguments, add_model_arguments
+from bpsn_ext.apps.lra_flags import (
+    add_data_arguments,
+    add_model_arguments,
+    add_training_arguments,
+)
 from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 if TYPE_CHECKING:
@@ -33,64 +37,9 @@ RUN_CONFIG = "run_config.json"
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``train lra``."""
-    S = argparse.SUPPRESS
     add_data_arguments(parser, required_task=True)
     add_model_arguments(parser)
-    t = parser.add_argument_group("training (defaults: the task preset)")
-    t.add_argument("--epochs", type=positive_int, default=S, help="passes over the training set")
-    t.add_argument("--batch-size", type=positive_int, default=S, help="global batch")
-    t.add_argument("--lr", type=float, default=S, help="peak learning rate (AdamW)")
-    t.add_argument(
-        "--ssm-lr",
-        type=float,
-        default=0.001,
-        help="learning rate of the SSM parameters (min with --lr; wd 0) (0.001)",
-    )
-    t.add_argument(
-        "--weight-decay", type=float, default=S, help="AdamW weight decay (SSM parameters: 0)"
-    )
-    t.add_argument(
-        "--scheduler",
-        choices=("cosine", "constant"),
-        default="cosine",
-        help="learning-rate schedule after the warm-up (cosine)",
-    )
-    t.add_argument(
-        "--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps (0)"
-    )
-    t.add_argument(
-        "--grad-clip", type=float, default=None, help="clip the gradient norm to this (none)"
-    )
-    t.add_argument("--seed", type=int, default=0, help="weights, batch order, generated data")
-    t.add_argument(
-        "--checkpoint-dir",
-        "--out",
-        dest="checkpoint_dir",
-        default=None,
-        help="folder for last.pt, metrics.json, run_config.json",
-    )
-    t.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=0,
-        help="also checkpoint every N steps (0: at epoch ends)",
-    )
-    t.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    t.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier run in --checkpoint-dir (otherwise refused)",
-    )
-    t.add_argument("--metrics-json", default=None, help="also copy metrics.json here")
-    t.add_argument(
-        "--energy-samples",
-        type=int,
-        default=64,
-        help="test samples of the energy report (0: no report) (64)",
-    )
-    t.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
-    t.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_training_arguments(parser)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -101,7 +50,9 @@ def _resolve(args: argparse.Namespace) -> LRARunConfig:
     data sources are refused (naming the flags) before anything is written."""
     from bpsn_ext.train.lra_run import LRARunConfig
 
-    values = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "task_kind")}
+    values = {
+        k: v for k, v in vars(args).items() if k not in ("handler", "command", "task_kind", "debug")
+    }
     with flag_errors("train lra"):
         cfg = LRARunConfig.from_preset(values.pop("task"), **values)
         cfg.check_sources()
@@ -121,10 +72,15 @@ def _load_data(cfg: LRARunConfig, command: str):
             raise FileNotFoundError(f"{err}; choose the folder with --data") from err
 
 
-def _prepare(cfg: LRARunConfig, command: str):
-    """``(task data, model)`` of the run (threads and seed set first)."""
+def _prepare(cfg: LRARunConfig, command: str, source: str | None = None):
+    """``(task data, model)`` of the run (sizes checked first, then threads and seed set;
+    ``source``: the file ``cfg`` came from, else the command's flags)."""
     import torch
 
+    from bpsn_ext.models.size_limits import check_lra_size
+
+    with flag_errors(command):
+        check_lra_size(cfg.to_dict(), source or f"{command} flags")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     td = _load_data(cfg, command)
@@ -172,18 +128,20 @@ class _EpochPrinter:
 
 
 # ----------------------------------------------------------------------------- train
-def _claim(cfg: LRARunConfig) -> None:
-    """Refuse a folder that holds an earlier run (unless resumed or overwritten)."""
-    from bpsn_ext.train import claim_run_folder
+def _claim(cfg: LRARunConfig):
+    """The run folder held for the run (`open_run_folder`): a new run refuses a folder that
+    holds an earlier run, a resumed one refuses settings other than the run's own."""
+    from bpsn_ext.train.run_folder import open_run_folder
 
-    if cfg.checkpoint_dir:
-        with flag_errors("train lra"):
-            claim_run_folder(
-                cfg.checkpoint_dir,
-                resume=cfg.resume,
-                overwrite=cfg.overwrite,
-                extra=(RUN_CONFIG,),
-            )
+    if cfg.resume and not cfg.checkpoint_dir:
+        raise ValueError("train lra --resume needs --checkpoint-dir")
+    return open_run_folder(
+        cfg.checkpoint_dir,
+        cfg.to_dict(),
+        resume=cfg.resume,
+        overwrite=cfg.overwrite,
+        derived=("preset",),
+    )
 
 
 def _make_trainer(cfg: LRARunConfig, td, model):
@@ -233,7 +191,7 @@ def _write_metrics(cfg: LRARunConfig, metrics: dict) -> None:
             metrics["wall_time_s"] = json.load(f).get("wall_time_s")
         write_json_atomic(path, metrics)
     if cfg.metrics_json:
-        write_json_atomic(cfg.metrics_json, metrics)
+        write_json_atomic(cfg.metrics_json, metrics, replace=cfg.overwrite)
 
 
 def _where_results_go(cfg: LRARunConfig) -> str:
@@ -248,10 +206,18 @@ def _where_results_go(cfg: LRARunConfig) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from bpsn_ext.util.files import write_json_atomic
+    """Train (or ``--resume``) as the flags say, holding the run folder for the whole run."""
+    from bpsn_ext.util.files import refuse_existing
 
     cfg = _resolve(args)
-    _claim(cfg)
+    with flag_errors("train lra"):
+        cfg.train_config()  # its checks (--lr nan, ...) before anything is written
+        refuse_existing(cfg.metrics_json, overwrite=cfg.overwrite)
+        with _claim(cfg):
+            return _run_train(cfg)
+
+
+def _run_train(cfg: LRARunConfig) -> int:
     td, model = _prepare(cfg, "train lra")
     rank0 = int(os.environ.get("RANK", "0")) == 0
     n_params = sum(p.numel() for p in model.parameters())
@@ -263,8 +229,6 @@ def run_train(args: argparse.Namespace) -> int:
         )
     if rank0:
         _print(_where_results_go(cfg))
-    if cfg.checkpoint_dir and rank0 and not cfg.resume:
-        write_json_atomic(os.path.join(cfg.checkpoint_dir, RUN_CONFIG), cfg.to_dict())
     trainer, energy = _make_trainer(cfg, td, model)
     if not rank0:
         trainer.fit(resume=cfg.resume)
@@ -309,6 +273,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, help="metrics JSON (default: <checkpoint-dir>/eval_<split>.json)"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument(
         "--energy-samples",
         type=int,
@@ -327,15 +292,15 @@ def _stored_config(args: argparse.Namespace) -> LRARunConfig:
     """The run's `LRARunConfig` from ``run_config.json``, with the data flags given here
     (a data source given here replaces the stored one, not only the same kind of source)."""
     from bpsn_ext.train.lra_run import DATA_FIELDS, LRARunConfig
+    from bpsn_ext.util.files import read_json
 
     path = os.path.join(args.checkpoint_dir, RUN_CONFIG)
     if not os.path.isfile(path):
         raise SystemExit(f"evaluate lra: {path!r} is missing (not a `train lra` checkpoint folder)")
-    with open(path, encoding="utf-8") as f:
-        try:
-            cfg = LRARunConfig.from_dict(json.load(f))
-        except ValueError as err:
-            raise SystemExit(f"evaluate lra: {path!r}: {err}") from err
+    try:
+        cfg = LRARunConfig.from_dict(read_json(path))
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"evaluate lra: {path!r}: {err}") from err
     given = {key: getattr(args, key) for key in DATA_FIELDS if hasattr(args, key)}
     if hasattr(args, "generate"):
         given.update(data=None, hf=None)
@@ -353,13 +318,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bpsn_ext.models.lra_energy import energy_summary
     from bpsn_ext.train import TrainConfig, Trainer, load_checkpoint
     from bpsn_ext.train.lra_run import task_fns
-    from bpsn_ext.util.files import write_json_atomic
+    from bpsn_ext.util.files import refuse_existing, write_json_atomic
 
+    folder = args.checkpoint_dir
+    out_path = args.out or os.path.join(folder, f"eval_{args.split}.json")
+    with flag_errors("evaluate lra"):
+        refuse_existing(out_path, overwrite=args.overwrite)
     cfg = _stored_config(args)
-    ckpt_path = args.checkpoint or os.path.join(args.checkpoint_dir, "last.pt")
+    ckpt_path = args.checkpoint or os.path.join(folder, "last.pt")
     if not os.path.isfile(ckpt_path):
         raise SystemExit(f"evaluate lra: no checkpoint at {ckpt_path!r}")
-    td, model = _prepare(cfg, "evaluate lra")
+    td, model = _prepare(cfg, "evaluate lra", os.path.join(folder, RUN_CONFIG))
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])
     loss_fn, metrics_fn = task_fns(td.dual)
     dataset = {"test": td.test, "val": td.val, "train": td.train}[args.split]
@@ -385,8 +354,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         e = energy_summary(trainer.model, td, args.energy_samples, torch.device(args.device))
         print(e.pop("_report"), flush=True)
         out["energy"] = e
-    folder = args.checkpoint_dir
-    path = args.out or os.path.join(folder, f"eval_{args.split}.json")
-    write_json_atomic(path, out)
-    print(f"metrics: {path}", flush=True)
+    with flag_errors("evaluate lra"):
+        write_json_atomic(out_path, out, replace=args.overwrite)
+    print(f"metrics: {out_path}", flush=True)
     return 0

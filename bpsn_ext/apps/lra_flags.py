@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from bpsn_ext.data.lra_release import TASKS
-from bpsn_ext.util.cli_args import positive_int
+from bpsn_ext.util.cli_args import positive_int, seed_int
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> None:
@@ -137,3 +137,70 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=S,
         help="surrogate of the spiking layers, e.g. atan (default) or fast_sigmoid",
     )
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training, run-folder and reporting flags of ``train lra``."""
+    S = argparse.SUPPRESS
+    t = parser.add_argument_group("training (defaults: the task preset)")
+    t.add_argument("--epochs", type=positive_int, default=S, help="passes over the training set")
+    t.add_argument("--batch-size", type=positive_int, default=S, help="global batch")
+    t.add_argument("--lr", type=float, default=S, help="peak learning rate (AdamW)")
+    t.add_argument(
+        "--ssm-lr",
+        type=float,
+        default=0.001,
+        help="learning rate of the SSM parameters (min with --lr; wd 0) (0.001)",
+    )
+    t.add_argument(
+        "--weight-decay", type=float, default=S, help="AdamW weight decay (SSM parameters: 0)"
+    )
+    t.add_argument(
+        "--scheduler",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="learning-rate schedule after the warm-up (cosine)",
+    )
+    t.add_argument(
+        "--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps (0)"
+    )
+    t.add_argument(
+        "--grad-clip", type=float, default=None, help="clip the gradient norm to this (none)"
+    )
+    t.add_argument("--seed", type=seed_int, default=0, help="weights, batch order, generated data")
+    t.add_argument(
+        "--checkpoint-dir",
+        "--out",
+        dest="checkpoint_dir",
+        default=None,
+        help="folder for last.pt, metrics.json, run_config.json",
+    )
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="also checkpoint every N steps (0: at epoch ends)",
+    )
+    t.add_argument(
+        "--collective-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for the others before the run stops (600)",
+    )
+    t.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --checkpoint-dir (otherwise refused)",
+    )
+    t.add_argument("--metrics-json", default=None, help="also copy metrics.json here")
+    t.add_argument(
+        "--energy-samples",
+        type=int,
+        default=64,
+        help="test samples of the energy report (0: no report) (64)",
+    )
+    t.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
+    t.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

@@ -18,6 +18,7 @@ import os
 import random
 
 from bpsn_ext.apps.snn_bert_flags import (
+    RUN_PATHS,
     add_model_arguments,
     add_optim_arguments,
     add_vocab_arguments,
@@ -25,6 +26,7 @@ from bpsn_ext.apps.snn_bert_flags import (
     model_config,
     train_config,
 )
+from bpsn_ext.models.size_limits import read_model_file
 from bpsn_ext.util.cli_args import flag_errors, positive_int
 
 PRETRAIN_HELP = "masked-LM pretraining of SNN-BERT (or its ANN twin) on local text"
@@ -166,8 +168,7 @@ def _setup(args: argparse.Namespace, out: str, train_lines: list[str]):
                 f"--resume: no {MODEL_FILE}/{TOKENIZER_FILE} in "
                 f"{os.path.abspath(out)!r}; run without --resume first"
             )
-        with open(model_path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = read_model_file(model_path)
         return SNNBertConfig.from_dict(saved["config"]), WordPieceTokenizer.load(tok_path)
     tokenizer = make_tokenizer(args, lambda: train_lines)
     config = model_config(args, tokenizer.vocab_size, num_labels=1)
@@ -183,19 +184,26 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
     """Pretrain (or ``--resume``); ``callbacks`` go to the Trainer (tests)."""
     import torch
 
-    from bpsn_ext.data.glue import GlueCollator, GlueDataset, GlueExample
-    from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM
-    from bpsn_ext.train import Trainer, claim_run_folder
-    from bpsn_ext.train.snn_bert_runs import MODEL_FILE
+    from bpsn_ext.train.run_folder import open_run_folder, run_settings
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    with flag_errors("pretrain"):
-        claim_run_folder(
-            args.out, resume=args.resume, overwrite=args.overwrite, extra=(MODEL_FILE,)
-        )
     if not 0.0 < args.mask_prob < 1.0:
         raise ValueError(f"--mask-prob must be in (0, 1), got {args.mask_prob}")
+    settings = run_settings(vars(args), RUN_PATHS)
+    with flag_errors("pretrain"):
+        train_config(args, 1)  # its checks (--lr nan, ...) before anything is written
+        with open_run_folder(args.out, settings, resume=args.resume, overwrite=args.overwrite):
+            return _run_pretrain(args, callbacks)
+
+
+def _run_pretrain(args: argparse.Namespace, callbacks) -> int:
+    import torch
+
+    from bpsn_ext.data.glue import GlueCollator, GlueDataset, GlueExample
+    from bpsn_ext.models.snn_bert_mlm import SNNBertForMaskedLM
+    from bpsn_ext.train import Trainer
+
     lines = (
         read_lines(args.text)
         if args.text

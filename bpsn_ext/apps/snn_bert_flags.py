@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from bpsn_ext.util.cli_args import positive_int
+from bpsn_ext.util.cli_args import positive_int, seed_int
+
+RUN_PATHS = ("data", "vocab", "init_from", "teacher", "text")  # run settings that name files
 
 # the integer-valued neuron options; every other number is a hyper-parameter, passed as a float
 _INT_OPTIONS = frozenset({"channels", "window", "refractory_steps", "channel_dim"})
@@ -156,12 +158,19 @@ def add_optim_arguments(g, epochs: int) -> None:
         help="after the warm-up (cosine)",
     )
     g.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (1.0)")
-    g.add_argument("--seed", type=int, default=0, help="weights, batches, dropout (0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="weights, batches, dropout (0)")
     g.add_argument(
         "--checkpoint-every",
         type=int,
         default=0,
         help="optimizer steps between checkpoints (0: each epoch end)",
+    )
+    g.add_argument(
+        "--collective-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for the others before the run stops (600)",
     )
 
 
@@ -228,4 +237,5 @@ def train_config(args: argparse.Namespace, n_train: int):
         scheduler=args.scheduler,
         warmup_steps=int(args.warmup_ratio * steps),
         progress=not args.no_progress,
+        collective_timeout_s=float(args.collective_timeout),
     )

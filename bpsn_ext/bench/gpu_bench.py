@@ -466,8 +466,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=S, help="data and weight seed (0)")
     parser.add_argument("--quick", action="store_true", default=S, help="tiny sizes, one round")
     parser.add_argument("--table", dest="table_path", default=S, help="also write the table here")
-    parser.add_argument("--overwrite", action="store_true", default=S,
-                        help="replace an existing --json / --table file")  # fmt: skip
     measure.add_json_arguments(parser, DEFAULT_JSON)
 
 

@@ -183,6 +183,12 @@ def add_json_arguments(parser: argparse.ArgumentParser, default_path: str) -> No
         default=argparse.SUPPRESS,
         help="do not write a result file",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --json, --plot or --table file (the default result file is "
+        "always updated)",
+    )
 
 
 class DefaultJson(str):

@@ -33,6 +33,7 @@ __all__ = [
     "load_cifar10",
     "load_hf_images",
     "IDX_FILES",
+    "MAX_IDX_BYTES",
     "DEFAULT_FASHION_MNIST",
     "to_grey",
 ]
@@ -45,34 +46,74 @@ IDX_FILES = {
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """An IDX file (gzip or raw, by its magic bytes) as a numpy array of its stored shape."""
+MAX_IDX_BYTES = 2**30
+"""The most data bytes (after decompression) `read_idx` reads: 1 GiB (MNIST's train images
+are 47 MB)."""
+
+
+def _idx_header(f, path: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """``(dtype, shape)`` from the header of an open IDX stream, checked."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[:2] != b"\x00\x00" or magic[2] not in _IDX_TYPES:
+        raise ValueError(f"{path}: not an IDX file (bad magic {magic[:4]!r})")
+    ndim = magic[3]
+    dims = f.read(4 * ndim)
+    if ndim == 0 or len(dims) < 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions)")
+    shape = struct.unpack(f">{ndim}I", dims)
+    if shape[0] == 0 or 0 in shape:
+        raise ValueError(f"{path}: IDX header says shape {shape}: no data; expected N >= 1 items")
+    return np.dtype(_IDX_TYPES[magic[2]]), shape
+
+
+def read_idx(
+    path: str | os.PathLike, *, limit: int | None = None, max_bytes: int = MAX_IDX_BYTES
+) -> np.ndarray:
+    """An IDX file (gzip or raw, by its magic bytes) as a numpy array of its stored shape.
+
+    The data is read as a stream (a gzip file is never inflated whole): the header's size is
+    checked against ``max_bytes`` before anything is allocated, and with ``limit`` only the
+    first ``limit`` items are read.  A header that does not match the data raises ValueError
+    naming the file.
+    """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise ValueError(
-                f"{path}: truncated or corrupt gzip file ({err}); expected a "
-                "complete gzip-compressed IDX file"
-            ) from err
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic {raw[:4]!r})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            return _read_idx_stream(f, path, limit, max_bytes)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(
+            f"{path}: truncated or corrupt gzip file ({err}); expected a "
+            "complete gzip-compressed IDX file"
+        ) from err
+
+
+def _read_idx_stream(f, path: str, limit: int | None, max_bytes: int) -> np.ndarray:
+    dtype, shape = _idx_header(f, path)
+    item = int(np.prod(shape[1:], dtype=object)) * dtype.itemsize
+    expected = shape[0] * item
+    n = shape[0] if limit is None else min(limit, shape[0])
+    if n * item > max_bytes:
+        raise ValueError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes of data), more than the "
+            f"{max_bytes} bytes read at most (max_bytes); not an image data set this reader takes"
+        )
+    out = bytearray(n * item)
+    view, got = memoryview(out), 0
+    while got < len(out):
+        chunk = f.readinto(view[got : got + 2**20])
+        if not chunk:
+            break
+        got += chunk
+    extra = f.read(1) if n == shape[0] else b""
+    if got < len(out) or extra:
+        held = f"{got} bytes" if not extra else "more"
         raise ValueError(
             f"{path}: IDX header says shape {shape} ({expected} bytes of data), "
-            f"the file holds {len(raw) - header}"
+            f"the file holds {held}"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return np.frombuffer(bytes(out), dtype=dtype).reshape((n, *shape[1:]))
 
 
 def _find(root: str, name: str) -> str | None:
@@ -101,6 +142,7 @@ def load_idx_dataset(
             f"{DEFAULT_FASHION_MNIST})"
         )
     images, labels = (read_idx(p) for p in paths)
+    _check_grey_levels(images, paths[0])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
             f"{paths[0]} / {paths[1]}: expected images [N, H, W] and labels [N], "
@@ -115,6 +157,22 @@ def load_idx_dataset(
                 f"0..{num_classes - 1} ({len(bad)} such labels)"
             )
     return np.array(images, dtype=np.uint8), labels
+
+
+def _check_grey_levels(images: np.ndarray, path: str) -> None:
+    """Refuse values that are not 8-bit grey levels (NaN, inf, fractions, outside 0..255)
+    instead of casting them."""
+    if images.dtype == np.uint8:
+        return
+    flat = images.reshape(len(images), -1)
+    values = flat.astype(np.float64)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 255) | (values != np.round(values))
+    if bad.any():
+        sample, pixel = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{path}: value {flat[sample, pixel]} of sample {sample} (pixel {pixel}) is not a "
+            f"grey level; expected integers in 0..255 ({int(bad.sum())} such values)"
+        )
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:

@@ -16,15 +16,28 @@ space-separated tokens).  The LRA files also wrap sub-trees in parentheses; read
 from __future__ import annotations
 
 import csv
+import math
 import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bpsn_ext.data._files import lift_csv_field_limit, not_utf8
+from bpsn_ext.util.errors import DataSourceError
 from bpsn_ext.util.files import atomic_open
 
-__all__ = ["OPERATORS", "VOCAB", "generate", "evaluate", "write_tsv", "read_tsv", "ListOpsSample"]
+__all__ = [
+    "OPERATORS",
+    "VOCAB",
+    "MAX_EXPECTED_TOKENS",
+    "expected_tokens",
+    "check_depth",
+    "generate",
+    "evaluate",
+    "write_tsv",
+    "read_tsv",
+    "ListOpsSample",
+]
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 VOCAB = ("<pad>", *[str(d) for d in range(10)], *OPERATORS, "]")
@@ -54,19 +67,71 @@ def _apply(op: str, args: list[int]) -> int:
     return sum(args) % 10
 
 
-def _tree(rng: random.Random, depth: int, max_depth: int, max_args: int) -> tuple[list[str], int]:
-    """Tokens and value of a random sub-tree."""
-    if depth >= max_depth or rng.random() < LEAF_PROBABILITY:
-        digit = rng.randrange(10)
-        return [str(digit)], digit
-    op = rng.choice(OPERATORS)
-    tokens, values = [op], []
-    for _ in range(rng.randint(2, max_args)):
-        sub_tokens, value = _tree(rng, depth + 1, max_depth, max_args)
-        tokens += sub_tokens
-        values.append(value)
-    tokens.append("]")
-    return tokens, _apply(op, values)
+MAX_EXPECTED_TOKENS = 1000
+"""`generate` refuses settings whose trees average more tokens than this (`expected_tokens`):
+the tree size grows exponentially with ``max_depth`` when an operator has more than four
+children on average, and so does the time to draw trees of a given length."""
+
+
+def expected_tokens(max_depth: int, max_args: int) -> float:
+    """The mean token count of a random tree (before the length filter).
+
+    Example:
+        >>> round(expected_tokens(10, 10))
+        132
+    """
+    mean_children = (2 + max_args) / 2
+    size = 1.0  # a node at max_depth is a digit
+    for _ in range(min(max_depth - 1, 10_000)):
+        grown = LEAF_PROBABILITY + (1 - LEAF_PROBABILITY) * (2 + mean_children * size)
+        if grown == size or grown > 1e300:  # converged, or beyond any bound: stop early
+            return grown
+        size = grown
+    return size if max_depth <= 10_001 else math.inf  # still growing after 10^4 levels
+
+
+def check_depth(max_depth: int, max_args: int) -> None:
+    """Refuse a ``max_depth`` / ``max_args`` whose trees are too large to draw in time."""
+    size = expected_tokens(max_depth, max_args)
+    if size <= MAX_EXPECTED_TOKENS:
+        return
+    deepest = 1
+    while expected_tokens(deepest + 1, max_args) <= MAX_EXPECTED_TOKENS:
+        deepest += 1
+    raise DataSourceError(
+        f"{{max_depth:{max_depth}}} with {{max_args:{max_args}}} draws trees of {size:.3g} "
+        f"tokens on average (at most {MAX_EXPECTED_TOKENS} can be drawn in reasonable time); "
+        f"choose {{max_depth:{deepest}}} or less, or fewer max_args"
+    )
+
+
+def _tree(rng: random.Random, max_depth: int, max_args: int) -> tuple[list[str], int]:
+    """Tokens and value of a random tree, drawn depth first without recursion (the order of
+    draws is that of the recursive definition: node, operator, arity, children)."""
+    tokens: list[str] = []
+    stack: list[list] = []  # open operators: [op, children still to draw, values, depth]
+    depth = 1
+    while True:
+        if depth >= max_depth or rng.random() < LEAF_PROBABILITY:
+            value = rng.randrange(10)
+            tokens.append(str(value))
+            while stack:  # close every operator whose last child this was
+                frame = stack[-1]
+                frame[2].append(value)
+                frame[1] -= 1
+                if frame[1]:
+                    break
+                stack.pop()
+                tokens.append("]")
+                value = _apply(frame[0], frame[2])
+            if not stack:
+                return tokens, value
+            depth = stack[-1][3] + 1
+        else:
+            op = rng.choice(OPERATORS)
+            tokens.append(op)
+            stack.append([op, rng.randint(2, max_args), [], depth])
+            depth += 1
 
 
 def generate(
@@ -92,13 +157,14 @@ def generate(
         raise ValueError(
             f"need n >= 0, max_depth >= 1, max_args >= 2; got {n}, {max_depth}, {max_args}"
         )
+    check_depth(max_depth, max_args)
     rng = random.Random(seed)
     seen: set[str] = set()
     out: list[ListOpsSample] = []
     for _ in range(max_tries):
         if len(out) == n:
             return out
-        tokens, value = _tree(rng, 1, max_depth, max_args)
+        tokens, value = _tree(rng, max_depth, max_args)
         if not min_length < len(tokens) < max_length:
             continue
         source = " ".join(tokens)

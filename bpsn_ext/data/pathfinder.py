@@ -412,7 +412,9 @@ def _decode_png(data: bytes, path: str) -> np.ndarray:
             f"PIL (header {hdr}); install Pillow"
         )
     w, h, bpp = hdr[0], hdr[1], 1 if hdr[3] == 0 else 2
-    raw = zlib.decompress(idat)
+    _check_png_size(w, h, path)
+    inflate = zlib.decompressobj()  # never more than the image needs
+    raw = inflate.decompress(idat, h * (w * bpp + 1))
     stride = w * bpp
     out = np.zeros((h, stride), dtype=np.uint8)
     prev = [0] * stride
@@ -429,6 +431,19 @@ def _decode_png(data: bytes, path: str) -> np.ndarray:
     return out[:, ::bpp]
 
 
+MAX_PNG_SIDE = 4096
+"""The widest / tallest PNG `read_png` decodes (Pathfinder images are 32 to 256 pixels)."""
+
+
+def _check_png_size(width: int, height: int, path: str) -> None:
+    """Refuse an image header larger than `MAX_PNG_SIDE` before decoding it."""
+    if not (0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE):
+        raise ValueError(
+            f"{path}: a {width} x {height} image; expected a Pathfinder image of at most "
+            f"{MAX_PNG_SIDE} x {MAX_PNG_SIDE} pixels"
+        )
+
+
 def read_png(path: str | os.PathLike) -> np.ndarray:
     """A PNG as a greyscale uint8 ``[H, W]`` array; a truncated or corrupt file raises
     ValueError naming it."""
@@ -440,7 +455,12 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
             from PIL import Image
         except ImportError:
             return _decode_png(data, path)
-        with Image.open(io.BytesIO(data)) as im:
+        try:
+            im = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"{path}: {err}; expected a Pathfinder image") from None
+        with im:
+            _check_png_size(*im.size, path)
             return np.asarray(im.convert("L"), dtype=np.uint8)
     except (OSError, SyntaxError, struct.error, zlib.error, IndexError) as err:
         detail = "unreadable header" if "cannot identify" in str(err) else str(err)

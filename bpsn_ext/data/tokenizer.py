@@ -138,9 +138,19 @@ class WordPieceTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WordPieceTokenizer:
-        """From a file written by `save`."""
+        """From a file written by `save`; a truncated, damaged or oversized file raises
+        ValueError naming it."""
+        from bpsn_ext.util.files import read_json
+
         tk = _require_tokenizers()
-        tok = tk.Tokenizer.from_file(os.fspath(path))
+        path = os.fspath(path)
+        read_json(path)  # names the file of a truncated, deep or oversized JSON
+        try:
+            tok = tk.Tokenizer.from_file(path)
+        except Exception as err:  # tokenizers raises its own Exception type
+            raise ValueError(
+                f"{path}: not a tokenizer file written by this program ({err})"
+            ) from None
         lowercase = bool(getattr(tok.normalizer, "lowercase", True))
         return cls(tok, lowercase)
 

@@ -140,6 +140,7 @@ class LRARunConfig:
     energy_samples: int = 64
     threads: int | None = None
     device: str | None = None
+    collective_timeout: float = 600.0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -259,6 +260,7 @@ class LRARunConfig:
             scheduler=self.scheduler,
             warmup_steps=int(self.warmup_steps),
             progress=bool(self.progress),
+            collective_timeout_s=float(self.collective_timeout),
         )
 
 

@@ -11,13 +11,13 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 
 from bpsn_ext.data.tokenizer import WordPieceTokenizer
 from bpsn_ext.models import SNNBert, SNNBertConfig
+from bpsn_ext.models.size_limits import read_model_file
 from bpsn_ext.train.checkpoint import load_checkpoint
 from bpsn_ext.train.trainer import CHECKPOINT_NAME
 
@@ -54,8 +54,7 @@ def is_run_dir(path: str | None) -> bool:
 
 def read_run(folder: str) -> tuple[dict, WordPieceTokenizer, dict]:
     """``(saved model.json, tokenizer, model state dict)`` of a run folder."""
-    with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = read_model_file(os.path.join(folder, MODEL_FILE))
     tokenizer = WordPieceTokenizer.load(os.path.join(folder, TOKENIZER_FILE))
     state = load_checkpoint(os.path.join(folder, CHECKPOINT_NAME), map_location="cpu")["model"]
     return saved, tokenizer, state
@@ -79,8 +78,7 @@ def load_trained(
                 f"{os.path.abspath(p)!r} not found: the checkpoint must be a "
                 "`bpsn-ext train glue` output folder (or its last.pt)"
             )
-    with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = read_model_file(os.path.join(folder, MODEL_FILE))
     if "task" not in saved:
         raise ValueError(
             f"{os.path.abspath(folder)!r} is not a `train glue` run (a `pretrain` "

@@ -32,6 +32,9 @@ from bpsn_ext.train.checkpoint import (
     load_checkpoint,
     set_rng_state,
 )
+from bpsn_ext.train.collectives import collective_errors, timeout_of
+from bpsn_ext.train.devices import check_device
+from bpsn_ext.train.run_folder import check_counters
 from bpsn_ext.train.sync_norm import convert_batch_norms
 from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.files import write_json_atomic
@@ -39,6 +42,7 @@ from bpsn_ext.util.files import write_json_atomic
 __all__ = ["TrainConfig", "Trainer", "TrainState", "NonFiniteLossError", "CHECKPOINT_NAME"]
 
 log = logging.getLogger(__name__)
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -55,6 +59,8 @@ class TrainConfig:
     ``param_groups(model, lr=..., weight_decay=...)`` builds the optimizer's groups, e.g.
     `bpsn_ext.ssm_param_groups`.  ``scheduler``: ``"constant"`` or ``"cosine"`` (to
     ``min_lr_ratio * lr``), both after ``warmup_steps`` of linear warm-up.
+    ``collective_timeout_s``: under ``torchrun``, how long a rank waits for the others in a
+    collective operation before the run stops with `CollectiveTimeoutError` (10 minutes).
     """
 
     epochs: int = 1
@@ -77,6 +83,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     check_finite: bool = True
+    collective_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -91,6 +98,11 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        timeout_of(self.collective_timeout_s)  # > 0
+        check_device(self.device)
+        check_int("seed", self.seed, minimum=0)
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed must be at most {MAX_SEED} (2^32 - 1), got {self.seed}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.scheduler not in ("constant", "cosine"):
@@ -222,7 +234,10 @@ class Trainer:
         cuda = torch.cuda.is_available() and (self.config.device or "cuda").startswith("cuda")
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(
+            backend="nccl" if cuda else "gloo",
+            timeout=timeout_of(self.config.collective_timeout_s),
+        )
         return True
 
     def _pick_device(self, local_rank: int) -> torch.device:
@@ -379,6 +394,13 @@ class Trainer:
                 f"checkpoint {path!r} was written with {ckpt.get('batches_per_epoch')} batches "
                 f"per epoch, this run has {self.batches_per_epoch}: dataset or batch size changed"
             )
+        check_counters(
+            ckpt,
+            os.path.abspath(path),
+            epochs=self.config.epochs,
+            batches_per_epoch=self.batches_per_epoch,
+            batch_size=self.config.batch_size,
+        )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -448,8 +470,9 @@ class Trainer:
             else:
                 self._seed_everything()
                 self.state = TrainState()
-            while self.state.epoch < cfg.epochs:
-                self._run_epoch()
+            with collective_errors(self.rank, self.world_size, cfg.collective_timeout_s):
+                while self.state.epoch < cfg.epochs:
+                    self._run_epoch()
             final = dict(self.state.history[-1]) if self.state.history else {}
             if self.energy_fn is not None and self.rank == 0:
                 self.model.eval()

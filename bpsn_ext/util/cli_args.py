@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from bpsn_ext.util.errors import ArgumentError
 
-__all__ = ["flag", "flag_errors", "int_at_least", "positive_int"]
+__all__ = ["flag", "flag_errors", "int_at_least", "positive_int", "seed_int"]
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
@@ -31,6 +31,22 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 positive_int = int_at_least(1)
+
+
+def seed_int(text: str) -> int:
+    """An argparse `type`: a seed, an int in 0..2^32 - 1 (numpy's and scikit-learn's range).
+
+    Example:
+        >>> seed_int("7")
+        7
+    """
+    value = int_at_least(0)(text)
+    if value > 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"must be an integer <= 4294967295, got {text}")
+    return value
+
+
+seed_int.__name__ = "int"
 
 
 def flag(name: str, value: str = "") -> str:
