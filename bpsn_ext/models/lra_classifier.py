@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bpsn_ext.bpsn_module import BPSN
+from bpsn_ext.core.channel_major import is_channel_major, sequence_linear, to_channel_major
 from bpsn_ext.core.checks import check_int, check_token_ids
 from bpsn_ext.core.masks import as_mask, zero_padded
 from bpsn_ext.layers import GSU, BinaryS4D, SpikingS5, TiedDropout
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 LAYERS = ("binary_s4d", "gsu", "s5", "bpsn", "s4d")
+CHANNEL_MAJOR = ("binary_s4d", "gsu", "s4d")  # blocks that run channel-major when fused
 
 
 class _Residual(nn.Module):
@@ -164,15 +166,26 @@ class LRAClassifier(nn.Module):
             )
         T, N = x.shape[:2]
         m = as_mask(mask, T, N, x.device)
-        h = self.encoder(x)
+        if self.layer in CHANNEL_MAJOR and all(b.fused for b in self.blocks):
+            h = self._encode_channel_major(x)  # the FFT blocks run channel-major: no transposes
+        else:
+            h = self.encoder(x)
         for block in self.blocks:
             h = block(h, m)
-        if m is None:
-            pooled = h.mean(0)
+        if m is None:  # over the stored time axis: the gradient keeps the layout of h
+            pooled = h.permute(1, 2, 0).mean(-1) if is_channel_major(h) else h.mean(0)
         else:
             w = m.to(h.dtype)[..., None]
             pooled = zero_padded(h, m[..., None]).sum(0) / w.sum(0).clamp_min(1.0)
         return pooled
+
+    def _encode_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's output ``[T, N, d_model]`` stored channel-major: features are
+        projected as ``W @ x[n]`` (no transpose of the wide output); token embeddings are
+        looked up time-major and transposed once."""
+        if self.vocab_size is not None:
+            return to_channel_major(self.encoder(x))
+        return sequence_linear(to_channel_major(x), self.encoder.weight, self.encoder.bias)
 
 
 class LRADualClassifier(nn.Module):
