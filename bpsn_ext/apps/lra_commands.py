@@ -164,11 +164,17 @@ def _data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> Non
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``train lra``."""
-    from bpsn_ext.models.lra_classifier import LAYERS
+    from bpsn_ext.models.lra_classifier import LAYERS, PAPER_PRESETS
 
     S = argparse.SUPPRESS
     _data_arguments(parser, required_task=True)
     m = parser.add_argument_group("model (defaults: the task preset)")
+    m.add_argument(
+        "--preset",
+        choices=tuple(PAPER_PRESETS),
+        default=S,
+        help="a paper-size configuration of --task (model, training and data defaults)",
+    )
     m.add_argument(
         "--layer",
         choices=LAYERS,
@@ -260,16 +266,22 @@ def _data_kwargs(cfg: dict) -> dict:
 
 def _resolve(args: argparse.Namespace) -> dict:
     """Preset values completed by the flags given."""
-    from bpsn_ext.models.lra_classifier import LRA_PRESETS
+    from bpsn_ext.models.lra_classifier import preset_values
 
-    preset_name = TASK_PRESET[args.task]
-    if args.task == "pathfinder" and getattr(args, "resolution", 32) == 128:
+    preset_name = getattr(args, "preset", None) or TASK_PRESET[args.task]
+    if preset_name == "pathfinder" and getattr(args, "resolution", 32) == 128:
         preset_name = "pathx"
-    preset = dict(DIGITS_PRESET) if preset_name == "digits" else LRA_PRESETS[preset_name].to_dict()
+    try:
+        preset = (
+            dict(DIGITS_PRESET)
+            if preset_name == "digits"
+            else preset_values(preset_name, args.task)
+        )
+    except ValueError as err:  # a paper preset of another task
+        raise SystemExit(f"train lra: --preset {preset_name}: {err}") from err
     preset.setdefault("d_state", 64)
     preset.setdefault("dt_min", 0.001)
     preset.setdefault("dt_max", 0.1)
-    preset.pop("max_length", None)
     cfg = {"preset": preset_name, **preset}
     for key, value in vars(args).items():
         if key in ("handler", "command", "task_kind"):
