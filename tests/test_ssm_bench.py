@@ -110,3 +110,16 @@ def test_arguments_and_script(tmp_path, capsys, monkeypatch):
         bench.run(stream_tokens=-1, json_path=None, verbose=False)
     with pytest.raises(ValueError, match="unknown layers"):
         bench.run(layers=("s6",), json_path=None, verbose=False)
+
+
+def test_training_step_row_has_its_floor_measured_in_the_same_run(capsys):
+    report = bench.run(quick=True, json_path=None, memory=False, train_step=True, layers=["s4d"])
+    ts = report["train_step"]
+    assert set(ts) >= {"fused", "unfused", "floor", "fused_over_floor", "unfused_over_floor"}
+    assert ts["fused_over_floor"] == ts["fused"]["median_ms"] / ts["floor"]["median_ms"]
+    assert report["config"]["train_layers"] == 1 and report["config"]["train_length"] == 32
+    out = capsys.readouterr().out
+    assert "training step of the sequential classifier: 1 x 16 binary_s4d" in out
+    assert "floor: its FFTs and matmuls alone" in out
+    with pytest.raises(ValueError, match="train_layer must be one of"):
+        bench.run(quick=True, json_path=None, train_step=True, train_layer="s5")

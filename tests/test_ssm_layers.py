@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from bpsn_ext.core.ternary import Ternary, ternarize, ternary_delta
-from bpsn_ext.layers import GSU, S4D, BinaryS4D, GSUMixer, SpikingS5
+from bpsn_ext.layers import GSU, S4D, BinaryS4D, GSUMixer, SpikingS5, set_fused
 from bpsn_ext.surrogate import ATan, FastSigmoid
 
 F64 = torch.float64
@@ -72,14 +72,18 @@ def test_gelu_switch_recovers_the_plain_s4d_block_exactly():
     gelu.load_state_dict(spike.state_dict())
     x = rand_seq()
     # the s4 S4D block: y -> GELU -> Conv1d(H, 2H, 1) -> GLU, then residual and post-LayerNorm
+    set_fused(gelu, False)  # op by op: exactly these ops; fused: the same to rounding
     y = gelu.ssm(x)
     z = F.glu(F.linear(F.gelu(y), gelu.output_linear.weight, gelu.output_linear.bias), dim=-1)
     ref = F.layer_norm(z + x, (6,), gelu.norm.norm.weight, gelu.norm.norm.bias)
     assert torch.equal(gelu(x), ref)
-    bare = make(BinaryS4D, activation="gelu", norm="none", residual=False)
+    torch.testing.assert_close(set_fused(gelu, True)(x), ref, rtol=0, atol=1e-12)
+    bare = set_fused(make(BinaryS4D, activation="gelu", norm="none", residual=False), False)
     y = bare.ssm(x)
     w, b = bare.output_linear.weight, bare.output_linear.bias
-    assert torch.equal(bare(x), F.glu(F.linear(F.gelu(y), w, b), dim=-1))
+    ref = F.glu(F.linear(F.gelu(y), w, b), dim=-1)
+    assert torch.equal(bare(x), ref)
+    torch.testing.assert_close(set_fused(bare, True)(x), ref, rtol=0, atol=1e-12)
     assert not torch.allclose(spike(x), gelu(x))
 
 

@@ -96,10 +96,16 @@ def add_data_arguments(parser: argparse.ArgumentParser, required_task: bool) -> 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model flags of ``train lra`` (defaults: the task preset)."""
-    from bpsn_ext.models.lra_classifier import LAYERS
+    from bpsn_ext.models.lra_classifier import LAYERS, PAPER_PRESETS
 
     S = argparse.SUPPRESS
     m = parser.add_argument_group("model (defaults: the task preset)")
+    m.add_argument(
+        "--preset",
+        choices=tuple(PAPER_PRESETS),
+        default=S,
+        help="a paper-size configuration of --task (model, training and data defaults)",
+    )
     m.add_argument(
         "--layer",
         choices=LAYERS,

@@ -19,6 +19,11 @@ Streaming (``stream_tokens > 0``): inference (``no_grad``) of ``stream_tokens`` 
 step form (``layer.step`` per token, state carried) and with the parallel form over the same
 tokens, both in microseconds per token, interleaved in one rotation.
 
+Training step (``train_step=True``): one optimiser step of the sequential-image classifier
+(``train_layers`` x ``d_model`` blocks of ``train_layer``, ``d_state``, batch ``train_batch``,
+length ``train_length``), fused and unfused, against its floor, the same FFTs and matmuls
+alone (`bpsn_ext.bench.train_step`), the three interleaved in one rotation.
+
 Input ``[L, batch, d_model]`` standard normal, fixed seed.  The functions are timed in
 rotation (`bpsn_ext.bench.measure.time_fns`); the peak memory of one pass is measured
 too.  ``scaling[key] = t(L_max) / t(L_min)`` is compared with ``L log L`` and ``L`` ratios.
@@ -73,7 +78,11 @@ QUICK = {
     "warmup": 1,
     "seq_max_len": 64,
     "stream_tokens": 16,
+    "train_batch": 2,
+    "train_length": 32,
+    "train_layers": 1,
 }
+TRAIN_LAYERS = ("binary_s4d", "s4d", "gsu")
 
 
 def _build(key: str, d_model: int, d_state: int) -> nn.Module:
@@ -132,6 +141,11 @@ def run(
     memory: bool = True,
     threads: int | None = None,
     verbose: bool = True,
+    train_step: bool = False,
+    train_layer: str = "binary_s4d",
+    train_batch: int = 64,
+    train_length: int = 784,
+    train_layers: int = 4,
 ) -> dict:
     """Time forward+backward of the SSM layers for each L; print a table, write JSON.
 
@@ -144,7 +158,8 @@ def run(
     ``scaling[key]`` is ``median_ms(L_max) / median_ms(L_min)`` and ``reference_ratios`` the
     ratios of ``L`` and ``L log2 L``; ``spiking_cost[key][str(L)]`` the time of a spiking block
     over the non-spiking ``s4d_block``; ``streaming[key]`` the step and parallel inference cost
-    per token.  ``json_path=None`` skips the file.
+    per token.  ``json_path=None`` skips the file.  ``train_step=True`` adds
+    ``train_step``: the step times (fused, unfused) and their floor, with the ratios.
     """
     sizes = {
         "lengths": lengths,
@@ -155,14 +170,30 @@ def run(
         "warmup": warmup,
         "seq_max_len": seq_max_len,
         "stream_tokens": stream_tokens,
+        "train_batch": train_batch,
+        "train_length": train_length,
+        "train_layers": train_layers,
     }
+    extra = {"layers": list(layers), "train_step": train_step, "train_layer": train_layer}
+    config = _config(sizes, extra, device, seed, quick, threads)
+    with torch_threads(threads):
+        report = _measure(config, memory)
+        if train_step:
+            report["train_step"] = _measure_train_step(config)
+    return publish_report(report, json_path, verbose, format_report)
+
+
+def _config(sizes: dict, extra: dict, device: str, seed: int, quick: bool, threads) -> dict:
+    """The checked run configuration (`run`'s sizes, replaced by `QUICK` when ``quick``)."""
     if quick:
         sizes.update(QUICK)
     sizes["lengths"] = sorted(set(int(v) for v in sizes["lengths"]))
-    _check(sizes, layers, threads)
-    config = {
+    _check(sizes, extra["layers"], threads)
+    if extra["train_layer"] not in TRAIN_LAYERS:
+        raise ValueError(f"train_layer must be one of {TRAIN_LAYERS}, got {extra['train_layer']!r}")
+    return {
         **sizes,
-        "layers": list(layers),
+        **extra,
         "device": str(torch.device(device)),
         "seed": seed,
         "quick": quick,
@@ -170,9 +201,23 @@ def run(
         "pass": "forward + backward of sum(out * g)",
         "timing": "all (L, layer) passes interleaved in one rotation",
     }
-    with torch_threads(threads):
-        report = _measure(config, memory)
-    return publish_report(report, json_path, verbose, format_report)
+
+
+def _measure_train_step(config: dict) -> dict:
+    """Fused step, unfused step and their floor in one rotation (CPU, see `train_step`)."""
+    from bpsn_ext.bench.train_step import floor_fn, train_step_fns
+
+    sizes = [config[k] for k in ("train_length", "train_batch", "d_model", "train_layers")]
+    fns = train_step_fns(config["train_layer"], *sizes, config["d_state"], config["seed"])
+    fns["floor"] = floor_fn(*sizes, config["d_state"], glu=True)
+    timings = time_fns(fns, repeats=config["repeats"], warmup=config["warmup"])
+    floor = timings["floor"]
+    return {
+        **timings,
+        "fused_over_floor": timings["fused"]["median_ms"] / floor["median_ms"],
+        "unfused_over_floor": timings["unfused"]["median_ms"] / floor["median_ms"],
+        "fused_over_floor_min": timings["fused"]["min_ms"] / floor["min_ms"],
+    }
 
 
 def _check(sizes: dict, layers: Sequence[str], threads: int | None) -> None:
@@ -187,6 +232,7 @@ def _check(sizes: dict, layers: Sequence[str], threads: int | None) -> None:
     unknown = [k for k in layers if k not in LAYERS]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; expected some of {LAYERS}")
+    check_positive_ints((k, sizes[k]) for k in ("train_batch", "train_length", "train_layers"))
     stream_tokens = sizes["stream_tokens"]
     check_int("stream_tokens", stream_tokens, minimum=0)
     check_int("threads", threads, none_ok=True)
@@ -339,7 +385,36 @@ def format_report(report: dict) -> str:
             f"(> seq_max_len = {cfg['seq_max_len']}; linear in L, slow)"
         )
     lines += _format_extras(report, lengths)
+    lines += _format_train_step(report)
     return "\n".join(lines)
+
+
+def _format_train_step(report: dict) -> list[str]:
+    ts = report.get("train_step")
+    if not ts:
+        return []
+    cfg = report["config"]
+    rows = [
+        [
+            label,
+            ts[key]["median_ms"],
+            ts[key]["min_ms"],
+            ts[key]["median_ms"] / ts["floor"]["median_ms"],
+        ]
+        for key, label in (
+            ("fused", "training step (fused, default)"),
+            ("unfused", "training step (unfused reference)"),
+            ("floor", "floor: its FFTs and matmuls alone"),
+        )
+    ]
+    return [
+        "",
+        f"training step of the sequential classifier: {cfg['train_layers']} x "
+        f"{cfg['d_model']} {cfg['train_layer']}, d_state {cfg['d_state']}, batch "
+        f"{cfg['train_batch']}, L {cfg['train_length']}, {cfg['threads']} thread(s), "
+        f"{cfg['repeats']} interleaved repeats",
+        format_table(["", "median ms", "min ms", "median / floor"], rows),
+    ]
 
 
 def _format_extras(report: dict, lengths: list[str]) -> list[str]:
@@ -415,6 +490,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", default=S, help="tiny sizes, one repeat (a smoke test)"
     )
+    parser.add_argument(
+        "--train-step",
+        dest="train_step",
+        action="store_true",
+        default=S,
+        help="also time one training step of the classifier against its FFT+matmul floor",
+    )
+    parser.add_argument(
+        "--train-layer", dest="train_layer", choices=TRAIN_LAYERS, default=S, help="(binary_s4d)"
+    )
+    for flag, default in (("batch", 64), ("length", 784), ("layers", 4)):
+        parser.add_argument(
+            f"--train-{flag}",
+            dest=f"train_{flag}",
+            type=pos,
+            default=S,
+            help=f"training step: {flag} ({default})",
+        )
     add_json_arguments(parser, "benchmarks/results/ssm.json")
 
 
@@ -436,5 +529,10 @@ def run_from_args(args: argparse.Namespace) -> dict:
         "threads",
         "quick",
         "json_path",
+        "train_step",
+        "train_layer",
+        "train_batch",
+        "train_length",
+        "train_layers",
     )
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

@@ -172,7 +172,13 @@ def _power_tables(
     real = log_z.real.dtype
     lo = torch.arange(c, device=log_z.device, dtype=real)
     hi = torch.arange(n_hi, device=log_z.device, dtype=real) * c + offset
-    return torch.exp(log_z[..., None] * lo), torch.exp(log_z[..., None] * hi)
+    return _exp_times(log_z, lo), _exp_times(log_z, hi)
+
+
+def _exp_times(log_z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``exp(log_z[..., None] * m)`` for real ``m`` as ``polar(exp(m Re), m Im)``: real exp, cos
+    and sin are vectorised on CPU, the complex exp is not (about six times slower)."""
+    return torch.polar(torch.exp(log_z.real[..., None] * m), log_z.imag[..., None] * m)
 
 
 def vandermonde(coef: torch.Tensor, log_z: torch.Tensor, L: int, offset: int = 0) -> torch.Tensor:
@@ -207,54 +213,72 @@ def vandermonde_transpose(v: torch.Tensor, log_z: torch.Tensor) -> torch.Tensor:
 
 
 class _FFTConv(torch.autograd.Function):
-    """``y = irfft(rfft(u, n) * rfft(k, n), n)[..., :T]`` with a hand-written backward.
+    """``y = irfft(rfft(u, n) * rfft(k, n), n)[..., :T] (+ D u)`` with a hand-written backward.
 
-    The adjoints are circular correlations, again one real FFT pair each:
-    ``grad_u = irfft(G * conj(K))[..., :T]``, ``grad_k = irfft(sum_batch G * conj(U))`` with
-    ``G = rfft(grad_y, n)``.  (Autograd's own backward of ``rfft`` runs a complex FFT plus
-    padding and is about twice as slow on CPU.)
+    ``u`` ``[N, H, T]``, ``k`` ``[H, n]``, optional skip ``D`` ``[H]`` (added in the same pass
+    as the truncation copy).  The adjoints are circular correlations, again one real FFT pair
+    each: ``grad_u = irfft(G * conj(K))[..., :T] + D g``, ``grad_k = irfft(sum_batch G *
+    conj(U))`` with ``G = rfft(grad_y, n)``, ``grad_D = sum g u = grad_k[:, 0]`` (the lag-0
+    tap).  (Autograd's own backward of
+    ``rfft`` runs a complex FFT plus padding and is about twice as slow on CPU.)
     """
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None) -> torch.Tensor:
         n, T = k.shape[-1], u.shape[-1]
         u_f = torch.fft.rfft(u, n=n)
         k_f = torch.fft.rfft(k, n=n)
-        ctx.save_for_backward(u_f, k_f)
+        y = torch.fft.irfft(u_f * k_f, n=n)[..., :T]
+        # keep conj(U) (in place): a product with a conjugate view would copy it in backward
+        ctx.save_for_backward(u, u_f.conj_physical_(), k_f, D)
         ctx.T = T
-        return torch.fft.irfft(u_f * k_f, n=n)[..., :T]
+        return y if D is None else torch.addcmul(y, u, D[:, None])
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        u_f, k_f = ctx.saved_tensors
+        u, u_f_conj, k_f, D = ctx.saved_tensors
         n = 2 * (k_f.shape[-1] - 1)
         g_f = torch.fft.rfft(grad_y, n=n)
-        grad_u = grad_k = None
+        grad_u = grad_k = grad_D = None
+        if ctx.needs_input_grad[1] or D is not None and ctx.needs_input_grad[2]:
+            grad_k = torch.fft.irfft((g_f * u_f_conj).sum(0), n=n)  # sum_n G conj(U)
+            # D u is the lag-0 tap of the same correlation: grad_D = sum g u = grad_k[:, 0]
+            grad_D = grad_k[:, 0] if D is not None and ctx.needs_input_grad[2] else None
+            grad_k = grad_k if ctx.needs_input_grad[1] else None
         if ctx.needs_input_grad[0]:
-            grad_u = torch.fft.irfft(g_f * k_f.conj(), n=n)[..., : ctx.T]
-        if ctx.needs_input_grad[1]:
-            prod = g_f * u_f.conj()
-            grad_k = torch.fft.irfft(prod.sum(dim=tuple(range(prod.dim() - k_f.dim()))), n=n)
-        return grad_u, grad_k
+            grad_u = torch.fft.irfft(g_f.mul_(k_f.conj()), n=n)[..., : ctx.T]
+            if D is not None:
+                grad_u = torch.addcmul(grad_u, grad_y, D[:, None])
+        return grad_u, grad_k, grad_D
 
 
-def _fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def _fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
     """Circular convolution of ``u`` ``[T, N, H]`` (zero-padded to ``2T``) with ``k`` ``[H, <=2T]``
-    (zero-padded to ``2T``), truncated to ``[T, N, H]``."""
+    (zero-padded to ``2T``), truncated to ``[T, N, H]``, plus ``D u`` when ``D`` ``[H]`` is given.
+
+    The result has the memory layout ``[N, H, T]`` (see `bpsn_ext.core.channel_major`): no
+    copy is made when ``u`` is stored that way too.
+    """
     T = u.shape[0]
     k = torch.nn.functional.pad(k, (0, 2 * T - k.shape[-1]))
     if u.shape[1] == 0:  # an empty batch: some FFT backends (MKL) refuse zero-size transforms
-        return u * k.sum() * 0  # [T, 0, H], still connected to the graph
-    return _FFTConv.apply(u.permute(1, 2, 0), k).permute(2, 0, 1)
+        out = u * k.sum() * 0  # [T, 0, H], still connected to the graph
+        return out if D is None else out + u * D
+    return _FFTConv.apply(u.permute(1, 2, 0), k, D).permute(2, 0, 1)
 
 
-def causal_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """``y[t] = sum_{s <= t} K[:, t - s] * u[s]``: ``u`` ``[T, N, H]``, ``K`` ``[H, T]``."""
-    return _fft_conv(u, K)
+def causal_conv(u: torch.Tensor, K: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
+    """``y[t] = sum_{s <= t} K[:, t - s] * u[s] (+ D u[t])``: ``u`` ``[T, N, H]``, ``K``
+    ``[H, T]``, optional skip ``D`` ``[H]``."""
+    return _fft_conv(u, K, D)
 
 
 def bidirectional_conv(
-    u: torch.Tensor, K_f: torch.Tensor, K_b: torch.Tensor, shift: int = 0
+    u: torch.Tensor,
+    K_f: torch.Tensor,
+    K_b: torch.Tensor,
+    shift: int = 0,
+    D: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A causal plus an anti-causal convolution of ``u`` ``[T, N, H]``, one FFT pair.
 
@@ -263,11 +287,12 @@ def bidirectional_conv(
     ``shift=1`` (state-spaces/s4's ``FFTConv``): the backward kernel starts one step later,
     ``y[t] = sum_{s <= t} K_f[t-s] u[s] + sum_{s > t} K_b[s-t-1] u[s]``.
     The anti-causal kernel sits at the negative lags of one length-``2T`` circular kernel.
+    ``D`` ``[H]`` adds the skip term ``D u``.
     """
     if shift not in (0, 1):
         raise ValueError(f"shift must be 0 or 1, got {shift!r}")
     if shift == 1:  # lag -m (m = 1..T) at index 2T - m holds K_b[m - 1]
-        return _fft_conv(u, torch.cat([K_f, K_b.flip(-1)], dim=-1))
+        return _fft_conv(u, torch.cat([K_f, K_b.flip(-1)], dim=-1), D)
     H = K_f.shape[0]
     k = torch.cat(
         [
@@ -278,7 +303,7 @@ def bidirectional_conv(
         ],
         dim=-1,
     )
-    return _fft_conv(u, k)
+    return _fft_conv(u, k, D)
 
 
 # -- linear recurrences ------------------------------------------------------------------------

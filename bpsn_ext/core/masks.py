@@ -48,8 +48,11 @@ def zero_padded(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """``x`` with 0 wherever the bool ``valid`` (broadcastable to ``x``) is False.
 
     Unlike ``x * valid``, NaN or Inf at padded positions become 0 as well, so padding never
-    reaches real steps.
+    reaches real steps.  The result keeps the memory layout of ``x`` (when ``valid`` does
+    not add dimensions to it).
     """
+    if torch.broadcast_shapes(valid.shape, x.shape) == x.shape:  # clone keeps the layout
+        return x.clone().masked_fill_(~valid, 0)
     return torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 

@@ -489,10 +489,15 @@ def _resetter(reset: str | Callable | None) -> Callable | None:
 @contextlib.contextmanager
 def _hooks(model: nn.Module, rec: _Recorder) -> Iterator[None]:
     """The recorder's hooks on every module; on exit they are removed and the modules'
-    train/eval flags restored."""
+    train/eval flags restored.  Layers with a fused path (``fused``, `bpsn_ext.layers`) run
+    their op-by-op path meanwhile: it calls each submodule as a module, which the counters
+    see (the numbers are the same)."""
     modes = {m: m.training for m in model.modules()}
+    fused = {m: m.fused for m in model.modules() if isinstance(getattr(m, "fused", None), bool)}
     handles = []
     try:
+        for m in fused:
+            m.fused = False
         for m in rec.names:
             handles.append(m.register_forward_pre_hook(rec.pre, with_kwargs=True))
             handles.append(m.register_forward_hook(rec.post, with_kwargs=True))
@@ -502,6 +507,8 @@ def _hooks(model: nn.Module, rec: _Recorder) -> Iterator[None]:
             h.remove()
         for m, training in modes.items():
             m.training = training
+        for m, flag in fused.items():
+            m.fused = flag
         rec.stack.clear()
         rec.calls.clear()
 

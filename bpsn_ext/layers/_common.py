@@ -9,7 +9,14 @@ from bpsn_ext.core.diagonal_ssm import check_sequence
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.util.arguments import check_float, check_int
 
-__all__ = ["check_d_model", "check_dropout", "check_choice", "stream_steps", "Streaming"]
+__all__ = [
+    "check_d_model",
+    "check_dropout",
+    "check_choice",
+    "stream_steps",
+    "Streaming",
+    "set_fused",
+]
 
 
 def check_d_model(d_model: object) -> int:
@@ -55,3 +62,19 @@ class Streaming:
     def stream(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """`step` over every step of ``x`` ``[T, N, H]`` (continues from ``ssm_state``)."""
         return stream_steps(self, x, mask)
+
+
+def set_fused(module: nn.Module, fused: bool) -> nn.Module:
+    """Set ``fused`` on ``module`` and every submodule that has it (the SSM layers and
+    blocks); ``False`` selects the op-by-op reference paths.  Returns ``module``.
+
+    Example::
+
+        ref = set_fused(copy.deepcopy(model), False)   # same weights, unfused maths
+    """
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be bool, got {type(fused).__name__}")
+    for sub in module.modules():
+        if "fused" in dir(type(sub)):
+            sub.fused = fused
+    return module

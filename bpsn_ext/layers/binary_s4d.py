@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch.nn.functional as F
+import torch
 from torch import nn
 
-from bpsn_ext.layers._block import SSMBlock
+from bpsn_ext.core.channel_major import is_channel_major, sequence_glu, sequence_linear
+from bpsn_ext.layers._block import SSMBlock, foldable, time_constant_scale
 from bpsn_ext.layers._common import check_choice
 from bpsn_ext.surrogate import ATan, resolve
 from bpsn_ext.util.arguments import check_float
@@ -97,13 +98,39 @@ class BinaryS4D(SSMBlock):
             self.activation = nn.GELU()
         self.output_linear = nn.Linear(d_model, 2 * d_model if glu else d_model)
 
+    def _activate(self, y: torch.Tensor) -> torch.Tensor:
+        if self.activation_kind != "spike":
+            return self.activation(y)
+        if not self.fused:
+            return self.activation(y - self.v_threshold)
+        u = y - self.v_threshold if self.v_threshold else y
+        spike = getattr(self.activation, "spike", None)  # bpsn_ext surrogates: fused grad
+        return spike(u, fused=True) if spike else self.activation(u)
+
+    def _mix_residual(self, y, x, valid):
+        """Fused (channel-major, GLU, residual, dropouts constant over time): both dropout
+        masks fold into per-sample weights ``W diag(k1)`` and rows ``k2`` of the GLU's first
+        half, and the residual joins the GLU's pass: ``x + (k2 a) sigmoid(b)``."""
+        fold = self.fused and self.glu and self.residual and is_channel_major(y)
+        if not (fold and is_channel_major(x) and foldable(self.inner_dropout, self.dropout)):
+            return super()._mix_residual(y, x, valid)
+        act = self._activate(y)
+        k1 = time_constant_scale(self.inner_dropout, y)  # [N, H] or None, in the order of
+        k2 = time_constant_scale(self.dropout, y)  # the unfused path's random draws
+        W, b = self.output_linear.weight, self.output_linear.bias
+        if k1 is not None:
+            W = W * k1[:, None, :]  # [N, 2H, H]
+        if k2 is not None:
+            rows = torch.cat([k2, torch.ones_like(k2)], dim=1)  # [N, 2H]: scales a only
+            W, b = W * rows[:, :, None], b * rows
+        return sequence_glu(sequence_linear(act, W, b), x), act
+
     def _mix(self, y, valid):
-        if self.activation_kind == "spike":
-            act = self.activation(y - self.v_threshold)
-        else:
-            act = self.activation(y)
-        z = self.output_linear(self.inner_dropout(act))
-        return (F.glu(z, dim=-1) if self.glu else z), act
+        act = self._activate(y)
+        lin = self.output_linear
+        h = self.inner_dropout(act)
+        z = sequence_linear(h, lin.weight, lin.bias) if self.fused else lin(h)
+        return (sequence_glu(z, fused=self.fused) if self.glu else z), act
 
     def extra_repr(self) -> str:
         return (

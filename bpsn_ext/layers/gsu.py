@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bpsn_ext.core.channel_major import sequence_linear
 from bpsn_ext.core.ternary import TERNARY_GRADS, Ternary
 from bpsn_ext.layers._block import SSMBlock
 from bpsn_ext.layers._common import check_choice, check_d_model
@@ -113,6 +114,8 @@ class GSUMixer(nn.Module):
         mix = GSUMixer(64, grad_mode="prf_surrogate")   # the PRF code's GSU
         o = mix(torch.randn(100, 8, 64))
     """
+
+    fused: bool = True  # channel-major matmuls; False: F.linear (`bpsn_ext.layers.set_fused`)
 
     def __init__(
         self,
@@ -187,12 +190,16 @@ class GSUMixer(nn.Module):
             got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(f"GSUMixer expects a float tensor [..., {self.d_model}], got {got}")
         W2 = self.weight1 if self.shared else self.weight2
+
+        def lin(x, w, b):  # F.linear, without a copy for a channel-major y [T, N, H]
+            return sequence_linear(x, w, b, self.fused)
+
         if not self.ternary:
-            return F.linear(y, self.weight1, self.bias1), F.linear(y, W2, self.bias2), y
+            return lin(y, self.weight1, self.bias1), lin(y, W2, self.bias2), y
         keep = None if valid is None else valid[..., None]
         ty = self.tern_act(y, keep if self.act_delta == "tensor" else None)
-        n = F.linear(y, self.tern_weight(self.weight1), self.bias1)
-        m = F.linear(ty, W2, self.bias2)
+        n = lin(y, self.tern_weight(self.weight1), self.bias1)
+        m = lin(ty, W2, self.bias2)
         return n, m, ty
 
     def combine(self, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

@@ -70,6 +70,10 @@ class S4D(OptimHints, Streaming, nn.Module):
     with the small SSM learning rate and no weight decay; they also carry state-spaces'
     ``_optim`` hint ``{"lr": 0.001, "weight_decay": 0.0}`` for its ``setup_optimizer``.
 
+    ``fused`` (attribute, default ``True``) adds ``D u`` inside the FFT convolution's last
+    pass; ``False`` runs the op-by-op reference.  The output ``[T, N, H]`` is stored
+    channel-major (``[N, H, T]`` in memory, `bpsn_ext.core.channel_major`).
+
     Streaming: `step` consumes one step ``[N, H]`` and keeps the state ``x`` (complex
     ``[N, H, P]``) in the attribute ``ssm_state`` (``None`` until the first step, never in
     ``state_dict``); `reset_state` clears it.
@@ -83,6 +87,9 @@ class S4D(OptimHints, Streaming, nn.Module):
 
     ssm_parameter_names: tuple[str, ...] = ("log_dt", "log_A_real", "A_imag")
     scan_backend: str | None = None
+    #: fused element-wise work (``D u`` inside the convolution); ``False``: the op-by-op
+    #: reference (same numbers up to rounding).  `bpsn_ext.layers.set_fused` sets it.
+    fused: bool = True
 
     def __init__(
         self,
@@ -187,13 +194,15 @@ class S4D(OptimHints, Streaming, nn.Module):
         if fused is not None:
             return fused[0]
         u, m = self._masked_input(x, mask)
+        D = self.D if self.fused else None  # fused: D u is added in the convolution's last pass
         if self.bidirectional:
             K_f, K_b = self.kernel(u.shape[0])
             shift = 1 if self.bidirectional_convention == "s4" else 0
-            y = bidirectional_conv(u, K_f, K_b, shift)
+            y = bidirectional_conv(u, K_f, K_b, shift, D)
         else:
-            y = causal_conv(u, self.kernel(u.shape[0]))
-        y = y + u * self.D
+            y = causal_conv(u, self.kernel(u.shape[0]), D)
+        if D is None:
+            y = y + u * self.D
         return y if m is None else zero_padded(y, m)
 
     def forward_with_state(

@@ -24,7 +24,11 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from bpsn_ext.data.lra_release import TaskData, check_sources
-from bpsn_ext.models.lra_classifier import LRA_PRESETS, LRAClassifier, LRADualClassifier
+from bpsn_ext.models.lra_classifier import (
+    LRAClassifier,
+    LRADualClassifier,
+    preset_values,
+)
 from bpsn_ext.optim import ssm_param_groups
 from bpsn_ext.train.trainer import TrainConfig
 from bpsn_ext.util.errors import ConflictingArgumentsError
@@ -150,15 +154,19 @@ class LRARunConfig:
 
     @classmethod
     def from_preset(cls, task: str, **values) -> LRARunConfig:
-        """The preset of ``task`` (`TASK_PRESET`) completed by ``values`` (any field);
+        """The preset of ``task`` (`TASK_PRESET`, or ``values["preset"]``: an `LRA_PRESETS` or
+        `PAPER_PRESETS` name) completed by ``values`` (any field);
         ``data`` is made absolute (a stored run may be evaluated from another folder)."""
         if task not in TASK_PRESET:
             raise ValueError(f"task must be one of {tuple(TASK_PRESET)}, got {task!r}")
-        name = TASK_PRESET[task]
-        if task == "pathfinder" and values.get("resolution") == 128:
-            name = "pathx"
-        preset = dict(DIGITS_PRESET) if name == "digits" else LRA_PRESETS[name].to_dict()
-        preset.pop("max_length", None)  # the preset's is the model's, not ListOps' max_length
+        name = values.pop("preset", None)
+        if name is None:
+            name = TASK_PRESET[task]
+            if task == "pathfinder" and values.get("resolution") == 128:
+                name = "pathx"
+        # a paper preset of another task is refused; `preset_values` drops the model's
+        # max_length (not ListOps' max_length)
+        preset = dict(DIGITS_PRESET) if name == "digits" else preset_values(name, task)
         if values.get("data"):
             values["data"] = os.path.abspath(values["data"])
         return cls(task=task, preset=name, **{**preset, **values})
