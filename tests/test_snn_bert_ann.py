@@ -3,6 +3,7 @@ energy, in ``train glue`` and ``bench snn-bert``."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -192,3 +193,26 @@ def test_snn_bert_bpsn_defaults_and_old_configs():
     old = SNNBert(SNNBertConfig.from_dict({**TINY, "bpsn_options": {}}))
     assert old.blocks[0].ffn_neuron.runaway == "refractory"
     assert SNNBertConfig().bpsn_options is not SNNBertConfig().bpsn_options  # no shared dict
+
+
+def test_bpsn_options_on_the_command_line_are_typed_and_checked_by_the_options_record():
+    from bpsn_ext.apps.snn_bert_flags import bpsn_option
+    from bpsn_ext.cli import build_parser
+
+    assert bpsn_option("runaway=none") == ("runaway", "none")
+    assert bpsn_option("channels=none") == ("channels", None)
+    assert bpsn_option("learn_gate=false") == ("learn_gate", False)
+    assert bpsn_option("surrogate=atan:1") == ("surrogate", "atan:1")
+    for bad, says in (
+        ("tau=3", "unknown BPSN option 'tau'"),
+        ("refractory_steps=1.5", "refractory_steps takes an integer"),
+        ("learn_gate=maybe", "learn_gate takes true or false"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
+            bpsn_option(bad)
+    argv = ["train", "glue", "--task", "sst2", "--data", "g", "--out", "o"]
+    args = build_parser().parse_args([*argv, "--bpsn-option", "runaway=sideways"])
+    from bpsn_ext.apps.snn_bert_flags import model_config
+
+    with pytest.raises(ValueError, match="runaway must be one of"):
+        model_config(args, vocab_size=50, num_labels=2)

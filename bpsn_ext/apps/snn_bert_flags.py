@@ -51,6 +51,22 @@ def neuron_option(text: str) -> tuple[str, object]:
         return key, raw
 
 
+def bpsn_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of a BPSN option, typed by `bpsn_ext.BPSNOptions.parse` (``surrogate``:
+    a surrogate name such as ``atan:1``, kept as given)."""
+    from bpsn_ext.core.bpsn_options import BPSNOptions
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if key == "surrogate":
+        return key, raw
+    try:
+        return BPSNOptions.parse(key, raw)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_model_arguments(g) -> None:
     """The SNN-BERT architecture flags (shared with ``pretrain``)."""
     g.add_argument("--layers", type=positive_int, default=4, help="encoder blocks (4)")
@@ -100,7 +116,7 @@ def add_model_arguments(g) -> None:
     g.add_argument(
         "--bpsn-option",
         action="append",
-        type=neuron_option,
+        type=bpsn_option,
         default=[],
         metavar="K=V",
         help="a BPSN argument, over SNN-BERT's default runaway=none; repeat the "
@@ -176,9 +192,13 @@ def add_optim_arguments(g, epochs: int) -> None:
 
 def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
     """The ``SNNBertConfig`` of the model flags."""
+    from bpsn_ext.core.bpsn_options import BPSNOptions
     from bpsn_ext.models import SNNBertConfig
     from bpsn_ext.models.snn_bert import BPSN_DEFAULTS
 
+    bpsn_options = {**BPSN_DEFAULTS, **dict(args.bpsn_option)}
+    # the one options record checks the values (and their combination) before any work
+    BPSNOptions(**{k: v for k, v in bpsn_options.items() if k != "surrogate"})
     return SNNBertConfig(
         vocab_size=vocab_size,
         num_labels=num_labels,
@@ -192,7 +212,7 @@ def model_config(args: argparse.Namespace, vocab_size: int, num_labels: int):
         attention=args.attention,
         pooling=args.pooling,
         dropout=float(args.dropout),
-        bpsn_options={**BPSN_DEFAULTS, **dict(args.bpsn_option)},
+        bpsn_options=bpsn_options,
         lif_options=dict(args.lif_option),
         ann_activation=args.ann_activation,
         attn_out_norm=args.attn_out_norm,

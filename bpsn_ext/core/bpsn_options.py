@@ -86,6 +86,36 @@ class BPSNOptions:
         if not 0.0 <= self.gate_init <= 1.0:
             raise ValueError(f"gate_init must lie in [0, 1], got {self.gate_init}")
 
+    @classmethod
+    def parse(cls, key: str, raw: str) -> tuple[str, object]:
+        """``(key, value)`` of the setting ``key=raw`` as a command line or a run config gives
+        it, typed by the field: ``"2"`` is an int for ``refractory_steps``, ``"none"`` the rule
+        for ``runaway`` and None for ``channels``; an unknown key raises ValueError naming the
+        fields.
+
+        Example:
+            >>> BPSNOptions.parse("refractory_steps", "2")
+            ('refractory_steps', 2)
+        """
+        kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        if key not in kinds:
+            raise ValueError(f"unknown BPSN option {key!r}; the options are {tuple(kinds)}")
+        kind, low = kinds[key], raw.strip().lower()
+        if kind == "str":
+            return key, raw
+        if kind.endswith("| None") and low == "none":
+            return key, None
+        if kind == "bool":
+            if low not in ("true", "false"):
+                raise ValueError(f"{key} takes true or false, got {raw!r}")
+            return key, low == "true"
+        number = int if kind.startswith("int") else float
+        try:
+            return key, number(raw)
+        except ValueError:
+            raise ValueError(f"{key} takes {'an integer' if number is int else 'a number'}, "
+                             f"got {raw!r}") from None  # fmt: skip
+
     def replace(self, **changes) -> BPSNOptions:
         """A copy with ``changes`` (validated again)."""
         return dataclasses.replace(self, **changes)
