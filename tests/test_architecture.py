@@ -34,7 +34,6 @@ KNOWN_LONG: set[str] = {
     "bpsn_ext/bench/bpsn_bench.py:format_report",
     "bpsn_ext/bench/snn_bert_bench.py:run",
     "bpsn_ext/kernels/ssm_launch_args.py:make_scan_function",
-    "bpsn_ext/core/bpsn_functional.py:bpsn",
     "bpsn_ext/apps/demo.py:run_demo",
     "bpsn_ext/bench/single_step_bench.py:run",
     "benchmarks/bpsn_defaults.py:main",
