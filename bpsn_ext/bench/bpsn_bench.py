@@ -19,8 +19,6 @@ spell of a shared machine slows them alike.  Neurons (``NEURON_KEYS``):
 * ``bpsn_torch``: the same neuron on the torch path (``method="chunked"``: the block scan);
 * ``bpsn_matmul``: the same with ``method="matmul"``, only for T <= 512: it materialises a
   ``[C, T, T]`` kernel, which is why ``auto`` uses the block scan;
-* ``bpsn_soft_reset``: ``BPSN(features, runaway="soft_reset")`` (torch path: a loop over T in
-  one autograd node); its peak memory shows the rule's O(T·M) growth;
 * ``sj_lif``: SpikingJelly ``neuron.LIFNode(tau=2.0, step_mode='m', surrogate_function=ATan())``;
 * ``sj_psn``: SpikingJelly ``neuron.PSN(T, ATan())``, T <= 2048 (a ``T x T`` weight);
 * ``sj_sliding_psn``: SpikingJelly ``neuron.SlidingPSN(4, ATan(), step_mode='m')``, T <= 2048

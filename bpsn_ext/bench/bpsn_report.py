@@ -14,7 +14,6 @@ TARGET_OVER_FLOOR = 2.0  # BPSN fwd+bwd within 2x the time of streaming its byte
 TARGET_COMPILED = 1.1  # torch.compile of BPSN within 1.1x of eager
 HEADLINE_T = (512, 2048)
 MEMORY_T = (2048, 8192)  # peak memory ratio: linear growth ~4x, quadratic ~16x
-SOFT_RESET_MEMORY_T = (512, 2048)  # the soft_reset row stops at T = 2048
 MiB = 2.0**20
 
 
@@ -45,8 +44,8 @@ def _vs_lif(rows: list[dict]) -> dict:
     return out
 
 
-def _memory_ratio(rows: list[dict], key: str, Ts: tuple[int, int] = MEMORY_T) -> float | None:
-    small, large = (_find(rows, key, T) for T in Ts)
+def _memory_ratio(rows: list[dict], key: str) -> float | None:
+    small, large = (_find(rows, key, T) for T in MEMORY_T)
     if small is None or large is None or small["peak_memory_bytes"] <= 0:
         return None
     return large["peak_memory_bytes"] / small["peak_memory_bytes"]
@@ -84,9 +83,6 @@ def headline(rows: list[dict]) -> dict:
         "compiled_over_eager_fwd_bwd_min_times": _per_T(rows, "bpsn_compiled", BASE, "min_ms"),
         "target_compiled_over_eager": TARGET_COMPILED,
         f"bpsn_peak_memory_ratio_T{large}_vs_T{small}": _memory_ratio(rows, BASE),
-        "soft_reset_peak_memory_ratio_T{1}_vs_T{0}".format(*SOFT_RESET_MEMORY_T): _memory_ratio(
-            rows, "bpsn_soft_reset", SOFT_RESET_MEMORY_T
-        ),
         "memory_ratio_if_linear": large / small,
         "memory_ratio_if_quadratic": (large / small) ** 2,
     }
@@ -180,18 +176,13 @@ def _floor_lines(head: dict) -> list[str]:
 
 
 def _memory_lines(head: dict) -> list[str]:
-    lines = []
-    for name, key, (small, large) in (
-        ("BPSN", "bpsn", MEMORY_T),
-        ("BPSN soft_reset", "soft_reset", SOFT_RESET_MEMORY_T),
-    ):
-        ratio = head.get(f"{key}_peak_memory_ratio_T{large}_vs_T{small}")
-        text = "n/a (not measured)" if ratio is None else f"{ratio:.2f}x"
-        lines.append(
-            f"{name} peak memory T={large} / T={small}: {text} (linear growth ~{large / small:g}x, "
-            f"quadratic ~{(large / small) ** 2:g}x)"
-        )
-    return lines
+    small, large = MEMORY_T
+    ratio = head[f"bpsn_peak_memory_ratio_T{large}_vs_T{small}"]
+    text = "n/a (not measured)" if ratio is None else f"{ratio:.2f}x"
+    return [
+        f"BPSN peak memory T={large} / T={small}: {text} (linear growth "
+        f"~{head['memory_ratio_if_linear']:g}x, quadratic ~{head['memory_ratio_if_quadratic']:g}x)"
+    ]
 
 
 def format_report(report: dict) -> str:

@@ -41,7 +41,6 @@ NEURON_KEYS = (
     "bpsn",
     "bpsn_torch",
     "bpsn_matmul",
-    "bpsn_soft_reset",
     "sj_lif",
     "sj_psn",
     "sj_sliding_psn",

@@ -80,14 +80,6 @@ def _bpsn_neurons() -> list[Neuron]:
             _direct,
             max_T=MATMUL_MAX_T,
         ),
-        Neuron(
-            "bpsn_soft_reset",
-            "BPSN runaway=soft_reset",
-            lambda T, C: BPSN(C, runaway="soft_reset"),
-            _direct,
-            max_T=2048,
-            max_T_note="skipped: T > 2048 (a Python loop over T: seconds per call)",
-        ),
     ]
 
 
