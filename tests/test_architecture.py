@@ -28,12 +28,7 @@ house = _load_counts()
 # Still to remove (docs/architecture.md, "Known exceptions"); strike an entry when it is fixed.
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
-# grown past 60 lines by `ruff format` (the formatter's line breaks); to be split
-KNOWN_LONG: set[str] = {
-    "bpsn_ext/bench/bpsn_bench.py:_spikingjelly_neurons",
-    "bpsn_ext/bench/bpsn_bench.py:format_report",
-    "bpsn_ext/core/bpsn_functional.py:bpsn",
-}
+KNOWN_LONG: set[str] = set()
 
 
 @pytest.fixture(scope="module")

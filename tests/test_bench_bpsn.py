@@ -10,6 +10,7 @@ import torch
 
 from bpsn_ext import BPSN
 from bpsn_ext.bench import bpsn_bench as bench_bpsn
+from bpsn_ext.bench import bpsn_settings
 from bpsn_ext.cli import build_parser, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +45,7 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
     assert cfg["T"] == [128, 512] and cfg["quick"] is True
     assert cfg["batch"] == 8 and cfg["features"] == 256
     assert cfg["repeats_per_T"] == {"128": 2, "512": 2} and cfg["matmul_max_T"] == 128
+    assert cfg["fast_rows"] == ["bpsn", "floor"]
     assert {"torch", "spikingjelly", "snntorch", "torch_threads"} <= set(env)
     assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
 
@@ -59,14 +61,20 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
     assert report["headline"]["bpsn_fwd_bwd_over_floor"]["512"] == pytest.approx(
         _row(report, "bpsn", 512)["fwd_bwd"]["median_ms"] / floor["fwd_bwd"]["median_ms"]
     )
-    assert "BPSN fwd+bwd / memory floor at T=512:" in out
+    assert "BPSN fwd+bwd / memory floor at T=512:" in out and "floor median/min" in out
+    assert report["headline"]["bpsn_fwd_bwd_over_floor_min_times"]["512"] == pytest.approx(
+        _row(report, "bpsn", 512)["fwd_bwd"]["min_ms"] / floor["fwd_bwd"]["min_ms"]
+    )
+    assert report["headline"]["floor_median_over_min"]["512"] >= 1.0
+    assert cfg["floor_rounds_per_T"] == {"128": 4, "512": 4} and cfg["floor_warmup"] == 2
     for row in rows:
         assert row["status"] in ("ok", "skipped")
         if row["status"] == "skipped":
             assert row["note"].startswith("skipped")
             continue
+        rounds = 4 if row["neuron"] in bpsn_settings.FAST_KEYS else 2  # the floor's rows: more
         for phase in ("fwd", "fwd_bwd"):
-            assert set(row[phase]) == STATS and row[phase]["repeats"] == 2
+            assert set(row[phase]) == STATS and row[phase]["repeats"] == rounds
             assert row[phase]["median_ms"] > 0
             assert row[f"speedup_{phase}"] > 0
         assert row["peak_memory_bytes"] > 0
@@ -118,6 +126,7 @@ def test_run_subset_without_file(tmp_path, monkeypatch):
         repeats=1,
         neurons=["bpsn", "bpsn_matmul"],
         matmul_max_T=16,
+        floor_rounds=3,
         threads=1,
         json_path=None,
         verbose=False,
@@ -132,6 +141,8 @@ def test_run_subset_without_file(tmp_path, monkeypatch):
         ("bpsn_matmul", 32, "skipped"),
     ]
     assert report["headline"]["speedup_fwd_bwd_vs_sj_lif"] == {"512": None, "2048": None}
+    assert report["results"][0]["fwd_bwd"]["repeats"] == 3  # a fast row: floor_rounds
+    assert report["results"][1]["fwd_bwd"]["repeats"] == 1
 
 
 def test_conv_shaped_rows_run_bpsn_on_channels(tmp_path, monkeypatch):
@@ -168,11 +179,14 @@ def test_json_defaults_to_benchmarks_results(tmp_path, monkeypatch, capsys):
     assert "wrote benchmarks/results/bpsn.json" in capsys.readouterr().out
 
 
-def test_repeats_shrink_with_T():
-    assert [bench_bpsn.repeats_for(T, 10) for T in bench_bpsn.DEFAULT_T] == [10, 5, 2, 2]
-    assert [bench_bpsn.repeats_for(T, 2) for T in bench_bpsn.DEFAULT_T] == [2, 2, 2, 2]
+def test_repeats_shrink_with_T_but_not_for_the_floor_rows():
+    Ts = bpsn_settings.DEFAULT_T
+    assert [bench_bpsn.repeats_for(T, 10) for T in Ts] == [10, 5, 2, 2]
+    assert [bench_bpsn.repeats_for(T, 2) for T in Ts] == [2, 2, 2, 2]
     assert bench_bpsn.repeats_for(8192, 1) == 1
-    assert [bench_bpsn.warmup_for(T, 1) for T in bench_bpsn.DEFAULT_T] == [1, 0, 0, 0]
+    assert [bpsn_settings.warmup_for(T, 1) for T in Ts] == [1, 0, 0, 0]
+    assert [bpsn_settings.floor_rounds_for(T, 10, 30) for T in Ts] == [30, 30, 30, 30]
+    assert bpsn_settings.floor_rounds_for(128, 40, 30) == 40
 
 
 def test_cli_neuron_choices_match_the_benchmark():
@@ -188,6 +202,7 @@ def test_cli_neuron_choices_match_the_benchmark():
         {"T": [0]},
         {"T": []},
         {"repeats": 0},
+        {"floor_rounds": 0},
         {"warmup": -1},
         {"neurons": ["nope"]},
         {"neurons": []},

@@ -271,6 +271,20 @@ def test_threads_and_chunks_give_identical_bits(native, monkeypatch):
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("runaway", ["refractory", "none"])
+def test_wide_chunks_cut_through_blocks_and_equal_the_loop(native, monkeypatch, runaway):
+    """Conv-shaped, masked, float64, three threads: chunks of >= 1024 neurons that start
+    inside a channel block (forward neurons' gate bytes indexed across segments) still give
+    the loop's spikes bit for bit and its gradients."""
+    monkeypatch.setenv(cpu_native.ENV_THREADS, "3")
+    nat, ref = pair(F64, channels=5, channel_dim=2, runaway=runaway, refractory_steps=2)
+    x = data((40, 3, 5, 16, 15))  # M = 3600 neurons: chunks of 1200 (blocks of 1200 too)
+    assert_same(nat, ref, x, torch.tensor([40, 23, 1]))
+    nat, ref = pair(F64, channels=7, channel_dim=2, runaway=runaway)
+    x = data((30, 3, 7, 11, 13))  # M = 3003: chunks of 1008 cut blocks of 1001 neurons
+    assert_same(nat, ref, x, torch.tensor([30, 30, 9]))
+
+
 def test_non_contiguous_input(native):
     nat, ref = pair(F64, channels=6)
     base = data((3, 6, 20))

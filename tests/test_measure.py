@@ -46,6 +46,19 @@ def test_time_fns_interleaves():
     assert set(stats) == {"a", "b"} and stats["a"]["repeats"] == 3
 
 
+def test_time_fns_gives_cheap_functions_more_rounds_still_interleaved():
+    order = []
+    stats = time_fns(
+        {"slow": lambda: order.append("s"), "fast": lambda: order.append("f")},
+        repeats={"slow": 2, "fast": 6},
+        warmup={"slow": 0, "fast": 2},
+    )
+    assert order == ["f", "f"] + ["f", "f", "s", "f", "f", "f", "s", "f"]
+    assert stats["slow"]["repeats"] == 2 and stats["fast"]["repeats"] == 6
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        time_fns({"a": lambda: None}, repeats={"a": 0})
+
+
 def test_peak_memory_of_one_large_tensor():
     def fn():
         return torch.ones(25_000_000).sum()  # 100 MB, freed before fn returns

@@ -55,23 +55,48 @@ def _stats(times: list[float]) -> dict[str, float]:
     }
 
 
+def _per_name(value: int | Mapping[str, int], names: Iterable[str]) -> dict[str, int]:
+    """One count for every name: ``value`` itself, or its entry for that name."""
+    return {n: value if isinstance(value, int) else value[n] for n in names}
+
+
+def _spread(count: int, rounds: int) -> list[bool]:
+    """Which of ``rounds`` rounds a function with ``count`` calls takes part in: spread evenly
+    (``count == rounds``: every round)."""
+    return [(i + 1) * count // rounds > i * count // rounds for i in range(rounds)]
+
+
 def time_fns(
-    fns: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 2, device: Device = "cpu"
+    fns: Mapping[str, Callable[[], Any]],
+    repeats: int | Mapping[str, int] = 10,
+    warmup: int | Mapping[str, int] = 2,
+    device: Device = "cpu",
 ) -> dict[str, dict[str, float]]:
     """Time several functions in rotation (round r calls each once), after ``warmup`` rounds.
 
     Interleaving spreads slow periods of a shared machine over all functions, so their
-    ratios stay meaningful.  Returns ``{name: time_fn-style statistics}``.
+    ratios stay meaningful.  ``repeats`` / ``warmup`` may be a mapping with a count per
+    function: the rotation then has as many rounds as the largest count, and a function with
+    fewer calls takes part in rounds spread evenly over them (cheap functions get more
+    samples while still interleaved with the slow ones).  Returns ``{name: time_fn-style
+    statistics}``.
     """
-    if repeats < 1 or warmup < 0:
+    reps, warm = _per_name(repeats, fns), _per_name(warmup, fns)
+    if any(r < 1 for r in reps.values()) or any(w < 0 for w in warm.values()):
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
+    rounds_w, rounds_r = max(warm.values(), default=0), max(reps.values(), default=0)
+    warm_in = {n: _spread(w, rounds_w) for n, w in warm.items()}
+    for i in range(rounds_w):
+        for name, fn in fns.items():
+            if warm_in[name][i]:
+                fn()
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
+    timed_in = {n: _spread(r, rounds_r) for n, r in reps.items()}
+    for i in range(rounds_r):
         for name, fn in fns.items():
+            if not timed_in[name][i]:
+                continue
             start = time.perf_counter()
             fn()
             _sync(device)

@@ -43,6 +43,7 @@ import torch
 from bpsn_ext.core.checks import check_floating, check_rank
 from bpsn_ext.core.leaky_integrate import leaky_integrate
 from bpsn_ext.core.masks import as_mask, broadcast_mask, zero_padded
+from bpsn_ext.core.soft_reset import soft_reset
 
 __all__ = [
     "bpsn",
@@ -115,23 +116,7 @@ def _fire(
             return p[0] if isinstance(p, torch.Tensor) and p.dim() == h.dim() else p
 
         lam, detach_reset = reset
-        lam, thr = one_step(lam), one_step(thr)
-        R = torch.zeros_like(h[0])
-        s_prev = torch.zeros_like(h[0])
-        spikes, membranes = [], []
-        # unbind, not h[t]: indexing inside the loop would make the backward pass O(T^2)
-        steps = h.unbind(0)
-        masks = m.unbind(0) if m is not None else [None] * len(steps)
-        for h_t, m_t in zip(steps, masks):
-            R = lam * (R + s_prev)
-            ht = h_t - thr * R
-            st = surrogate(ht - thr)
-            if m_t is not None:
-                st = zero_padded(st, m_t)
-            s_prev = st.detach() if detach_reset else st
-            spikes.append(st)
-            membranes.append(ht)
-        return torch.stack(spikes), torch.stack(membranes)
+        return soft_reset(h, one_step(lam), one_step(thr), m, surrogate, detach_reset)
     s = surrogate(h - thr)
     if m is not None:
         s = zero_padded(s, m)
@@ -224,6 +209,20 @@ def _fire_concat(hf, hb, thr, surrogate, runaway, mb, decays, detach_reset, peri
     return torch.cat([sf, sb], dim=dim), torch.cat([mf, mbr], dim=dim)
 
 
+def _fire_directions(hf, hb, x, k0, thr, surrogate, fusion: str, gate, rule: tuple, mb, cd: int):
+    """Spikes and membrane from both no-reset membranes: `concat` fires each direction,
+    the other fusions fuse first.  `rule` is `(runaway, (decay_f, decay_b), detach_reset,
+    refractory_steps)`."""
+    runaway, decays, detach_reset, period = rule
+    if fusion == "concat":
+        return _fire_concat(hf, hb, thr, surrogate, runaway, mb, decays, detach_reset, period, cd)
+    reset = None
+    if runaway == "soft_reset":  # the reset decays like the forward kernel
+        reset = (_at_channel(decays[0], x.dim(), cd), detach_reset)
+    h = _fuse(fusion, hf, hb, x, gate, k0, cd)
+    return _fire(h, thr, surrogate, runaway, mb, reset, period)
+
+
 def bpsn(
     x_seq: torch.Tensor,
     mask: torch.Tensor | None = None,
@@ -263,30 +262,12 @@ def bpsn(
         # integrate forward and backward, each on its half of the channels (fused by the cat)
         h = _integrate_split(x, decay_f, decay_b, cd, method)
         spikes, membrane = _fire(h, thr, surrogate, runaway, mb, None, refractory_steps)
-    else:
-        # integrate forward and backward in time
+    else:  # integrate forward and backward in time, then fuse and fire (or fire each)
         hf, hb, k0 = _integrate(x, kernel, decay_f, decay_b, taps_f, taps_b, cd, method)
-        if fusion == "concat":  # fire each direction, then concatenate
-            spikes, membrane = _fire_concat(
-                hf,
-                hb,
-                thr,
-                surrogate,
-                runaway,
-                mb,
-                (decay_f, decay_b),
-                detach_reset,
-                refractory_steps,
-                cd,
-            )
-        else:  # fuse, then fire under the runaway rule
-            reset = (
-                (_at_channel(decay_f, x.dim(), cd), detach_reset)
-                if runaway == "soft_reset"
-                else None
-            )
-            h = _fuse(fusion, hf, hb, x, gate, k0, cd)
-            spikes, membrane = _fire(h, thr, surrogate, runaway, mb, reset, refractory_steps)
+        rule = (runaway, (decay_f, decay_b), detach_reset, refractory_steps)
+        spikes, membrane = _fire_directions(
+            hf, hb, x, k0, thr, surrogate, fusion, gate, rule, mb, cd
+        )
     if mb is not None:
         membrane = zero_padded(membrane, mb)  # [T, N, 1, ...]: every feature dimension
     return spikes.to(x_seq.dtype), membrane.to(x_seq.dtype)

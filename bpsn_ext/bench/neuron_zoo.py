@@ -1,0 +1,171 @@
+"""The neurons the BPSN benchmark times: BPSN's rows, SpikingJelly's and snnTorch's, and the
+memory floor (see `bpsn_ext.bench.bpsn_bench` for what each row is)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from bpsn_ext.bench.bpsn_settings import MATMUL_MAX_T, NEURON_KEYS
+from bpsn_ext.bench.measure import package_version
+
+__all__ = ["Neuron", "Floor", "neurons"]
+
+
+@dataclass(frozen=True)
+class Neuron:
+    key: str
+    label: str
+    build: Callable[[int, int], nn.Module]  # (T, features) -> module
+    call: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (module, x [T, N, C]) -> spikes
+    reset: Callable[[nn.Module], None] | None = None
+    max_T: int | None = None
+    max_T_note: str = ""
+    missing: str | None = None  # why the neuron is not available here (None: available)
+
+
+def _direct(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+def _first(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)[0]  # (spikes, membrane)
+
+
+def _snntorch_loop(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """snnTorch tutorial loop: explicit membrane from ``init_leaky()``, one call per step."""
+    mem = module.init_leaky()
+    spikes = []
+    for x_t in x.unbind(0):  # not x[t]: see `bpsn_ext.bench.bpsn_bench`
+        spk, mem = module(x_t, mem)
+        spikes.append(spk)
+    return torch.stack(spikes)
+
+
+class Floor(nn.Module):
+    """Streams 3 (``arrays=3``) or 6 distinct arrays of the input's size: the memory floor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrays: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, arrays: int = 3) -> torch.Tensor:
+        if not self.arrays or self.arrays[0].shape != x.shape:
+            self.arrays = [torch.rand_like(x) for _ in range(6)]
+        a = self.arrays
+        torch.add(a[0], a[1], out=a[2])
+        if arrays == 6:
+            torch.add(a[3], a[4], out=a[5])
+        return a[2]
+
+
+def _bpsn_neurons() -> list[Neuron]:
+    from bpsn_ext import BPSN
+
+    def compiled(T: int, C: int) -> nn.Module:
+        return torch.compile(BPSN(C), fullgraph=True)
+
+    return [
+        Neuron("bpsn_compiled", "BPSN torch.compile", compiled, _direct),
+        Neuron("floor", "memory floor (streaming)", lambda T, C: Floor(), _direct),
+        Neuron("bpsn", "BPSN (default)", lambda T, C: BPSN(C), _direct),
+        Neuron("bpsn_torch", "BPSN torch path", lambda T, C: BPSN(C, method="chunked"), _direct),
+        Neuron(
+            "bpsn_matmul",
+            "BPSN method=matmul",
+            lambda T, C: BPSN(C, method="matmul"),
+            _direct,
+            max_T=MATMUL_MAX_T,
+        ),
+    ]
+
+
+def _sj_optional(neuron, attr: str, key: str, label: str, build, reset, note: str) -> Neuron:
+    """The row of SpikingJelly's ``neuron.<attr>`` (T <= 2048), or a skipped row without it."""
+    if hasattr(neuron, attr):
+        return Neuron(key, label, build, _direct, reset, max_T=2048, max_T_note=note)
+    version = package_version("spikingjelly")
+    missing = f"skipped: no neuron.{attr} in spikingjelly {version}"
+    return Neuron(key, label, None, _direct, missing=missing)
+
+
+_SJ_ROWS = (
+    ("sj_lif", "SJ LIFNode"),
+    ("sj_psn", "SJ PSN"),
+    ("sj_sliding_psn", "SJ SlidingPSN(k=4)"),
+)
+_SNNTORCH_ROWS = (
+    ("snntorch_leaky", "snnTorch Leaky (loop)"),
+    ("snntorch_state_leaky", "snnTorch StateLeaky"),
+)
+
+
+def _not_importable(rows: tuple[tuple[str, str], ...], library: str, exc: Exception):
+    """Skipped rows for every ``(key, label)`` of a library that does not import."""
+    note = f"skipped: {library} not importable ({exc.__class__.__name__})"
+    return [Neuron(key, label, None, _direct, missing=note) for key, label in rows]
+
+
+def _spikingjelly_neurons() -> list[Neuron]:
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except ImportError as exc:
+        return _not_importable(_SJ_ROWS, "spikingjelly", exc)
+    reset = functional.reset_net
+
+    def lif(T: int, C: int) -> nn.Module:
+        return neuron.LIFNode(tau=2.0, step_mode="m", surrogate_function=surrogate.ATan())
+
+    def psn(T: int, C: int) -> nn.Module:
+        return neuron.PSN(T, surrogate_function=surrogate.ATan())
+
+    def sliding(T: int, C: int) -> nn.Module:
+        return neuron.SlidingPSN(4, surrogate_function=surrogate.ATan(), step_mode="m")
+
+    return [
+        Neuron("sj_lif", "SJ LIFNode", lif, _direct, reset),
+        _sj_optional(
+            neuron, "PSN", *_SJ_ROWS[1], psn, reset, "skipped: T > 2048 (T x T weight, quadratic)"
+        ),
+        _sj_optional(
+            neuron,
+            "SlidingPSN",
+            *_SJ_ROWS[2],
+            sliding,
+            reset,
+            "skipped: T > 2048 (T x T matrix built in a loop over T)",
+        ),
+    ]
+
+
+def _snntorch_neurons() -> list[Neuron]:
+    try:
+        import snntorch as snn
+        from snntorch import surrogate
+    except ImportError as exc:
+        return _not_importable(_SNNTORCH_ROWS, "snntorch", exc)
+
+    def leaky(T: int, C: int) -> nn.Module:
+        return snn.Leaky(beta=0.5, spike_grad=surrogate.atan())
+
+    key, label = _SNNTORCH_ROWS[1]
+    if hasattr(snn, "StateLeaky"):
+        state = Neuron(key, label, lambda T, C: snn.StateLeaky(beta=0.5, channels=C), _first)
+    else:
+        missing = f"skipped: no snn.StateLeaky in snntorch {package_version('snntorch')}"
+        state = Neuron(key, label, None, _direct, missing=missing)
+    return [Neuron(*_SNNTORCH_ROWS[0], leaky, _snntorch_loop), state]
+
+
+def neurons(keys: Sequence[str], matmul_max_T: int) -> list[Neuron]:
+    available = _bpsn_neurons() + _spikingjelly_neurons() + _snntorch_neurons()
+    by_key = {n.key: n for n in available}
+    by_key["bpsn_matmul"] = replace(
+        by_key["bpsn_matmul"],
+        max_T=matmul_max_T,
+        max_T_note=f"skipped: T > {matmul_max_T} ([C, T, T] kernel: quadratic time and memory)",
+    )
+    return [by_key[k] for k in NEURON_KEYS if k in keys]
