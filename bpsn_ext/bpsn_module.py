@@ -138,7 +138,6 @@ class BPSN(nn.Module):
         """`name` filled with `value`, shape `[channels]` (or `[]`): a parameter if `learn`,
         else a buffer."""
         t = torch.full((self.channels,) if self.channels is not None else (), value)
-        self.__dict__.pop(name, None)  # a host base class (BaseNode) may have set a float
         if learn:
             self.register_parameter(name, nn.Parameter(t))
         else:

@@ -99,6 +99,10 @@ class BPSNNode(BackendMixin, BPSN, neuron.BaseNode):
         self.store_v_seq = store_v_seq
         self._multi_step = "m" if step_mode == "m" else None  # None: not yet told
 
+    def _add_tensor(self, name: str, value: float, learn: bool) -> None:
+        self.__dict__.pop(name, None)  # BaseNode.__init__ set v_threshold as a plain float
+        super()._add_tensor(name, value, learn)
+
     # -- step mode ------------------------------------------------------------------------
     def supported_step_mode(self) -> tuple[str, ...]:
         return ("m",)
