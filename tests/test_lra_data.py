@@ -286,3 +286,8 @@ def test_idx_rows_are_read_in_the_order_asked(tmp_path):
         images.load_idx_dataset(tmp_path, "train", rows=[50])
     with pytest.raises(ValueError, match="limit or rows, not both"):
         images.read_idx(tmp_path / "train-images-idx3-ubyte.gz", limit=2, rows=[1])
+    labels = data["train"][1].copy()
+    labels[30] = 11
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels, gz=True)
+    with pytest.raises(ValueError, match=r"label 11 of sample 30 is outside 0\.\.9"):
+        images.load_idx_dataset(tmp_path, "train", rows=[2, 30])  # the file's item, not the row

@@ -229,7 +229,8 @@ def load_idx_dataset(
             f"{idx_length(paths[0])} and {idx_length(paths[1])}"
         )
     images, labels = (read_idx(p, rows=rows) for p in paths)
-    _check_grey_levels(images, paths[0])
+    items = np.arange(len(images)) if rows is None else np.asarray(rows)  # for the messages
+    _check_grey_levels(images, paths[0], items)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
             f"{paths[0]} / {paths[1]}: expected images [N, H, W] and labels [N], "
@@ -240,13 +241,13 @@ def load_idx_dataset(
         bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
         if len(bad):
             raise ValueError(
-                f"{paths[1]}: label {labels[bad[0]]} of sample {bad[0]} is outside "
+                f"{paths[1]}: label {labels[bad[0]]} of sample {items[bad[0]]} is outside "
                 f"0..{num_classes - 1} ({len(bad)} such labels)"
             )
     return np.array(images, dtype=np.uint8), labels
 
 
-def _check_grey_levels(images: np.ndarray, path: str) -> None:
+def _check_grey_levels(images: np.ndarray, path: str, items: np.ndarray) -> None:
     """Refuse values that are not 8-bit grey levels (NaN, inf, fractions, outside 0..255)
     instead of casting them."""
     if images.dtype == np.uint8:
@@ -257,8 +258,8 @@ def _check_grey_levels(images: np.ndarray, path: str) -> None:
     if bad.any():
         sample, pixel = np.argwhere(bad)[0]
         raise ValueError(
-            f"{path}: value {flat[sample, pixel]} of sample {sample} (pixel {pixel}) is not a "
-            f"grey level; expected integers in 0..255 ({int(bad.sum())} such values)"
+            f"{path}: value {flat[sample, pixel]} of sample {items[sample]} (pixel {pixel}) is "
+            f"not a grey level; expected integers in 0..255 ({int(bad.sum())} such values)"
         )
 
 
