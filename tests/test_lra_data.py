@@ -246,3 +246,48 @@ def test_generated_listops_and_pathfinder_tasks():
     seq, label = pf.train[0]
     assert seq.shape == (1024, 1) and seq.min() >= -1 and seq.max() == 1.0
     assert int(label) in (0, 1)
+
+
+def test_idx_limits_read_only_the_items_the_splits_keep(tmp_path):
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    data = idx_tree(full_dir, n_train=600, n_test=40, size=6)
+    tr, va = lra_release.val_split(600)
+    last = max(tr[:5] + va[:3])  # the train file's last item the limits keep
+    cut_dir.mkdir()
+    for split, keep in (("train", last + 1), ("t10k", 3)):  # a header that promises more
+        for kind, arr in (("images-idx3", data[split][0]), ("labels-idx1", data[split][1])):
+            name = f"{split}-{kind}-ubyte.gz"
+            raw = gzip.decompress((full_dir / name).read_bytes())
+            item = arr[0].size
+            head = len(raw) - len(arr) * item
+            (cut_dir / name).write_bytes(gzip.compress(raw[: head + keep * item + item // 2]))
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz: IDX header says"):
+        lra_release.load_task("mnist", data=str(cut_dir))  # all of it: the cut tail is read
+    want = lra_release.load_task("mnist", data=str(full_dir))
+    for source in (full_dir, cut_dir):
+        got = lra_release.load_task("mnist", data=str(source), limit_train=5, limit_eval=3)
+        assert (len(got.train), len(got.val), len(got.test)) == (5, 3, 3)
+        for name in ("train", "val", "test"):
+            ours, theirs = getattr(got, name), getattr(want, name)
+            assert torch.equal(ours.seqs, theirs.seqs[: len(ours)])
+            assert torch.equal(ours.labels, theirs.labels[: len(ours)])
+            assert torch.equal(ours[1][0], theirs[1][0])  # the same pixel transform
+    only_train = lra_release.load_task("mnist", data=str(full_dir), limit_train=5)
+    assert torch.equal(only_train.val.seqs, want.val.seqs)
+    assert torch.equal(only_train.test.seqs, want.test.seqs)
+
+
+def test_idx_rows_are_read_in_the_order_asked(tmp_path):
+    data = idx_tree(tmp_path, n_train=50, n_test=5, size=4)
+    x, y = images.load_idx_dataset(tmp_path, "train", rows=[7, 0, 49, 7])
+    assert np.array_equal(x, data["train"][0][[7, 0, 49, 7]])
+    assert y.tolist() == data["train"][1][[7, 0, 49, 7]].tolist()
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: item 50 asked for; the"):
+        images.load_idx_dataset(tmp_path, "train", rows=[50])
+    with pytest.raises(ValueError, match="limit or rows, not both"):
+        images.read_idx(tmp_path / "train-images-idx3-ubyte.gz", limit=2, rows=[1])
+    labels = data["train"][1].copy()
+    labels[30] = 11
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels, gz=True)
+    with pytest.raises(ValueError, match=r"label 11 of sample 30 is outside 0\.\.9"):
+        images.load_idx_dataset(tmp_path, "train", rows=[2, 30])  # the file's item, not the row

@@ -122,3 +122,79 @@ def test_an_unusable_cache_does_not_leave_a_folder_per_process(cxx, tmp_path, mo
     monkeypatch.setattr(cpu_native.atexit, "register", lambda fn, *a: removed.append(a[0]))
     scratch = cpu_native.compile_library(cxx, str(blocker / "cache"))
     assert built(scratch) and removed == [os.path.dirname(scratch)]  # removed at exit
+
+
+def test_leftovers_are_removed_when_the_library_is_cached(cxx, tmp_path):
+    cache = tmp_path / "cache"
+    first = cpu_native.compile_library(cxx, str(cache))
+    old, fresh = cache / ".tmp-bpsn_cpu-killed.so", cache / ".tmp-bpsn_cpu-live.so"
+    for path in (old, fresh):
+        path.write_text("half")
+    os.utime(old, (time.time() - 3600,) * 2)
+    assert cpu_native.compile_library(cxx, str(cache)) == first  # cached: no build
+    assert not old.exists() and fresh.exists()
+
+
+def test_an_interrupted_build_leaves_no_temporary_file(cxx, tmp_path, monkeypatch):
+    real_run = cpu_native.subprocess.run
+
+    def run(cmd, **kwargs):
+        if "-o" in cmd:
+            raise KeyboardInterrupt  # Ctrl-C while the compiler runs
+        return real_run(cmd, **kwargs)
+
+    monkeypatch.setattr(cpu_native.subprocess, "run", run)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        cpu_native.compile_library(cxx, str(cache))
+    assert os.listdir(cache) == []
+
+
+def owned_by(uid: int, real, paths: set[str]):
+    """``os.stat``/``os.lstat`` that report ``uid`` as the owner of ``paths``."""
+
+    def fake(path, *args, **kwargs):
+        st = real(path, *args, **kwargs)
+        if os.fspath(path) not in paths:
+            return st
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, uid, *st[5:10]))
+
+    return fake
+
+
+def use_fallback(tmp_path, monkeypatch) -> tuple[str, list]:
+    """A configured cache that cannot be a folder (so the fallback is tried) and the folders a
+    scratch build would remove at exit."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    removed = []
+    monkeypatch.setattr(cpu_native.atexit, "register", lambda fn, *a: removed.append(a[0]))
+    return str(blocker / "cache"), removed
+
+
+def test_a_symlink_of_another_user_in_place_of_the_fallback_is_refused(
+    cxx, tmp_path, monkeypatch, caplog
+):
+    configured, removed = use_fallback(tmp_path, monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    link = os.path.dirname(cpu_native._private_dir())
+    os.symlink(elsewhere, link)  # planted where the fallback folder goes
+    monkeypatch.setattr(os, "lstat", owned_by(4242, os.lstat, {link}))
+    with caplog.at_level(logging.WARNING, logger="bpsn_ext"):
+        path = cpu_native.compile_library(cxx, configured)
+    assert built(path) and removed == [os.path.dirname(path)]  # a private scratch folder
+    assert not os.path.exists(elsewhere / "cpu_kernels" / os.path.basename(path))
+    assert any(f"{link} is a symbolic link of uid 4242" in r.getMessage() for r in caplog.records)
+
+
+def test_a_fallback_folder_of_another_user_is_refused(cxx, tmp_path, monkeypatch, caplog):
+    configured, removed = use_fallback(tmp_path, monkeypatch)
+    fallback = cpu_native._private_dir()
+    os.makedirs(fallback, mode=0o700)
+    monkeypatch.setattr(os, "stat", owned_by(4242, os.stat, {fallback}))
+    with caplog.at_level(logging.WARNING, logger="bpsn_ext"):
+        path = cpu_native.compile_library(cxx, configured)
+    assert built(path) and removed == [os.path.dirname(path)]
+    assert os.listdir(fallback) == []
+    assert any(f"{fallback} is owned by uid 4242" in r.getMessage() for r in caplog.records)

@@ -24,11 +24,14 @@ import os
 import pickle
 import struct
 import zlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 __all__ = [
     "read_idx",
+    "idx_length",
+    "idx_paths",
     "load_idx_dataset",
     "load_cifar10",
     "load_hf_images",
@@ -67,26 +70,71 @@ def _idx_header(f, path: str) -> tuple[np.dtype, tuple[int, ...]]:
 
 
 def read_idx(
-    path: str | os.PathLike, *, limit: int | None = None, max_bytes: int = MAX_IDX_BYTES
+    path: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    rows: Sequence[int] | None = None,
+    max_bytes: int = MAX_IDX_BYTES,
 ) -> np.ndarray:
     """An IDX file (gzip or raw, by its magic bytes) as a numpy array of its stored shape.
 
     The data is read as a stream (a gzip file is never inflated whole): the header's size is
-    checked against ``max_bytes`` before anything is allocated, and with ``limit`` only the
-    first ``limit`` items are read.  A header that does not match the data raises ValueError
-    naming the file.
+    checked against ``max_bytes`` before anything is allocated; with ``limit`` only the first
+    ``limit`` items are read, with ``rows`` only the items of those indices (in that order),
+    and reading stops after the last of them.  A header that does not match the data raises
+    ValueError naming the file.
+
+    Shape:
+        ``[N, *dims]``; ``[min(limit, N), *dims]`` or ``[len(rows), *dims]`` when given.
+
+    Example:
+        >>> read_idx("train-images-idx3-ubyte.gz", rows=[5, 0]).shape  # doctest: +SKIP
+        (2, 28, 28)
     """
+    if limit is not None and rows is not None:
+        raise ValueError("read_idx takes limit or rows, not both")
     path = os.fspath(path)
+    if rows is None:
+        return _with_idx(path, lambda f: _read_idx_stream(f, path, limit, max_bytes))
+    return _with_idx(path, lambda f: _read_idx_rows(f, path, np.asarray(rows), max_bytes))
+
+
+def idx_length(path: str | os.PathLike) -> int:
+    """The number of items ``N`` an IDX file's header announces (only the header is read)."""
+    path = os.fspath(path)
+    return _with_idx(path, lambda f: _idx_header(f, path)[1][0])
+
+
+def _with_idx(path: str, read: Callable):
+    """``read(stream)`` on the IDX file ``path`` (gzip or raw); gzip errors name the file."""
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     try:
         with (gzip.open if gz else open)(path, "rb") as f:
-            return _read_idx_stream(f, path, limit, max_bytes)
+            return read(f)
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(
             f"{path}: truncated or corrupt gzip file ({err}); expected a "
             "complete gzip-compressed IDX file"
         ) from err
+
+
+def _too_big(path: str, shape: tuple[int, ...], expected: int, max_bytes: int) -> ValueError:
+    return ValueError(
+        f"{path}: IDX header says shape {shape} ({expected} bytes of data), more than the "
+        f"{max_bytes} bytes read at most (max_bytes); not an image data set this reader takes"
+    )
+
+
+def _read_into(f, out: bytearray) -> int:
+    """Fill ``out`` from the stream in 1 MiB reads; the number of bytes read."""
+    view, got = memoryview(out), 0
+    while got < len(out):
+        chunk = f.readinto(view[got : got + 2**20])
+        if not chunk:
+            break
+        got += chunk
+    return got
 
 
 def _read_idx_stream(f, path: str, limit: int | None, max_bytes: int) -> np.ndarray:
@@ -95,17 +143,9 @@ def _read_idx_stream(f, path: str, limit: int | None, max_bytes: int) -> np.ndar
     expected = shape[0] * item
     n = shape[0] if limit is None else min(limit, shape[0])
     if n * item > max_bytes:
-        raise ValueError(
-            f"{path}: IDX header says shape {shape} ({expected} bytes of data), more than the "
-            f"{max_bytes} bytes read at most (max_bytes); not an image data set this reader takes"
-        )
+        raise _too_big(path, shape, expected, max_bytes)
     out = bytearray(n * item)
-    view, got = memoryview(out), 0
-    while got < len(out):
-        chunk = f.readinto(view[got : got + 2**20])
-        if not chunk:
-            break
-        got += chunk
+    got = _read_into(f, out)
     extra = f.read(1) if n == shape[0] else b""
     if got < len(out) or extra:
         held = f"{got} bytes" if not extra else "more"
@@ -116,6 +156,35 @@ def _read_idx_stream(f, path: str, limit: int | None, max_bytes: int) -> np.ndar
     return np.frombuffer(bytes(out), dtype=dtype).reshape((n, *shape[1:]))
 
 
+def _read_idx_rows(f, path: str, rows: np.ndarray, max_bytes: int) -> np.ndarray:
+    """The items ``rows`` of the stream, read in blocks of about 1 MiB up to the last of them;
+    only the kept items are held."""
+    dtype, shape = _idx_header(f, path)
+    item = int(np.prod(shape[1:], dtype=object)) * dtype.itemsize
+    rows = rows.astype(np.int64).reshape(-1)
+    if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
+        bad = rows[(rows < 0) | (rows >= shape[0])][0]
+        raise ValueError(f"{path}: item {bad} asked for; the header says {shape[0]} items")
+    stop = int(rows.max()) + 1 if rows.size else 0
+    if stop * item > max_bytes:
+        raise _too_big(path, shape, shape[0] * item, max_bytes)
+    order = np.argsort(rows, kind="stable")
+    wanted, out = rows[order], np.empty((len(rows), item), dtype=np.uint8)
+    per = max(1, 2**20 // max(item, 1))
+    for start in range(0, stop, per):
+        block = bytearray(min(per, stop - start) * item)
+        got = _read_into(f, block)
+        if got < len(block):
+            raise ValueError(
+                f"{path}: IDX header says shape {shape}, the file ends inside item "
+                f"{start + got // item}"
+            )
+        lo, hi = np.searchsorted(wanted, [start, start + len(block) // item])
+        items = np.frombuffer(block, dtype=np.uint8).reshape(-1, item)
+        out[order[lo:hi]] = items[wanted[lo:hi] - start]
+    return out.view(dtype).reshape((len(rows), *shape[1:]))
+
+
 def _find(root: str, name: str) -> str | None:
     for candidate in (name + ".gz", name, name.replace("-idx", ".idx")):
         path = os.path.join(root, candidate)
@@ -124,12 +193,9 @@ def _find(root: str, name: str) -> str | None:
     return None
 
 
-def load_idx_dataset(
-    root: str | os.PathLike, split: str, num_classes: int | None = 10
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(images [N, H, W] uint8, labels [N] int64)`` of ``split`` (``"train"``/``"test"``)
-    from an MNIST-format folder; a missing file raises FileNotFoundError naming them all, a
-    label outside ``0..num_classes-1`` ValueError naming the file and sample (None: no check)."""
+def idx_paths(root: str | os.PathLike, split: str) -> tuple[str, str]:
+    """The ``(images, labels)`` files of ``split`` (``"train"``/``"test"``) in an MNIST-format
+    folder; a missing file raises FileNotFoundError naming them all."""
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = os.fspath(root)
@@ -141,8 +207,30 @@ def load_idx_dataset(
             "(Debian: apt-get install dataset-fashion-mnist puts them in "
             f"{DEFAULT_FASHION_MNIST})"
         )
-    images, labels = (read_idx(p) for p in paths)
-    _check_grey_levels(images, paths[0])
+    return paths[0], paths[1]
+
+
+def load_idx_dataset(
+    root: str | os.PathLike,
+    split: str,
+    num_classes: int | None = 10,
+    *,
+    rows: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(images [N, H, W] uint8, labels [N] int64)`` of ``split`` (``"train"``/``"test"``)
+    from an MNIST-format folder; a missing file raises FileNotFoundError naming them all, a
+    label outside ``0..num_classes-1`` ValueError naming the file and sample (None: no check).
+    With ``rows`` only those items are read (``N = len(rows)``, in that order; both files are
+    read no further than the last of them)."""
+    paths = idx_paths(root, split)
+    if rows is not None and idx_length(paths[0]) != idx_length(paths[1]):
+        raise ValueError(
+            f"{paths[0]} / {paths[1]}: expected as many labels as images, the headers say "
+            f"{idx_length(paths[0])} and {idx_length(paths[1])}"
+        )
+    images, labels = (read_idx(p, rows=rows) for p in paths)
+    items = np.arange(len(images)) if rows is None else np.asarray(rows)  # for the messages
+    _check_grey_levels(images, paths[0], items)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
             f"{paths[0]} / {paths[1]}: expected images [N, H, W] and labels [N], "
@@ -153,13 +241,13 @@ def load_idx_dataset(
         bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
         if len(bad):
             raise ValueError(
-                f"{paths[1]}: label {labels[bad[0]]} of sample {bad[0]} is outside "
+                f"{paths[1]}: label {labels[bad[0]]} of sample {items[bad[0]]} is outside "
                 f"0..{num_classes - 1} ({len(bad)} such labels)"
             )
     return np.array(images, dtype=np.uint8), labels
 
 
-def _check_grey_levels(images: np.ndarray, path: str) -> None:
+def _check_grey_levels(images: np.ndarray, path: str, items: np.ndarray) -> None:
     """Refuse values that are not 8-bit grey levels (NaN, inf, fractions, outside 0..255)
     instead of casting them."""
     if images.dtype == np.uint8:
@@ -170,8 +258,8 @@ def _check_grey_levels(images: np.ndarray, path: str) -> None:
     if bad.any():
         sample, pixel = np.argwhere(bad)[0]
         raise ValueError(
-            f"{path}: value {flat[sample, pixel]} of sample {sample} (pixel {pixel}) is not a "
-            f"grey level; expected integers in 0..255 ({int(bad.sum())} such values)"
+            f"{path}: value {flat[sample, pixel]} of sample {items[sample]} (pixel {pixel}) is "
+            f"not a grey level; expected integers in 0..255 ({int(bad.sum())} such values)"
         )
 
 

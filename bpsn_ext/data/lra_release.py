@@ -39,6 +39,8 @@ from torch.utils.data import Dataset
 from bpsn_ext.data import listops, pathfinder
 from bpsn_ext.data.images import (
     DEFAULT_FASHION_MNIST,
+    idx_length,
+    idx_paths,
     load_cifar10,
     load_hf_images,
     load_idx_dataset,
@@ -252,6 +254,7 @@ def _image_task(
     permutation_seed,
     n_classes=10,
     info=None,
+    split=None,
 ) -> TaskData:
     flat_train = torch.from_numpy(np.ascontiguousarray(x_train.reshape(len(x_train), -1)))
     flat_test = torch.from_numpy(np.ascontiguousarray(x_test.reshape(len(x_test), -1)))
@@ -259,7 +262,7 @@ def _image_task(
     order = make_permutation(L, permute, permutation_seed)
     tf = _pixels(order, scale, shift)
     full = SequenceDataset(flat_train, torch.from_numpy(np.asarray(y_train)), tf)
-    tr, va = val_split(len(full))
+    tr, va = val_split(len(full)) if split is None else split
     test = SequenceDataset(flat_test, torch.from_numpy(np.asarray(y_test)), tf)
     info = dict(info or {}, length=L, permute=permute or "none", permutation_seed=permutation_seed)
     return TaskData(full.subset(tr), full.subset(va), test, n_classes, 1, None, False, info)
@@ -271,7 +274,8 @@ def _limit(ds: Dataset, n: int | None) -> Dataset:
 
 @dataclass(frozen=True)
 class _Request:
-    """The arguments of `load_task` that its per-task loaders read (all but the limits)."""
+    """The arguments of `load_task` that its per-task loaders read (the limits only to read no
+    more than they keep; `load_task` applies them to every task)."""
 
     task: str
     data: str | None
@@ -290,6 +294,8 @@ class _Request:
     permute: str | None
     permutation_seed: int
     truncate: int | None
+    limit_train: int | None
+    limit_eval: int | None
 
 
 def _hf_image_splits(hf: str) -> tuple:
@@ -320,11 +326,28 @@ def _load_idx(r: _Request) -> TaskData:
         splits, source = _hf_image_splits(r.hf), f"hf:{r.hf}"
     else:
         root = r.data or DEFAULT_FASHION_MNIST
-        splits = (*load_idx_dataset(root, "train"), *load_idx_dataset(root, "test"))
+        *splits, split = _idx_splits(root, r.limit_train, r.limit_eval)
         source = os.path.abspath(root)
     return _image_task(
-        *splits, 1 / 255, 0.0, r.permute, r.permutation_seed, info={"source": source}
+        *splits, 1 / 255, 0.0, r.permute, r.permutation_seed, info={"source": source}, split=split
     )
+
+
+def _idx_splits(root: str, limit_train: int | None, limit_eval: int | None) -> tuple:
+    """``(x_train, y_train, x_test, y_test, split)`` from IDX files, reading only the items the
+    limits keep: the first ``limit_train`` / ``limit_eval`` of the seeded train / val split of the
+    train file, the first ``limit_eval`` of the test file.  ``split``: the ``(train, val)``
+    indices into ``x_train`` (None: `val_split` of all of it)."""
+    if limit_train is None and limit_eval is None:
+        return (*load_idx_dataset(root, "train"), *load_idx_dataset(root, "test"), None)
+    tr, va = val_split(idx_length(idx_paths(root, "train")[0]))
+    tr, va = tr[:limit_train], va[:limit_eval]
+    x_train, y_train = load_idx_dataset(root, "train", rows=tr + va)
+    test_rows = None
+    if limit_eval is not None:
+        test_rows = range(min(limit_eval, idx_length(idx_paths(root, "test")[0])))
+    split = (range(len(tr)), range(len(tr), len(tr) + len(va)))
+    return (x_train, y_train, *load_idx_dataset(root, "test", rows=test_rows), split)
 
 
 def _load_cifar(r: _Request) -> TaskData:
@@ -582,10 +605,11 @@ def load_task(
     ``min_length < tokens < max_length`` (seeded); Pathfinder the same counts at
     ``resolution`` and ``contour_length``.  ``truncate`` caps token sequences (LRA: 2048
     ListOps, 4096 Text, 4000 Retrieval).  ``limit_train``/``limit_eval`` keep the first
-    samples of train / val and test (quick runs).  Bad sources raise `DataSourceError`
-    (see `check_sources`).
+    samples of train / val and test (quick runs); from IDX files only those items are read,
+    and each file no further than the last of them.  Bad sources raise `DataSourceError` (see
+    `check_sources`).
     """
-    arguments = locals()  # the signature, once: `_Request` takes all but the limits
+    arguments = locals()  # the signature, once
     check_sources(task, data=data, hf=hf, generate=generate, permute=permute)
     request = _Request(**{f.name: arguments[f.name] for f in fields(_Request)})
     return _finish(_LOADERS[task].load(request), limit_train, limit_eval)

@@ -11,16 +11,18 @@ compiles the source once, without torch headers (about 2 s), into a cache folder
 file name carries a hash of the source, the compiler, its version, the flags and the machine (CPU
 model and instruction-set flags, since ``-march=native`` is used).  The library is written to a
 temporary file and renamed into place, so concurrent processes (pytest-xdist, DDP ranks) never
-see a half-written file; temporary files of builds killed midway are removed by the next build.
-``BPSN_EXT_CPU_KERNEL_MARCH=0`` builds without ``-march=native``.
+see a half-written file; a failed or interrupted build removes its temporary file, and those of
+processes killed midway (older than 15 minutes) are removed by the next process that loads the
+kernel.  ``BPSN_EXT_CPU_KERNEL_MARCH=0`` builds without ``-march=native``.
 
 Trust: loading a library runs its code, so the cache is per user.  A cached library is loaded
 only when it is a regular file owned by this user, not writable by group or others, in a cache
 folder with the same properties whose parent folders belong to this user or root and are not
 writable by others (sticky folders such as /tmp excepted).  Otherwise (a shared or loose cache
-folder, a file planted by someone else) a warning is logged and the kernel is built in the
-per-user fallback ``<tmp>/bpsn_ext-<uid>/cpu_kernels``, under the same rules; only if that is
-unusable too does a process build in a temporary folder of its own, removed at exit.  No content
+folder, a file planted by someone else, a symbolic link on the way that belongs to another user)
+a warning is logged and the kernel is built in the per-user fallback
+``<tmp>/bpsn_ext-<uid>/cpu_kernels``, under the same rules; only if that is unusable too does a
+process build in a temporary folder of its own, removed at exit.  No content
 hash is recorded: whoever could replace the library could replace a recorded hash as well.
 
 Threads: ``torch.get_num_threads()`` (or ``$BPSN_EXT_CPU_KERNEL_THREADS``) pthreads per call,
@@ -156,6 +158,9 @@ def _untrusted(path: str, *, leaf_is_dir: bool) -> str | None:
     if not hasattr(os, "geteuid"):
         return None  # no POSIX owners here
     uid, real = os.geteuid(), os.path.realpath(path)
+    link = _foreign_link(path, uid)
+    if link is not None:
+        return link
     st = os.stat(real)
     if not (stat.S_ISDIR if leaf_is_dir else stat.S_ISREG)(st.st_mode):
         return f"{real} is not a {'folder' if leaf_is_dir else 'regular file'}"
@@ -172,6 +177,18 @@ def _untrusted(path: str, *, leaf_is_dir: bool) -> str | None:
         if os.path.dirname(parent) == parent:
             return None
         parent = os.path.dirname(parent)
+
+
+def _foreign_link(path: str, uid: int) -> str | None:
+    """Why a symbolic link on the way to ``path`` is not ours (None: every link on it belongs to
+    this user or root): its owner could point it elsewhere between our check and our use."""
+    prefix = os.sep
+    for part in os.path.abspath(path).split(os.sep):
+        prefix = os.path.join(prefix, part)
+        st = os.lstat(prefix)
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (uid, 0):
+            return f"{prefix} is a symbolic link of uid {st.st_uid}, not of this user (uid {uid})"
+    return None
 
 
 def _make_private_dirs(folder: str) -> None:
@@ -197,10 +214,15 @@ def _writable(folder: str) -> bool:
 
 
 def _remove_stale_builds(folder: str, older_than: float = 900.0) -> None:
-    """Delete ``.tmp-bpsn_cpu-*`` files of builds killed midway (a live build takes < 300 s)."""
+    """Delete ``.tmp-bpsn_cpu-*`` and ``.probe-*`` files of processes killed midway (a live
+    build takes < 300 s)."""
     now = time.time()
-    for name in os.listdir(folder):
-        if not name.startswith(".tmp-bpsn_cpu-"):
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith((".tmp-bpsn_cpu-", ".probe-")):
             continue
         path = os.path.join(folder, name)
         try:
@@ -275,34 +297,40 @@ def compile_library(compiler: str | None = None, cache_dir: str | None = None) -
     ).hexdigest()[:20]
     name = f"bpsn_cpu-{key}.so"
     folder, cached = _pick_folder(cache_dir or _cache_dir(), name)
+    _remove_stale_builds(folder)  # also when cached: a killed build's file is removed by the next
     target = os.path.join(folder, name)
-    if cached:
-        return target
-    _remove_stale_builds(folder)
-    return _build(cxx, flags, source, folder, target)
+    return target if cached else _build(cxx, flags, source, folder, target)
 
 
 def _build(cxx: str, flags: tuple[str, ...], source: str, folder: str, target: str) -> str:
+    """Compile into a temporary file of ``folder`` and rename it to ``target``; the temporary
+    file is removed whatever stops the build (an error, KeyboardInterrupt)."""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-bpsn_cpu-", suffix=".so", dir=folder)
     os.close(fd)
+    try:
+        _compile(cxx, flags, source, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)  # atomic: a concurrent build of the same key writes the same bytes
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _compile(cxx: str, flags: tuple[str, ...], source: str, out: str) -> None:
     with tempfile.TemporaryDirectory() as work:
         src = os.path.join(work, SOURCE_NAME)
         with open(src, "w", encoding="utf-8") as f:
             f.write(source)
-        cmd = [cxx, *flags, src, "-o", tmp]
+        cmd = [cxx, *flags, src, "-o", out]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.SubprocessError) as exc:
-            os.unlink(tmp)
             raise NativeKernelUnavailable(f"compiling the BPSN CPU kernel failed: {exc}") from exc
     if done.returncode != 0:
-        os.unlink(tmp)
         raise NativeKernelUnavailable(
             f"compiling the BPSN CPU kernel failed ({' '.join(cmd)}):\n{done.stderr.strip()}"
         )
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)  # atomic: a concurrent build of the same key writes the same bytes
-    return target
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
