@@ -114,3 +114,33 @@ def test_ssm_page_train_step_two_thread_ratio_is_its_json():
     mins = [round(step[k]["min_ms"]) for k in ("fused", "unfused", "floor")]
     assert mins == [int(fused), int(unfused), int(floor)]
     assert f"{step['fused_over_floor_min']:.1f}" == ratio
+
+
+def stated_range(lo: str, hi: str, values: list[float]) -> bool:
+    """ "lo–hi" states the smallest and largest value, each to the digits written."""
+    digits = [len(s.partition(".")[2]) for s in (lo, hi)]
+    return [f"{min(values):.{digits[0]}f}", f"{max(values):.{digits[1]}f}"] == [lo, hi]
+
+
+def test_bpsn_defaults_speed_ranges_are_its_epoch_times():
+    summary = bench("bpsn_defaults.json")["summary"]
+    epoch = {(s["task"], s["config"]): s["epoch_time_s"] for s in summary}
+
+    def ratios(*pairs: tuple[str, str]) -> list[float]:
+        return [epoch[t, a] / epoch[t, b] for t in ("digits", "cue") for a, b in pairs]
+
+    page, span = "docs/bpsn_defaults.md", r"([\d.]+)–([\d.]+)x"
+    gate, concat = (
+        ("leak-gate-ref1", "leak-gate-none"),
+        ("leak-concat-ref1-h32", "leak-concat-none-h32"),
+    )
+    soft_gate, soft_concat = ("leak-gate-soft", gate[1]), ("leak-concat-soft-h32", concat[1])
+    checks = [
+        (rf"`refractory` costs {span} the epoch time of", ratios(gate, concat)),
+        (rf"`soft_reset` costs {span}, and it grows with T", ratios(soft_gate, soft_concat)),
+        (rf"`concat` at full width costs {span} `gate`", ratios(("leak-concat-ref1", gate[0]))),
+    ]
+    for sentence, measured in checks:
+        assert stated_range(*quoted(page, sentence), measured), (sentence, measured)
+    # "At half width it costs the same as `gate` or less"
+    assert max(ratios(("leak-concat-ref1-h32", gate[0]))) <= 1.05
