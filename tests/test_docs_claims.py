@@ -1,11 +1,11 @@
 """Speed ratios quoted in prose are the ones the committed benchmark JSON holds.
 
-README.md and the docs quote a few ratios outside the benchmark tables ("29.7x faster", "about
-30x"). Each quote is found by its sentence, and its numbers are recomputed from the JSON file
-in `benchmarks/results/` that the sentence names, so a rerun benchmark or an edited sentence
-that no longer agree fail here. (The agreement bounds of docs/ssm.md are checked by running the
-layers, in `tests/test_ssm_agreement.py`.)
-"""
+README.md and the docs quote ratios outside the benchmark tables ("29.7x faster", "about 30x",
+"1.2–1.9x"). Each quote is found by its sentence, and its numbers are recomputed from the file
+in `benchmarks/results/` that the benchmark named beside it writes, so a rerun benchmark or an
+edited sentence that no longer agree fail here. A number is compared at the digits it is
+written with; a range states the smallest and the largest value. (The agreement bounds of
+docs/ssm.md are checked by running the layers, in `tests/test_ssm_agreement.py`.)"""
 
 from __future__ import annotations
 
@@ -144,3 +144,17 @@ def test_bpsn_defaults_speed_ranges_are_its_epoch_times():
         assert stated_range(*quoted(page, sentence), measured), (sentence, measured)
     # "At half width it costs the same as `gate` or less"
     assert max(ratios(("leak-concat-ref1-h32", gate[0]))) <= 1.05
+
+
+def test_ssm_page_spiking_cost_and_streaming_ranges_are_their_json():
+    report = bench("ssm_spiking_cost.json")
+    cost = [r for per_length in report["spiking_cost"].values() for r in per_length.values()]
+    stream = report["streaming"].values()
+    page, span = "docs/ssm.md", r"([\d.]+)-([\d.]+)"
+    (lo, hi) = quoted(page, rf"so the spiking blocks ran at {span}x the reference's time")
+    assert stated_range(lo, hi, cost), cost
+    ms_lo, ms_hi, x_lo, x_hi = quoted(
+        page, rf"Streaming costs {span} ms per token at batch 8, {span}x the parallel form's"
+    )
+    assert stated_range(ms_lo, ms_hi, [r["step_us_per_token"] / 1000 for r in stream])
+    assert stated_range(x_lo, x_hi, [r["step_over_parallel"] for r in stream])
