@@ -158,3 +158,12 @@ def test_ssm_page_spiking_cost_and_streaming_ranges_are_their_json():
     )
     assert stated_range(ms_lo, ms_hi, [r["step_us_per_token"] / 1000 for r in stream])
     assert stated_range(x_lo, x_hi, [r["step_over_parallel"] for r in stream])
+
+
+def test_ssm_page_scaling_and_s5_memory_are_bench_ssm():
+    report = bench("ssm.json")
+    lo, hi = quoted("docs/ssm.md", r"Growth is close to linear \((\d+)-(\d+)× for 16× L\)")
+    assert stated_range(lo, hi, list(report["scaling"].values())), report["scaling"]
+    stated = quoted("docs/ssm.md", r"S5 scan's peak memory is (\d+), (\d+) and (\d+) MiB")
+    peaks = [report["results"][L]["spiking_s5"]["peak_memory_bytes"] for L in report["results"]]
+    assert [f"{p / 2**20:.0f}" for p in peaks] == stated
