@@ -127,6 +127,33 @@ def test_agrees_with_spikingjelly_op_counter(which):
         assert row.mac == sum(mac.get_counts().get(scope, {}).values())
 
 
+class SpikeScores(nn.Module):
+    """Attention scores of two spike tensors: a matmul outside any counted layer."""
+
+    def __init__(self, k: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("k", k)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return q @ self.k.transpose(-1, -2)
+
+
+@pytest.mark.skipif(_op_counter() is None, reason="needs SpikingJelly >= 2.0 op_counter")
+def test_spike_by_spike_matmul_agrees_with_synop_counter():
+    """docs/energy.md: spike x spike matmuls are counted as SynOpCounter counts them, as the
+    exact number of products of two nonzero entries."""
+    oc = _op_counter()
+    torch.manual_seed(0)
+    q, k = [(torch.rand(4, 6, 8) < 0.4).float() for _ in range(2)]
+    net = SpikeScores(k)
+    syn = oc.SynOpCounter()
+    with torch.no_grad(), oc.DispatchCounterMode([syn]):
+        scores = net(q)
+    coincidences = scores.sum().item()
+    assert 0 < coincidences < q.shape[0] * 6 * 6 * 8  # sparse: not the dense count
+    assert estimate(net, q).totals()["ac"] == syn.get_total() == coincidences
+
+
 def test_demo_energy_line_and_json():
     from bpsn_ext.bench.single_step_bench import build_s3nn, build_sj_lif
 
