@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from bpsn_ext.apps.snn_bert_flags import (
     add_model_arguments,
     add_optim_arguments,
+    add_rate_arguments,
     add_vocab_arguments,
     make_tokenizer,
     model_config,
+    rate_reg,
     train_config,
 )
 from bpsn_ext.util.cli_args import flag_errors, positive_int
@@ -91,6 +93,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g = parser.add_argument_group("training")
     add_optim_arguments(g, epochs=3)
+    add_rate_arguments(g)
     g.add_argument("--eval-split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
     g.add_argument("--max-train-samples", type=positive_int, help="use the first N training rows")
     g.add_argument("--max-eval-samples", type=positive_int, help="use the first N eval rows")
@@ -193,7 +196,11 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     eval_ds = GlueDataset(eval_ex, tokenizer, model.config.max_length)
     collate = GlueCollator(tokenizer.pad_id)
     loss_fn, metrics_fn, reduce_fn = make_task_fns(
-        task.name, teacher, args.distill_alpha, args.distill_temperature
+        task.name,
+        teacher,
+        args.distill_alpha,
+        args.distill_temperature,
+        rate_reg(args),
     )
     tc = train_config(args, len(train_ds))
     energy_fn = None if args.no_energy else _energy_fn(eval_ds, collate, args.out)
