@@ -19,9 +19,11 @@ from bpsn_ext.apps.snn_bert_flags import (
     RUN_PATHS,
     add_model_arguments,
     add_optim_arguments,
+    add_rate_arguments,
     add_vocab_arguments,
     make_tokenizer,
     model_config,
+    rate_reg,
     train_config,
 )
 from bpsn_ext.models.size_limits import read_model_file
@@ -93,6 +95,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g = parser.add_argument_group("training")
     add_optim_arguments(g, epochs=3)
+    add_rate_arguments(g)
     g.add_argument("--eval-split", default="dev", help="dev (MNLI: dev_matched/dev_mismatched)")
     g.add_argument("--max-train-samples", type=positive_int, help="use the first N training rows")
     g.add_argument("--max-eval-samples", type=positive_int, help="use the first N eval rows")
@@ -204,7 +207,11 @@ def _run_train(args: argparse.Namespace, task, callbacks: Sequence) -> int:
     eval_ds = GlueDataset(eval_ex, tokenizer, model.config.max_length)
     collate = GlueCollator(tokenizer.pad_id)
     loss_fn, metrics_fn, reduce_fn = make_task_fns(
-        task.name, teacher, args.distill_alpha, args.distill_temperature
+        task.name,
+        teacher,
+        args.distill_alpha,
+        args.distill_temperature,
+        rate_reg(args),
     )
     tc = train_config(args, len(train_ds))
     energy_fn = None if args.no_energy else _energy_fn(eval_ds, collate, args.out)

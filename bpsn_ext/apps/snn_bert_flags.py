@@ -133,6 +133,40 @@ def add_model_arguments(g) -> None:
     )
 
 
+def add_rate_arguments(g) -> None:
+    """``--rate-reg WEIGHT``, ``--rate-target RATE``, ``--rate-weighting``: the firing-rate
+    regulariser of the BPSN outputs (`bpsn_ext.models.spike_rate_loss`; individual coding only)."""
+    g.add_argument(
+        "--rate-reg",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="add WEIGHT * mean over BPSNs of max(0, firing rate - target) to the training "
+        "loss (0: off)",
+    )
+    g.add_argument(
+        "--rate-target",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="firing rate under which --rate-reg leaves a BPSN alone (0.0)",
+    )
+    g.add_argument(
+        "--rate-weighting",
+        choices=("neuron", "synapse"),
+        default="neuron",
+        help="--rate-reg's mean over BPSNs: each alike, or weighted by the synapses its "
+        "spikes drive (neuron)",
+    )
+
+
+def rate_reg(args: argparse.Namespace):
+    """The `RateReg` of ``--rate-reg``, ``--rate-target`` and ``--rate-weighting``."""
+    from bpsn_ext.models.spike_rate_loss import RateReg
+
+    return RateReg(float(args.rate_reg), float(args.rate_target), args.rate_weighting)
+
+
 def add_vocab_arguments(g) -> None:
     """``--vocab``, ``--vocab-size``, ``--cased`` (shared with ``pretrain``)."""
     g.add_argument(

@@ -14,6 +14,12 @@ coding and the neuron.  Measured, per model:
   the papers' E_SNN, and the total with neuron/norm elementwise ops), with the freshly
   initialised weights (firing rates of a trained model differ).
 
+``--from RUN_DIR`` (repeatable, one ``train glue`` run per coding) measures trained models
+instead: the sizes are the runs', a coding without a run gets the first run's weights
+(`bpsn_ext.bench.snn_bert_trained`), and with ``--data`` (the runs' GLUE tree) the energy is
+counted on the first ``batch`` samples of their evaluation split, in eval mode, so the energy
+ratios printed are those of the trained models on real text.
+
 Ratios are repeat / individual; the paper reports 3.5x (training speed), 3.8x (training memory)
 and 6.46x (energy) (Su et al., Neural Networks 2024); ``ann_energy`` is the ANN twin's measured
 synaptic energy over each spiking model's (the paper: up to 22.5x for individual coding).
@@ -39,6 +45,7 @@ from bpsn_ext.bench.measure import (
     time_fns,
     torch_threads,
 )
+from bpsn_ext.bench.snn_bert_trained import text_batches, trained_models
 from bpsn_ext.models.snn_bert_coding import CODINGS
 from bpsn_ext.util.arguments import check_int
 from bpsn_ext.util.cli_args import positive_int
@@ -86,6 +93,10 @@ def _models(cfg: dict, device: torch.device):
     return out
 
 
+def _text_energy(model, ids, kwargs: dict, dev: torch.device) -> dict:
+    return _energy(model, ids.to(dev), {k: v.to(dev) for k, v in kwargs.items()})
+
+
 def _train_step(model, ids, labels) -> Callable[[], None]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -98,8 +109,12 @@ def _train_step(model, ids, labels) -> Callable[[], None]:
     return step
 
 
-def _energy(model, ids) -> dict:
-    per = model.coding.estimate(model, ids).per_sample()
+def _energy(model, ids, kwargs: dict | None = None) -> dict:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        per = model.coding.estimate(model, ids, kwargs).per_sample()
+    model.train(was)
     return {
         k: per[k]
         for k in (
@@ -137,55 +152,79 @@ def run(
     quick: bool = False,
     json_path: str | os.PathLike | None = DEFAULT_JSON,
     verbose: bool = True,
+    from_runs: list[str] | None = None,
+    data: str | None = None,
 ) -> dict:
     """Measure both codings; print a table, write JSON (``json_path=None``: no file).
+
+    ``from_runs``: ``train glue`` run folders (one per coding) whose trained models are
+    measured, their sizes replacing ``layers`` ... ``vocab_size`` and ``attention``;
+    ``data``: their GLUE tree, for the energy batch (else random tokens).
 
     Returns ``{"benchmark", "config", "environment", "results", "ratios", "paper", "notes"}``:
     ``results[coding]`` holds the step-time statistics (ms), ``peak_memory_bytes`` and
     ``energy`` (per-sample counts and pJ); ``ratios`` = repeat / individual for ``time``,
     ``memory``, ``energy_synaptic`` and ``energy_total``.
     """
-    sizes = {
-        "layers": layers,
-        "width": width,
-        "heads": heads,
-        "ffn_width": ffn_width,
-        "length": length,
-        "batch": batch,
-        "T": T,
-        "vocab_size": vocab_size,
-    }
+    sizes = dict(layers=layers, width=width, heads=heads, ffn_width=ffn_width, length=length)
+    sizes.update(batch=batch, T=T, vocab_size=vocab_size)
     loop = {"repeats": repeats, "warmup": warmup}
-    if quick:  # QUICK replaces the sizes and the timing loop, not T
-        sizes.update({k: v for k, v in QUICK.items() if k in sizes})
+    trained = _trained(from_runs, data, device)
+    if trained is not None:
+        sizes.update(_run_sizes(trained[2]["config"]))
+        attention = trained[2]["config"]["attention"]
+    if quick:  # QUICK replaces the sizes (not a run's) and the timing loop, not T
+        if trained is None:
+            sizes.update({k: v for k, v in QUICK.items() if k in sizes})
         loop.update({k: v for k, v in QUICK.items() if k in loop})
     check_positive_ints([*sizes.items(), ("repeats", loop["repeats"])])
     check_int("threads", threads, none_ok=True)
     dev = torch.device(device)
-    config = {
-        **sizes,
-        "attention": attention,
-        **loop,
-        "device": str(dev),
-        "seed": seed,
-        "quick": quick,
-        "threads": threads or torch.get_num_threads(),
-        "step": "forward + cross-entropy + backward + AdamW step, full-length samples",
-    }
+    config = {**sizes, "attention": attention, **loop, "device": str(dev), "seed": seed}
+    config.update(_run_notes(quick, threads, trained, data, batch))
     with torch_threads(threads):
-        report = _measure(config, dev, memory)
+        report = _measure(config, dev, memory, trained, data)
     return publish_report(report, json_path, verbose, format_report)
 
 
-def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
+def _run_notes(quick: bool, threads, trained, data, batch: int) -> dict:
+    """The config entries that say how the benchmark ran."""
+    return {
+        "quick": quick,
+        "threads": threads or torch.get_num_threads(),
+        "step": "forward + cross-entropy + backward + AdamW step, full-length samples",
+        "from_runs": None if trained is None else trained[2]["runs"],
+        "energy_input": "random tokens" if data is None else f"{data} ({batch} samples)",
+    }
 
-    models = _models(config, dev)
+
+def _trained(from_runs, data, device):
+    """`trained_models` of the ``--from`` runs, or None without them."""
+    if from_runs:
+        return trained_models(list(from_runs), device)
+    if data is not None:
+        raise ValueError("--data gives the energy batch of --from runs; pass --from RUN_DIR")
+    return None
+
+
+def _run_sizes(cfg: dict) -> dict:
+    """The benchmark sizes of a run's `SNNBertConfig` dict."""
+    names = ("layers", "width", "heads", "ffn_width", "T", "vocab_size")
+    return {**{n: cfg[n] for n in names}, "length": cfg["max_length"]}
+
+
+def _measure(config: dict, dev: torch.device, memory: bool, trained=None, data=None) -> dict:
+    models = _models(config, dev) if trained is None else trained[0]
     gen = torch.Generator().manual_seed(config["seed"] + 1)
     ids = torch.randint(
         0, config["vocab_size"], (config["length"], config["batch"]), generator=gen
     ).to(dev)
     labels = torch.randint(0, 2, (config["batch"],), generator=gen).to(dev)
-    energy = {c: _energy(m, ids) for c, m in models.items()}
+    if data is not None:
+        texts = text_batches(trained[1], trained[2], data, config["batch"])
+        energy = {c: _text_energy(m, *texts[c], dev) for c, m in models.items()}
+    else:
+        energy = {c: _energy(m, ids) for c, m in models.items()}
     steps = {c: _train_step(m, ids, labels) for c, m in models.items()}
     timings = time_fns(steps, repeats=config["repeats"], warmup=config["warmup"], device=dev)
     results = {}
@@ -226,8 +265,8 @@ def _measure(config: dict, dev: torch.device, memory: bool) -> dict:
             "ratios are repeat coding / individual coding on the same configuration and weights",
             "ann_energy_vs_*: the ANN twin's (coding='ann', ReLU, every synaptic op a MAC) "
             "synaptic energy over the spiking model's",
-            "energy: one forward pass of the freshly initialised models (firing rates of "
-            "trained models differ); synaptic = E_MAC*MAC + E_AC*AC (the papers' E_SNN), "
+            "energy: one forward pass (eval mode) of the freshly initialised models, or of the "
+            "trained --from runs; synaptic = E_MAC*MAC + E_AC*AC (the papers' E_SNN), "
             "total adds neuron, norm and softmax elementwise ops",
             "CPU timings on a shared machine are noisy; compare ratios, not absolute times",
         ],
@@ -275,7 +314,8 @@ def format_report(report: dict) -> str:
     rows.append(["ANN twin / repeat", None, None, r["ann_energy_vs_repeat"], None, None])
     rows.append(["paper (ANN / individual, up to)", None, None, PAPER["ann_energy"], None, None])
     title = (
-        f"SNN-BERT training step, {cfg['layers']} layers, width {cfg['width']}, "
+        ("trained (--from) " if cfg.get("from_runs") else "")
+        + f"SNN-BERT training step, {cfg['layers']} layers, width {cfg['width']}, "
         f"{cfg['heads']} heads, FFN {cfg['ffn_width']}, L={cfg['length']}, batch "
         f"{cfg['batch']}, repeat T={cfg['T']}, {cfg['attention']} attention, device "
         f"{cfg['device']}, {cfg['threads']} thread(s), median of {cfg['repeats']}"
@@ -327,6 +367,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", default=S, help="tiny sizes, one repeat (a smoke test)"
     )
+    parser.add_argument(
+        "--from",
+        dest="from_runs",
+        action="append",
+        metavar="RUN_DIR",
+        default=S,
+        help="measure the trained model of a `train glue` run (repeat the flag, one run per "
+        "coding; sizes from the runs)",
+    )
+    parser.add_argument(
+        "--data",
+        default=S,
+        help="the --from runs' GLUE tree: count the energy on their evaluation split",
+    )
     add_json_arguments(parser, "benchmarks/results/snn_bert.json")
 
 
@@ -350,5 +404,7 @@ def run_from_args(args: argparse.Namespace) -> dict:
         "memory",
         "quick",
         "json_path",
+        "from_runs",
+        "data",
     )
     return run(**{n: getattr(args, n) for n in names if hasattr(args, n)})

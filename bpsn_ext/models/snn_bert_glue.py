@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,9 @@ from bpsn_ext.core.masks import as_mask
 from bpsn_ext.data.glue import GlueCollator, GlueDataset, get_task
 from bpsn_ext.data.glue_metrics import glue_metrics
 from bpsn_ext.models.snn_bert import SNNBert
+from bpsn_ext.models.spike_rate_loss import RateReg, SpikeRates
+
+NO_RATE_REG = RateReg()  # the regulariser off
 
 __all__ = ["energy_report", "energy_summary", "evaluate_model", "glue_loss", "make_task_fns"]
 
@@ -43,12 +47,17 @@ def glue_loss(
     teacher=None,
     alpha: float = 0.5,
     temperature: float = 2.0,
+    rate: RateReg = NO_RATE_REG,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, loss)`` of a batch: MSE (regression) or cross-entropy, mixed with the logit
-    distillation of ``teacher`` (an `SNNBert` or a HF sequence classifier) when given."""
+    distillation of ``teacher`` (an `SNNBert` or a HF sequence classifier) when given, plus
+    the firing-rate regulariser of the BPSN outputs when ``rate`` (a `RateReg`) is active
+    (`bpsn_ext.models.spike_rate_loss`)."""
     from bpsn_ext.models.hf_bert import distillation_loss, teacher_logits
 
-    logits = model(batch["input_ids"], batch["lengths"], batch["segment_ids"])
+    rates = SpikeRates(model, rate.weighting) if rate.active else nullcontext()
+    with rates:
+        logits = model(batch["input_ids"], batch["lengths"], batch["segment_ids"])
     if regression:
         loss = F.mse_loss(logits.squeeze(-1), batch["labels"])
     else:
@@ -62,18 +71,26 @@ def glue_loss(
             mask = as_mask(batch["lengths"], ids.shape[0], ids.shape[1], ids.device)
             t = teacher_logits(teacher, ids, mask, batch["segment_ids"])
         loss = distillation_loss(logits, t, loss, alpha=alpha, temperature=temperature)
+    if rate.active:
+        loss = loss + rates.penalty(rate.weight, rate.target)
     return logits, loss
 
 
 def make_task_fns(
-    task: str, teacher=None, alpha: float = 0.5, temperature: float = 2.0
+    task: str,
+    teacher=None,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+    rate: RateReg = NO_RATE_REG,
 ) -> tuple[Callable, Callable, Callable]:
-    """``(loss_fn, metrics_fn, eval_reduce_fn)`` of ``task`` for `bpsn_ext.train.Trainer`."""
+    """``(loss_fn, metrics_fn, eval_reduce_fn)`` of ``task`` for `bpsn_ext.train.Trainer`;
+    the training loss adds the firing-rate regulariser ``rate`` (a `RateReg`), the
+    evaluation loss is the task's alone."""
     t = get_task(task)
     regression = t.is_regression
 
     def loss_fn(model, batch):
-        return glue_loss(model, batch, regression, teacher, alpha, temperature)[1]
+        return glue_loss(model, batch, regression, teacher, alpha, temperature, rate)[1]
 
     def metrics_fn(model, batch):
         logits, loss = glue_loss(model, batch, regression)
