@@ -92,12 +92,9 @@ def _step_input(x_ptr, mask_ptr, t, j, n, live, M, N, HAS_MASK: tl.constexpr):
 
 
 @triton.jit
-def _bpsn_forward_kernel(
-    x_ptr, mask_ptr, lf_ptr, lb_ptr, wf_ptr, wb_ptr, thr_ptr,
-    s_ptr, mem_ptr, hf_ptr, hb_ptr,
-    T, M, N, C, inner, per_sample, period, k0,
-    HAS_MASK: tl.constexpr, FIRE_GE: tl.constexpr, RUNAWAY: tl.constexpr, BLOCK: tl.constexpr,
-):  # fmt: skip
+def _lanes(lf_ptr, lb_ptr, wf_ptr, wb_ptr, thr_ptr, M, C, inner, per_sample, BLOCK: tl.constexpr):
+    """This program's neurons ``j`` (of ``M``), which are live, their sample ``n`` and the
+    parameters of their channel: decays, branch weights and threshold."""
     j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = j < M
     n, c = j // per_sample, (j // inner) % C
@@ -106,6 +103,19 @@ def _bpsn_forward_kernel(
     wf = tl.load(wf_ptr + c, mask=live, other=0.0)
     wb = tl.load(wb_ptr + c, mask=live, other=0.0)
     th = tl.load(thr_ptr + c, mask=live, other=0.0)
+    return j, live, n, lf, lb, wf, wb, th
+
+
+@triton.jit
+def _bpsn_forward_kernel(
+    x_ptr, mask_ptr, lf_ptr, lb_ptr, wf_ptr, wb_ptr, thr_ptr,
+    s_ptr, mem_ptr, hf_ptr, hb_ptr,
+    T, M, N, C, inner, per_sample, period, k0,
+    HAS_MASK: tl.constexpr, FIRE_GE: tl.constexpr, RUNAWAY: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    j, live, n, lf, lb, wf, wb, th = _lanes(
+        lf_ptr, lb_ptr, wf_ptr, wb_ptr, thr_ptr, M, C, inner, per_sample, BLOCK
+    )
     hb = tl.zeros([BLOCK], dtype=lf.dtype)
     for i in range(T):  # the backward branch, last step first
         t = T - 1 - i
@@ -209,14 +219,9 @@ def _bpsn_backward_kernel(
     HAS_MASK: tl.constexpr, HAS_G: tl.constexpr, HAS_GM: tl.constexpr, FIRE_GE: tl.constexpr,
     RUNAWAY: tl.constexpr, DETACH: tl.constexpr, SG_KIND: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = j < M
-    n, c = j // per_sample, (j // inner) % C
-    lf = tl.load(lf_ptr + c, mask=live, other=0.0)
-    lb = tl.load(lb_ptr + c, mask=live, other=0.0)
-    wf = tl.load(wf_ptr + c, mask=live, other=0.0)
-    wb = tl.load(wb_ptr + c, mask=live, other=0.0)
-    th = tl.load(thr_ptr + c, mask=live, other=0.0)
+    j, live, n, lf, lb, wf, wb, th = _lanes(
+        lf_ptr, lb_ptr, wf_ptr, wb_ptr, thr_ptr, M, C, inner, per_sample, BLOCK
+    )
     g_th = _pass_a(
         g_ptr, gm_ptr, x_ptr, mask_ptr, hf_ptr, hb_ptr, delta_ptr, j, n, live,
         lf, wf, wb, th, T, M, N, period, k0, sg_a, sg_b,
