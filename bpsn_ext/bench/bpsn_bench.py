@@ -6,8 +6,9 @@ For every T (default 128, 512, 2048, 8192) one input ``x ~ N(0.5, 1)`` of shape
 layers), and
 
 * the forward time (under ``torch.no_grad``),
-* the forward+backward time (``y.sum().backward()`` on a fresh ``requires_grad`` leaf that
-  shares ``x``'s storage; parameter gradients are dropped before each call), and
+* the forward+backward time (``y.backward(g)`` with a fixed dense ``N(0, 1)`` gradient ``g``,
+  as a layer inside a network receives, on a fresh ``requires_grad`` leaf that shares ``x``'s
+  storage; parameter gradients are dropped before each call), and
 * the peak memory of one forward+backward (``measure.peak_memory_bytes``)
 
 are measured.  All neurons of one T are timed in rotation (``measure.time_fns``), so a busy

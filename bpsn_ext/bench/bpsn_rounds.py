@@ -37,6 +37,7 @@ def _closures(
     n: Neuron, module: nn.Module, x: torch.Tensor
 ) -> tuple[Callable[[], None], Callable[[dict | None], None]]:
     params = list(module.parameters())
+    grad = _output_grad(x)
     if isinstance(module, Floor):
         return (lambda: module(x, 3)), (lambda record=None: module(x, 6))
 
@@ -52,11 +53,19 @@ def _closures(
         if n.reset is not None:
             n.reset(module)
         y = n.call(module, x.detach().requires_grad_(True))
-        y.sum().backward()
+        torch.autograd.backward(y, grad)
         if record is not None:
             record["firing_rate"] = y.detach().float().mean().item()
 
     return forward, forward_backward
+
+
+def _output_grad(x: torch.Tensor) -> torch.Tensor:
+    """The fixed gradient every row's output receives: dense ``N(0, 1)`` of ``x``'s shape,
+    as a layer inside a network gets (and as the floor's six arrays count), not the stride-0
+    gradient of ``y.sum()``, which eager passes as one value and `torch.compile` materialises."""
+    gen = torch.Generator().manual_seed(x.shape[0])
+    return torch.randn(x.shape, generator=gen).to(x.device)
 
 
 def _input(T: int, s: BenchSettings, dev: torch.device) -> torch.Tensor:
