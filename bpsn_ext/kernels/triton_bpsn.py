@@ -40,10 +40,20 @@ from bpsn_ext.core.bpsn_options import BPSNOptions, BPSNParams, SurrogateArgs
 from bpsn_ext.core.masks import as_mask
 from bpsn_ext.kernels.launch_args import channel_layout, per_channel, weights
 
-__all__ = ["bpsn_triton", "bpsn_triton_forward", "bpsn_triton_backward", "RUNAWAY_IDS", "BLOCK"]
+__all__ = [
+    "bpsn_triton",
+    "bpsn_triton_forward",
+    "bpsn_triton_backward",
+    "RUNAWAY_IDS",
+    "BLOCK",
+    "NUM_WARPS",
+]
 
 RUNAWAY_IDS = {"none": 0, "refractory": 1, "soft_reset": 2}
 BLOCK = 64
+# 2 warps cover a BLOCK of 64 lanes; the membrane is rounded after every multiply and add (no
+# fused multiply-add), as in the torch reference and the CPU kernel, so spikes agree bitwise
+NUM_WARPS = 2
 
 
 @triton.jit
@@ -261,8 +271,12 @@ def _bpsn_backward_kernel(
         b = wb * d + lb * b
         gx = tl.load(gx_ptr + t * M + j, mask=live, other=0.0)
         tl.store(gx_ptr + t * M + j, tl.where(valid, gx + b, 0.0), mask=live)
-    for ptr, v in ((p_lf, g_lf), (p_lb, g_lb), (p_wf, g_wf), (p_wb, g_wb), (p_th, g_th)):
-        tl.store(ptr + j, v, mask=live)
+    # one store each: Triton's compiler (unlike its interpreter) cannot loop over a tuple
+    tl.store(p_lf + j, g_lf, mask=live)
+    tl.store(p_lb + j, g_lb, mask=live)
+    tl.store(p_wf + j, g_wf, mask=live)
+    tl.store(p_wb + j, g_wb, mask=live)
+    tl.store(p_th + j, g_th, mask=live)
 
 
 def _layout(x: Tensor, mask: Tensor | None, C: int, inner: int) -> tuple:
@@ -303,6 +317,7 @@ def bpsn_triton_forward(
         x, mask_arg, decay_f, decay_b, w_f, w_b, thr, spikes, membrane, hf, hb,
         T, M, N, decay_f.numel(), inner, per_sample, period, k0,
         HAS_MASK=mask is not None, FIRE_GE=fire_ge, RUNAWAY=runaway, BLOCK=BLOCK,
+        num_warps=NUM_WARPS, enable_fp_fusion=False,
     )  # fmt: skip
     return spikes, membrane, hf, hb
 
@@ -351,6 +366,7 @@ def bpsn_triton_backward(
             HAS_MASK=mask is not None, HAS_G=grad_spikes is not None,
             HAS_GM=grad_membrane is not None, FIRE_GE=fire_ge, RUNAWAY=runaway,
             DETACH=detach_reset, SG_KIND=sg_kind, BLOCK=BLOCK,
+            num_warps=NUM_WARPS, enable_fp_fusion=False,
         )  # fmt: skip
     else:
         grad_x.zero_()
