@@ -126,3 +126,26 @@ def test_the_flag_reaches_the_training_loss(tmp_path):
     # the penalty (5 x rates of about 0.2) is in the training loss, not in the eval loss
     assert reg["train_loss"] > base["train_loss"] + 0.2
     assert reg["eval_loss"] < reg["train_loss"]
+
+
+def _pretrain(text: str, out: str, *extra: str) -> dict:
+    small = ["--layers", "1", "--width", "16", "--heads", "2", "--ffn-width", "32"]
+    small += ["--max-length", "16", "--vocab-size", "60", "--no-progress", "--eval-samples", "8"]
+    argv = ["pretrain", "--text", text, "--out", out, "--epochs", "1", "--batch-size", "8"]
+    assert main([*argv, *small, *extra]) == 0
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)["history"][-1]
+
+
+def test_pretrain_takes_the_flag_and_refuses_it_without_bpsn(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(f"the dax {w} the wug ." for w in ("blicks", "lorps") * 20) + "\n")
+    base = _pretrain(str(text), str(tmp_path / "a"))
+    flags = ("--rate-reg", "5", "--rate-weighting", "synapse")
+    reg = _pretrain(str(text), str(tmp_path / "b"), *flags)
+    # same seed, same masking: the penalty is in the training loss only
+    assert reg["train_loss"] > base["train_loss"] + 0.2
+    assert reg["eval_mlm_loss"] < reg["train_loss"]
+    with pytest.raises(ValueError, match="--rate-reg regularises BPSN neurons, which --coding"):
+        _pretrain(str(text), str(tmp_path / "c"), "--coding", "repeat", "--rate-reg", "1")
+    assert not os.path.exists(tmp_path / "c")  # refused before anything is written

@@ -21,9 +21,11 @@ from bpsn_ext.apps.snn_bert_flags import (
     RUN_PATHS,
     add_model_arguments,
     add_optim_arguments,
+    add_rate_arguments,
     add_vocab_arguments,
     make_tokenizer,
     model_config,
+    rate_reg,
     train_config,
 )
 from bpsn_ext.models.size_limits import read_model_file
@@ -71,6 +73,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-train-samples", type=positive_int, help="use N training lines")
     g = parser.add_argument_group("training")
     add_optim_arguments(g, epochs=1)
+    add_rate_arguments(g)
     g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
     g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -108,15 +111,22 @@ def split_lines(lines: list[str], n_eval: int, seed: int) -> tuple[list[str], li
     return train, [x for i, x in enumerate(lines) if i in held]
 
 
-def make_mlm_fns(tokenizer, mask_prob: float):
+def make_mlm_fns(tokenizer, mask_prob: float, rate=None):
     """``(loss_fn, metrics_fn)`` for the Trainer.  Training masks with the global RNG (saved
     and restored by the checkpoints, so resuming is exact); evaluation with a generator
-    seeded from the batch, so every evaluation masks the same tokens."""
+    seeded from the batch, so every evaluation masks the same tokens.  ``rate`` (a
+    `bpsn_ext.models.spike_rate_loss.RateReg`, ``--rate-reg``) adds the firing-rate
+    regulariser to the training loss; the evaluation loss stays the MLM loss."""
+    from contextlib import nullcontext
+
     import torch
     import torch.nn.functional as F
 
     from bpsn_ext.core.masks import as_mask
     from bpsn_ext.models.snn_bert_mlm import mask_tokens
+    from bpsn_ext.models.spike_rate_loss import RateReg, SpikeRates
+
+    rate = RateReg() if rate is None else rate
 
     mask_id = tokenizer.tokenizer.token_to_id("[MASK]")
     if mask_id is None:
@@ -139,8 +149,11 @@ def make_mlm_fns(tokenizer, mask_prob: float):
         return logits, ids[pos]
 
     def loss_fn(model, batch):
-        logits, target = run(model, batch, None)
-        return F.cross_entropy(logits, target)
+        rates = SpikeRates(model, rate.weighting) if rate.active else nullcontext()
+        with rates:
+            logits, target = run(model, batch, None)
+        loss = F.cross_entropy(logits, target)
+        return loss + rates.penalty(rate.weight, rate.target) if rate.active else loss
 
     def metrics_fn(model, batch):
         g = torch.Generator().manual_seed(int(batch["input_ids"].sum()) % 2**31)
@@ -193,6 +206,11 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
     settings = run_settings(vars(args), RUN_PATHS)
     with flag_errors("pretrain"):
         train_config(args, 1)  # its checks (--lr nan, ...) before anything is written
+        if rate_reg(args).active and args.coding != "individual":
+            raise ValueError(
+                f"--rate-reg regularises BPSN neurons, which --coding {args.coding} has none "
+                "of (use --coding individual, or --rate-reg 0)"
+            )
         with open_run_folder(args.out, settings, resume=args.resume, overwrite=args.overwrite):
             return _run_pretrain(args, callbacks)
 
@@ -221,7 +239,7 @@ def _run_pretrain(args: argparse.Namespace, callbacks) -> int:
         return GlueDataset([GlueExample(t, None, 0) for t in texts], tokenizer, config.max_length)
 
     train_ds, eval_ds = dataset(train_lines), dataset(eval_lines)
-    loss_fn, metrics_fn = make_mlm_fns(tokenizer, float(args.mask_prob))
+    loss_fn, metrics_fn = make_mlm_fns(tokenizer, float(args.mask_prob), rate_reg(args))
     tc = train_config(args, len(train_ds))
     trainer = Trainer(
         model,
