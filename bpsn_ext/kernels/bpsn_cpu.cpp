@@ -298,8 +298,11 @@ void store_checkpoint(const Tile<R>& tl, R* to, long long row) {
   for (long long s = 0; s < tl.nseg; ++s) {
     const Segment g = tl.segs[s];
     if (g.backward != DIR) continue;
-    const R* src = tl.hs + row * tl.width + g.local;
-    for (long long i = 0; i < g.n; ++i) to[g.j + i] = row < 0 ? (R)0 : src[i];
+    if (row < 0) {
+      for (long long i = 0; i < g.n; ++i) to[g.j + i] = (R)0;
+    } else {
+      memcpy(to + g.j, tl.hs + row * tl.width + g.local, sizeof(R) * (size_t)g.n);
+    }
   }
 }
 

@@ -8,6 +8,11 @@ same compiled kernel: the compiler sees one opaque operator instead of breaking 
 Shapes: ``x`` ``[T, N, *]`` contiguous, with the channels at some dimension: ``channels`` C
 and ``inner`` (the product of the dimensions after the channel one) locate them; ``mask``
 ``[T, N]`` uint8 (1 = real step) or None; ``decay_f``, ``decay_b``, ``thr`` ``[C]``.
+
+Saved for the backward pass: ``x`` itself (a reference) and the checkpoints the forward
+operator returns (``[ceil(T / CHECKPOINT_STEPS), M]``, M = ``x[0].numel()``), not the
+membrane: the kernel recomputes it block by block, bitwise as in the forward pass.  The
+membrane ``[T, N, *]`` is an output only where ``membrane=True`` asks for it.
 """
 
 from __future__ import annotations
