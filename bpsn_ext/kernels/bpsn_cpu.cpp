@@ -378,8 +378,8 @@ void forward_tile(const FwdArgs<R>* a, const Tile<R>& tl, int32_t* since, R* out
   }
 }
 
-// a thread's chunk [j0, j1), tile by tile: F(args, tile, scratch) with per-tile segments and
-// the scratch rows; returns 1 when out of memory
+// a thread's chunk [j0, j1), tile by tile: f(tile), each tile with its segments and the
+// shared scratch rows; returns 1 when out of memory, else the last status f returned
 template <typename A, typename R, typename F>
 int for_tiles(const A* a, F f) {
   const long long len = a->j1 - a->j0, width = len < TILE ? len : TILE;
