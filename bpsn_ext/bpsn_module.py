@@ -218,9 +218,16 @@ class BPSN(nn.Module):
 
         return choose_bpsn(self.options, x_seq, self.surrogate_function, backend)
 
-    def _compute(self, x_seq: torch.Tensor, mask: torch.Tensor | None, backend: str | None):
+    def _compute(
+        self,
+        x_seq: torch.Tensor,
+        mask: torch.Tensor | None,
+        backend: str | None,
+        membrane: bool = True,
+    ):
         """Spikes and membrane from the implementation `bpsn_ext.kernels.dispatch` chooses
-        (``backend``: SpikingJelly's request, None elsewhere)."""
+        (``backend``: SpikingJelly's request, None elsewhere); ``membrane=False``: the caller
+        uses the spikes only (the membrane may then be None)."""
         check_rank("x_seq", check_floating("x_seq", x_seq), 2, "[T, N, *]")
         dim = self._check_channels(x_seq)
         from bpsn_ext.kernels.dispatch import bpsn_forward  # plain torch; providers lazily
@@ -229,7 +236,7 @@ class BPSN(nn.Module):
             return self._compute_as_one_op(x_seq, mask, dim, backend)
         params = self.params(x_seq)
         return bpsn_forward(
-            x_seq, mask, params, self.options, self.surrogate_function, dim, backend
+            x_seq, mask, params, self.options, self.surrogate_function, dim, backend, membrane
         )
 
     def _compute_as_one_op(self, x_seq, mask, dim, backend: str | None):
@@ -255,7 +262,7 @@ class BPSN(nn.Module):
     def forward(self, x_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Spikes ``[T, N, *]`` for ``x_seq`` ``[T, N, *]``; ``mask`` is a bool ``[T, N]``
         (True = real step) or integer lengths ``[N]``.  Padded steps output 0."""
-        return self.forward_with_membrane(x_seq, mask)[0]
+        return self._compute(x_seq, mask, None, membrane=False)[0]
 
     def extra_repr(self) -> str:
         parts = [

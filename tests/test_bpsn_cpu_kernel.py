@@ -432,4 +432,4 @@ def test_cache_is_keyed_and_written_atomically(native, tmp_path, monkeypatch):
     names = sorted(os.listdir(tmp_path))
     assert names == sorted(os.path.basename(p) for p in (first, portable))  # no temp files
     lib = cpu_native.load(compiler=None)
-    assert lib.bpsn_cpu_abi_version() == 1
+    assert lib.bpsn_cpu_abi_version() == cpu_native.ABI_VERSION

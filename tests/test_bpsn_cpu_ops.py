@@ -11,15 +11,19 @@ if not cpu_native.available():
         f"native kernel unavailable: {cpu_native.unavailable_reason()}", allow_module_level=True
     )
 
-from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_cpu_backward, bpsn_cpu_forward  # noqa: E402
+from bpsn_ext.kernels.bpsn_cpu_ops import (  # noqa: E402
+    bpsn_cpu_backward,
+    bpsn_cpu_forward,
+    checkpoint_rows,
+)
 
 
-def op_inputs(masked: bool, C=4, inner=3, dtype=torch.float64):
+def op_inputs(masked: bool, C=4, inner=3, dtype=torch.float64, T=9, membrane=True):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(9, 2, C, inner, generator=g, dtype=dtype) + 0.5
+    x = torch.randn(T, 2, C, inner, generator=g, dtype=dtype) + 0.5
     lam = torch.rand(C, generator=g, dtype=dtype) * 0.8 + 0.1
     thr = torch.rand(C, generator=g, dtype=dtype) + 0.5
-    mask = (torch.arange(9)[:, None] < torch.tensor([9, 5])[None]).to(torch.uint8)
+    mask = (torch.arange(T)[:, None] < torch.tensor([T, 5])[None]).to(torch.uint8)
     return (
         x.requires_grad_(True),
         lam.clone().requires_grad_(True),
@@ -33,24 +37,33 @@ def op_inputs(masked: bool, C=4, inner=3, dtype=torch.float64):
         0,
         2.0,
         0.0,
+        membrane,
     )
 
 
+@pytest.mark.parametrize("membrane", [True, False], ids=["membrane", "spikes_only"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_opcheck_forward_and_backward_operators(masked):
-    args = op_inputs(masked)
+@pytest.mark.parametrize("T", [9, 70])  # one time block, and three (the last one short)
+def test_opcheck_forward_and_backward_operators(masked, T, membrane):
+    args = op_inputs(masked, T=T, membrane=membrane)
     torch.library.opcheck(bpsn_cpu_forward, args)
-    spikes, H = bpsn_cpu_forward(*args)
+    spikes, mem, ckpt, since = bpsn_cpu_forward(*args)
+    rows = checkpoint_rows(T)
+    assert ckpt.shape == (rows, 24) and since.shape == (rows, 24)
+    assert mem.shape == (spikes.shape if membrane else (0,))
+    assert not ckpt.requires_grad and not since.requires_grad
     x, lam_f, lam_b, thr, mask = args[:5]
     g = torch.randn_like(spikes)
     back = (
         g,
-        None,
+        torch.randn_like(spikes) if membrane else None,
         mask,
         lam_f.detach(),
         lam_b.detach(),
         thr.detach(),
-        H.detach(),
+        x.detach(),
+        ckpt,
+        since,
         4,
         3,
         1,

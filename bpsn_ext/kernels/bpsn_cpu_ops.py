@@ -8,6 +8,11 @@ same compiled kernel: the compiler sees one opaque operator instead of breaking 
 Shapes: ``x`` ``[T, N, *]`` contiguous, with the channels at some dimension: ``channels`` C
 and ``inner`` (the product of the dimensions after the channel one) locate them; ``mask``
 ``[T, N]`` uint8 (1 = real step) or None; ``decay_f``, ``decay_b``, ``thr`` ``[C]``.
+
+Saved for the backward pass: ``x`` itself (a reference) and the checkpoints the forward
+operator returns (``[ceil(T / CHECKPOINT_STEPS), M]``, M = ``x[0].numel()``), not the
+membrane: the kernel recomputes it block by block, bitwise as in the forward pass.  The
+membrane ``[T, N, *]`` is an output only where ``membrane=True`` asks for it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,31 @@ import torch
 from torch import Tensor
 
 from bpsn_ext.core.bpsn_options import BPSNOptions, BPSNParams, SurrogateArgs
-from bpsn_ext.core.masks import as_mask, broadcast_mask
+from bpsn_ext.core.masks import as_mask
 from bpsn_ext.kernels import cpu_native
 from bpsn_ext.kernels.launch_args import channel_layout, per_channel
 
-__all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native"]
+__all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native", "checkpoint_rows"]
+
+
+def checkpoint_rows(T: int) -> int:
+    """Rows of the checkpoint arrays for T steps: one per block of
+    `cpu_native.CHECKPOINT_STEPS` steps."""
+    return -(-T // cpu_native.CHECKPOINT_STEPS)
+
+
+def _checkpoints(x: Tensor, refractory: int) -> tuple[Tensor, Tensor]:
+    """The arrays the forward pass keeps for the backward one: the membrane entering every
+    block of steps ``[rows, M]`` and, under the refractory rule, the rule's counter there
+    (int32 ``[rows, M]``; else empty)."""
+    T = x.shape[0]
+    rows, M = checkpoint_rows(T), x.numel() // max(T, 1)
+    since = x.new_empty((rows, M) if refractory > 0 else (0,), dtype=torch.int32)
+    return x.new_empty(rows, M), since
+
+
+def _ptr_or_none(t: Tensor) -> int | None:
+    return t.data_ptr() if t.numel() else None
 
 
 @torch.library.custom_op("bpsn_ext::bpsn_cpu_forward", mutates_args=(), device_types="cpu")
@@ -37,13 +62,18 @@ def bpsn_cpu_forward(
     sg_kind: int,
     sg_a: float,
     sg_b: float,
-) -> tuple[Tensor, Tensor]:
-    """``(spikes, H)`` ``[T, N, *]``: H is the fused membrane before masking.  The surrogate
-    (``sg_*``) is used by the backward pass only."""
+    membrane: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(spikes, membrane, checkpoints, since)``: spikes ``[T, N, *]``; the fused membrane
+    ``[T, N, *]`` (0 at padded steps) when ``membrane``, else an empty tensor; the
+    checkpoints the backward pass recomputes the membrane from (see `_checkpoints`).  The
+    surrogate (``sg_*``) is used by the backward pass only."""
     x = x.contiguous()
     T, N = x.shape[:2]
     M = x.numel() // T
-    spikes, H = torch.empty_like(x), torch.empty_like(x)
+    spikes = torch.empty_like(x)
+    mem = torch.empty_like(x) if membrane else x.new_empty(0)
+    ckpt, since = _checkpoints(x, refractory)
     lib = cpu_native._load_default()
     status = getattr(lib, f"bpsn_cpu_forward_{cpu_native._DTYPES[x.dtype]}")(
         x.data_ptr(),
@@ -52,8 +82,9 @@ def bpsn_cpu_forward(
         decay_b.data_ptr(),
         thr.data_ptr(),
         spikes.data_ptr(),
-        H.data_ptr(),
-        None,
+        ckpt.data_ptr(),
+        _ptr_or_none(since),
+        _ptr_or_none(mem),
         T,
         M,
         N,
@@ -64,23 +95,51 @@ def bpsn_cpu_forward(
         cpu_native._threads(),
     )
     cpu_native._check(status, "forward")
-    return spikes, H
+    return spikes, mem, ckpt, since
 
 
 @bpsn_cpu_forward.register_fake
-def _(x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, sg_kind, sg_a, sg_b):
-    return torch.empty_like(x), torch.empty_like(x)
+def _(
+    x,
+    decay_f,
+    decay_b,
+    thr,
+    mask,
+    channels,
+    inner,
+    fire_ge,
+    refractory,
+    sg_kind,
+    sg_a,
+    sg_b,
+    membrane,
+):
+    mem = torch.empty_like(x) if membrane else x.new_empty(0)
+    return (torch.empty_like(x), mem, *_checkpoints(x, refractory))
+
+
+def _spike_grad(g: Tensor | None, dtype: torch.dtype) -> tuple[Tensor | None, int]:
+    """``(dL/dspikes, 1 if it is one value broadcast over [T, N, *] else 0)``: the value of
+    ``y.sum().backward()`` is passed as one number, any other gradient contiguous."""
+    if g is None:
+        return None, 0
+    g = g.to(dtype)
+    if all(s == 0 for s in g.stride()):
+        return g, 1
+    return g.contiguous(), 0
 
 
 @torch.library.custom_op("bpsn_ext::bpsn_cpu_backward", mutates_args=(), device_types="cpu")
 def bpsn_cpu_backward(
     grad_spikes: Tensor | None,
-    grad_h: Tensor | None,
+    grad_mem: Tensor | None,
     mask: Tensor | None,
     decay_f: Tensor,
     decay_b: Tensor,
     thr: Tensor,
-    H: Tensor,
+    x: Tensor,
+    ckpt: Tensor,
+    since: Tensor,
     channels: int,
     inner: int,
     fire_ge: int,
@@ -89,21 +148,17 @@ def bpsn_cpu_backward(
     sg_a: float,
     sg_b: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``."""
-    T, N = H.shape[:2]
-    M = H.numel() // T
-    g, g_const = grad_spikes, 0
-    if g is not None:
-        g = g.to(H.dtype)
-        if all(s == 0 for s in g.stride()):
-            g_const = 1  # y.sum().backward(): one value broadcast over [T, N, *]
-        else:
-            g = g.contiguous()
-    gm = None if grad_h is None else grad_h.to(H.dtype).contiguous()
-    grad_x = torch.empty_like(H)
-    g_lf, g_lb, g_th = (H.new_empty(channels) for _ in range(3))
+    """Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``, from
+    the forward pass's input and checkpoints (``ckpt``, ``since``)."""
+    x = x.contiguous()
+    T, N = x.shape[:2]
+    M = x.numel() // T
+    g, g_const = _spike_grad(grad_spikes, x.dtype)
+    gm = None if grad_mem is None else grad_mem.to(x.dtype).contiguous()
+    grad_x = torch.empty_like(x)
+    g_lf, g_lb, g_th = (x.new_empty(channels) for _ in range(3))
     lib = cpu_native._load_default()
-    status = getattr(lib, f"bpsn_cpu_backward_{cpu_native._DTYPES[H.dtype]}")(
+    status = getattr(lib, f"bpsn_cpu_backward_{cpu_native._DTYPES[x.dtype]}")(
         cpu_native._ptr(g),
         g_const,
         cpu_native._ptr(gm),
@@ -111,7 +166,9 @@ def bpsn_cpu_backward(
         decay_f.data_ptr(),
         decay_b.data_ptr(),
         thr.data_ptr(),
-        H.data_ptr(),
+        x.data_ptr(),
+        ckpt.data_ptr(),
+        _ptr_or_none(since),
         grad_x.data_ptr(),
         g_lf.data_ptr(),
         g_lb.data_ptr(),
@@ -135,12 +192,14 @@ def bpsn_cpu_backward(
 @bpsn_cpu_backward.register_fake
 def _(
     grad_spikes,
-    grad_h,
+    grad_mem,
     mask,
     decay_f,
     decay_b,
     thr,
-    H,
+    x,
+    ckpt,
+    since,
     channels,
     inner,
     fire_ge,
@@ -150,42 +209,44 @@ def _(
     sg_b,
 ):
     return (
-        torch.empty_like(H),
-        H.new_empty(channels),
-        H.new_empty(channels),
-        H.new_empty(channels),
+        torch.empty_like(x),
+        x.new_empty(channels),
+        x.new_empty(channels),
+        x.new_empty(channels),
     )
 
 
 def _setup_context(ctx, inputs, output) -> None:
     x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, *surrogate = inputs
-    ctx.save_for_backward(decay_f, decay_b, thr, output[1], mask)
+    ctx.save_for_backward(x, decay_f, decay_b, thr, mask, output[2], output[3])
     ctx.ints = (channels, inner, fire_ge, refractory)
-    ctx.surrogate = tuple(surrogate)
+    ctx.surrogate = tuple(surrogate[:3])
+    ctx.mark_non_differentiable(output[2], output[3])
     ctx.set_materialize_grads(False)
 
 
-def _backward(ctx, grad_spikes, grad_h):
-    decay_f, decay_b, thr, H, mask = ctx.saved_tensors
+def _backward(ctx, grad_spikes, grad_mem, _grad_ckpt, _grad_since):
+    x, decay_f, decay_b, thr, mask, ckpt, since = ctx.saved_tensors
     channels, inner, fire_ge, refractory = ctx.ints
-    sg_kind, sg_a, sg_b = ctx.surrogate
+    if grad_mem is not None and grad_mem.numel() == 0:
+        grad_mem = None  # no membrane was asked for
     grads = bpsn_cpu_backward(
         grad_spikes,
-        grad_h,
+        grad_mem,
         mask,
         decay_f,
         decay_b,
         thr,
-        H,
+        x,
+        ckpt,
+        since,
         channels,
         inner,
         fire_ge,
         refractory,
-        sg_kind,
-        sg_a,
-        sg_b,
+        *ctx.surrogate,
     )
-    return (*grads, None, None, None, None, None, None, None, None)
+    return (*grads, None, None, None, None, None, None, None, None, None)
 
 
 bpsn_cpu_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -198,11 +259,13 @@ def bpsn_native(
     options: BPSNOptions,
     sg: SurrogateArgs,
     channel_dim: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    membrane: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(spikes, membrane)`` ``[T, N, *]`` of a BPSN with ``options`` (leak kernel, split
     fusion, refractory or no rule: `bpsn_ext.kernels.dispatch` checks) for a CPU ``x`` whose
     channels are at ``channel_dim``; the same values as the torch path, gradients flowing to
-    ``x``, the decays and the threshold.  ``NativeKernelUnavailable`` when it cannot be built.
+    ``x``, the decays and the threshold.  With ``membrane=False`` the membrane is not written
+    (None is returned in its place).  ``NativeKernelUnavailable`` when it cannot be built.
     """
     T, N = x.shape[:2]
     C, inner = channel_layout(x, channel_dim)
@@ -213,7 +276,7 @@ def bpsn_native(
     decay_f, decay_b, thr = (
         per_channel(p, C, x.dtype) for p in (params.decay_f, params.decay_b, params.v_threshold)
     )
-    spikes, H = bpsn_cpu_forward(
+    spikes, mem, _, _ = bpsn_cpu_forward(
         x.contiguous(),
         decay_f,
         decay_b,
@@ -226,7 +289,6 @@ def bpsn_native(
         sg.kind,
         sg.a,
         sg.b,
+        membrane,
     )
-    if m is None:
-        return spikes, H
-    return spikes, torch.where(broadcast_mask(m, x.dim()), H, 0.0)  # 0 at padded steps
+    return spikes, (mem if membrane else None)

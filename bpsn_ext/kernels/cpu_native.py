@@ -70,6 +70,8 @@ SOURCE_NAME = "bpsn_cpu.cpp"
 COMPILERS = ("c++", "g++", "clang++")
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=off")
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+ABI_VERSION = 2  # the entry points' signatures (bpsn_cpu_abi_version in the source)
+CHECKPOINT_STEPS = 32  # the membrane is kept once per this many steps (bpsn_cpu.cpp)
 _log = logging.getLogger("bpsn_ext")
 
 
@@ -334,13 +336,19 @@ def _compile(cxx: str, flags: tuple[str, ...], source: str, out: str) -> None:
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    abi, steps = lib.bpsn_cpu_abi_version(), lib.bpsn_cpu_checkpoint_steps()
+    if (abi, steps) != (ABI_VERSION, CHECKPOINT_STEPS):
+        raise NativeKernelUnavailable(
+            f"the native BPSN CPU kernel library has ABI {abi} with checkpoints every {steps} "
+            f"steps; this package expects ABI {ABI_VERSION} and {CHECKPOINT_STEPS} steps"
+        )
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_double
     for suffix in ("f32", "f64"):
         fwd = getattr(lib, f"bpsn_cpu_forward_{suffix}")
-        fwd.argtypes = [p] * 8 + [i64] * 5 + [i32] * 3
+        fwd.argtypes = [p] * 9 + [i64] * 5 + [i32] * 3
         fwd.restype = i32
         bwd = getattr(lib, f"bpsn_cpu_backward_{suffix}")
-        bwd.argtypes = [p, i32] + [p] * 10 + [i64] * 5 + [i32] * 3 + [f64, f64, i32]
+        bwd.argtypes = [p, i32] + [p] * 12 + [i64] * 5 + [i32] * 3 + [f64, f64, i32]
         bwd.restype = i32
     return lib
 

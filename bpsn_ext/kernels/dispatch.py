@@ -298,9 +298,12 @@ def bpsn_forward(
     surrogate,
     channel_dim: int | None,
     backend: str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    membrane: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(spikes, membrane)`` ``[T, N, *]`` of a BPSN from the implementation `choose_bpsn`
-    picks; ``channel_dim`` is the input's resolved channel dimension (None for ``[T, N]``)."""
+    picks; ``channel_dim`` is the input's resolved channel dimension (None for ``[T, N]``).
+    ``membrane=False`` says the caller does not need the membrane: the native kernel then
+    neither writes it nor returns it (None), the other paths return it all the same."""
     impl = choose_bpsn(options, x, surrogate, backend)
     if impl == "torch":
         return bpsn(
@@ -325,8 +328,10 @@ def bpsn_forward(
     check_input(x)  # the kernels' one check of the input (the torch path checks its own)
     sg = surrogate_args(surrogate)
     if impl == "native":
-        from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_native as run
-    elif impl == "triton":
+        from bpsn_ext.kernels.bpsn_cpu_ops import bpsn_native
+
+        return bpsn_native(x, mask, params, options, sg, channel_dim, membrane)
+    if impl == "triton":
         from bpsn_ext.kernels.triton_bpsn import bpsn_triton as run
     else:
         from bpsn_ext.kernels.cupy_bpsn import bpsn_cupy as run  # imported only on CUDA
