@@ -45,7 +45,7 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
     assert cfg["T"] == [128, 512] and cfg["quick"] is True
     assert cfg["batch"] == 8 and cfg["features"] == 256
     assert cfg["repeats_per_T"] == {"128": 2, "512": 2} and cfg["matmul_max_T"] == 128
-    assert cfg["fast_rows"] == ["bpsn", "floor"]
+    assert cfg["fast_rows"] == ["bpsn", "floor", "floor_fresh"]
     assert {"torch", "spikingjelly", "snntorch", "torch_threads"} <= set(env)
     assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
 
@@ -66,6 +66,12 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
         _row(report, "bpsn", 512)["fwd_bwd"]["min_ms"] / floor["fwd_bwd"]["min_ms"]
     )
     assert report["headline"]["floor_median_over_min"]["512"] >= 1.0
+    fresh = _row(report, "floor_fresh", 512)
+    assert fresh["peak_memory_bytes"] == floor["peak_memory_bytes"]
+    assert report["headline"]["bpsn_fwd_bwd_over_floor_fresh"]["512"] == pytest.approx(
+        _row(report, "bpsn", 512)["fwd_bwd"]["median_ms"] / fresh["fwd_bwd"]["median_ms"]
+    )
+    assert "BPSN fwd+bwd / memory floor with fresh outputs at T=512:" in out
     assert cfg["floor_rounds_per_T"] == {"128": 4, "512": 4} and cfg["floor_warmup"] == 2
     for row in rows:
         assert row["status"] in ("ok", "skipped")
@@ -78,7 +84,7 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
             assert row[phase]["median_ms"] > 0
             assert row[f"speedup_{phase}"] > 0
         assert row["peak_memory_bytes"] > 0
-        if row["neuron"] != "floor":  # the floor fires nothing
+        if not row["neuron"].startswith("floor"):  # the floors fire nothing
             assert 0.0 <= row["firing_rate"] <= 1.0
 
     native = BPSN(256).implementation(torch.zeros(1, 1, 256)) == "native"

@@ -35,11 +35,17 @@ spell of a shared machine slows them alike.  Neurons (``NEURON_KEYS``):
 * ``bpsn_compiled``: the default BPSN under ``torch.compile(fullgraph=True)`` (inductor): the
   native kernel runs as the ``bpsn_ext::bpsn_cpu_forward`` operator inside the compiled graph.
   Compiling takes a minute per T (in the untimed first call), so ``quick`` runs leave it out;
-* ``floor``: not a neuron but the memory floor: the time to stream the bytes a forward (3 arrays
-  of the input's size: read x, write spikes and the membrane) and a forward+backward (6
-  distinct arrays) must at least move, as ``torch.add(a, b, out=c)`` over six distinct arrays
-  (so caches do not flatter it).  The headline gives BPSN's time over the floor (median and
-  min times) and the compiled BPSN's over eager.
+* ``floor``: not a neuron but the memory floor: the time to stream the bytes of a forward (3
+  arrays of the input's size: read x, write spikes and a membrane) and of a forward+backward
+  (6 distinct arrays: also read the output's gradient and the membrane, write the input's),
+  as ``torch.add(a, b, out=c)`` over six distinct arrays (so caches do not flatter it).  The
+  default BPSN moves fewer: its native kernel keeps no membrane (x and one checkpoint row per
+  32 steps instead), so a forward reads x and writes spikes, and its backward reads x, the
+  gradient and the checkpoints and writes the input's gradient.  The headline gives BPSN's
+  time over the floor (median and min times) and the compiled BPSN's over eager;
+* ``floor_fresh``: the same streams, but each written array is a new tensor, as an operator's
+  outputs are (large ones come fresh from the OS and are zeroed there first): the floor plus
+  the cost of fresh memory, for reading the floor ratio.  It has no target.
 
 SpikingJelly neurons get ``functional.reset_net`` before every call.  Neurons a library lacks
 (PSN, SlidingPSN in SpikingJelly 0.0.0.0.14; StateLeaky in snnTorch 0.9.4) and the T limits
@@ -48,9 +54,9 @@ above appear in the table as skipped rows with a note.
 Sequential neurons need seconds per call at T = 8192, so the repeats shrink with T
 (``repeats_for``).  The peak-memory pass runs first; beyond T = 256 it and one untimed forward
 per neuron replace the full warm-up rounds (``warmup_for``).  The cheap rows whose ratios are
-the targets (``bpsn``, ``bpsn_compiled``, ``floor``) get at least ``floor_rounds`` timed rounds
-(30; quick: 4) after 2 untimed ones, spread over the same rotation as the slow rows, so the
-floor is measured as often and under the same load as what is compared with it.
+read (``bpsn``, ``bpsn_compiled``, ``floor``, ``floor_fresh``) get at least ``floor_rounds``
+timed rounds (30; quick: 4) after 2 untimed ones, spread over the same rotation as the slow
+rows, so the floor is measured as often and under the same load as what is compared with it.
 
 Modules: `bpsn_settings` (defaults, the settings record), `neuron_zoo` (the rows),
 `bpsn_rounds` (one T: memory pass and timed rotation), `bpsn_report` (headline, table).

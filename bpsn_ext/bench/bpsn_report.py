@@ -78,6 +78,8 @@ def headline(rows: list[dict]) -> dict:
         "bpsn_fwd_bwd_over_floor": _per_T(rows, BASE, "floor", "median_ms"),
         "bpsn_fwd_bwd_over_floor_min_times": _per_T(rows, BASE, "floor", "min_ms"),
         "floor_median_over_min": _floor_spread(rows),
+        "bpsn_fwd_bwd_over_floor_fresh": _per_T(rows, BASE, "floor_fresh", "median_ms"),
+        "bpsn_fwd_bwd_over_floor_fresh_min_times": _per_T(rows, BASE, "floor_fresh", "min_ms"),
         "target_over_floor": TARGET_OVER_FLOOR,
         "compiled_over_eager_fwd_bwd": _per_T(rows, "bpsn_compiled", BASE, "median_ms"),
         "compiled_over_eager_fwd_bwd_min_times": _per_T(rows, "bpsn_compiled", BASE, "min_ms"),
@@ -163,6 +165,13 @@ def _floor_lines(head: dict) -> list[str]:
             f"(target <= {head['target_over_floor']:g}x: {verdict}; floor median/min "
             f"{spread[T]:.2f})"
         )
+    for T, r in head["bpsn_fwd_bwd_over_floor_fresh"].items():
+        if r is not None:
+            r_min = head["bpsn_fwd_bwd_over_floor_fresh_min_times"][T]
+            lines.append(
+                f"BPSN fwd+bwd / memory floor with fresh outputs at T={T}: {r:.2f}x median, "
+                f"{r_min:.2f}x min times (no target: the floor plus fresh memory)"
+            )
     for T, c in head["compiled_over_eager_fwd_bwd"].items():
         if c is None:
             continue

@@ -98,7 +98,7 @@ def _memory(key: str, fwd_bwd: Callable, x: torch.Tensor, dev: torch.device) -> 
     """Peak memory and firing rate of one forward+backward (the floor: the bytes it streams)."""
     record: dict = {}
     peak = peak_memory_bytes(lambda: fwd_bwd(record), device=dev)
-    if key == "floor":  # what it streams, not what it allocates
+    if key in ("floor", "floor_fresh"):  # what it streams, not what it allocates
         peak = 6 * x.numel() * x.element_size()
     return {"peak_memory_bytes": peak, "firing_rate": record.get("firing_rate")}
 

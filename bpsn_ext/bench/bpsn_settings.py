@@ -48,9 +48,15 @@ NEURON_KEYS = (
     "snntorch_state_leaky",
     "bpsn_compiled",
     "floor",
+    "floor_fresh",
 )
 QUICK_SKIP = ("bpsn_compiled",)  # a minute of compiling per T
-FAST_KEYS = ("bpsn", "bpsn_compiled", "floor")  # timed with `floor_rounds_for` rounds
+FAST_KEYS = (
+    "bpsn",
+    "bpsn_compiled",
+    "floor",
+    "floor_fresh",
+)  # timed with `floor_rounds_for` rounds
 BASE = "bpsn"
 
 

@@ -46,16 +46,25 @@ def _snntorch_loop(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class Floor(nn.Module):
-    """Streams 3 (``arrays=3``) or 6 distinct arrays of the input's size: the memory floor."""
+    """Streams 3 (``arrays=3``) or 6 distinct arrays of the input's size: the memory floor.
 
-    def __init__(self) -> None:
+    ``fresh=True``: the same streams, but every written array is a new tensor (``torch.add``
+    without ``out``), as an operator's outputs are: the floor plus what fresh memory costs."""
+
+    def __init__(self, fresh: bool = False) -> None:
         super().__init__()
+        self.fresh = fresh
         self.arrays: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor, arrays: int = 3) -> torch.Tensor:
         if not self.arrays or self.arrays[0].shape != x.shape:
             self.arrays = [torch.rand_like(x) for _ in range(6)]
         a = self.arrays
+        if self.fresh:
+            out = torch.add(a[0], a[1])
+            if arrays == 6:
+                out = torch.add(a[3], a[4])
+            return out
         torch.add(a[0], a[1], out=a[2])
         if arrays == 6:
             torch.add(a[3], a[4], out=a[5])
@@ -71,6 +80,12 @@ def _bpsn_neurons() -> list[Neuron]:
     return [
         Neuron("bpsn_compiled", "BPSN torch.compile", compiled, _direct),
         Neuron("floor", "memory floor (streaming)", lambda T, C: Floor(), _direct),
+        Neuron(
+            "floor_fresh",
+            "memory floor, fresh outputs",
+            lambda T, C: Floor(fresh=True),
+            _direct,
+        ),
         Neuron("bpsn", "BPSN (default)", lambda T, C: BPSN(C), _direct),
         Neuron("bpsn_torch", "BPSN torch path", lambda T, C: BPSN(C, method="chunked"), _direct),
         Neuron(
