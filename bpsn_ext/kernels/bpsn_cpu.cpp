@@ -17,11 +17,11 @@
 // shared counter (up to 4 chunks per thread, so a thread the OS delays holds nobody up, each
 // at least 1024 neurons wide where there are enough) and run all T steps for a chunk, in tiles
 // of at most 4096 neurons.  Inside a tile a sweep takes one time block of one strip at a time
-// (a strip: up to STRIP neurons of the tile, all of one direction), so
-// that the strip's scratch rows and its per-neuron state stay in the cache for the block's
-// steps.  The rows of x that the next strip reads are prefetched into the L2 cache while the
-// current one runs, and the adjoint's rows of the gradients a few steps ahead into the L1
-// cache.  Results do not depend on the chunking.
+// (a strip: up to STRIP neurons of the tile, all of one direction), so that the strip's
+// scratch rows and its per-neuron state stay in the cache for the block's steps.  The rows
+// of x that the next strip reads are prefetched into the L2 cache while the current one
+// runs, and the adjoint's rows of the gradients a few steps ahead into the L1 cache.
+// Results do not depend on the chunking.
 //
 // What is stored: not the membrane H [T, M] but checkpoints.  Time is cut into blocks of
 // CHECKPOINT_STEPS (K) steps; ckpt [ceil(T/K), M] holds, for every block, the membrane that
