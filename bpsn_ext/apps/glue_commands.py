@@ -187,6 +187,7 @@ def run_train(args: argparse.Namespace, callbacks: Sequence = ()) -> int:
     settings = run_settings(vars(args), RUN_PATHS)
     with flag_errors("train glue"):
         train_config(args, 1)  # its checks (--lr nan, ...) before anything is written
+        rate_reg(args)
         with open_run_folder(args.out, settings, resume=args.resume, overwrite=args.overwrite):
             return _run_train(args, task, callbacks)
 

@@ -206,11 +206,7 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
     settings = run_settings(vars(args), RUN_PATHS)
     with flag_errors("pretrain"):
         train_config(args, 1)  # its checks (--lr nan, ...) before anything is written
-        if rate_reg(args).active and args.coding != "individual":
-            raise ValueError(
-                f"--rate-reg regularises BPSN neurons, which --coding {args.coding} has none "
-                "of (use --coding individual, or --rate-reg 0)"
-            )
+        rate_reg(args)
         with open_run_folder(args.out, settings, resume=args.resume, overwrite=args.overwrite):
             return _run_pretrain(args, callbacks)
 

@@ -161,10 +161,17 @@ def add_rate_arguments(g) -> None:
 
 
 def rate_reg(args: argparse.Namespace):
-    """The `RateReg` of ``--rate-reg``, ``--rate-target`` and ``--rate-weighting``."""
+    """The `RateReg` of ``--rate-reg``, ``--rate-target`` and ``--rate-weighting``; an active
+    one is refused unless ``--coding individual`` (the only coding with BPSN neurons)."""
     from bpsn_ext.models.spike_rate_loss import RateReg
 
-    return RateReg(float(args.rate_reg), float(args.rate_target), args.rate_weighting)
+    rate = RateReg(float(args.rate_reg), float(args.rate_target), args.rate_weighting)
+    if rate.active and args.coding != "individual":
+        raise ValueError(
+            f"--rate-reg regularises BPSN neurons, which --coding {args.coding} has none "
+            "of (use --coding individual, or --rate-reg 0)"
+        )
+    return rate
 
 
 def add_vocab_arguments(g) -> None:
