@@ -16,7 +16,9 @@
 // contiguous, branch-free (vectorised) one.  Threads take chunks of contiguous neurons from a
 // shared counter (up to 4 chunks per thread, so a thread the OS delays holds nobody up, each
 // at least 1024 neurons wide where there are enough) and run all T steps for a chunk, in tiles
-// of at most 4096 neurons.  Inside a tile a sweep takes one time block of one strip at a time
+// of at most 4096 neurons.  Built with -fopenmp -DBPSN_OPENMP (only against torch's own GNU
+// OpenMP runtime, see cpu_openmp.py), the threads are torch's OpenMP team; else, and in a
+// forked child, pthreads started per call.  Inside a tile a sweep takes one time block of one strip at a time
 // (a strip: up to STRIP neurons of the tile, all of one direction), so that the strip's
 // scratch rows and its per-neuron state stay in the cache for the block's steps.  The rows
 // of x that the next strip reads are prefetched into the L2 cache while the current one
@@ -67,6 +69,9 @@
 #endif
 #if defined(__SSE2__)
 #include <immintrin.h>
+#endif
+#ifdef BPSN_OPENMP
+#include <omp.h>
 #endif
 
 namespace {
@@ -709,6 +714,9 @@ void backward_range(BwdArgs<R>* a) {
   stream_fence();
   free(adj), free(s_lam), free(s_thr), free(since), free(consts), free(gates);
 }
+// set in a forked child (bpsn_cpu_disable_openmp): run_parallel then starts its own threads
+int g_no_openmp = 0;
+
 template <typename A>
 struct Queue {
   A* chunks;        // one argument set per chunk of neurons
@@ -741,12 +749,33 @@ void* worker(void* p) {
   return nullptr;
 }
 
+// the first failure status of the chunks (0: none)
+template <typename A>
+int first_status(const A* chunks, long long count) {
+  for (long long c = 0; c < count; ++c)
+    if (chunks[c].status) return chunks[c].status;
+  return 0;
+}
+
 // run F on every chunk with up to `threads` threads, the caller being one of them.  Helper
 // threads are detached and the caller waits for the chunks, not for the threads: on a busy
 // machine a helper that is not scheduled in time costs nothing (the caller does its share).
 // The queue lives on the heap until its last user leaves.  Returns the first failure status.
 template <typename A, void (*F)(A*)>
 int run_parallel(A* chunks, long long count, int threads) {
+#ifdef BPSN_OPENMP
+  // built against torch's own OpenMP runtime: its thread team (already started, waiting for
+  // work after torch's last operator) takes the chunks, instead of threads started per call.
+  // Not in a forked child: GNU OpenMP's team does not survive fork (torch's operators hang
+  // there too), so a child starts its own threads
+  if (threads > 1 && count > 1 && !__atomic_load_n(&g_no_openmp, __ATOMIC_RELAXED) &&
+      !omp_in_parallel()) {
+    Queue<A> q{chunks, count, 0, 0, 1};
+#pragma omp parallel num_threads(threads < count ? threads : (int)count)
+    take_chunks<A, F>(&q);
+    return first_status(chunks, count);
+  }
+#endif
   Queue<A>* q = (Queue<A>*)malloc(sizeof(Queue<A>));
   if (!q) {
     for (long long c = 0; c < count; ++c) F(&chunks[c]);
@@ -768,9 +797,7 @@ int run_parallel(A* chunks, long long count, int threads) {
     while (__atomic_load_n(&q->done, __ATOMIC_ACQUIRE) < count) sched_yield();
     release(q);
   }
-  for (long long c = 0; c < count; ++c)
-    if (chunks[c].status) return chunks[c].status;
-  return 0;
+  return first_status(chunks, count);
 }
 
 // chunks of neurons: one per thread would let a descheduled thread hold everyone up on a busy
@@ -990,7 +1017,10 @@ int backward(const R* g, int g_const, const R* gm, const uint8_t* mask, const R*
 
 extern "C" {
 
-int bpsn_cpu_abi_version() { return 2; }
+int bpsn_cpu_abi_version() { return 3; }
+
+// from now on, start threads per call instead of using the OpenMP team (a forked child)
+void bpsn_cpu_disable_openmp() { __atomic_store_n(&g_no_openmp, 1, __ATOMIC_RELAXED); }
 
 // steps per checkpoint: the checkpoint arrays hold ceil(T / this) rows of M
 int bpsn_cpu_checkpoint_steps() { return (int)CHECKPOINT_STEPS; }

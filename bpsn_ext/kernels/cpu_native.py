@@ -26,11 +26,12 @@ a warning is logged and the kernel is built in the per-user fallback
 process build in a temporary folder of its own, removed at exit.  No content
 hash is recorded: whoever could replace the library could replace a recorded hash as well.
 
-Threads: ``torch.get_num_threads()`` (or ``$BPSN_EXT_CPU_KERNEL_THREADS``) pthreads per call,
-one for small problems.  Every thread takes chunks of contiguous neurons (about 4 per thread)
-from a shared counter and runs all T steps for them, time outer and neurons inner; per-neuron
-results do not depend on the chunking and the per-channel sums are taken in a fixed order, so
-the output is bit-identical for any thread count.
+Threads: ``torch.get_num_threads()`` (or ``$BPSN_EXT_CPU_KERNEL_THREADS``), one for small
+problems: torch's own OpenMP team where the kernel can share it (`bpsn_ext.kernels.cpu_openmp`),
+else pthreads started per call.  Every thread takes chunks of contiguous neurons (about 4 per
+thread) from a shared counter and runs all T steps for them, time outer and neurons inner;
+per-neuron results do not depend on the chunking and the per-channel sums are taken in a fixed
+order, so the output is bit-identical for any thread count.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ import time
 from importlib.resources import files
 
 import torch
+
+from bpsn_ext.kernels.cpu_openmp import gomp_libraries, openmp_flags
+from bpsn_ext.util.env import env_on
 
 __all__ = [
     "NativeKernelUnavailable",
@@ -71,7 +75,7 @@ SOURCE_NAME = "bpsn_cpu.cpp"
 COMPILERS = ("c++", "g++", "clang++")
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=off")
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-ABI_VERSION = 2  # the entry points' signatures (bpsn_cpu_abi_version in the source)
+ABI_VERSION = 3  # the entry points' signatures (bpsn_cpu_abi_version in the source)
 CHECKPOINT_STEPS = 32  # the membrane is kept once per this many steps (bpsn_cpu.cpp)
 _log = logging.getLogger("bpsn_ext")
 
@@ -91,12 +95,7 @@ def _constant_under_compile(fn):
 @_constant_under_compile
 def enabled() -> bool:
     """False when ``BPSN_EXT_CPU_KERNEL`` is 0 / off / false / no (default: enabled)."""
-    value = os.environ.get(ENV_SWITCH, "1").strip().lower()
-    if value in ("0", "off", "false", "no"):
-        return False
-    if value in ("", "1", "on", "true", "yes", "auto"):
-        return True
-    raise ValueError(f"{ENV_SWITCH} must be 0 or 1 (or off/on), got {value!r}")
+    return env_on(ENV_SWITCH)
 
 
 def _find_compiler() -> str:
@@ -140,12 +139,13 @@ def _flags() -> tuple[str, ...]:
     """The build flags: `BASE_FLAGS`, plus ``-march=native`` unless ``BPSN_EXT_CPU_KERNEL_MARCH=0``
     and then, on x86-64, 512-bit vectors where the CPU has them (compilers default to 256 bits
     there; measured at [T, 8, 256] float32, one thread: forward and backward 0.88x-0.92x the
-    time)."""
-    march = os.environ.get(ENV_MARCH, "1").strip().lower() not in ("0", "off", "false", "no")
+    time); ``-fopenmp`` where torch's OpenMP team can be shared (`cpu_openmp`)."""
+    march = env_on(ENV_MARCH)
+    base = BASE_FLAGS + openmp_flags()
     if not march:
-        return BASE_FLAGS
+        return base
     wide = platform.machine().lower() in ("x86_64", "amd64")
-    return BASE_FLAGS + ("-march=native",) + (("-mprefer-vector-width=512",) if wide else ())
+    return base + ("-march=native",) + (("-mprefer-vector-width=512",) if wide else ())
 
 
 def _cache_dir() -> str:
@@ -351,6 +351,7 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
             f"steps; this package expects ABI {ABI_VERSION} and {CHECKPOINT_STEPS} steps"
         )
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_double
+    lib.bpsn_cpu_disable_openmp.argtypes, lib.bpsn_cpu_disable_openmp.restype = [], None
     for suffix in ("f32", "f64"):
         fwd = getattr(lib, f"bpsn_cpu_forward_{suffix}")
         fwd.argtypes = [p] * 9 + [i64] * 5 + [i32] * 3
@@ -361,9 +362,27 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
+_FORKED = False  # set in a forked child: the OpenMP team of the parent is not usable there
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED
+    _FORKED = True
+    if _load_default.cache_info().currsize:
+        _load_default().bpsn_cpu_disable_openmp()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @functools.cache
 def _load_default() -> ctypes.CDLL:
-    return _bind(ctypes.CDLL(compile_library()))
+    lib = _bind(ctypes.CDLL(compile_library()))
+    if _FORKED:
+        lib.bpsn_cpu_disable_openmp()
+    if len(gomp_libraries()) > 1:  # openmp_flags() rules this out; say so if it ever happens
+        _log.warning("bpsn_ext: two OpenMP runtimes are loaded: %s", sorted(gomp_libraries()))
+    return lib
 
 
 def load(compiler: str | None = None) -> ctypes.CDLL:
