@@ -121,3 +121,25 @@ def test_forked_child_after_parallel_calls(native, monkeypatch):
         os.close(read_fd)
     assert np.frombuffer(got, np.float32).size == x.numel()
     assert got == expected
+
+
+def test_compiler_without_openmp_builds_with_its_own_threads(native, tmp_path, monkeypatch):
+    """A compiler that refuses -fopenmp (clang without libomp) still gives a working kernel."""
+    if not cpu_openmp.openmp_flags():
+        pytest.skip("this torch's OpenMP runtime is not shared: no OpenMP build to refuse")
+    real = cpu_native._find_compiler()
+    wrapper = tmp_path / "cc-without-openmp"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = -fopenmp ] && { echo "unsupported: -fopenmp" >&2; exit 1; }; '
+        "done\n"
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    cache = tmp_path / "cache"
+    path = cpu_native.compile_library(compiler=str(wrapper), cache_dir=str(cache))
+    lib = cpu_native._bind(__import__("ctypes").CDLL(path))
+    assert lib.bpsn_cpu_abi_version() == cpu_native.ABI_VERSION
+    assert os.listdir(cache) == [os.path.basename(path)]  # nothing half-written
+    with open(path, "rb") as f:
+        assert cpu_openmp.LIBGOMP.encode() not in f.read()  # built without OpenMP

@@ -287,13 +287,28 @@ def compile_library(compiler: str | None = None, cache_dir: str | None = None) -
             "one (the torch path still works)"
         )
     source = (files("bpsn_ext.kernels") / SOURCE_NAME).read_text(encoding="utf-8")
-    flags = _flags()
     try:
         version = subprocess.run(
             [cxx, "--version"], capture_output=True, text=True, timeout=60
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise NativeKernelUnavailable(f"the C++ compiler {cxx!r} does not run: {exc}") from exc
+    flags = _flags()
+    try:
+        return _library(cxx, version, flags, source, cache_dir)
+    except NativeKernelUnavailable as exc:
+        omp = openmp_flags()
+        if not omp or not set(omp) <= set(flags):
+            raise
+        # a compiler without OpenMP support (clang without libomp): threads of its own
+        _log.info("bpsn_ext: the OpenMP build of the CPU kernel failed, building without: %s", exc)
+        return _library(cxx, version, tuple(f for f in flags if f not in omp), source, cache_dir)
+
+
+def _library(
+    cxx: str, version: str, flags: tuple[str, ...], source: str, cache_dir: str | None
+) -> str:
+    """The cached library for these flags, built when missing (see `compile_library`)."""
     key = hashlib.sha256(
         "\0".join(
             [
