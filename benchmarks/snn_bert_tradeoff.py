@@ -22,15 +22,24 @@ import sys
 from bpsn_ext.util.files import write_json_atomic
 
 
-def read_run(folder: str) -> dict:
-    """The final accuracy, energy summary, steps and wall time of one run folder."""
-    path = os.path.join(folder, "metrics.json")
+def _load(path: str, what: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            m = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path!r} not found: not a finished `train glue` run") from None
+        raise FileNotFoundError(f"{path!r} not found: {what}") from None
+
+
+def read_run(folder: str, energy_json: str | None = None) -> dict:
+    """The final accuracy, energy summary, steps and wall time of one run folder; the energy
+    from ``folder/energy_json`` (an `evaluate glue --energy --json` file) where given."""
+    m = _load(os.path.join(folder, "metrics.json"), "not a finished `train glue` run")
     e = m.get("energy") or {}
+    if energy_json:
+        path = os.path.join(folder, energy_json)
+        e = _load(path, "write it with `bpsn-ext evaluate glue --energy --json`").get("energy")
+        if not e:
+            raise ValueError(f"{path!r} has no energy report (evaluate glue without --energy?)")
     return {
         "run": os.path.basename(os.path.normpath(folder)),
         "accuracy": 100.0 * m["history"][-1]["eval_accuracy"],
@@ -81,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default=".", help="folder the run names are relative to (.)")
     p.add_argument("--group", action="append", required=True, metavar="LABEL=RUN,RUN")
+    p.add_argument(
+        "--energy-json",
+        metavar="NAME",
+        help="read each run's energy from RUN/NAME (`evaluate glue --energy --energy-samples N "
+        "--json RUN/NAME`) instead of the 8-sample report in its metrics.json",
+    )
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     args = p.parse_args(argv)
@@ -91,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         label, sep, names = spec.rpartition("=")
         if not sep or not label or not names:
             p.error(f"--group takes LABEL=RUN[,RUN...], got {spec!r}")
-        runs = [read_run(os.path.join(args.root, n)) for n in names.split(",") if n]
+        runs = [
+            read_run(os.path.join(args.root, n), args.energy_json) for n in names.split(",") if n
+        ]
         rows.append(summarise(label, runs))
     print(table(rows))
     if args.json:

@@ -47,3 +47,24 @@ def test_rows_table_and_json(tmp_path, capsys):
         mod.main(argv)
     with pytest.raises(FileNotFoundError, match="not a finished"):
         mod.main(["--root", str(tmp_path), "--group", "z=missing"])
+
+
+def test_energy_from_an_evaluate_json(tmp_path, capsys):
+    """`--energy-json NAME` takes each run's energy from RUN/NAME, not metrics.json."""
+    mod = _script()
+    _run(tmp_path / "a0", 0.75, 4e5, 1.0)
+    _run(tmp_path / "a1", 0.77, 6e5, 3.0)
+    for name, syn in (("a0", 1e6), ("a1", 3e6)):
+        energy = {"synaptic_energy_pJ_per_sample": syn, "energy_pJ_per_sample": syn}
+        energy["mean_output_rate"] = 0.2
+        (tmp_path / name / "e400.json").write_text(json.dumps({"energy": energy}))
+    argv = ["--root", str(tmp_path), "--group", "x=a0,a1", "--energy-json", "e400.json"]
+    assert mod.main(argv) == 0
+    assert "| x | 75.0 / 77.0 | **76.0 ± 1.4** | 0.200 | 2 uJ | 2 uJ | 200 |" in (
+        capsys.readouterr().out
+    )
+    (tmp_path / "a1" / "e400.json").write_text(json.dumps({"metrics": {}}))
+    with pytest.raises(ValueError, match="has no energy report"):
+        mod.main(argv)
+    with pytest.raises(FileNotFoundError, match="evaluate glue --energy --json"):
+        mod.main(argv[:-1] + ["other.json"])

@@ -99,6 +99,18 @@ def test_train_then_evaluate(glue_root, tmp_path, capsys):
     assert got["task"] == "sst2" and got["samples"] == 16
     assert got["metrics"]["accuracy"] == pytest.approx(hist[-1]["eval_accuracy"])
     assert got["metrics"]["loss"] == pytest.approx(hist[-1]["eval_loss"], rel=1e-5)
+    # the energy report of the first 8 dev samples equals the one training wrote; all 16
+    # give another per-sample mean
+    for n, name in ((8, "e8.json"), (100, "e_all.json")):
+        argv = ["evaluate", "glue", "--checkpoint", out, "--data", glue_root, "--energy"]
+        argv += ["--energy-samples", str(n), "--json", str(tmp_path / name)]
+        assert main(argv) == 0
+    e8, e_all = (json.loads((tmp_path / n).read_text()) for n in ("e8.json", "e_all.json"))
+    assert e8["energy_samples"] == 8 and e_all["energy_samples"] == 16
+    assert e8["energy"] == pytest.approx(energy)
+    assert e_all["energy"]["synaptic_energy_pJ_per_sample"] != pytest.approx(
+        energy["synaptic_energy_pJ_per_sample"]
+    )
     # the checkpoint file itself is accepted too
     model, tok, task = load_trained(os.path.join(out, CHECKPOINT_NAME))
     assert task == "sst2" and model.config.width == 32 and tok.vocab_size <= 60

@@ -121,6 +121,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_path", help="write the metrics here as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     parser.add_argument("--energy", action="store_true", help="print the energy report too")
+    parser.add_argument(
+        "--energy-samples",
+        type=positive_int,
+        default=8,
+        help="samples the energy report counts: the first N of the split (8, as the report "
+        "`train glue` writes; more give a steadier estimate)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
 
@@ -374,10 +381,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_model(model, tokenizer, task, examples, args.batch_size, args.device)
     result = {"task": task, "split": args.split, "samples": len(examples), "metrics": metrics}
     if args.energy:
+        result["energy_samples"] = min(args.energy_samples, len(examples))
         report = energy_report(
             model,
             GlueDataset(examples, tokenizer, model.config.max_length),
             GlueCollator(tokenizer.pad_id),
+            batch_size=args.energy_samples,
         )
         print(report)
         result["energy"] = energy_summary(report)
