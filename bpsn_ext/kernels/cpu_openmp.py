@@ -10,7 +10,9 @@ runtime starts its work at once, and no second pool competes with torch's for th
 named ``libgomp.so.1`` (the name a ``-fopenmp`` build asks the loader for, so the loader hands
 back the library already in the process instead of loading a second one).  Anything else (macOS,
 Intel or LLVM OpenMP, a renamed bundled copy, ``BPSN_EXT_CPU_KERNEL_OPENMP=0``) builds the
-pthread variant, which starts its threads per call.
+pthread variant, which starts its threads per call.  A forked child (a ``fork`` data-loader
+worker) cannot use the OpenMP team it inherited, so there the kernel starts threads of its own
+(`bpsn_ext.kernels.cpu_native` tells the library after a fork).
 """
 
 from __future__ import annotations
