@@ -126,7 +126,10 @@ def test_forked_child_after_parallel_calls(native, monkeypatch):
 def test_compiler_without_openmp_builds_with_its_own_threads(native, tmp_path, monkeypatch):
     """A compiler that refuses -fopenmp (clang without libomp) still gives a working kernel."""
     if not cpu_openmp.openmp_flags():
-        pytest.skip("this torch's OpenMP runtime is not shared: no OpenMP build to refuse")
+        pytest.skip(
+            "no OpenMP build in this process (torch's runtime is not GNU OpenMP, or another "
+            "libgomp is loaded too): nothing to refuse"
+        )
     real = cpu_native._find_compiler()
     wrapper = tmp_path / "cc-without-openmp"
     wrapper.write_text(

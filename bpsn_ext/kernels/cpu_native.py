@@ -392,11 +392,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @functools.cache
 def _load_default() -> ctypes.CDLL:
+    before = gomp_libraries()
     lib = _bind(ctypes.CDLL(compile_library()))
     if _FORKED:
         lib.bpsn_cpu_disable_openmp()
-    if len(gomp_libraries()) > 1:  # openmp_flags() rules this out; say so if it ever happens
-        _log.warning("bpsn_ext: two OpenMP runtimes are loaded: %s", sorted(gomp_libraries()))
+    added = gomp_libraries() - before
+    if added:  # openmp_flags() rules this out; say so if it ever happens
+        _log.warning("bpsn_ext: loading the CPU kernel added an OpenMP runtime: %s", sorted(added))
     return lib
 
 
