@@ -65,10 +65,10 @@ def native():
 
 def test_one_openmp_runtime_after_loading(native):
     """Loading the kernel adds no OpenMP runtime beside torch's."""
-    before = cpu_openmp.gomp_libraries()
+    before = cpu_openmp.gomp_libraries()  # may hold other packages' renamed copies
     cpu_native.load()
     assert cpu_openmp.gomp_libraries() == before
-    assert len(before) <= 1
+    assert sum(os.path.basename(p) == cpu_openmp.LIBGOMP for p in before) <= 1
 
 
 def _spikes(layer: BPSN, x: torch.Tensor) -> bytes:

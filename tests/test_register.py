@@ -39,7 +39,8 @@ def test_adapters_import_no_gpu_stack():
         " or (m.split('.')[0] == 'triton' and 'torch._dynamo' not in sys.modules)"
         " or (m.startswith('bpsn_ext.kernels.') and m not in"
         " ('bpsn_ext.kernels.dispatch', 'bpsn_ext.kernels.cpu_native',"
-        " 'bpsn_ext.kernels.bpsn_cpu_ops', 'bpsn_ext.kernels.launch_args'))]\n"
+        " 'bpsn_ext.kernels.cpu_openmp', 'bpsn_ext.kernels.bpsn_cpu_ops',"
+        " 'bpsn_ext.kernels.launch_args'))]\n"
         "print(json.dumps({'mods': mods, 'triton_at_import': before,"
         " 'cuda_init': torch.cuda.is_initialized()}))"
     )

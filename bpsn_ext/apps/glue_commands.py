@@ -122,12 +122,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     parser.add_argument("--energy", action="store_true", help="print the energy report too")
     parser.add_argument(
-        "--energy-samples",
-        type=positive_int,
-        default=8,
-        help="samples the energy report counts: the first N of the split (8, as the report "
-        "`train glue` writes; more give a steadier estimate)",
-    )
+        "--energy-samples", type=positive_int, default=8,
+        help="the energy report counts the first N samples of the split (8, as in train glue)",
+    )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
 
