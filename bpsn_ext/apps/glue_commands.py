@@ -122,9 +122,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     parser.add_argument("--energy", action="store_true", help="print the energy report too")
     parser.add_argument(
-        "--energy-samples", type=positive_int, default=8,
+        "--energy-samples",
+        type=positive_int,
+        default=8,
         help="the energy report counts the first N samples of the split (8, as in train glue)",
-    )  # fmt: skip
+    )
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
 
@@ -202,7 +204,7 @@ def _run_train(args: argparse.Namespace, task, callbacks: Sequence) -> int:
     from bpsn_ext.data.glue import GlueCollator, GlueDataset
     from bpsn_ext.models.snn_bert_glue import make_task_fns
     from bpsn_ext.train import Trainer
-    from bpsn_ext.train.snn_bert_runs import load_teacher
+    from bpsn_ext.train.snn_bert_runs import energy_hook, load_teacher
 
     train_ex, eval_ex = _train_eval_examples(args, task.name)
     model, tokenizer = _student(args, task, train_ex)
@@ -219,7 +221,7 @@ def _run_train(args: argparse.Namespace, task, callbacks: Sequence) -> int:
         rate_reg(args),
     )
     tc = train_config(args, len(train_ds))
-    energy_fn = None if args.no_energy else _energy_fn(eval_ds, collate, args.out)
+    energy_fn = None if args.no_energy else energy_hook(eval_ds, collate, args.out)
     if teacher is not None:
         teacher.to(tc.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     trainer = Trainer(
@@ -323,20 +325,6 @@ def _init_weights(args: argparse.Namespace, model, init_state) -> None:
                 f"({len(info['skipped'])} skipped)",
                 file=sys.stderr,
             )
-
-
-def _energy_fn(eval_ds, collate, out: str):
-    """The Trainer's final hook: the energy report of one dev batch, written to
-    ``OUT/energy.json``; returns its per-sample summary."""
-    from bpsn_ext.models.snn_bert_glue import energy_report, energy_summary
-    from bpsn_ext.train.snn_bert_runs import ENERGY_FILE
-
-    def energy_fn(m):
-        report = energy_report(m, eval_ds, collate)
-        report.to_json(os.path.join(out, ENERGY_FILE))
-        return energy_summary(report)
-
-    return energy_fn
 
 
 def _print_final(final: dict, out: str) -> None:

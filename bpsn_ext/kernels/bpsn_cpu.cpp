@@ -18,9 +18,10 @@
 // at least 1024 neurons wide where there are enough) and run all T steps for a chunk, in tiles
 // of at most 4096 neurons.  Built with -fopenmp -DBPSN_OPENMP (only against torch's own GNU
 // OpenMP runtime, see cpu_openmp.py), the threads are torch's OpenMP team; else, and in a
-// forked child, pthreads started per call.  Inside a tile a sweep takes one time block of one strip at a time
-// (a strip: up to STRIP neurons of the tile, all of one direction), so that the strip's
-// scratch rows and its per-neuron state stay in the cache for the block's steps.  The rows
+// forked child, pthreads started per call.  Inside a tile a sweep takes one time block of
+// one strip at a time (a strip: up to STRIP neurons of the tile, all of one direction), so
+// that the strip's scratch rows and its per-neuron state stay in the cache for the block's
+// steps.  The rows
 // of x that the next strip reads are prefetched into the L2 cache while the current one
 // runs, and the adjoint's rows of the gradients a few steps ahead into the L1 cache.
 // Results do not depend on the chunking.

@@ -52,7 +52,7 @@ from importlib.resources import files
 
 import torch
 
-from bpsn_ext.kernels.cpu_openmp import gomp_libraries, openmp_flags
+from bpsn_ext.kernels.cpu_openmp import OPENMP_FLAGS, gomp_libraries, openmp_flags
 from bpsn_ext.util.env import env_on
 
 __all__ = [
@@ -297,12 +297,12 @@ def compile_library(compiler: str | None = None, cache_dir: str | None = None) -
     try:
         return _library(cxx, version, flags, source, cache_dir)
     except NativeKernelUnavailable as exc:
-        omp = openmp_flags()
-        if not omp or not set(omp) <= set(flags):
+        plain = tuple(f for f in flags if f not in OPENMP_FLAGS)
+        if plain == flags:
             raise
         # a compiler without OpenMP support (clang without libomp): threads of its own
         _log.info("bpsn_ext: the OpenMP build of the CPU kernel failed, building without: %s", exc)
-        return _library(cxx, version, tuple(f for f in flags if f not in omp), source, cache_dir)
+        return _library(cxx, version, plain, source, cache_dir)
 
 
 def _library(

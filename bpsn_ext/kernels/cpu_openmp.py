@@ -24,10 +24,11 @@ import torch
 
 from bpsn_ext.util.env import env_on
 
-__all__ = ["ENV_OPENMP", "LIBGOMP", "openmp_flags", "gomp_libraries"]
+__all__ = ["ENV_OPENMP", "LIBGOMP", "OPENMP_FLAGS", "openmp_flags", "gomp_libraries"]
 
 ENV_OPENMP = "BPSN_EXT_CPU_KERNEL_OPENMP"
 LIBGOMP = "libgomp.so.1"
+OPENMP_FLAGS = ("-fopenmp", "-DBPSN_OPENMP")  # what the OpenMP build adds
 
 
 def gomp_libraries() -> set[str]:
@@ -41,8 +42,8 @@ def gomp_libraries() -> set[str]:
 
 
 def openmp_flags() -> tuple[str, ...]:
-    """``("-fopenmp", "-DBPSN_OPENMP")`` when the kernel can share torch's OpenMP runtime
-    (see the module docstring), else ``()``."""
+    """`OPENMP_FLAGS` when the kernel can share torch's OpenMP runtime (see the module
+    docstring), else ``()``."""
     if not env_on(ENV_OPENMP) or not sys.platform.startswith("linux"):
         return ()
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
@@ -50,4 +51,4 @@ def openmp_flags() -> tuple[str, ...]:
     gomp = gomp_libraries()
     if len(gomp) != 1 or os.path.basename(next(iter(gomp))) != LIBGOMP:
         return ()
-    return ("-fopenmp", "-DBPSN_OPENMP")
+    return OPENMP_FLAGS

@@ -25,6 +25,7 @@ __all__ = [
     "ENERGY_FILE",
     "MODEL_FILE",
     "TOKENIZER_FILE",
+    "energy_hook",
     "is_run_dir",
     "load_teacher",
     "load_trained",
@@ -33,6 +34,19 @@ __all__ = [
 ]
 
 MODEL_FILE, TOKENIZER_FILE, ENERGY_FILE = "model.json", "tokenizer.json", "energy.json"
+
+
+def energy_hook(eval_ds, collate, out: str):
+    """The Trainer's final hook of ``train glue``: the energy report of one dev batch (8
+    samples), written to ``OUT/energy.json``; returns its per-sample summary."""
+    from bpsn_ext.models.snn_bert_glue import energy_report, energy_summary
+
+    def energy_fn(model):
+        report = energy_report(model, eval_ds, collate)
+        report.to_json(os.path.join(out, ENERGY_FILE))
+        return energy_summary(report)
+
+    return energy_fn
 
 
 def process_rank() -> int:
