@@ -1,5 +1,7 @@
 """The native BPSN CPU kernel as torch.library operators: opcheck, and compiled == eager."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -117,3 +119,65 @@ def test_export_keeps_the_operator():
     ep = torch.export.export(layer, (x,))
     assert "bpsn_ext.bpsn_cpu_forward" in str(ep.graph)
     assert torch.equal(ep.module()(x), layer(x))
+
+
+class _SeeOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """A dispatch mode that records the operators it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("membrane", [False, True], ids=["spikes", "with_membrane"])
+@pytest.mark.parametrize("case", ["tokens", "conv_masked"])
+def test_eager_lane_equals_the_operators(case, membrane):
+    """Plain eager calls skip the operators' dispatch (an autograd Function calls the same
+    kernels); under a dispatch mode the operators run.  Bitwise the same results."""
+    if case == "tokens":
+        layer, x, mask = randomised(channels=6, runaway="refractory"), torch.randn(70, 3, 6), None
+    else:
+        layer, x = randomised(channels=4), torch.randn(40, 2, 4, 3, 3)
+        mask = torch.arange(40)[:, None] < torch.tensor([40, 21])[None]
+    x = x + 0.5
+    params = [layer.decay_f_logit, layer.decay_b_logit, layer.v_threshold]
+
+    def run(mode):
+        xr = x.clone().requires_grad_(True)
+        with mode:
+            spikes, mem = layer._compute(xr, mask, None, membrane=membrane)
+            outs = [spikes] + ([mem] if membrane else [])
+            grads = torch.autograd.grad(outs, [xr, *params], [torch.ones_like(o) for o in outs])
+        return spikes, mem, grads, spikes.grad_fn.name()
+
+    eager = run(contextlib.nullcontext())
+    seen = _SeeOps()
+    ops = run(seen)
+    assert "_EagerNative" in eager[3] and "_EagerNative" not in ops[3]
+    assert "bpsn_ext.bpsn_cpu_forward.default" in seen.seen
+    assert "bpsn_ext.bpsn_cpu_backward.default" in seen.seen
+    assert eager[0].sum() > 0 and torch.equal(eager[0], ops[0])
+    assert (eager[1] is None) == (not membrane) and (ops[1] is None) == (not membrane)
+    if membrane:
+        assert torch.equal(eager[1], ops[1])
+    for a, b in zip(eager[2], ops[2]):
+        assert torch.equal(a, b)
+
+
+def test_eager_lane_only_for_plain_tensors():
+    from bpsn_ext.kernels.bpsn_cpu_ops import _plain_eager
+
+    x = torch.randn(3, 2, 4)
+    assert _plain_eager((x, torch.nn.Parameter(torch.ones(4)), None))
+    with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
+        fake = mode.from_tensor(x)
+    assert not _plain_eager((fake,))
+    with _SeeOps():
+        assert not _plain_eager((x,))
+    inside = []
+    torch.func.grad(lambda t: inside.append(_plain_eager((t,))) or t.sum())(x)
+    assert inside == [False]

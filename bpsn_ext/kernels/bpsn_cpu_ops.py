@@ -48,26 +48,18 @@ def _ptr_or_none(t: Tensor) -> int | None:
     return t.data_ptr() if t.numel() else None
 
 
-@torch.library.custom_op("bpsn_ext::bpsn_cpu_forward", mutates_args=(), device_types="cpu")
-def bpsn_cpu_forward(
+def _run_forward(
     x: Tensor,
     decay_f: Tensor,
     decay_b: Tensor,
     thr: Tensor,
     mask: Tensor | None,
-    channels: int,
-    inner: int,
-    fire_ge: int,
-    refractory: int,
-    sg_kind: int,
-    sg_a: float,
-    sg_b: float,
+    ints: tuple[int, int, int, int],
     membrane: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(spikes, membrane, checkpoints, since)``: spikes ``[T, N, *]``; the fused membrane
-    ``[T, N, *]`` (0 at padded steps) when ``membrane``, else an empty tensor; the
-    checkpoints the backward pass recomputes the membrane from (see `_checkpoints`).  The
-    surrogate (``sg_*``) is used by the backward pass only."""
+    """The forward kernel call (``ints``: channels, inner, fire_ge, refractory); returns
+    what `bpsn_cpu_forward` returns."""
+    channels, inner, fire_ge, refractory = ints
     x = x.contiguous()
     T, N = x.shape[:2]
     M = x.numel() // T
@@ -96,6 +88,30 @@ def bpsn_cpu_forward(
     )
     cpu_native._check(status, "forward")
     return spikes, mem, ckpt, since
+
+
+@torch.library.custom_op("bpsn_ext::bpsn_cpu_forward", mutates_args=(), device_types="cpu")
+def bpsn_cpu_forward(
+    x: Tensor,
+    decay_f: Tensor,
+    decay_b: Tensor,
+    thr: Tensor,
+    mask: Tensor | None,
+    channels: int,
+    inner: int,
+    fire_ge: int,
+    refractory: int,
+    sg_kind: int,
+    sg_a: float,
+    sg_b: float,
+    membrane: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(spikes, membrane, checkpoints, since)``: spikes ``[T, N, *]``; the fused membrane
+    ``[T, N, *]`` (0 at padded steps) when ``membrane``, else an empty tensor; the
+    checkpoints the backward pass recomputes the membrane from (see `_checkpoints`).  The
+    surrogate (``sg_*``) is used by the backward pass only."""
+    ints = (channels, inner, fire_ge, refractory)
+    return _run_forward(x, decay_f, decay_b, thr, mask, ints, membrane)
 
 
 @bpsn_cpu_forward.register_fake
@@ -129,27 +145,20 @@ def _spike_grad(g: Tensor | None, dtype: torch.dtype) -> tuple[Tensor | None, in
     return g.contiguous(), 0
 
 
-@torch.library.custom_op("bpsn_ext::bpsn_cpu_backward", mutates_args=(), device_types="cpu")
-def bpsn_cpu_backward(
+def _run_backward(
     grad_spikes: Tensor | None,
     grad_mem: Tensor | None,
     mask: Tensor | None,
-    decay_f: Tensor,
-    decay_b: Tensor,
-    thr: Tensor,
-    x: Tensor,
-    ckpt: Tensor,
-    since: Tensor,
-    channels: int,
-    inner: int,
-    fire_ge: int,
-    refractory: int,
-    sg_kind: int,
-    sg_a: float,
-    sg_b: float,
+    params: tuple[Tensor, Tensor, Tensor],
+    saved: tuple[Tensor, Tensor, Tensor],
+    ints: tuple[int, int, int, int],
+    surrogate: tuple[int, float, float],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``, from
-    the forward pass's input and checkpoints (``ckpt``, ``since``)."""
+    """The backward kernel call (``params``: decay_f, decay_b, thr; ``saved``: x, ckpt,
+    since; ``ints`` as in `_run_forward`; ``surrogate``: kind, a, b); returns what
+    `bpsn_cpu_backward` returns."""
+    (decay_f, decay_b, thr), (x, ckpt, since) = params, saved
+    channels, inner, fire_ge, refractory = ints
     x = x.contiguous()
     T, N = x.shape[:2]
     M = x.numel() // T
@@ -180,13 +189,43 @@ def bpsn_cpu_backward(
         inner,
         fire_ge,
         refractory,
-        sg_kind,
-        sg_a,
-        sg_b,
+        *surrogate,
         cpu_native._threads(),
     )
     cpu_native._check(status, "backward")
     return grad_x, g_lf, g_lb, g_th
+
+
+@torch.library.custom_op("bpsn_ext::bpsn_cpu_backward", mutates_args=(), device_types="cpu")
+def bpsn_cpu_backward(
+    grad_spikes: Tensor | None,
+    grad_mem: Tensor | None,
+    mask: Tensor | None,
+    decay_f: Tensor,
+    decay_b: Tensor,
+    thr: Tensor,
+    x: Tensor,
+    ckpt: Tensor,
+    since: Tensor,
+    channels: int,
+    inner: int,
+    fire_ge: int,
+    refractory: int,
+    sg_kind: int,
+    sg_a: float,
+    sg_b: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``, from
+    the forward pass's input and checkpoints (``ckpt``, ``since``)."""
+    return _run_backward(
+        grad_spikes,
+        grad_mem,
+        mask,
+        (decay_f, decay_b, thr),
+        (x, ckpt, since),
+        (channels, inner, fire_ge, refractory),
+        (sg_kind, sg_a, sg_b),
+    )
 
 
 @bpsn_cpu_backward.register_fake
@@ -252,6 +291,47 @@ def _backward(ctx, grad_spikes, grad_mem, _grad_ckpt, _grad_since):
 bpsn_cpu_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _EagerNative(torch.autograd.Function):
+    """The same kernels as the two operators, called straight from an autograd Function:
+    eager mode skips the dispatcher's round trips through the operators' Python (about 0.1
+    ms per forward+backward, most of a small call).  Used only where `_plain_eager` holds."""
+
+    @staticmethod
+    def forward(ctx, x, decay_f, decay_b, thr, mask, ints, surrogate, membrane):
+        spikes, mem, ckpt, since = _run_forward(x, decay_f, decay_b, thr, mask, ints, membrane)
+        ctx.save_for_backward(x, decay_f, decay_b, thr, mask, ckpt, since)
+        ctx.ints, ctx.surrogate = ints, surrogate
+        ctx.set_materialize_grads(False)
+        return spikes, mem
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_mem):
+        x, decay_f, decay_b, thr, mask, ckpt, since = ctx.saved_tensors
+        if grad_mem is not None and grad_mem.numel() == 0:
+            grad_mem = None  # no membrane was asked for
+        params, saved = (decay_f, decay_b, thr), (x, ckpt, since)
+        grads = _run_backward(grad_spikes, grad_mem, mask, params, saved, ctx.ints, ctx.surrogate)
+        return (*grads, None, None, None, None)
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def _plain_eager(tensors: tuple[Tensor | None, ...]) -> bool:
+    """True where nothing would see past a plain autograd Function: eager mode (no
+    ``torch.compile``, export or jit tracing), no functorch transform, no torch-function or
+    dispatch mode, and plain tensors and parameters only (no subclasses such as fake
+    tensors).  Elsewhere
+    the registered operators run, which those mechanisms understand."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    if torch._C._are_functorch_transforms_active():
+        return False
+    if torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack():
+        return False
+    return all(t is None or type(t) in _PLAIN for t in tensors)
+
+
 def bpsn_native(
     x: torch.Tensor,
     mask: torch.Tensor | None,
@@ -276,19 +356,14 @@ def bpsn_native(
     decay_f, decay_b, thr = (
         per_channel(p, C, x.dtype) for p in (params.decay_f, params.decay_b, params.v_threshold)
     )
-    spikes, mem, _, _ = bpsn_cpu_forward(
-        x.contiguous(),
-        decay_f,
-        decay_b,
-        thr,
-        mask_u8,
-        C,
-        inner,
-        int(sg.fire_ge),
-        options.refractory,
-        sg.kind,
-        sg.a,
-        sg.b,
-        membrane,
-    )
+    x = x.contiguous()
+    ints = (C, inner, int(sg.fire_ge), options.refractory)
+    surrogate = (sg.kind, sg.a, sg.b)
+    if _plain_eager((x, decay_f, decay_b, thr, mask_u8)):
+        args = (x, decay_f, decay_b, thr, mask_u8, ints, surrogate, membrane)
+        spikes, mem = _EagerNative.apply(*args)
+    else:
+        spikes, mem, _, _ = bpsn_cpu_forward(
+            x, decay_f, decay_b, thr, mask_u8, *ints, *surrogate, membrane
+        )
     return spikes, (mem if membrane else None)
