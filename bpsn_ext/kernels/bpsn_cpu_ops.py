@@ -163,7 +163,8 @@ def _run_backward(
     T, N = x.shape[:2]
     M = x.numel() // T
     g, g_const = _spike_grad(grad_spikes, x.dtype)
-    gm = None if grad_mem is None else grad_mem.to(x.dtype).contiguous()
+    no_mem = grad_mem is None or grad_mem.numel() == 0  # empty: no membrane was asked for
+    gm = None if no_mem else grad_mem.to(x.dtype).contiguous()
     grad_x = torch.empty_like(x)
     g_lf, g_lb, g_th = (x.new_empty(channels) for _ in range(3))
     lib = cpu_native._load_default()
@@ -266,25 +267,8 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _backward(ctx, grad_spikes, grad_mem, _grad_ckpt, _grad_since):
     x, decay_f, decay_b, thr, mask, ckpt, since = ctx.saved_tensors
-    channels, inner, fire_ge, refractory = ctx.ints
-    if grad_mem is not None and grad_mem.numel() == 0:
-        grad_mem = None  # no membrane was asked for
-    grads = bpsn_cpu_backward(
-        grad_spikes,
-        grad_mem,
-        mask,
-        decay_f,
-        decay_b,
-        thr,
-        x,
-        ckpt,
-        since,
-        channels,
-        inner,
-        fire_ge,
-        refractory,
-        *ctx.surrogate,
-    )
+    params = (decay_f, decay_b, thr, x, ckpt, since)
+    grads = bpsn_cpu_backward(grad_spikes, grad_mem, mask, *params, *ctx.ints, *ctx.surrogate)
     return (*grads, None, None, None, None, None, None, None, None, None)
 
 
@@ -307,8 +291,6 @@ class _EagerNative(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes, grad_mem):
         x, decay_f, decay_b, thr, mask, ckpt, since = ctx.saved_tensors
-        if grad_mem is not None and grad_mem.numel() == 0:
-            grad_mem = None  # no membrane was asked for
         params, saved = (decay_f, decay_b, thr), (x, ckpt, since)
         grads = _run_backward(grad_spikes, grad_mem, mask, params, saved, ctx.ints, ctx.surrogate)
         return (*grads, None, None, None, None)
@@ -321,8 +303,7 @@ def _plain_eager(tensors: tuple[Tensor | None, ...]) -> bool:
     """True where nothing would see past a plain autograd Function: eager mode (no
     ``torch.compile``, export or jit tracing), no functorch transform, no torch-function or
     dispatch mode, and plain tensors and parameters only (no subclasses such as fake
-    tensors).  Elsewhere
-    the registered operators run, which those mechanisms understand."""
+    tensors).  Elsewhere the registered operators run, which those mechanisms understand."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     if torch._C._are_functorch_transforms_active():
