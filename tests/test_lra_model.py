@@ -58,3 +58,31 @@ def test_sequential_digits_and_permutations():
     assert bitreversal_permutation(8).tolist() == [0, 4, 2, 6, 1, 5, 3, 7]
     with pytest.raises(ValueError, match="power of two"):
         bitreversal_permutation(6)
+
+
+def test_the_s5_block_mixes_its_spikes_and_its_products_become_accumulates():
+    from bpsn_ext.energy import estimate
+
+    torch.manual_seed(0)
+    x, lengths = torch.randn(10, 3, 1), torch.tensor([10, 7, 4])
+    kw = dict(layer="s5", d_model=8, n_layers=1, d_state=4)
+    glu, linear, none = (
+        LRAClassifier(1, 3, layer_options={"output": o}, **kw) for o in ("glu", "linear", "none")
+    )
+    block = glu.blocks[0].inner
+    assert block.output_linear.out_features == 16 and linear.blocks[0].inner.output_linear
+    assert type(none.blocks[0].inner).__name__ == "SpikingS5"  # the block before the option
+    # the GLU block is a * sigmoid(b) of the Linear of the block's spikes
+    h = torch.randn(10, 3, 8)
+    s = block.s5(h, lengths)
+    a, b = block.output_linear(s).chunk(2, dim=-1)
+    torch.testing.assert_close(block(h, lengths), a * torch.sigmoid(b))
+    assert set(s.unique().tolist()) <= {0.0, 1.0}
+    # the spikes drive the Linear: accumulates, not multiply-accumulates
+    glu.eval()
+    none.eval()
+    with torch.no_grad():
+        mixed, plain = (estimate(m, x, lengths, coding="individual") for m in (glu, none))
+    assert mixed.per_sample()["ac"] > 0 and plain.per_sample()["ac"] == 0
+    with pytest.raises(ValueError, match=r"s5 block's output must be one of \('glu'"):
+        LRAClassifier(1, 3, layer_options={"output": "gelu"}, **kw)

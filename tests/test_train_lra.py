@@ -372,7 +372,7 @@ def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
     assert model_for(layer="gsu", bidirectional=True).blocks[0].ssm.bidirectional
     s4 = model_for(layer="gsu", bidirectional=True, bidirectional_convention="s4")
     assert s4.blocks[0].ssm.bidirectional_convention == "s4"
-    assert model_for(layer="s5", bidirectional=True).blocks[0].inner.bidirectional
+    assert model_for(layer="s5", bidirectional=True).blocks[0].inner.s5.bidirectional
     # the library names its fields; the command line names the flags
     with pytest.raises(ValueError, match="^bidirectional=True applies to .*not layer=bpsn$"):
         model_for(layer="bpsn", bidirectional=True)
@@ -386,6 +386,11 @@ def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
         SystemExit, match="--surrogate NAME applies to the spiking layers, not --layer s4d"
     ):
         main(["train", "lra", "--task", "digits", "--layer", "s4d", "--surrogate", "atan", *TINY])
+    assert model_for(layer="s5").blocks[0].inner.output == "glu"
+    assert not hasattr(model_for(layer="s5", s5_output="none").blocks[0].inner, "output_linear")
+    refused = "--s5-output linear applies to --layer s5, not --layer gsu"
+    with pytest.raises(SystemExit, match=refused):
+        main(["train", "lra", "--task", "digits", "--layer", "gsu", "--s5-output", "linear", *TINY])
 
 
 def test_run_config_round_trips_and_refuses_unknown_settings():
@@ -394,6 +399,9 @@ def test_run_config_round_trips_and_refuses_unknown_settings():
     cfg = LRARunConfig.from_preset("listops", generate=True, epochs=2, data=None)
     assert cfg.preset == "listops" and cfg.n_layers == 8 and cfg.epochs == 2
     assert LRARunConfig.from_dict(cfg.to_dict()) == cfg
+    # an S5 run stored before --s5-output existed had no feature mixing after its spikes
+    old_s5 = {k: v for k, v in cfg.replace(layer="s5").to_dict().items() if k != "s5_output"}
+    assert LRARunConfig.from_dict(old_s5).s5_output == "none"
     assert cfg.data_kwargs() == {"generate": True, "seed": 0}
     pathx = LRARunConfig.from_preset("pathfinder", resolution=128, data="x")
     assert pathx.preset == "pathx" and os.path.isabs(pathx.data)

@@ -143,6 +143,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=S,
         help="surrogate of the spiking layers, e.g. atan (default) or fast_sigmoid",
     )
+    m.add_argument(
+        "--s5-output",
+        choices=("glu", "linear", "none"),
+        default=S,
+        help="s5: the feature mixing of the spikes, glu (default: Linear H -> 2H, a * "
+        "sigmoid(b)), linear (H -> H) or none (the spikes go to the residual sum)",
+    )
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:

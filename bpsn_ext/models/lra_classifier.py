@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bpsn_ext.bpsn_module import BPSN
@@ -74,6 +75,38 @@ class _LinearBPSN(nn.Module):
         return self.neuron(self.linear(x), mask)
 
 
+S5_OUTPUTS = ("glu", "linear", "none")
+
+
+class _SpikingS5Mixing(nn.Module):
+    """Spiking S5, then the feature mixing of its spikes: ``"glu"`` (Linear H -> 2H,
+    ``a * sigmoid(b)``, as in Binary S4D and S5's own blocks) or ``"linear"`` (Linear H -> H).
+    A Linear after the spikes turns its products into accumulates."""
+
+    def __init__(self, d_model: int, d_state: int, output: str = "glu", **options) -> None:
+        super().__init__()
+        self.output = output
+        self.s5 = SpikingS5(d_model, d_state, **options)
+        self.output_linear = nn.Linear(d_model, 2 * d_model if output == "glu" else d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.output_linear(self.s5(x, mask))
+        return F.glu(z, dim=-1) if self.output == "glu" else z
+
+
+def _s5_block(d_model: int, d_state: int, options: dict) -> nn.Module:
+    """The inner part of an ``"s5"`` block; ``options["output"]`` (`S5_OUTPUTS`, default
+    ``"glu"``) is its feature mixing, ``"none"``: the spikes go to the residual sum as they
+    are."""
+    options = dict(options)
+    output = options.pop("output", "glu")
+    if output not in S5_OUTPUTS:
+        raise ValueError(f"the s5 block's output must be one of {S5_OUTPUTS}, got {output!r}")
+    if output == "none":
+        return SpikingS5(d_model, d_state, **options)
+    return _SpikingS5Mixing(d_model, d_state, output, **options)
+
+
 def _block(
     layer: str,
     d_model: int,
@@ -98,7 +131,8 @@ def _block(
     if layer == "gsu":
         return GSU(d_model, d_state, dropout=dropout, prenorm=prenorm, norm=norm, **options)
     if layer == "s5":
-        return _Residual(SpikingS5(d_model, d_state, **options), d_model, dropout, prenorm, norm)
+        inner = _s5_block(d_model, d_state, options)
+        return _Residual(inner, d_model, dropout, prenorm, norm)
     return _Residual(_LinearBPSN(d_model, **options), d_model, dropout, prenorm, norm)
 
 

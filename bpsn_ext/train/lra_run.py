@@ -108,6 +108,7 @@ class LRARunConfig:
     bidirectional: bool = False
     bidirectional_convention: str = "lag0"
     surrogate: str | None = None
+    s5_output: str = "glu"
     # data
     data: str | None = None
     hf: str | None = None
@@ -178,6 +179,8 @@ class LRARunConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown LRA run settings {unknown}")
+        if values.get("layer") == "s5" and "s5_output" not in values:
+            values = {**values, "s5_output": "none"}  # a run from before the option existed
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -228,6 +231,13 @@ class LRARunConfig:
                     "{surrogate:NAME} applies to the spiking layers, not {layer:s4d}"
                 )
             opts["surrogate"] = self.surrogate
+        if self.layer == "s5":
+            opts["output"] = self.s5_output
+        elif self.s5_output != "glu":
+            raise ConflictingArgumentsError(
+                f"{{s5_output:{self.s5_output}}} applies to {{layer:s5}}, "
+                f"not {{layer:{self.layer}}}"
+            )
         return opts
 
     def build_model(self, td: TaskData) -> LRAClassifier:
