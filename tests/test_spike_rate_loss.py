@@ -149,3 +149,23 @@ def test_pretrain_takes_the_flag_and_refuses_it_without_bpsn(tmp_path):
     with pytest.raises(ValueError, match="--rate-reg regularises BPSN neurons, which --coding"):
         _pretrain(str(text), str(tmp_path / "c"), "--coding", "repeat", "--rate-reg", "1")
     assert not os.path.exists(tmp_path / "c")  # refused before anything is written
+
+
+def test_pretraining_defaults_to_the_synapse_weighted_regulariser_under_individual_coding(
+    tmp_path,
+):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(f"the dax {w} the wug ." for w in ("blicks", "lorps") * 20) + "\n")
+    default = _pretrain(str(text), str(tmp_path / "a"))
+    explicit = _pretrain(
+        str(text), str(tmp_path / "b"), "--rate-reg", "1", "--rate-weighting", "synapse"
+    )
+    off = _pretrain(str(text), str(tmp_path / "c"), "--rate-reg", "0")
+    assert default["train_loss"] == pytest.approx(explicit["train_loss"], rel=1e-6)
+    assert default["train_loss"] > off["train_loss"] + 0.05
+    with open(tmp_path / "a" / "run_config.json", encoding="utf-8") as f:
+        assert json.load(f)["rate_reg"] == 1.0  # the settings record the weight it used
+    # the codings without BPSN neurons default to no regulariser (not to a refusal)
+    _pretrain(str(text), str(tmp_path / "d"), "--coding", "repeat", "--epochs", "1")
+    with open(tmp_path / "d" / "run_config.json", encoding="utf-8") as f:
+        assert json.load(f)["rate_reg"] == 0.0

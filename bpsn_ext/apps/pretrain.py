@@ -26,6 +26,7 @@ from bpsn_ext.apps.snn_bert_flags import (
     make_tokenizer,
     model_config,
     rate_reg,
+    resolve_rate_reg,
     train_config,
 )
 from bpsn_ext.models.size_limits import read_model_file
@@ -73,7 +74,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-train-samples", type=positive_int, help="use N training lines")
     g = parser.add_argument_group("training")
     add_optim_arguments(g, epochs=1)
-    add_rate_arguments(g)
+    add_rate_arguments(g, pretraining=True)
     g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
     g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -203,6 +204,7 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
         torch.set_num_threads(args.threads)
     if not 0.0 < args.mask_prob < 1.0:
         raise ValueError(f"--mask-prob must be in (0, 1), got {args.mask_prob}")
+    resolve_rate_reg(args)  # the run's settings record the weight it trains with
     settings = run_settings(vars(args), RUN_PATHS)
     with flag_errors("pretrain"):
         train_config(args, 1)  # its checks (--lr nan, ...) before anything is written

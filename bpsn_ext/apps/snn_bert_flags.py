@@ -133,16 +133,23 @@ def add_model_arguments(g) -> None:
     )
 
 
-def add_rate_arguments(g) -> None:
+PRETRAIN_RATE_REG = 1.0
+"""``pretrain``'s default ``--rate-reg`` under ``--coding individual`` (0 under the others)."""
+
+
+def add_rate_arguments(g, pretraining: bool = False) -> None:
     """``--rate-reg WEIGHT``, ``--rate-target RATE``, ``--rate-weighting``: the firing-rate
-    regulariser of the BPSN outputs (`bpsn_ext.models.spike_rate_loss`; individual coding only)."""
+    regulariser of the BPSN outputs (`bpsn_ext.models.spike_rate_loss`; individual coding only).
+    ``pretraining``: ``--rate-reg`` defaults to `PRETRAIN_RATE_REG` under individual coding
+    (see `resolve_rate_reg`), else to 0."""
+    default = "1 under --coding individual, else 0" if pretraining else "0: off"
     g.add_argument(
         "--rate-reg",
         type=float,
-        default=0.0,
+        default=None if pretraining else 0.0,
         metavar="WEIGHT",
         help="add WEIGHT * mean over BPSNs of max(0, firing rate - target) to the training "
-        "loss (0: off)",
+        f"loss (0: off; default {default})",
     )
     g.add_argument(
         "--rate-target",
@@ -154,10 +161,17 @@ def add_rate_arguments(g) -> None:
     g.add_argument(
         "--rate-weighting",
         choices=("neuron", "synapse"),
-        default="neuron",
+        default="synapse",
         help="--rate-reg's mean over BPSNs: each alike, or weighted by the synapses its "
-        "spikes drive (neuron)",
+        "spikes drive (synapse)",
     )
+
+
+def resolve_rate_reg(args: argparse.Namespace) -> None:
+    """Fill in ``pretrain``'s default ``--rate-reg`` (None): `PRETRAIN_RATE_REG` under
+    ``--coding individual``, 0 under the codings without BPSN neurons."""
+    if args.rate_reg is None:
+        args.rate_reg = PRETRAIN_RATE_REG if args.coding == "individual" else 0.0
 
 
 def rate_reg(args: argparse.Namespace):
@@ -165,6 +179,7 @@ def rate_reg(args: argparse.Namespace):
     one is refused unless ``--coding individual`` (the only coding with BPSN neurons)."""
     from bpsn_ext.models.spike_rate_loss import RateReg
 
+    resolve_rate_reg(args)
     rate = RateReg(float(args.rate_reg), float(args.rate_target), args.rate_weighting)
     if rate.active and args.coding != "individual":
         raise ValueError(
