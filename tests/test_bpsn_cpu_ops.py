@@ -181,3 +181,33 @@ def test_eager_lane_only_for_plain_tensors():
     inside = []
     torch.func.grad(lambda t: inside.append(_plain_eager((t,))) or t.sum())(x)
     assert inside == [False]
+
+
+def test_torch_func_transforms_take_the_torch_path_and_refuse_an_explicit_native():
+    """The kernel's operators have no functorch rule: under ``torch.func`` the automatic
+    choice runs the torch path (same gradient), and ``method="native"`` says why it cannot."""
+    layer = randomised(channels=4).double()
+    x = torch.randn(20, 3, 4, dtype=torch.float64) + 0.5
+    w = torch.arange(4.0, dtype=x.dtype)
+    assert layer.implementation(x) == "native"
+    g_func = torch.func.grad(lambda t: (layer(t) * w).sum())(x)
+    xr = x.clone().requires_grad_(True)
+    (layer(xr) * w).sum().backward()
+    torch.testing.assert_close(g_func, xr.grad, rtol=1e-10, atol=1e-12)
+    native = bpsn_ext.BPSN(channels=4, method="native").double()
+    with pytest.raises(RuntimeError, match="inside a torch.func transform"):
+        torch.func.grad(lambda t: native(t).sum())(x)
+
+
+def test_the_operators_are_registered_with_the_dispatcher_directly():
+    """Not through ``torch.library.custom_op``: a compiled graph calls the kernel through
+    fewer Python layers; the autograd kernel still differentiates (opcheck above)."""
+    schema = str(torch.ops.bpsn_ext.bpsn_cpu_forward.default._schema)
+    assert "Tensor? mask" in schema and "bool membrane" in schema
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("bpsn_ext::bpsn_cpu_forward", "Autograd")
+    args = op_inputs(masked=True)
+    with torch.no_grad():
+        spikes, *_ = bpsn_cpu_forward(*args)
+    assert not spikes.requires_grad
+    spikes, *_ = bpsn_cpu_forward(*args)
+    assert spikes.grad_fn is not None

@@ -90,47 +90,37 @@ def _run_forward(
     return spikes, mem, ckpt, since
 
 
-@torch.library.custom_op("bpsn_ext::bpsn_cpu_forward", mutates_args=(), device_types="cpu")
-def bpsn_cpu_forward(
-    x: Tensor,
-    decay_f: Tensor,
-    decay_b: Tensor,
-    thr: Tensor,
-    mask: Tensor | None,
-    channels: int,
-    inner: int,
-    fire_ge: int,
-    refractory: int,
-    sg_kind: int,
-    sg_a: float,
-    sg_b: float,
-    membrane: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(spikes, membrane, checkpoints, since)``: spikes ``[T, N, *]``; the fused membrane
-    ``[T, N, *]`` (0 at padded steps) when ``membrane``, else an empty tensor; the
-    checkpoints the backward pass recomputes the membrane from (see `_checkpoints`).  The
-    surrogate (``sg_*``) is used by the backward pass only."""
+_LIB = torch.library.Library("bpsn_ext", "FRAGMENT")
+_LIB.define(
+    "bpsn_cpu_forward(Tensor x, Tensor decay_f, Tensor decay_b, Tensor thr, Tensor? mask, "
+    "int channels, int inner, int fire_ge, int refractory, int sg_kind, float sg_a, "
+    "float sg_b, bool membrane) -> (Tensor, Tensor, Tensor, Tensor)"
+)
+_LIB.define(
+    "bpsn_cpu_backward(Tensor? grad_spikes, Tensor? grad_mem, Tensor? mask, Tensor decay_f, "
+    "Tensor decay_b, Tensor thr, Tensor x, Tensor ckpt, Tensor since, int channels, int inner, "
+    "int fire_ge, int refractory, int sg_kind, float sg_a, float sg_b) "
+    "-> (Tensor, Tensor, Tensor, Tensor)"
+)
+bpsn_cpu_forward = torch.ops.bpsn_ext.bpsn_cpu_forward.default
+"""``(spikes, membrane, checkpoints, since)``: spikes ``[T, N, *]``; the fused membrane
+``[T, N, *]`` (0 at padded steps) when ``membrane``, else an empty tensor; the checkpoints the
+backward pass recomputes the membrane from (see `_checkpoints`).  The surrogate (``sg_*``) is
+used by the backward pass only."""
+bpsn_cpu_backward = torch.ops.bpsn_ext.bpsn_cpu_backward.default
+"""Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``, from
+the forward pass's input and checkpoints (``ckpt``, ``since``)."""
+
+
+def _forward_cpu(x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, *rest):
+    """The CPU kernel of `bpsn_cpu_forward` (``rest``: sg_kind, sg_a, sg_b, membrane)."""
     ints = (channels, inner, fire_ge, refractory)
-    return _run_forward(x, decay_f, decay_b, thr, mask, ints, membrane)
+    return _run_forward(x, decay_f, decay_b, thr, mask, ints, membrane=rest[3])
 
 
-@bpsn_cpu_forward.register_fake
-def _(
-    x,
-    decay_f,
-    decay_b,
-    thr,
-    mask,
-    channels,
-    inner,
-    fire_ge,
-    refractory,
-    sg_kind,
-    sg_a,
-    sg_b,
-    membrane,
-):
-    mem = torch.empty_like(x) if membrane else x.new_empty(0)
+@torch.library.register_fake("bpsn_ext::bpsn_cpu_forward")
+def _(x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, *rest):
+    mem = torch.empty_like(x) if rest[3] else x.new_empty(0)
     return (torch.empty_like(x), mem, *_checkpoints(x, refractory))
 
 
@@ -197,82 +187,63 @@ def _run_backward(
     return grad_x, g_lf, g_lb, g_th
 
 
-@torch.library.custom_op("bpsn_ext::bpsn_cpu_backward", mutates_args=(), device_types="cpu")
-def bpsn_cpu_backward(
-    grad_spikes: Tensor | None,
-    grad_mem: Tensor | None,
-    mask: Tensor | None,
-    decay_f: Tensor,
-    decay_b: Tensor,
-    thr: Tensor,
-    x: Tensor,
-    ckpt: Tensor,
-    since: Tensor,
-    channels: int,
-    inner: int,
-    fire_ge: int,
-    refractory: int,
-    sg_kind: int,
-    sg_a: float,
-    sg_b: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of ``x`` ``[T, N, *]`` and of ``decay_f``, ``decay_b``, ``thr`` ``[C]``, from
-    the forward pass's input and checkpoints (``ckpt``, ``since``)."""
-    return _run_backward(
-        grad_spikes,
-        grad_mem,
-        mask,
-        (decay_f, decay_b, thr),
-        (x, ckpt, since),
-        (channels, inner, fire_ge, refractory),
-        (sg_kind, sg_a, sg_b),
-    )
+def _backward_cpu(grad_spikes, grad_mem, mask, decay_f, decay_b, thr, x, ckpt, since, *rest):
+    """The CPU kernel of `bpsn_cpu_backward` (``rest``: the four ints, then the surrogate)."""
+    params, saved = (decay_f, decay_b, thr), (x, ckpt, since)
+    return _run_backward(grad_spikes, grad_mem, mask, params, saved, rest[:4], rest[4:])
 
 
-@bpsn_cpu_backward.register_fake
-def _(
-    grad_spikes,
-    grad_mem,
-    mask,
-    decay_f,
-    decay_b,
-    thr,
-    x,
-    ckpt,
-    since,
-    channels,
-    inner,
-    fire_ge,
-    refractory,
-    sg_kind,
-    sg_a,
-    sg_b,
-):
-    return (
-        torch.empty_like(x),
-        x.new_empty(channels),
-        x.new_empty(channels),
-        x.new_empty(channels),
-    )
+@torch.library.register_fake("bpsn_ext::bpsn_cpu_backward")
+def _(grad_spikes, grad_mem, mask, decay_f, decay_b, thr, x, ckpt, since, channels, *rest):
+    grads = (x.new_empty(channels) for _ in range(3))
+    return (torch.empty_like(x), *grads)
 
 
-def _setup_context(ctx, inputs, output) -> None:
-    x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, *surrogate = inputs
-    ctx.save_for_backward(x, decay_f, decay_b, thr, mask, output[2], output[3])
-    ctx.ints = (channels, inner, fire_ge, refractory)
-    ctx.surrogate = tuple(surrogate[:3])
-    ctx.mark_non_differentiable(output[2], output[3])
-    ctx.set_materialize_grads(False)
+class _OperatorAutograd(torch.autograd.Function):
+    """The forward operator's autograd: the forward kernel below autograd (``keyset`` as the
+    dispatcher passed it), and the backward operator.  Registered with the dispatcher
+    directly (not through ``torch.library.custom_op``), which leaves fewer Python layers
+    around every call of a compiled graph."""
+
+    @staticmethod
+    def forward(keyset, *args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return bpsn_cpu_forward.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, x, decay_f, decay_b, thr, mask, channels, inner, fire_ge, refractory, *sg = inputs
+        ctx.save_for_backward(x, decay_f, decay_b, thr, mask, output[2], output[3])
+        ctx.ints = (channels, inner, fire_ge, refractory)
+        ctx.surrogate = tuple(sg[:3])
+        ctx.mark_non_differentiable(output[2], output[3])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_mem, _grad_ckpt, _grad_since):
+        x, decay_f, decay_b, thr, mask, ckpt, since = ctx.saved_tensors
+        params = (decay_f, decay_b, thr, x, ckpt, since)
+        grads = bpsn_cpu_backward(grad_spikes, grad_mem, mask, *params, *ctx.ints, *ctx.surrogate)
+        return (None, *grads, *(None,) * 9)
 
 
-def _backward(ctx, grad_spikes, grad_mem, _grad_ckpt, _grad_since):
-    x, decay_f, decay_b, thr, mask, ckpt, since = ctx.saved_tensors
-    params = (decay_f, decay_b, thr, x, ckpt, since)
-    grads = bpsn_cpu_backward(grad_spikes, grad_mem, mask, *params, *ctx.ints, *ctx.surrogate)
-    return (*grads, None, None, None, None, None, None, None, None, None)
+def _forward_autograd(keyset, *args):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args[:4]):
+        return _OperatorAutograd.apply(keyset, *args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return bpsn_cpu_forward.redispatch(keyset & torch._C._after_autograd_keyset, *args)
 
 
-bpsn_cpu_forward.register_autograd(_backward, setup_context=_setup_context)
+def _backward_autograd(keyset, *args):
+    """The backward operator has no derivative of its own (no double backward)."""
+    with torch._C._AutoDispatchBelowAutograd():
+        return bpsn_cpu_backward.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+
+_LIB.impl("bpsn_cpu_forward", _forward_cpu, "CPU")
+_LIB.impl("bpsn_cpu_backward", _backward_cpu, "CPU")
+_LIB.impl("bpsn_cpu_forward", _forward_autograd, "Autograd", with_keyset=True)
+_LIB.impl("bpsn_cpu_backward", _backward_autograd, "Autograd", with_keyset=True)
 
 
 class _EagerNative(torch.autograd.Function):

@@ -207,6 +207,12 @@ def _explicit(impl: str, options: BPSNOptions, x: torch.Tensor, surrogate) -> st
         if reason is not None:
             raise RuntimeError(f"method='triton' was requested but {reason}")
     if impl == "native":
+        if torch._C._are_functorch_transforms_active():
+            raise RuntimeError(
+                "method='native' was requested inside a torch.func transform (grad, vmap, "
+                "jacrev, ...), which the native BPSN CPU kernel does not support; use "
+                "method='auto' there (it runs the torch path)"
+            )
         if not cpu_native.enabled():
             raise RuntimeError(
                 f"method='native' was requested but {cpu_native.ENV_SWITCH}=0 disables the "
@@ -224,6 +230,8 @@ def _native_auto(options: BPSNOptions, x: torch.Tensor, surrogate) -> bool:
     """Under ``auto`` on CPU: the native kernel where it covers the input and builds here."""
     if x.dim() < 3 or 0 in x.shape[:2] or not cpu_native.enabled():
         return False  # odd shapes: the torch path gives its own errors
+    if torch._C._are_functorch_transforms_active():
+        return False  # torch.func transforms: the torch path (the kernel has no functorch rule)
     if _problems("native", options, x, surrogate):
         return False
     reason = cpu_native.load_problem()
