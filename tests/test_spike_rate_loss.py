@@ -152,11 +152,12 @@ def test_pretrain_takes_the_flag_and_refuses_it_without_bpsn(tmp_path):
 
 
 def test_pretraining_defaults_to_the_synapse_weighted_regulariser_under_individual_coding(
-    tmp_path,
+    tmp_path, capsys
 ):
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(f"the dax {w} the wug ." for w in ("blicks", "lorps") * 20) + "\n")
     default = _pretrain(str(text), str(tmp_path / "a"))
+    assert "adds the firing-rate regulariser, weight 1 (synapse" in capsys.readouterr().err
     explicit = _pretrain(
         str(text), str(tmp_path / "b"), "--rate-reg", "1", "--rate-weighting", "synapse"
     )

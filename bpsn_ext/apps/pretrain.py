@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import sys
 
 from bpsn_ext.apps.snn_bert_flags import (
     RUN_PATHS,
@@ -204,7 +205,13 @@ def run_pretrain(args: argparse.Namespace, callbacks=()) -> int:
         torch.set_num_threads(args.threads)
     if not 0.0 < args.mask_prob < 1.0:
         raise ValueError(f"--mask-prob must be in (0, 1), got {args.mask_prob}")
-    resolve_rate_reg(args)  # the run's settings record the weight it trains with
+    if resolve_rate_reg(args):  # the run's settings record the weight it trains with
+        print(
+            f"pretrain: the masked-LM loss adds the firing-rate regulariser, weight "
+            f"{args.rate_reg:g} ({args.rate_weighting}-weighted; the default under individual "
+            "coding, --rate-reg 0 turns it off)",
+            file=sys.stderr,
+        )
     settings = run_settings(vars(args), RUN_PATHS)
     with flag_errors("pretrain"):
         train_config(args, 1)  # its checks (--lr nan, ...) before anything is written

@@ -167,11 +167,14 @@ def add_rate_arguments(g, pretraining: bool = False) -> None:
     )
 
 
-def resolve_rate_reg(args: argparse.Namespace) -> None:
+def resolve_rate_reg(args: argparse.Namespace) -> bool:
     """Fill in ``pretrain``'s default ``--rate-reg`` (None): `PRETRAIN_RATE_REG` under
-    ``--coding individual``, 0 under the codings without BPSN neurons."""
-    if args.rate_reg is None:
-        args.rate_reg = PRETRAIN_RATE_REG if args.coding == "individual" else 0.0
+    ``--coding individual``, 0 under the codings without BPSN neurons.  True when the default
+    turned the regulariser on."""
+    if args.rate_reg is not None:
+        return False
+    args.rate_reg = PRETRAIN_RATE_REG if args.coding == "individual" else 0.0
+    return args.rate_reg > 0
 
 
 def rate_reg(args: argparse.Namespace):
