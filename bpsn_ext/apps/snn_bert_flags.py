@@ -178,11 +178,11 @@ def resolve_rate_reg(args: argparse.Namespace) -> bool:
 
 
 def rate_reg(args: argparse.Namespace):
-    """The `RateReg` of ``--rate-reg``, ``--rate-target`` and ``--rate-weighting``; an active
-    one is refused unless ``--coding individual`` (the only coding with BPSN neurons)."""
+    """The `RateReg` of ``--rate-reg`` (``pretrain`` resolves its default first,
+    `resolve_rate_reg`), ``--rate-target`` and ``--rate-weighting``; an active one is refused
+    unless ``--coding individual`` (the only coding with BPSN neurons)."""
     from bpsn_ext.models.spike_rate_loss import RateReg
 
-    resolve_rate_reg(args)
     rate = RateReg(float(args.rate_reg), float(args.rate_target), args.rate_weighting)
     if rate.active and args.coding != "individual":
         raise ValueError(

@@ -199,6 +199,13 @@ def _(grad_spikes, grad_mem, mask, decay_f, decay_b, thr, x, ckpt, since, channe
     return (torch.empty_like(x), *grads)
 
 
+def _below_autograd(op, keyset, args: tuple):
+    """``op(*args)`` dispatched past the Autograd key (``keyset``: what the dispatcher gave
+    the Autograd kernel), as torch's own custom operators do."""
+    with torch._C._AutoDispatchBelowAutograd():
+        return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+
 class _OperatorAutograd(torch.autograd.Function):
     """The forward operator's autograd: the forward kernel below autograd (``keyset`` as the
     dispatcher passed it), and the backward operator.  Registered with the dispatcher
@@ -207,8 +214,7 @@ class _OperatorAutograd(torch.autograd.Function):
 
     @staticmethod
     def forward(keyset, *args):
-        with torch._C._AutoDispatchBelowAutograd():
-            return bpsn_cpu_forward.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+        return _below_autograd(bpsn_cpu_forward, keyset, args)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -230,14 +236,12 @@ class _OperatorAutograd(torch.autograd.Function):
 def _forward_autograd(keyset, *args):
     if torch.is_grad_enabled() and any(t.requires_grad for t in args[:4]):
         return _OperatorAutograd.apply(keyset, *args)
-    with torch._C._AutoDispatchBelowAutograd():
-        return bpsn_cpu_forward.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+    return _below_autograd(bpsn_cpu_forward, keyset, args)
 
 
 def _backward_autograd(keyset, *args):
     """The backward operator has no derivative of its own (no double backward)."""
-    with torch._C._AutoDispatchBelowAutograd():
-        return bpsn_cpu_backward.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+    return _below_autograd(bpsn_cpu_backward, keyset, args)
 
 
 _LIB.impl("bpsn_cpu_forward", _forward_cpu, "CPU")
