@@ -86,3 +86,20 @@ def test_the_s5_block_mixes_its_spikes_and_its_products_become_accumulates():
     assert mixed.per_sample()["ac"] > 0 and plain.per_sample()["ac"] == 0
     with pytest.raises(ValueError, match=r"s5 block's output must be one of \('glu'"):
         LRAClassifier(1, 3, layer_options={"output": "gelu"}, **kw)
+
+
+@pytest.mark.parametrize("layer", ["binary_s4d", "gsu", "s4d"])
+def test_a_batch_without_padding_takes_the_unmasked_path(layer):
+    # the loaders give lengths for every batch; when none is short, the forward and the
+    # gradients are those of no mask at all (the channel-major path of the FFT blocks)
+    torch.manual_seed(0)
+    model = LRAClassifier(1, 4, layer=layer, d_model=16, n_layers=2, d_state=8, norm="batch")
+    x = torch.randn(20, 6, 1)
+    grads = []
+    for mask in (None, torch.full((6,), 20), torch.ones(20, 6, dtype=torch.bool)):
+        model.zero_grad()
+        out = model(x, mask)
+        out.square().sum().backward()
+        grads.append((out.detach(), model.encoder.weight.grad.clone()))
+    for out, grad in grads[1:]:
+        assert torch.equal(out, grads[0][0]) and torch.equal(grad, grads[0][1])

@@ -391,6 +391,13 @@ def test_layer_flags_reach_the_layers_or_are_refused(tmp_path):
     refused = "--s5-output linear applies to --layer s5, not --layer gsu"
     with pytest.raises(SystemExit, match=refused):
         main(["train", "lra", "--task", "digits", "--layer", "gsu", "--s5-output", "linear", *TINY])
+    assert model_for(layer="gsu").blocks[0].mixer.grad_mode == "default"
+    mixer = model_for(layer="gsu", gsu_grad_mode="surrogate").blocks[0].mixer
+    assert mixer.grad_mode == "surrogate" and mixer.tern_act.log_scale is not None
+    refused = "--gsu-grad-mode surrogate applies to --layer gsu, not --layer binary_s4d"
+    with pytest.raises(SystemExit, match=refused):
+        args = ["--layer", "binary_s4d", "--gsu-grad-mode", "surrogate", *TINY]
+        main(["train", "lra", "--task", "digits", *args])
 
 
 def test_run_config_round_trips_and_refuses_unknown_settings():

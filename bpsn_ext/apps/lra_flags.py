@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from bpsn_ext.data.lra_release import TASKS
+from bpsn_ext.layers.gsu import GRAD_MODES as GSU_GRAD_MODES
 from bpsn_ext.util.cli_args import positive_int, seed_int
 
 
@@ -149,6 +150,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=S,
         help="s5: the feature mixing of the spikes, glu (default: Linear H -> 2H, a * "
         "sigmoid(b)), linear (H -> H) or none (the spikes go to the residual sum)",
+    )
+    m.add_argument(
+        "--gsu-grad-mode",
+        choices=GSU_GRAD_MODES,
+        default=S,
+        help="gsu: how gradients pass the two ternarisations, default (STE on the weights), "
+        "nsa_shared, surrogate (ATan at both thresholds, learnable scales) or prf_surrogate "
+        "(the PRF code's GSU); see docs/ssm.md",
     )
 
 

@@ -204,6 +204,8 @@ class LRAClassifier(nn.Module):
             )
         T, N = x.shape[:2]
         m = as_mask(mask, T, N, x.device)
+        if m is not None and bool(m.all()):
+            m = None  # no padding in this batch: the unmasked (channel-major) path, same maths
         if self.layer in CHANNEL_MAJOR and all(b.fused for b in self.blocks):
             h = self._encode_channel_major(x)  # the FFT blocks run channel-major: no transposes
         else:

@@ -109,6 +109,7 @@ class LRARunConfig:
     bidirectional_convention: str = "lag0"
     surrogate: str | None = None
     s5_output: str = "glu"
+    gsu_grad_mode: str = "default"
     # data
     data: str | None = None
     hf: str | None = None
@@ -236,6 +237,13 @@ class LRARunConfig:
         elif self.s5_output != "glu":
             raise ConflictingArgumentsError(
                 f"{{s5_output:{self.s5_output}}} applies to {{layer:s5}}, "
+                f"not {{layer:{self.layer}}}"
+            )
+        if self.layer == "gsu":
+            opts["grad_mode"] = self.gsu_grad_mode
+        elif self.gsu_grad_mode != "default":
+            raise ConflictingArgumentsError(
+                f"{{gsu_grad_mode:{self.gsu_grad_mode}}} applies to {{layer:gsu}}, "
                 f"not {{layer:{self.layer}}}"
             )
         return opts
