@@ -2,9 +2,9 @@
 
 The step: `bpsn_ext.models.build_lra_model` with the ``"sequential"`` preset (s4
 ``example.py``: LayerNorm post-norm, tied dropout 0.1, GLU) at the given size, input
-``[L, batch, 1]``, cross-entropy, backward, AdamW step.  ``fused`` is the default model;
-``unfused`` the same weights with `bpsn_ext.layers.set_fused` ``False`` (the op-by-op
-reference).
+``[L, batch, 1]`` with its lengths (as `train lra` gives every batch), cross-entropy, backward,
+AdamW step.  ``fused`` is the default model; ``unfused`` the same weights with
+`bpsn_ext.layers.set_fused` ``False`` (the op-by-op reference).
 
 The floor runs only the FFTs and matmuls of that step, on tensors allocated beforehand, each
 in its most favourable layout, per block:
@@ -53,6 +53,7 @@ def train_step_fns(
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(L, batch, 1, generator=gen)
     y = torch.randint(0, 10, (batch,), generator=gen)
+    lengths = torch.full((batch,), L)  # as `train lra` batches come: lengths, none short
     fns = {}
     for name, fused in (("fused", True), ("unfused", False)):
         model = _model(layer, d_model, n_layers, d_state, fused, seed)
@@ -60,7 +61,7 @@ def train_step_fns(
 
         def step(model=model, opt=opt) -> None:
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
+            torch.nn.functional.cross_entropy(model(x, lengths), y).backward()
             opt.step()
 
         fns[name] = step
