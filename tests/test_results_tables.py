@@ -1,0 +1,95 @@
+"""The training tables of docs/results.md are their metrics JSON.
+
+Each row of the sequential Fashion-MNIST 4 x 64 table names a run whose `train lra
+--metrics-json` file is committed in `benchmarks/results/lra/`. The row's parameters, validation
+accuracy per epoch, final test accuracy, firing rate, energy and operation counts are
+recomputed from that file at the digits the table writes, so a rerun that replaces a JSON, or a
+hand-edited cell, fails here."""
+
+from __future__ import annotations
+
+import json
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LRA = REPO / "benchmarks" / "results" / "lra"
+PAGE = REPO / "docs" / "results.md"
+FMNIST_4X64 = "## Sequential Fashion-MNIST at 4 x 64, trained to a 6-epoch schedule"
+
+# first cell of a row -> the stem of its metrics JSON (fashion_mnist_4x64_<stem>.json)
+FMNIST_4X64_RUNS = {
+    "Binary S4D": "binary_s4d",
+    "S4D (reference)": "s4d",
+    "GSU": "gsu",
+    "GSU, `--gsu-grad-mode surrogate`": "gsu_surrogate",
+    "spiking S5": "s5",
+    "spiking S5, GLU block (`--s5-output glu --d-state 32`)": "s5_glu",
+    "spiking S5, GLU block, `d_state` 64 (`--s5-output glu`)": "s5_glu64",
+}
+
+
+def table_rows(heading: str) -> dict[str, list[str]]:
+    """The body rows of the first table after `heading`, by first cell: the other cells."""
+    lines = PAGE.read_text(encoding="utf-8").splitlines()
+    assert heading in lines, f"docs/results.md: no heading {heading!r} (renamed? update this test)"
+    rows: dict[str, list[str]] = {}
+    for line in lines[lines.index(heading) + 1 :]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        elif rows:
+            break
+    header, separator, *body = rows
+    return {label: rows[label] for label in body}
+
+
+def metrics(stem: str) -> dict:
+    return json.loads((LRA / f"fashion_mnist_4x64_{stem}.json").read_text(encoding="utf-8"))
+
+
+def rounded(value: float | Decimal, digits: int) -> str:
+    """`value` at `digits` decimals, halves up (0.9135 is 91.4 %, not the float's 91.3)."""
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    return str(exact.quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP))
+
+
+def percent(accuracy: float, digits: int) -> str:
+    return rounded(100 * Decimal(repr(accuracy)), digits)
+
+
+def expected_cells(stem: str) -> list[str]:
+    """The row's cells after the first, written from the run's metrics JSON."""
+    run = metrics(stem)
+    vals = " / ".join(percent(h["eval_accuracy"], 1) for h in run["history"])
+    early = []
+    for epoch in (3, 4):
+        path = LRA / f"fashion_mnist_4x64_{stem}_epoch{epoch}.json"
+        found = path.exists()
+        early.append(percent(json.loads(path.read_text())["accuracy"], 1) if found else "–")
+    tests = " / ".join([*early, f"**{percent(run['test']['accuracy'], 2)}**"])
+    energy = run["energy"]
+    spiking = run["layer"] != "s4d"
+    rate = rounded(energy["mean_firing_rate"], 3) if spiking else "–"
+    ops = f"{rounded(energy['mac'] / 1e6, 1)}M MAC"
+    if energy["ac"]:
+        ops += f" + {rounded(energy['ac'] / 1e6, 1)}M AC"
+    uj = f"{rounded(energy['energy_pJ'] / 1e6, 0)} uJ"
+    return [f"{run['parameters']:,}", vals, tests, rate, uj, ops]
+
+
+def test_the_4x64_table_names_every_committed_run_once():
+    rows = table_rows(FMNIST_4X64)
+    assert sorted(rows) == sorted(FMNIST_4X64_RUNS)
+    stems = {p.stem.removeprefix("fashion_mnist_4x64_") for p in LRA.glob("fashion_mnist_4x64_*")}
+    whole_runs = {s for s in stems if not s.rsplit("_", 1)[-1].startswith("epoch")}
+    assert whole_runs == set(FMNIST_4X64_RUNS.values())
+
+
+@pytest.mark.parametrize("label", sorted(FMNIST_4X64_RUNS))
+def test_a_4x64_row_is_its_metrics_json(label):
+    assert table_rows(FMNIST_4X64)[label] == expected_cells(FMNIST_4X64_RUNS[label])
