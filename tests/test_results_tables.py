@@ -1,10 +1,10 @@
 """The training tables of docs/results.md are their metrics JSON.
 
-Each row of the sequential Fashion-MNIST 4 x 64 table names a run whose `train lra
---metrics-json` file is committed in `benchmarks/results/lra/`. The row's parameters, validation
-accuracy per epoch, final test accuracy, firing rate, energy and operation counts are
-recomputed from that file at the digits the table writes, so a rerun that replaces a JSON, or a
-hand-edited cell, fails here."""
+Each row of the sequential Fashion-MNIST 4 x 64, sequential digits and short ListOps tables
+names a run whose `train lra --metrics-json` file is committed in `benchmarks/results/lra/`.
+The row's parameters, validation and test accuracy, firing rate, energy, operation counts (and
+wall time) are recomputed from that file at the digits the table writes, halves rounded up, so
+a rerun that replaces a JSON, or a hand-edited cell, fails here."""
 
 from __future__ import annotations
 
@@ -93,3 +93,67 @@ def test_the_4x64_table_names_every_committed_run_once():
 @pytest.mark.parametrize("label", sorted(FMNIST_4X64_RUNS))
 def test_a_4x64_row_is_its_metrics_json(label):
     assert table_rows(FMNIST_4X64)[label] == expected_cells(FMNIST_4X64_RUNS[label])
+
+
+DIGITS = "## Sequential digits (64 steps of one pixel)"
+LISTOPS_SHORT = "## ListOps, generated at short lengths"
+
+# first cell of a row -> the stem of its metrics JSON, per table; the S4D row's energy is the
+# table's reference, which the permuted run is not compared with
+SMALL_TABLES = {
+    DIGITS: {
+        "Binary S4D (`binary_s4d`)": "digits_binary_s4d",
+        "GSU (`gsu`)": "digits_gsu",
+        "spiking S5 (`s5`)": "digits_s5",
+        "S4D (`s4d`, reference)": "digits_s4d",
+        "BPSN (`bpsn`: Linear + BPSN, no SSM)": "digits_bpsn",
+        "Binary S4D, bit-reversal permuted": "digits_bitreversal_binary_s4d",
+    },
+    LISTOPS_SHORT: {
+        "Binary S4D": "listops_short_binary_s4d",
+        "GSU": "listops_short_gsu",
+        "spiking S5": "listops_short_s5",
+        "S4D (reference)": "listops_short_s4d",
+    },
+}
+
+
+def run_json(stem: str) -> dict:
+    return json.loads((LRA / f"{stem}.json").read_text(encoding="utf-8"))
+
+
+def small_table_cells(stem: str, reference_pj: float | None) -> list[str]:
+    """A row of the digits or short-ListOps table from its metrics JSON (bold dropped);
+    `reference_pj`: S4D's energy per sample, None where the row has no ratio."""
+    run = run_json(stem)
+    energy = run["energy"]
+    spiking = run["layer"] != "s4d"
+    ops = f"{rounded(energy['mac'] / 1e6, 2)}M MAC"
+    if energy["ac"]:
+        ops += f" + {rounded(energy['ac'] / 1e3, 0)}k AC"
+    ratio = f"{rounded(reference_pj / energy['energy_pJ'], 2)}x" if reference_pj else "–"
+    return [
+        f"{run['parameters']:,}",
+        percent(run["test"]["accuracy"], 1),
+        percent(run["history"][-1]["eval_accuracy"], 1),
+        rounded(energy["mean_firing_rate"], 3) if spiking else "–",
+        f"{rounded(energy['energy_pJ'] / 1e6, 2)} uJ",
+        ops,
+        ratio,
+        f"{rounded(run['wall_time_s'], 0)} s",
+    ]
+
+
+@pytest.mark.parametrize("heading", sorted(SMALL_TABLES))
+def test_a_small_table_is_its_metrics_json(heading):
+    runs = SMALL_TABLES[heading]
+    rows = table_rows(heading)
+    assert sorted(rows) == sorted(runs)
+    (reference,) = [stem for stem in runs.values() if run_json(stem)["layer"] == "s4d"]
+    reference_pj = run_json(reference)["energy"]["energy_pJ"]
+    for label, stem in runs.items():
+        cells = [c.replace("**", "") for c in rows[label]]
+        if heading == DIGITS:  # its second column says how the layer spikes
+            cells = cells[1:]
+        permuted = stem == "digits_bitreversal_binary_s4d"
+        assert cells == small_table_cells(stem, None if permuted else reference_pj), label
