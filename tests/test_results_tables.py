@@ -1,10 +1,11 @@
 """The training tables of docs/results.md are their metrics JSON.
 
-Each row of the sequential Fashion-MNIST 4 x 64, sequential digits and short ListOps tables
-names a run whose `train lra --metrics-json` file is committed in `benchmarks/results/lra/`.
-The row's parameters, validation and test accuracy, firing rate, energy, operation counts (and
-wall time) are recomputed from that file at the digits the table writes, halves rounded up, so
-a rerun that replaces a JSON, or a hand-edited cell, fails here."""
+Each row of the sequential Fashion-MNIST 4 x 64, sequential digits, short ListOps and
+Pathfinder tables names a run whose `train lra --metrics-json` file is committed in
+`benchmarks/results/lra/`. The row's parameters, validation and test accuracy, firing rate,
+energy, operation counts (and wall time) are recomputed from that file at the digits the table
+writes, halves rounded up, so a rerun that replaces a JSON, or a hand-edited cell, fails here.
+The epoch tables (ListOps and Pathfinder at LRA length) are their run's history."""
 
 from __future__ import annotations
 
@@ -31,19 +32,21 @@ FMNIST_4X64_RUNS = {
 }
 
 
-def table_rows(heading: str) -> dict[str, list[str]]:
-    """The body rows of the first table after `heading`, by first cell: the other cells."""
+def table_rows(heading: str, index: int = 0) -> dict[str, list[str]]:
+    """The body rows of table `index` (0: the first) of the section under `heading`, by first
+    cell: the other cells, stripped."""
     lines = PAGE.read_text(encoding="utf-8").splitlines()
     assert heading in lines, f"docs/results.md: no heading {heading!r} (renamed? update this test)"
-    rows: dict[str, list[str]] = {}
+    tables: list[dict[str, list[str]]] = [{}]
     for line in lines[lines.index(heading) + 1 :]:
-        if line.startswith("## "):
+        if line.startswith(("## ", "### ")):
             break
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-        elif rows:
-            break
+            tables[-1][cells[0]] = cells[1:]
+        elif tables[-1]:
+            tables.append({})
+    rows = tables[index]
     header, separator, *body = rows
     return {label: rows[label] for label in body}
 
@@ -157,3 +160,54 @@ def test_a_small_table_is_its_metrics_json(heading):
             cells = cells[1:]
         permuted = stem == "digits_bitreversal_binary_s4d"
         assert cells == small_table_cells(stem, None if permuted else reference_pj), label
+
+
+LISTOPS_20K = "### ListOps at LRA length, 20,000 training sequences"
+SUBSETS = "## LRA lengths on CPU-sized subsets (Binary S4D)"
+PATHFINDER = "### Pathfinder-32 with 20,000 and 10,000 generated images"
+
+# (heading, table index) -> the run whose history the epoch table shows
+EPOCH_TABLES = {
+    (LISTOPS_20K, 0): "listops20k_binary_s4d",
+    (SUBSETS, 0): "listops_long_binary_s4d",
+    (SUBSETS, 1): "pf32_binary_s4d",
+}
+EPOCH_ROWS = {"train loss": ("train_loss", 3), "val loss": ("eval_loss", 3), "val acc %": None}
+
+
+@pytest.mark.parametrize("where", sorted(EPOCH_TABLES))
+def test_an_epoch_table_is_its_runs_history(where):
+    history = run_json(EPOCH_TABLES[where])["history"]
+    rows = table_rows(*where)
+    assert rows, where
+    for label, cells in rows.items():
+        key, digits = EPOCH_ROWS[label] or ("eval_accuracy", None)
+        if digits is None:
+            expected = [percent(h[key], 1) for h in history]
+        else:
+            expected = [rounded(h[key], digits) for h in history]
+        assert cells == expected, (where, label)
+
+
+# first cell -> (the run's JSON stem, what its test cell adds after the number)
+PATHFINDER_RUNS = {
+    "contour length 14 (LRA's), 20,000 images": ("pf32_25k_binary_s4d", " (chance 50)"),
+    "contour length 6, 10,000 images": ("pf32_6_binary_s4d", ""),
+}
+
+
+@pytest.mark.parametrize("label", sorted(PATHFINDER_RUNS))
+def test_a_pathfinder_row_is_its_metrics_json(label):
+    stem, note = PATHFINDER_RUNS[label]
+    run = run_json(stem)
+    history, energy = run["history"], run["energy"]
+    losses = " / ".join(rounded(history[e - 1]["train_loss"], 3) for e in (1, 9, 18))
+    test = f"**{percent(run['test']['accuracy'], 1)}**{note}"
+    expected = [
+        " / ".join(percent(h["eval_accuracy"], 1) for h in history),
+        losses,
+        test,
+        rounded(energy["mean_firing_rate"], 3),
+        f"{rounded(energy['energy_pJ'] / 1e6, 0)} uJ",
+    ]
+    assert table_rows(PATHFINDER)[label] == expected
