@@ -29,6 +29,7 @@ FMNIST_4X64_RUNS = {
     "spiking S5": "s5",
     "spiking S5, GLU block (`--s5-output glu --d-state 32`)": "s5_glu",
     "spiking S5, GLU block, `d_state` 64 (`--s5-output glu`)": "s5_glu64",
+    "spiking S5, GLU block, `d_state` 128 (`--d-state 128`)": "s5_glu128",
 }
 
 
