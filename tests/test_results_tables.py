@@ -52,10 +52,6 @@ def table_rows(heading: str, index: int = 0) -> dict[str, list[str]]:
     return {label: rows[label] for label in body}
 
 
-def metrics(stem: str) -> dict:
-    return json.loads((LRA / f"fashion_mnist_4x64_{stem}.json").read_text(encoding="utf-8"))
-
-
 def rounded(value: float | Decimal, digits: int) -> str:
     """`value` at `digits` decimals, halves up (0.9135 is 91.4 %, not the float's 91.3)."""
     exact = value if isinstance(value, Decimal) else Decimal(repr(value))
@@ -68,13 +64,13 @@ def percent(accuracy: float, digits: int) -> str:
 
 def expected_cells(stem: str) -> list[str]:
     """The row's cells after the first, written from the run's metrics JSON."""
-    run = metrics(stem)
+    run = run_json(f"fashion_mnist_4x64_{stem}")
     vals = " / ".join(percent(h["eval_accuracy"], 1) for h in run["history"])
     early = []
     for epoch in (3, 4):
-        path = LRA / f"fashion_mnist_4x64_{stem}_epoch{epoch}.json"
-        found = path.exists()
-        early.append(percent(json.loads(path.read_text())["accuracy"], 1) if found else "–")
+        copy = f"fashion_mnist_4x64_{stem}_epoch{epoch}"
+        found = (LRA / f"{copy}.json").exists()
+        early.append(percent(run_json(copy)["accuracy"], 1) if found else "–")
     tests = " / ".join([*early, f"**{percent(run['test']['accuracy'], 2)}**"])
     energy = run["energy"]
     spiking = run["layer"] != "s4d"
@@ -173,7 +169,12 @@ EPOCH_TABLES = {
     (SUBSETS, 0): "listops_long_binary_s4d",
     (SUBSETS, 1): "pf32_binary_s4d",
 }
-EPOCH_ROWS = {"train loss": ("train_loss", 3), "val loss": ("eval_loss", 3), "val acc %": None}
+# first cell of an epoch table's row -> its cell for one epoch of the history
+EPOCH_ROWS = {
+    "train loss": lambda h: rounded(h["train_loss"], 3),
+    "val loss": lambda h: rounded(h["eval_loss"], 3),
+    "val acc %": lambda h: percent(h["eval_accuracy"], 1),
+}
 
 
 @pytest.mark.parametrize("where", sorted(EPOCH_TABLES))
@@ -182,12 +183,7 @@ def test_an_epoch_table_is_its_runs_history(where):
     rows = table_rows(*where)
     assert rows, where
     for label, cells in rows.items():
-        key, digits = EPOCH_ROWS[label] or ("eval_accuracy", None)
-        if digits is None:
-            expected = [percent(h[key], 1) for h in history]
-        else:
-            expected = [rounded(h[key], digits) for h in history]
-        assert cells == expected, (where, label)
+        assert cells == [EPOCH_ROWS[label](h) for h in history], (where, label)
 
 
 # first cell -> (the run's JSON stem, what its test cell adds after the number)
