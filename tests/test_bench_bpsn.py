@@ -11,7 +11,10 @@ import torch
 from bpsn_ext import BPSN
 from bpsn_ext.bench import bpsn_bench as bench_bpsn
 from bpsn_ext.bench import bpsn_settings
+from bpsn_ext.bench.bpsn_rounds import _row as bench_row
+from bpsn_ext.bench.neuron_zoo import NativeKernels, neurons
 from bpsn_ext.cli import build_parser, main
+from bpsn_ext.kernels import cpu_native
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATS = {"median_ms", "min_ms", "mean_ms", "max_ms", "std_ms", "repeats"}
@@ -45,7 +48,7 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
     assert cfg["T"] == [128, 512] and cfg["quick"] is True
     assert cfg["batch"] == 8 and cfg["features"] == 256
     assert cfg["repeats_per_T"] == {"128": 2, "512": 2} and cfg["matmul_max_T"] == 128
-    assert cfg["fast_rows"] == ["bpsn", "floor", "floor_fresh"]
+    assert cfg["fast_rows"] == ["bpsn", "bpsn_kernels", "floor", "floor_fresh"]
     assert {"torch", "spikingjelly", "snntorch", "torch_threads"} <= set(env)
     assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
 
@@ -72,6 +75,12 @@ def test_quick_run_writes_json_and_prints_table(tmp_path, capsys):
         _row(report, "bpsn", 512)["fwd_bwd"]["median_ms"] / fresh["fwd_bwd"]["median_ms"]
     )
     assert "BPSN fwd+bwd / memory floor with fresh outputs at T=512:" in out
+    if cpu_native.available():
+        kernels = _row(report, "bpsn_kernels", 512)
+        assert report["headline"]["kernels_fwd_bwd_over_floor_min_times"]["512"] == pytest.approx(
+            kernels["fwd_bwd"]["min_ms"] / floor["fwd_bwd"]["min_ms"]
+        )
+        assert "BPSN kernels alone fwd+bwd / memory floor at T=512:" in out
     assert cfg["floor_rounds_per_T"] == {"128": 4, "512": 4} and cfg["floor_warmup"] == 2
     for row in rows:
         assert row["status"] in ("ok", "skipped")
@@ -170,6 +179,46 @@ def test_conv_shaped_rows_run_bpsn_on_channels(tmp_path, monkeypatch):
     assert all(r["status"] == "ok" for r in report["results"])
     with pytest.raises(ValueError, match="spatial must be an int >= 0"):
         bench_bpsn.run(T=[16], spatial=-1, json_path=None, verbose=False)
+
+
+native_only = pytest.mark.skipif(not cpu_native.available(), reason="no native kernel here")
+
+
+@native_only
+@pytest.mark.parametrize("shape", [(40, 3, 6), (40, 2, 4, 3, 3)])
+def test_kernels_alone_row_computes_what_the_default_bpsn_computes(shape):
+    torch.manual_seed(0)
+    x = torch.randn(shape) + 0.5
+    g = torch.randn(shape)
+    leaf = x.clone().requires_grad_(True)
+    reference = BPSN(shape[2])
+    y = reference(leaf)
+    y.backward(g)
+    assert reference.implementation(x) == "native"
+
+    kernels = NativeKernels(shape[2])
+    assert torch.equal(kernels(x), y)  # the forward kernel alone
+    spikes = kernels(x, g)
+    assert torch.equal(spikes, y) and torch.equal(kernels.buffers["grad_x"], leaf.grad)
+    pointers = {k: t.data_ptr() for k, t in kernels.buffers.items()}
+    kernels(x, g)
+    assert {k: t.data_ptr() for k, t in kernels.buffers.items()} == pointers  # reused
+    longer = torch.randn(48, *shape[1:])
+    assert kernels(longer).shape == longer.shape  # a new shape gets new arrays
+    assert kernels.buffers["grad_x"].shape == longer.shape
+
+
+def test_kernels_alone_row_is_cpu_only_and_skipped_without_the_kernel(monkeypatch):
+    (row,) = neurons(["bpsn_kernels"], 512)
+    args = (None, 2, 4, 0, None, None, None, None, 0)  # T, batch, features, spatial, ..., seed
+    settings = bpsn_settings.BenchSettings.of(True, ["bpsn_kernels"], *args)
+    cuda = bench_row(row, 16, torch.zeros(16, 2, 4), settings, torch.device("cuda"))
+    assert cuda["status"] == "skipped" and cuda["note"] == "skipped: CPU only (device cuda)"
+    monkeypatch.setattr(cpu_native, "unavailable_reason", lambda: "no compiler")
+    (row,) = neurons(["bpsn_kernels"], 512)
+    cpu = bench_row(row, 16, torch.zeros(16, 2, 4), settings, torch.device("cpu"))
+    assert cpu["status"] == "skipped"
+    assert cpu["note"] == "skipped: no native kernel (no compiler)"
 
 
 def test_json_defaults_to_benchmarks_results(tmp_path, monkeypatch, capsys):

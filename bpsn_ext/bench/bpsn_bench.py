@@ -35,6 +35,12 @@ spell of a shared machine slows them alike.  Neurons (``NEURON_KEYS``):
 * ``bpsn_compiled``: the default BPSN under ``torch.compile(fullgraph=True)`` (inductor): the
   native kernel runs as the ``bpsn_ext::bpsn_cpu_forward`` operator inside the compiled graph.
   Compiling takes a minute per T (in the untimed first call), so ``quick`` runs leave it out;
+* ``bpsn_kernels``: the default BPSN's two native CPU kernels alone
+  (`neuron_zoo.NativeKernels`): the forward kernel, and for fwd+bwd the forward and then the
+  backward kernel with the same output gradient, every output written into arrays allocated
+  once, with no autograd around them.  Its time over ``bpsn``'s splits the eager pass into
+  the kernels' own work and the rest (fresh outputs, autograd, Python).  CPU only, and only
+  where the native kernel builds (else a skipped row);
 * ``floor``: not a neuron but the memory floor: the time to stream the bytes of a forward (3
   arrays of the input's size: read x, write spikes and a membrane) and of a forward+backward
   (6 distinct arrays: also read the output's gradient and the membrane, write the input's),
@@ -54,9 +60,10 @@ above appear in the table as skipped rows with a note.
 Sequential neurons need seconds per call at T = 8192, so the repeats shrink with T
 (``repeats_for``).  The peak-memory pass runs first; beyond T = 256 it and one untimed forward
 per neuron replace the full warm-up rounds (``warmup_for``).  The cheap rows whose ratios are
-read (``bpsn``, ``bpsn_compiled``, ``floor``, ``floor_fresh``) get at least ``floor_rounds``
-timed rounds (30; quick: 4) after 2 untimed ones, spread over the same rotation as the slow
-rows, so the floor is measured as often and under the same load as what is compared with it.
+read (``bpsn``, ``bpsn_compiled``, ``bpsn_kernels``, ``floor``, ``floor_fresh``) get at least
+``floor_rounds`` timed rounds (30; quick: 4) after 2 untimed ones, spread over the same
+rotation as the slow rows, so the floor is measured as often and under the same load as what
+is compared with it.
 
 Modules: `bpsn_settings` (defaults, the settings record), `neuron_zoo` (the rows),
 `bpsn_rounds` (one T: memory pass and timed rotation), `bpsn_report` (headline, table).
@@ -223,7 +230,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="floor_rounds",
         type=positive_int,
         default=S,
-        help="least timed rounds of the cheap rows: bpsn, bpsn_compiled, floor (30; --quick: 4)",
+        help="least timed rounds of the cheap rows: bpsn, bpsn_compiled, bpsn_kernels, floor, "
+        "floor_fresh (30; --quick: 4)",
     )
     parser.add_argument(
         "--matmul-max-T",

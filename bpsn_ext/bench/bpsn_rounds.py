@@ -21,7 +21,7 @@ from bpsn_ext.bench.bpsn_settings import (
     warmup_for,
 )
 from bpsn_ext.bench.measure import peak_memory_bytes, time_fns
-from bpsn_ext.bench.neuron_zoo import Floor, Neuron
+from bpsn_ext.bench.neuron_zoo import Floor, NativeKernels, Neuron
 
 __all__ = ["measure_T"]
 
@@ -40,6 +40,14 @@ def _closures(
     grad = _output_grad(x)
     if isinstance(module, Floor):
         return (lambda: module(x, 3)), (lambda record=None: module(x, 6))
+    if isinstance(module, NativeKernels):  # no autograd: the two kernels, outputs reused
+
+        def kernels(record: dict | None = None) -> None:
+            y = module(x, grad)
+            if record is not None:
+                record["firing_rate"] = y.float().mean().item()
+
+        return (lambda: module(x)), kernels
 
     def forward() -> None:
         if n.reset is not None:
@@ -89,6 +97,8 @@ def _row(n: Neuron, T: int, x: torch.Tensor, s: BenchSettings, dev: torch.device
         row["method"] = _METHODS[n.key]
     if n.missing is not None:
         row.update(status="skipped", note=n.missing)
+    elif n.cpu_only and dev.type != "cpu":
+        row.update(status="skipped", note=f"skipped: CPU only (device {dev})")
     elif n.max_T is not None and T > n.max_T:
         row.update(status="skipped", note=n.max_T_note)
     return row

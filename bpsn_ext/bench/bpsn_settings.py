@@ -47,6 +47,7 @@ NEURON_KEYS = (
     "snntorch_leaky",
     "snntorch_state_leaky",
     "bpsn_compiled",
+    "bpsn_kernels",
     "floor",
     "floor_fresh",
 )
@@ -54,6 +55,7 @@ QUICK_SKIP = ("bpsn_compiled",)  # a minute of compiling per T
 FAST_KEYS = (
     "bpsn",
     "bpsn_compiled",
+    "bpsn_kernels",
     "floor",
     "floor_fresh",
 )  # timed with `floor_rounds_for` rounds

@@ -12,7 +12,7 @@ from torch import nn
 from bpsn_ext.bench.bpsn_settings import MATMUL_MAX_T, NEURON_KEYS
 from bpsn_ext.bench.measure import package_version
 
-__all__ = ["Neuron", "Floor", "neurons"]
+__all__ = ["Neuron", "Floor", "NativeKernels", "neurons"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Neuron:
     max_T: int | None = None
     max_T_note: str = ""
     missing: str | None = None  # why the neuron is not available here (None: available)
+    cpu_only: bool = False  # skipped on other devices
 
 
 def _direct(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,39 @@ class Floor(nn.Module):
         return a[2]
 
 
+class NativeKernels(nn.Module):
+    """The default BPSN's two native CPU kernels alone: ``forward(x)`` runs the forward
+    kernel, ``forward(x, grad)`` the forward and then the backward kernel with the output
+    gradient ``grad``; both write into arrays allocated once (no fresh outputs, no autograd),
+    so the row times the kernels' own work.  Returns the spikes ``[T, N, *]``; the input's
+    gradient is ``buffers["grad_x"]`` (see `bpsn_cpu_ops.native_kernels_into`)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        from bpsn_ext import BPSN
+
+        self.neuron = BPSN(features)
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor, grad: torch.Tensor | None = None) -> torch.Tensor:
+        from bpsn_ext.kernels.bpsn_cpu_ops import native_kernels_into
+        from bpsn_ext.kernels.dispatch import surrogate_args
+
+        n = self.neuron
+        with torch.no_grad():
+            sg, dim = surrogate_args(n.surrogate_function), n.resolve_channel_dim(x)
+            args = (n.params(x), n.options, sg, dim, self.buffers)
+            return native_kernels_into(x, *args, grad=grad)
+
+
+def _native_missing() -> str | None:
+    """Why the native kernel cannot run here (None: it can)."""
+    from bpsn_ext.kernels import cpu_native
+
+    reason = cpu_native.unavailable_reason()
+    return None if reason is None else f"skipped: no native kernel ({reason})"
+
+
 def _bpsn_neurons() -> list[Neuron]:
     from bpsn_ext import BPSN
 
@@ -87,6 +121,13 @@ def _bpsn_neurons() -> list[Neuron]:
             _direct,
         ),
         Neuron("bpsn", "BPSN (default)", lambda T, C: BPSN(C), _direct),
+        Neuron(
+            "bpsn_kernels",
+            "BPSN kernels alone",
+            lambda T, C: NativeKernels(C),
+            _direct,
+            cpu_only=True,
+        ),
         Neuron("bpsn_torch", "BPSN torch path", lambda T, C: BPSN(C, method="chunked"), _direct),
         Neuron(
             "bpsn_matmul",
@@ -183,4 +224,6 @@ def neurons(keys: Sequence[str], matmul_max_T: int) -> list[Neuron]:
         max_T=matmul_max_T,
         max_T_note=f"skipped: T > {matmul_max_T} ([C, T, T] kernel: quadratic time and memory)",
     )
+    if "bpsn_kernels" in keys:  # building the kernel takes seconds: only when asked for
+        by_key["bpsn_kernels"] = replace(by_key["bpsn_kernels"], missing=_native_missing())
     return [by_key[k] for k in NEURON_KEYS if k in keys]

@@ -25,7 +25,13 @@ from bpsn_ext.core.masks import as_mask
 from bpsn_ext.kernels import cpu_native
 from bpsn_ext.kernels.launch_args import channel_layout, per_channel
 
-__all__ = ["bpsn_cpu_forward", "bpsn_cpu_backward", "bpsn_native", "checkpoint_rows"]
+__all__ = [
+    "bpsn_cpu_forward",
+    "bpsn_cpu_backward",
+    "bpsn_native",
+    "native_kernels_into",
+    "checkpoint_rows",
+]
 
 
 def checkpoint_rows(T: int) -> int:
@@ -56,16 +62,17 @@ def _run_forward(
     mask: Tensor | None,
     ints: tuple[int, int, int, int],
     membrane: bool,
+    out: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The forward kernel call (``ints``: channels, inner, fire_ge, refractory); returns
-    what `bpsn_cpu_forward` returns."""
+    what `bpsn_cpu_forward` returns.  ``out``: the spikes, checkpoint and counter arrays to
+    write into (see `native_kernels_into`), else new ones."""
     channels, inner, fire_ge, refractory = ints
     x = x.contiguous()
     T, N = x.shape[:2]
     M = x.numel() // T
-    spikes = torch.empty_like(x)
+    spikes, ckpt, since = out or (torch.empty_like(x), *_checkpoints(x, refractory))
     mem = torch.empty_like(x) if membrane else x.new_empty(0)
-    ckpt, since = _checkpoints(x, refractory)
     lib = cpu_native._load_default()
     status = getattr(lib, f"bpsn_cpu_forward_{cpu_native._DTYPES[x.dtype]}")(
         x.data_ptr(),
@@ -143,10 +150,11 @@ def _run_backward(
     saved: tuple[Tensor, Tensor, Tensor],
     ints: tuple[int, int, int, int],
     surrogate: tuple[int, float, float],
+    out: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The backward kernel call (``params``: decay_f, decay_b, thr; ``saved``: x, ckpt,
     since; ``ints`` as in `_run_forward`; ``surrogate``: kind, a, b); returns what
-    `bpsn_cpu_backward` returns."""
+    `bpsn_cpu_backward` returns, written into ``out`` where given."""
     (decay_f, decay_b, thr), (x, ckpt, since) = params, saved
     channels, inner, fire_ge, refractory = ints
     x = x.contiguous()
@@ -155,8 +163,9 @@ def _run_backward(
     g, g_const = _spike_grad(grad_spikes, x.dtype)
     no_mem = grad_mem is None or grad_mem.numel() == 0  # empty: no membrane was asked for
     gm = None if no_mem else grad_mem.to(x.dtype).contiguous()
-    grad_x = torch.empty_like(x)
-    g_lf, g_lb, g_th = (x.new_empty(channels) for _ in range(3))
+    new = out is None
+    grad_x = torch.empty_like(x) if new else out[0]
+    g_lf, g_lb, g_th = (x.new_empty(channels) for _ in range(3)) if new else out[1:]
     lib = cpu_native._load_default()
     status = getattr(lib, f"bpsn_cpu_backward_{cpu_native._DTYPES[x.dtype]}")(
         cpu_native._ptr(g),
@@ -288,6 +297,29 @@ def _plain_eager(tensors: tuple[Tensor | None, ...]) -> bool:
     return all(t is None or type(t) in _PLAIN for t in tensors)
 
 
+def _kernel_args(
+    x: Tensor,
+    mask: Tensor | None,
+    params: BPSNParams,
+    options: BPSNOptions,
+    sg: SurrogateArgs,
+    channel_dim: int,
+) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None], tuple, tuple]:
+    """``((x, decay_f, decay_b, thr, mask_u8), ints, surrogate)``: what the two kernels take
+    for one call of `bpsn_native`."""
+    T, N = x.shape[:2]
+    C, inner = channel_layout(x, channel_dim)
+    m = as_mask(mask, T, N, x.device)
+    mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
+    if N == 0 or x[0].numel() == 0:  # nothing to compute: the torch path handles empty batches
+        raise ValueError("the native BPSN CPU kernel needs a non-empty batch")
+    decay_f, decay_b, thr = (
+        per_channel(p, C, x.dtype) for p in (params.decay_f, params.decay_b, params.v_threshold)
+    )
+    ints = (C, inner, int(sg.fire_ge), options.refractory)
+    return (x.contiguous(), decay_f, decay_b, thr, mask_u8), ints, (sg.kind, sg.a, sg.b)
+
+
 def bpsn_native(
     x: torch.Tensor,
     mask: torch.Tensor | None,
@@ -303,23 +335,50 @@ def bpsn_native(
     ``x``, the decays and the threshold.  With ``membrane=False`` the membrane is not written
     (None is returned in its place).  ``NativeKernelUnavailable`` when it cannot be built.
     """
-    T, N = x.shape[:2]
-    C, inner = channel_layout(x, channel_dim)
-    m = as_mask(mask, T, N, x.device)
-    mask_u8 = None if m is None else m.to(torch.uint8).contiguous()
-    if N == 0 or x[0].numel() == 0:  # nothing to compute: the torch path handles empty batches
-        raise ValueError("the native BPSN CPU kernel needs a non-empty batch")
-    decay_f, decay_b, thr = (
-        per_channel(p, C, x.dtype) for p in (params.decay_f, params.decay_b, params.v_threshold)
-    )
-    x = x.contiguous()
-    ints = (C, inner, int(sg.fire_ge), options.refractory)
-    surrogate = (sg.kind, sg.a, sg.b)
-    if _plain_eager((x, decay_f, decay_b, thr, mask_u8)):
-        args = (x, decay_f, decay_b, thr, mask_u8, ints, surrogate, membrane)
-        spikes, mem = _EagerNative.apply(*args)
+    tensors, ints, surrogate = _kernel_args(x, mask, params, options, sg, channel_dim)
+    if _plain_eager(tensors):
+        spikes, mem = _EagerNative.apply(*tensors, ints, surrogate, membrane)
     else:
-        spikes, mem, _, _ = bpsn_cpu_forward(
-            x, decay_f, decay_b, thr, mask_u8, *ints, *surrogate, membrane
-        )
+        spikes, mem, _, _ = bpsn_cpu_forward(*tensors, *ints, *surrogate, membrane)
     return spikes, (mem if membrane else None)
+
+
+def native_kernels_into(
+    x: Tensor,
+    params: BPSNParams,
+    options: BPSNOptions,
+    sg: SurrogateArgs,
+    channel_dim: int,
+    buffers: dict[str, Tensor],
+    grad: Tensor | None = None,
+) -> Tensor:
+    """The forward kernel of `bpsn_native` (no mask), and with ``grad`` (dL/dspikes
+    ``[T, N, *]``) then its backward kernel, called without autograd, every output written
+    into ``buffers``: filled on the first call (``spikes``, ``ckpt``, ``since``, ``grad_x``,
+    ``grad_decay_f``, ``grad_decay_b``, ``grad_thr``) and reused while ``x``'s shape, dtype and
+    device hold.  The kernels' own time, without fresh outputs or autograd, for benchmarks.
+    Returns the spikes ``[T, N, *]``.
+    """
+    (x, decay_f, decay_b, thr, _), ints, surrogate = _kernel_args(
+        x, None, params, options, sg, channel_dim
+    )
+    spikes = buffers.get("spikes")
+    if spikes is None or (spikes.shape, spikes.dtype, spikes.device) != (
+        x.shape,
+        x.dtype,
+        x.device,
+    ):
+        buffers.clear()
+        buffers["spikes"] = torch.empty_like(x)
+        buffers["ckpt"], buffers["since"] = _checkpoints(x, ints[3])
+        buffers["grad_x"] = torch.empty_like(x)
+        for name in ("grad_decay_f", "grad_decay_b", "grad_thr"):
+            buffers[name] = x.new_empty(ints[0])
+    fwd_out = (buffers["spikes"], buffers["ckpt"], buffers["since"])
+    _run_forward(x, decay_f, decay_b, thr, None, ints, False, fwd_out)
+    if grad is not None:
+        names = ("grad_x", "grad_decay_f", "grad_decay_b", "grad_thr")
+        saved = (x, buffers["ckpt"], buffers["since"])
+        bwd_out = tuple(buffers[n] for n in names)
+        _run_backward(grad, None, None, (decay_f, decay_b, thr), saved, ints, surrogate, bwd_out)
+    return buffers["spikes"]
