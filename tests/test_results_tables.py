@@ -30,6 +30,7 @@ FMNIST_4X64_RUNS = {
     "spiking S5, GLU block (`--s5-output glu --d-state 32`)": "s5_glu",
     "spiking S5, GLU block, `d_state` 64 (`--s5-output glu`)": "s5_glu64",
     "spiking S5, GLU block, `d_state` 128 (`--d-state 128`)": "s5_glu128",
+    "spiking S5, GLU block, `d_state` 128, second seed (`--seed 1`)": "s5_glu128_seed1",
 }
 
 
