@@ -199,8 +199,11 @@ def _time_memory(series: dict[str, list], xlabel: str):
         ax_m.plot(x, mem / 2**20, **style)
     ax_t.set_ylabel("forward + backward (ms, median)")
     ax_m.set_ylabel("peak memory (MiB)")
+    lengths = sorted({pt[0] for pts in series.values() for pt in pts})
     for ax in (ax_t, ax_m):
         ax.set(xscale="log", yscale="log", xlabel=xlabel)
+        ax.set_xticks(lengths, [f"{v:g}" for v in lengths])  # the measured lengths, as numbers
+        ax.tick_params(axis="x", which="minor", labelbottom=False)
         ax.grid(alpha=0.3, which="both")
     ax_m.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig

@@ -46,3 +46,11 @@ def test_energy_bars_from_a_report_json(tmp_path: Path):
 def test_committed_figures_are_the_ones_the_script_draws():
     names = sorted(p.name for p in (REPO / "docs" / "img").glob("*.png"))
     assert names == sorted(plots.FIGURES), "run `python scripts/draw_figures.py`"
+
+
+def test_length_axes_are_labelled_with_the_measured_lengths():
+    series = {"BPSN": [(2048, 2.0, 2e6), (512, 1.0, 1e6)], "other": [(8192, 9.0, 9e6)]}
+    fig = plots._time_memory(series, "T")
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["512", "2048", "8192"]
+        assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
