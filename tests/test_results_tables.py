@@ -5,7 +5,8 @@ Pathfinder tables names a run whose `train lra --metrics-json` file is committed
 `benchmarks/results/lra/`. The row's parameters, validation and test accuracy, firing rate,
 energy, operation counts (and wall time) are recomputed from that file at the digits the table
 writes, halves rounded up, so a rerun that replaces a JSON, or a hand-edited cell, fails here.
-The epoch tables (ListOps and Pathfinder at LRA length) are their run's history."""
+The epoch tables (ListOps and Pathfinder at LRA length) are their run's history, and the
+kernels-alone table of benchmarks/RESULTS.md is its two `bench bpsn` JSON files."""
 
 from __future__ import annotations
 
@@ -34,18 +35,21 @@ FMNIST_4X64_RUNS = {
 }
 
 
-def table_rows(heading: str, index: int = 0) -> dict[str, list[str]]:
-    """The body rows of table `index` (0: the first) of the section under `heading`, by first
-    cell: the other cells, stripped."""
-    lines = PAGE.read_text(encoding="utf-8").splitlines()
-    assert heading in lines, f"docs/results.md: no heading {heading!r} (renamed? update this test)"
+def table_rows(
+    heading: str, index: int = 0, page: Path = PAGE, keys: int = 1
+) -> dict[str, list[str]]:
+    """The body rows of table `index` (0: the first) of the section under `heading` of `page`,
+    by their first `keys` cells (joined with " | "): the other cells, stripped."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    name = page.relative_to(REPO)
+    assert heading in lines, f"{name}: no heading {heading!r} (renamed? update this test)"
     tables: list[dict[str, list[str]]] = [{}]
     for line in lines[lines.index(heading) + 1 :]:
         if line.startswith(("## ", "### ")):
             break
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip("|").split("|")]
-            tables[-1][cells[0]] = cells[1:]
+            tables[-1][" | ".join(cells[:keys])] = cells[keys:]
         elif tables[-1]:
             tables.append({})
     rows = tables[index]
@@ -209,3 +213,42 @@ def test_a_pathfinder_row_is_its_metrics_json(label):
         f"{rounded(energy['energy_pJ'] / 1e6, 0)} uJ",
     ]
     assert table_rows(PATHFINDER)[label] == expected
+
+
+KERNELS_ALONE = "### The kernels alone"
+KERNEL_RUNS = {
+    "`[T, 8, 256]`": "bpsn_floor_kernels",
+    "`[T, 8, 16, 4, 4]`": "bpsn_floor_kernels_conv",
+}
+KERNEL_ROWS = ("bpsn", "bpsn_compiled", "bpsn_kernels", "floor", "floor_fresh")
+
+
+def bench_cells(stem: str, T: int) -> list[str]:
+    """A kernels-alone row's cells after input and T, from `benchmarks/results/<stem>.json`:
+    median / min ms of every row (3 significant digits below 10 ms, else one decimal), then
+    eager / floor, kernels alone / floor and compiled / eager on both statistics."""
+    report = json.loads((REPO / "benchmarks" / "results" / f"{stem}.json").read_text())
+    found = {(r["neuron"], r["T"]): r["fwd_bwd"] for r in report["results"]}
+    times = {k: (found[k, T]["median_ms"], found[k, T]["min_ms"]) for k in KERNEL_ROWS}
+
+    def ms(v: float) -> str:
+        return f"{v:.3g}" if v < 10 else f"{v:.1f}"
+
+    def ratio(top: str, bottom: str) -> str:
+        (a, b), (c, d) = times[top], times[bottom]
+        return f"{a / c:.2f}x / {b / d:.2f}x"
+
+    ratios = [("bpsn", "floor"), ("bpsn_kernels", "floor"), ("bpsn_compiled", "bpsn")]
+    return [f"{ms(med)} / {ms(low)}" for med, low in times.values()] + [
+        ratio(*pair) for pair in ratios
+    ]
+
+
+def test_the_kernels_alone_table_is_its_bench_json():
+    rows = table_rows(KERNELS_ALONE, page=REPO / "benchmarks" / "RESULTS.md", keys=2)
+    expected = {
+        f"{shape} | {T}": bench_cells(stem, T)
+        for shape, stem in KERNEL_RUNS.items()
+        for T in (512, 2048, 8192)
+    }
+    assert rows == expected
