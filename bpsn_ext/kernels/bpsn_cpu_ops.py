@@ -163,9 +163,8 @@ def _run_backward(
     g, g_const = _spike_grad(grad_spikes, x.dtype)
     no_mem = grad_mem is None or grad_mem.numel() == 0  # empty: no membrane was asked for
     gm = None if no_mem else grad_mem.to(x.dtype).contiguous()
-    new = out is None
-    grad_x = torch.empty_like(x) if new else out[0]
-    g_lf, g_lb, g_th = (x.new_empty(channels) for _ in range(3)) if new else out[1:]
+    grads = out or (torch.empty_like(x), *(x.new_empty(channels) for _ in range(3)))
+    grad_x, g_lf, g_lb, g_th = grads
     lib = cpu_native._load_default()
     status = getattr(lib, f"bpsn_cpu_backward_{cpu_native._DTYPES[x.dtype]}")(
         cpu_native._ptr(g),
