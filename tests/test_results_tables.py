@@ -57,6 +57,11 @@ def table_rows(
     return {label: rows[label] for label in body}
 
 
+def run_json(stem: str, folder: Path = LRA) -> dict:
+    """The committed JSON `<folder>/<stem>.json` (default: the training runs' folder)."""
+    return json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
+
+
 def rounded(value: float | Decimal, digits: int) -> str:
     """`value` at `digits` decimals, halves up (0.9135 is 91.4 %, not the float's 91.3)."""
     exact = value if isinstance(value, Decimal) else Decimal(repr(value))
@@ -121,10 +126,6 @@ SMALL_TABLES = {
         "S4D (reference)": "listops_short_s4d",
     },
 }
-
-
-def run_json(stem: str) -> dict:
-    return json.loads((LRA / f"{stem}.json").read_text(encoding="utf-8"))
 
 
 def small_table_cells(stem: str, reference_pj: float | None) -> list[str]:
@@ -227,7 +228,7 @@ def bench_cells(stem: str, T: int) -> list[str]:
     """A kernels-alone row's cells after input and T, from `benchmarks/results/<stem>.json`:
     median / min ms of every row (3 significant digits below 10 ms, else one decimal), then
     eager / floor, kernels alone / floor and compiled / eager on both statistics."""
-    report = json.loads((REPO / "benchmarks" / "results" / f"{stem}.json").read_text())
+    report = run_json(stem, REPO / "benchmarks" / "results")
     found = {(r["neuron"], r["T"]): r["fwd_bwd"] for r in report["results"]}
     times = {k: (found[k, T]["median_ms"], found[k, T]["min_ms"]) for k in KERNEL_ROWS}
 

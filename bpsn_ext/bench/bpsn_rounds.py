@@ -21,7 +21,7 @@ from bpsn_ext.bench.bpsn_settings import (
     warmup_for,
 )
 from bpsn_ext.bench.measure import peak_memory_bytes, time_fns
-from bpsn_ext.bench.neuron_zoo import Floor, NativeKernels, Neuron
+from bpsn_ext.bench.neuron_zoo import Direct, Neuron
 
 __all__ = ["measure_T"]
 
@@ -38,16 +38,8 @@ def _closures(
 ) -> tuple[Callable[[], None], Callable[[dict | None], None]]:
     params = list(module.parameters())
     grad = _output_grad(x)
-    if isinstance(module, Floor):
-        return (lambda: module(x, 3)), (lambda record=None: module(x, 6))
-    if isinstance(module, NativeKernels):  # no autograd: the two kernels, outputs reused
-
-        def kernels(record: dict | None = None) -> None:
-            y = module(x, grad)
-            if record is not None:
-                record["firing_rate"] = y.float().mean().item()
-
-        return (lambda: module(x)), kernels
+    if isinstance(module, Direct):  # the floors, the kernels alone: passes of their own
+        return module.passes(x, grad)
 
     def forward() -> None:
         if n.reset is not None:

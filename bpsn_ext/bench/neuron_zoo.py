@@ -11,8 +11,10 @@ from torch import nn
 
 from bpsn_ext.bench.bpsn_settings import MATMUL_MAX_T, NEURON_KEYS
 from bpsn_ext.bench.measure import package_version
+from bpsn_ext.kernels.bpsn_cpu_ops import native_kernels_into
+from bpsn_ext.kernels.dispatch import surrogate_args
 
-__all__ = ["Neuron", "Floor", "NativeKernels", "neurons"]
+__all__ = ["Neuron", "Direct", "Floor", "NativeKernels", "neurons"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,19 @@ def _snntorch_loop(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(spikes)
 
 
-class Floor(nn.Module):
+Pass = Callable[[], object]
+
+
+class Direct(nn.Module):
+    """A row timed without autograd: it gives its own forward and forward+backward passes."""
+
+    def passes(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[Pass, Callable]:
+        """``(forward, forward_backward(record=None))`` on ``x``, with ``grad`` the output
+        gradient the other rows get; ``record`` takes the firing rate where there is one."""
+        raise NotImplementedError
+
+
+class Floor(Direct):
     """Streams 3 (``arrays=3``) or 6 distinct arrays of the input's size: the memory floor.
 
     ``fresh=True``: the same streams, but every written array is a new tensor (``torch.add``
@@ -71,8 +85,11 @@ class Floor(nn.Module):
             torch.add(a[3], a[4], out=a[5])
         return a[2]
 
+    def passes(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[Pass, Callable]:
+        return (lambda: self(x, 3)), (lambda record=None: self(x, 6))
 
-class NativeKernels(nn.Module):
+
+class NativeKernels(Direct):
     """The default BPSN's two native CPU kernels alone: ``forward(x)`` runs the forward
     kernel, ``forward(x, grad)`` the forward and then the backward kernel with the output
     gradient ``grad``; both write into arrays allocated once (no fresh outputs, no autograd),
@@ -87,14 +104,19 @@ class NativeKernels(nn.Module):
         self.buffers: dict[str, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor, grad: torch.Tensor | None = None) -> torch.Tensor:
-        from bpsn_ext.kernels.bpsn_cpu_ops import native_kernels_into
-        from bpsn_ext.kernels.dispatch import surrogate_args
-
         n = self.neuron
         with torch.no_grad():
             sg, dim = surrogate_args(n.surrogate_function), n.resolve_channel_dim(x)
             args = (n.params(x), n.options, sg, dim, self.buffers)
             return native_kernels_into(x, *args, grad=grad)
+
+    def passes(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[Pass, Callable]:
+        def both(record: dict | None = None) -> None:
+            y = self(x, grad)
+            if record is not None:
+                record["firing_rate"] = y.float().mean().item()
+
+        return (lambda: self(x)), both
 
 
 def _native_missing() -> str | None:
